@@ -1,0 +1,125 @@
+"""Built-in backbones. Importing this package registers them (see ``monai_transfer.networks.registry``)."""
+
+from __future__ import annotations
+
+from monai_transfer.networks.backbones.densenet import DenseNetBackbone, densenet121
+from monai_transfer.networks.backbones.efficientnet import EfficientNetBackbone, efficientnet_b0
+from monai_transfer.networks.backbones.resnet import ResNetBackbone, resnet_factory
+from monai_transfer.networks.backbones.segresnet import SegResNetBackbone, segresnet_encoder
+from monai_transfer.networks.backbones.swin import SwinBackbone, swin_unetr_encoder
+from monai_transfer.networks.backbones.vit import ViTBackbone, vit_factory
+from monai_transfer.networks.registry import BackboneConfig, register_backbone
+
+__all__ = [
+    "DenseNetBackbone",
+    "EfficientNetBackbone",
+    "ResNetBackbone",
+    "SegResNetBackbone",
+    "SwinBackbone",
+    "ViTBackbone",
+    "BUILTIN_BACKBONES",
+]
+
+BUILTIN_BACKBONES: tuple[BackboneConfig, ...] = (
+    BackboneConfig(
+        "resnet10",
+        resnet_factory(10),
+        "resnet",
+        (2, 3),
+        512,
+        wraps="monai.networks.nets.ResNet",
+        pretrained_sources=("medicalnet-23datasets",),
+        description="ResNet-10 (MedicalNet's smallest)",
+    ),
+    BackboneConfig(
+        "resnet18",
+        resnet_factory(18),
+        "resnet",
+        (2, 3),
+        512,
+        wraps="monai.networks.nets.ResNet",
+        pretrained_sources=("torchvision-imagenet1k-v1", "medicalnet-23datasets"),
+        description="ResNet-18",
+    ),
+    BackboneConfig(
+        "resnet34",
+        resnet_factory(34),
+        "resnet",
+        (2, 3),
+        512,
+        wraps="monai.networks.nets.ResNet",
+        pretrained_sources=("torchvision-imagenet1k-v1", "medicalnet-23datasets"),
+        description="ResNet-34",
+    ),
+    BackboneConfig(
+        "resnet50",
+        resnet_factory(50),
+        "resnet",
+        (2, 3),
+        2048,
+        wraps="monai.networks.nets.ResNet",
+        pretrained_sources=("torchvision-imagenet1k-v2", "medicalnet-23datasets"),
+        description="ResNet-50",
+    ),
+    BackboneConfig(
+        "densenet121",
+        densenet121,
+        "densenet",
+        (2, 3),
+        1024,
+        wraps="monai.networks.nets.DenseNet121",
+        pretrained_sources=("torchvision-imagenet1k-v1", "torchxrayvision-all"),
+        description="DenseNet-121",
+    ),
+    BackboneConfig(
+        "efficientnet_b0",
+        efficientnet_b0,
+        "efficientnet",
+        (2, 3),
+        1280,
+        wraps="monai.networks.nets.EfficientNetBN",
+        description="EfficientNet-B0",
+    ),
+    BackboneConfig(
+        "vit_small_patch16",
+        vit_factory("small"),
+        "vit",
+        (2, 3),
+        384,
+        wraps="monai.networks.nets.ViT",
+        pretrained_sources=("timm-augreg-in21k-ft-in1k",),
+        description="ViT-S/16",
+    ),
+    BackboneConfig(
+        "vit_base_patch16",
+        vit_factory("base"),
+        "vit",
+        (2, 3),
+        768,
+        wraps="monai.networks.nets.ViT",
+        pretrained_sources=("timm-augreg-in21k-ft-in1k",),
+        description="ViT-B/16",
+    ),
+    BackboneConfig(
+        "swin_unetr",
+        swin_unetr_encoder,
+        "swin",
+        (2, 3),
+        768,
+        wraps="monai.networks.nets.swin_unetr.SwinTransformer",
+        pretrained_sources=("swinunetr-ssl-5050ct",),
+        description="SwinUNETR encoder, feature_size 48",
+    ),
+    BackboneConfig(
+        "segresnet",
+        segresnet_encoder,
+        "segresnet",
+        (2, 3),
+        128,
+        wraps="monai.networks.nets.SegResNet",
+        description="SegResNet encoder, init_filters 16",
+    ),
+)
+
+for _config in BUILTIN_BACKBONES:
+    register_backbone(_config, overwrite=True)

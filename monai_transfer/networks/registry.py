@@ -1,0 +1,117 @@
+"""Backbones as data: a name maps to a factory and a config record (timm's ``register_model`` idea).
+
+>>> from monai_transfer.networks import create_backbone, list_backbones
+>>> list_backbones("resnet*")
+['resnet10', 'resnet18', 'resnet34', 'resnet50']
+>>> net = create_backbone("resnet18", spatial_dims=3, in_channels=1)
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+__all__ = ["BackboneConfig", "register_backbone", "create_backbone", "list_backbones", "get_backbone_config"]
+
+
+@dataclass(frozen=True)
+class BackboneConfig:
+    """The record kept for a registered backbone.
+
+    Attributes:
+        name: registry name, e.g. ``"resnet18"``.
+        factory: callable ``(spatial_dims, in_channels, **kwargs) -> backbone``.
+        family: architecture family (``"resnet"``, ``"vit"``, ...), used by weight adapters.
+        spatial_dims: the spatial dimensions the wrapped MONAI network supports.
+        num_features: size of the pooled embedding.
+        kwargs: default keyword arguments passed to the factory.
+        pretrained_sources: names of known published weights (see ``monai_transfer.weights.sources``).
+        wraps: the MONAI network that the backbone wraps, for the docs.
+        description: one line for ``list_backbones`` users.
+    """
+
+    name: str
+    factory: Callable[..., nn.Module]
+    family: str
+    spatial_dims: tuple[int, ...]
+    num_features: int
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    pretrained_sources: tuple[str, ...] = ()
+    wraps: str = ""
+    description: str = ""
+
+
+_REGISTRY: dict[str, BackboneConfig] = {}
+
+
+def register_backbone(config: BackboneConfig, overwrite: bool = False) -> BackboneConfig:
+    """Add a backbone to the registry. Raise ``KeyError`` if the name is taken and ``overwrite`` is False."""
+    if config.name in _REGISTRY and not overwrite:
+        raise KeyError(f"A backbone named {config.name!r} is already registered; pass overwrite=True to replace it.")
+    _REGISTRY[config.name] = config
+    return config
+
+
+def _ensure_builtin() -> None:
+    # importing the module registers the built-in backbones; done lazily to keep imports cheap and acyclic
+    from monai_transfer.networks import backbones  # noqa: F401
+
+
+def list_backbones(pattern: str | None = None, spatial_dims: int | None = None) -> list[str]:
+    """Registered names, sorted, optionally filtered by a shell-style ``pattern`` and by ``spatial_dims``."""
+    _ensure_builtin()
+    names = sorted(_REGISTRY)
+    if pattern is not None:
+        names = [n for n in names if fnmatch.fnmatch(n, pattern)]
+    if spatial_dims is not None:
+        names = [n for n in names if spatial_dims in _REGISTRY[n].spatial_dims]
+    return names
+
+
+def get_backbone_config(name: str) -> BackboneConfig:
+    """The config record of a registered backbone; a ``KeyError`` lists close names when unknown."""
+    _ensure_builtin()
+    if name not in _REGISTRY:
+        close = [n for n in _REGISTRY if n.split("_")[0] in name or name in n]
+        hint = f" Did you mean one of {close}?" if close else ""
+        raise KeyError(f"Unknown backbone {name!r}.{hint} Known: {sorted(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+def create_backbone(
+    name: str,
+    spatial_dims: int = 2,
+    in_channels: int = 1,
+    pretrained: str | None = None,
+    strict: bool = True,
+    **kwargs: Any,
+) -> nn.Module:
+    """Build a registered backbone, optionally initialised from pretrained weights.
+
+    Args:
+        name: registry name (see ``list_backbones``).
+        spatial_dims: 2 or 3 (where the network supports it).
+        in_channels: number of input channels.
+        pretrained: ``None`` (random init), a path to a checkpoint, or the name of a known source
+            (``monai_transfer.weights.list_sources(name)``). Weights are adapted to ``spatial_dims`` and
+            ``in_channels`` (inflation and channel surgery) and loaded strictly.
+        strict: passed to ``load_pretrained``; a non-strict load still returns and logs its report.
+        kwargs: override the registry's default keyword arguments (for ViT: ``img_size``, ``patch_size``...).
+
+    Returns:
+        The backbone. When ``pretrained`` is given, its ``load_report`` attribute holds the ``LoadReport``.
+    """
+    config = get_backbone_config(name)
+    if spatial_dims not in config.spatial_dims:
+        raise ValueError(f"Backbone {name!r} supports spatial_dims in {config.spatial_dims}, got {spatial_dims!r}.")
+    model = config.factory(spatial_dims=spatial_dims, in_channels=in_channels, **{**config.kwargs, **kwargs})
+    model.backbone_name = name
+    if pretrained is not None:
+        from monai_transfer.weights.load import load_pretrained  # weights sit beside networks; imported lazily
+
+        model.load_report = load_pretrained(model, pretrained, strict=strict)
+    return model
