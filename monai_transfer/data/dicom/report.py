@@ -44,7 +44,7 @@ def summary_report(index_dir: str | os.PathLike, max_items: int = 50) -> str:
             lines.append(f"  {r['series_key']}: {'; '.join(r['issues'])}")
     for level in ("file", "series"):
         entries = [q for q in quarantine if q["level"] == level]
-        lines.append(f"quarantined {level}s: {len(entries)}")
+        lines.append(f"quarantined {level if level == 'series' else level + 's'}: {len(entries)}")
         kinds: Counter[str] = Counter(q["kind"] for q in entries)
         for kind, n in sorted(kinds.items()):
             lines.append(f"  {kind}: {n}")
