@@ -48,6 +48,29 @@ def _cmd_backbones(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_data_scan(args: argparse.Namespace) -> int:
+    from monai_transfer.data import QuarantineError, scan
+
+    try:
+        stats = scan(args.root, args.index, strict=args.strict, progress=not args.quiet)
+    except QuarantineError as err:  # --strict: the first bad file or series stops the scan
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(stats.as_dict(), indent=2) if args.json else _format_stats(stats.as_dict()))
+    return 0
+
+
+def _format_stats(stats: dict) -> str:
+    return "\n".join(f"{k.replace('_', ' ')}: {round(v, 2) if isinstance(v, float) else v}" for k, v in stats.items())
+
+
+def _cmd_data_report(args: argparse.Namespace) -> int:
+    from monai_transfer.data import summary_report
+
+    print(summary_report(args.index))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="monai-transfer",
@@ -69,6 +92,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spatial-dims", type=int, choices=[2, 3], default=None, help="only backbones with these dims")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=_cmd_backbones)
+
+    data = sub.add_parser(
+        "data", help="index DICOM trees, report on them, make demo data", description="Data commands."
+    )
+    dsub = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND")
+    p = dsub.add_parser(
+        "scan",
+        help="index every DICOM series under ROOT (incremental; ROOT is never written)",
+        description=(
+            "Walk ROOT (nested folders, any file names, with or without DICOMDIR), group files into series, sort "
+            "slices along the slice normal, check geometry (spacing, gaps, duplicates, mixed sizes) and record the "
+            "result in an SQLite index in --index. A rescan reads only new or changed files. Unreadable or "
+            "inconsistent inputs are quarantined with a reason; patient identifiers are stored only as salted hashes."
+        ),
+    )
+    p.add_argument("root", help="folder tree of DICOM files (read only)")
+    p.add_argument("--index", required=True, help="folder for the index (must be outside ROOT)")
+    p.add_argument("--strict", action="store_true", help="stop at the first unreadable or inconsistent input")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the scan statistics as JSON")
+    p.set_defaults(func=_cmd_data_scan)
+    p = dsub.add_parser(
+        "report",
+        help="summarise an index: series per modality, quarantined files and why",
+        description="Print a readable summary of an index written by 'monai-transfer data scan'.",
+    )
+    p.add_argument("--index", required=True, help="folder holding the index")
+    p.set_defaults(func=_cmd_data_report)
+    data.set_defaults(func=lambda a: (data.print_help(), 0)[1])
     return parser
 
 
