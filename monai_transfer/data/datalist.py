@@ -52,6 +52,13 @@ def _is_path_value(value: Any) -> bool:
     return isinstance(value, (str, os.PathLike))
 
 
+def _looks_relative(value: Any) -> bool:
+    """A string stored as an explicit relative path (``./x`` or ``../x``), as :func:`write_datalist` writes them."""
+    if isinstance(value, (list, tuple)):
+        return bool(value) and all(_looks_relative(v) for v in value)
+    return isinstance(value, str) and (value.startswith("./") or value.startswith("../"))
+
+
 def _resolve(value: Any, base_dir: str) -> Any:
     if _is_path_value(value):
         v = os.fspath(value)
@@ -166,7 +173,8 @@ def load_datalist(
         key: the section (``"training"``, ``"validation"``, ``"test"``, ``"unlabeled"``, ...).
         base_dir: folder that relative paths start from; default: the JSON file's folder.
         required_keys: keys every entry must have.
-        path_keys: keys holding paths (resolved against ``base_dir`` and checked).
+        path_keys: keys holding paths (resolved against ``base_dir`` and checked); values of other keys that start
+            with ``./`` or ``../`` (as :func:`write_datalist` stores paths) are resolved and checked too.
         check_files: check that every path exists.
 
     Returns:
@@ -186,12 +194,14 @@ def load_datalist(
     base = os.fspath(base_dir) if base_dir is not None else os.path.dirname(os.path.abspath(path))
     pkeys = tuple(path_keys)
     out: list[dict[str, Any]] = []
+    extra: set[str] = set()
     for e in raw:
         entry = {"image": e} if isinstance(e, str) else e
         if isinstance(entry, dict):
-            entry = {k: (_resolve(v, base) if k in pkeys else v) for k, v in entry.items()}
+            extra |= {k for k, v in entry.items() if k not in pkeys and _looks_relative(v)}
+            entry = {k: (_resolve(v, base) if k in pkeys or _looks_relative(v) else v) for k, v in entry.items()}
         out.append(entry)
-    validate_datalist(out, required_keys, pkeys, check_files, name=f"{path}:{key}")
+    validate_datalist(out, required_keys, pkeys + tuple(sorted(extra)), check_files, name=f"{path}:{key}")
     return out
 
 

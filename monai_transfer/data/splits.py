@@ -98,13 +98,15 @@ def _unit_strata(
     return out
 
 
-def _allocate(n: int, fractions: Sequence[float]) -> list[int]:
-    """Split ``n`` items into counts proportional to ``fractions`` (largest remainder; sums to ``n``)."""
+def _allocate(n: int, fractions: Sequence[float], rng: np.random.Generator) -> list[int]:
+    """Split ``n`` items into counts proportional to ``fractions`` (largest remainder, random ties; sums to ``n``)."""
     f = np.asarray(fractions, dtype=np.float64)
     f = f / f.sum()
     raw = f * n
     counts = np.floor(raw).astype(int)
-    for i in np.argsort(-(raw - counts), kind="stable")[: n - counts.sum()]:
+    rem = np.round(raw - counts, 9)
+    tie = rng.random(len(f))
+    for i in np.lexsort((tie, -rem))[: n - counts.sum()]:
         counts[i] += 1
     return counts.tolist()
 
@@ -148,7 +150,7 @@ def patient_split(
     for s in sorted(by_stratum, key=repr):
         us = np.asarray(by_stratum[s])
         us = us[rng.permutation(len(us))]
-        counts = _allocate(len(us), fractions)
+        counts = _allocate(len(us), fractions, rng)
         start = 0
         for j, c in enumerate(counts):
             assignment[us[start : start + c]] = j

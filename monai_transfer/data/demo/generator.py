@@ -1,0 +1,499 @@
+"""Deterministic demo data simulated from real anatomy: the MNI152 template and its grey/white-matter maps.
+
+This is a **simulation built on a real template** (nilearn's MNI152 T1 and tissue probability maps, shipped inside the
+``nilearn`` package, loaded offline). Each simulated subject is the template warped by a smooth random deformation
+(random affine plus a smooth displacement field, one interpolation); each simulated site applies scanner-like changes
+(contrast curve (gamma), multiplicative bias field, blur for resolution and slice thickness, Rician noise, gain).
+Optional white-matter lesions are hyperintense (FLAIR-like) ellipsoids clipped to white matter.
+
+Tasks written (NIfTI with the simulation's RAS affines, datalists in MSD layout):
+
+* ``tissue_seg_3d.json``: 3D tissue segmentation, labels 0 background, 1 CSF/other brain, 2 grey matter, 3 white matter.
+* ``tissue_seg_2d.json``: axial slices of the same subjects and labels (2D NIfTI).
+* ``lesion_cls_3d.json``: lesion presence (0/1) per volume; prevalence = ``lesion_prevalence``; ``lesion_mask`` given.
+* ``unlabeled.json``: an unlabeled pool of further simulated subjects (section ``"unlabeled"``) for pretraining.
+* optionally ``dicom/<subject>/IM_*.dcm``: the 3D images as DICOM series, and ``dicom_series.json``.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+from monai.utils import optional_import
+from scipy import ndimage
+
+from ..atomic import atomic_write_bytes, atomic_write_json
+from ..datalist import write_datalist
+from ..splits import patient_split
+from .dicom_writer import write_dicom_series
+
+tqdm, has_tqdm = optional_import("tqdm", name="tqdm")
+
+__all__ = ["make_demo_data", "load_anatomy", "simulate_subject", "SiteParams", "site_params", "DEMO_LABELS"]
+
+GENERATOR_ID = "monai_transfer.data.demo"
+MANIFEST = "demo_manifest.json"
+DEMO_LABELS = {"0": "background", "1": "csf_other_brain", "2": "gray_matter", "3": "white_matter"}
+_VERSION = 1
+
+README = """monai_transfer demo data -- A SIMULATION BUILT ON A REAL TEMPLATE
+=====================================================================
+
+These images are NOT scans of real people. Every "subject" is the MNI152 T1 template (real anatomy, an average of
+152 adult brains; shipped in the nilearn package) warped by a smooth random deformation. Tissue labels come from the
+thresholded MNI152 grey- and white-matter probability maps warped the same way. Each "site" applies simulated
+scanner effects (contrast curve, bias field, blur/slice thickness, Rician noise, gain). "Lesions" are simulated
+hyperintense ellipsoids placed inside white matter. Use this data to learn and test the tools, never to draw clinical
+or scientific conclusions; real studies should use the public-dataset adapters (MedMNIST, MSD, folder + CSV).
+
+Generated with: {params}
+
+Files
+-----
+images/<subject>_T1w.nii.gz        3D image (float32, RAS affine)
+labels/<subject>_tissue.nii.gz     3D labels: 0 background, 1 CSF/other brain, 2 grey matter, 3 white matter
+labels/<subject>_lesion.nii.gz     3D lesion mask (0/1; empty for lesion-free subjects)
+slices/<subject>_z<k>_{{img,seg}}.nii.gz  2D axial slices and labels
+unlabeled/<subject>_T1w.nii.gz     unlabeled pretraining pool (further simulated subjects)
+dicom/<subject>/IM_*.dcm           (optional) the 3D images as DICOM series (int16 with rescale slope/intercept)
+tissue_seg_3d.json, tissue_seg_2d.json, lesion_cls_3d.json, unlabeled.json[, dicom_series.json]   datalists
+demo_manifest.json                 parameters and SHA-256 of every file
+"""
+
+
+@dataclass(frozen=True)
+class SiteParams:
+    """Scanner-like changes of one simulated site."""
+
+    name: str
+    scanner: str
+    gamma: float
+    bias_amplitude: float
+    blur_inplane: float
+    blur_through: float
+    noise: float
+    gain: float
+
+
+def site_params(seed: int, n_sites: int) -> list[SiteParams]:
+    """Deterministic parameters for ``n_sites`` simulated sites (site 0 the mildest)."""
+    out = []
+    for s in range(n_sites):
+        rng = np.random.default_rng([seed, 101, s])
+        severity = 0.0 if n_sites == 1 else s / (n_sites - 1)
+        out.append(
+            SiteParams(
+                name=f"site-{chr(ord('A') + s) if s < 26 else s}",
+                scanner=f"SimScanner-{s + 1}",
+                gamma=float(np.exp(rng.choice([-1.0, 1.0]) * (0.05 + 0.3 * severity) * rng.uniform(0.8, 1.0))),
+                bias_amplitude=float(0.05 + 0.25 * severity * rng.uniform(0.7, 1.0)),
+                blur_inplane=float(0.6 * severity * rng.uniform(0.5, 1.0)),
+                blur_through=float(1.5 * severity * rng.uniform(0.5, 1.0)),
+                noise=float(0.01 + 0.04 * severity * rng.uniform(0.5, 1.0)),
+                gain=float(rng.uniform(600.0, 1400.0)),
+            )
+        )
+    return out
+
+
+@dataclass
+class Anatomy:
+    """The MNI152 maps at 2 mm and the target grid (a cube around the brain)."""
+
+    t1: np.ndarray
+    gm: np.ndarray
+    wm: np.ndarray
+    mask: np.ndarray
+    src_affine: np.ndarray
+    affine: np.ndarray
+    size: int
+
+
+@functools.lru_cache(maxsize=1)
+def _mni152_2mm() -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+    from nilearn import datasets
+
+    imgs = (
+        datasets.load_mni152_template(resolution=2),
+        datasets.load_mni152_gm_template(resolution=2),
+        datasets.load_mni152_wm_template(resolution=2),
+        datasets.load_mni152_brain_mask(resolution=2),
+    )
+    arrays = tuple(np.asarray(x.get_fdata(dtype=np.float32), dtype=np.float32) for x in imgs)
+    for a in arrays:
+        a.setflags(write=False)
+    return arrays, np.asarray(imgs[0].affine, dtype=np.float64)
+
+
+def load_anatomy(size: int = 64) -> Anatomy:
+    """Load nilearn's MNI152 T1, GM, WM and brain mask (2 mm, offline) and define a ``size``^3 grid around the brain.
+
+    The maps are loaded once per process and kept read-only.
+
+    Raises:
+        ImportError: nilearn is not installed (``pip install nilearn``).
+    """
+    arrays, src_aff = _mni152_2mm()
+    idx = np.argwhere(arrays[3] > 0.5)
+    lo_w = (src_aff @ np.r_[idx.min(0), 1.0])[:3]
+    hi_w = (src_aff @ np.r_[idx.max(0), 1.0])[:3]
+    centre = (lo_w + hi_w) / 2
+    extent = float(np.max(hi_w - lo_w)) * 1.08
+    spacing = extent / size
+    aff = np.diag([spacing, spacing, spacing, 1.0])
+    aff[:3, 3] = centre - spacing * (size - 1) / 2
+    return Anatomy(*arrays, src_affine=src_aff, affine=aff, size=size)
+
+
+def _smooth_field(rng: np.random.Generator, size: int, ctrl: int, amplitude: float) -> np.ndarray:
+    """A smooth random field on ``size``^3 from ``ctrl``^3 Gaussian control values (separable Gaussian weights)."""
+    coarse = rng.normal(0.0, amplitude, size=(ctrl, ctrl, ctrl))
+    x = (np.arange(size) + 0.5) / size
+    c = (np.arange(ctrl) + 0.5) / ctrl
+    m = np.exp(-0.5 * ((x[:, None] - c[None, :]) * ctrl) ** 2)
+    m /= np.sqrt((m**2).sum(1, keepdims=True))  # unit-variance weights: the field keeps the amplitude
+    return np.einsum("ia,jb,kc,abc->ijk", m, m, m, coarse, optimize=True).astype(np.float32)
+
+
+def _rotation(angles: np.ndarray) -> np.ndarray:
+    ax, ay, az = angles
+    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
+    ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
+    rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+def _warp_coords(anat: Anatomy, rng: np.random.Generator, deform_mm: float) -> np.ndarray:
+    """Source voxel coordinates (3, N) of a random affine + smooth displacement of the target grid."""
+    n = anat.size
+    grid = np.stack(np.meshgrid(*(np.arange(n, dtype=np.float64),) * 3, indexing="ij"), 0).reshape(3, -1)
+    world = anat.affine[:3, :3] @ grid + anat.affine[:3, 3:4]
+    centre = anat.affine[:3, :3] @ np.full((3, 1), (n - 1) / 2) + anat.affine[:3, 3:4]
+    lin = _rotation(rng.uniform(-1, 1, 3) * np.deg2rad(6)) @ np.diag(rng.uniform(0.93, 1.07, 3))
+    world = lin @ (world - centre) + centre + rng.uniform(-3, 3, (3, 1))
+    disp = np.stack([_smooth_field(rng, n, 5, deform_mm).ravel() for _ in range(3)], 0)
+    world = world + disp
+    inv = np.linalg.inv(anat.src_affine)
+    return inv[:3, :3] @ world + inv[:3, 3:4]
+
+
+def _tissue_labels(gm: np.ndarray, wm: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    other = np.clip(1.0 - gm - wm, 0.0, 1.0)
+    lab = (np.argmax(np.stack([other, gm, wm], 0), 0) + 1).astype(np.uint8)
+    lab[mask < 0.5] = 0
+    return lab
+
+
+def _lesions(rng: np.random.Generator, labels: np.ndarray, wm: np.ndarray, size: int) -> np.ndarray:
+    """1-3 ellipsoids centred in deep white matter, clipped to white matter."""
+    core = np.argwhere((labels == 3) & (wm > 0.85))
+    if len(core) == 0:
+        core = np.argwhere(labels == 3)
+    lesion = np.zeros(labels.shape, dtype=bool)
+    grid = np.ogrid[tuple(slice(0, s) for s in labels.shape)]
+    scale = size / 64.0
+    for _ in range(int(rng.integers(1, 4))):
+        c = core[rng.integers(len(core))]
+        r = rng.uniform(1.5, 3.5, 3) * max(scale, 0.75)
+        e = sum(((g - ci) / ri) ** 2 for g, ci, ri in zip(grid, c, r)) <= 1.0
+        lesion |= e
+    lesion &= labels == 3
+    if not lesion.any():
+        c = core[rng.integers(len(core))]
+        lesion[tuple(c)] = True
+    return lesion
+
+
+def _site_effects(rng: np.random.Generator, img: np.ndarray, site: SiteParams, size: int) -> np.ndarray:
+    out = np.clip(img, 0.0, None) ** site.gamma
+    bias = np.exp(_smooth_field(rng, size, 3, site.bias_amplitude))
+    out = out * bias
+    if site.blur_inplane > 0 or site.blur_through > 0:
+        out = ndimage.gaussian_filter(out, sigma=(site.blur_inplane, site.blur_inplane, site.blur_through))
+    n1 = rng.normal(0.0, site.noise, out.shape)
+    n2 = rng.normal(0.0, site.noise, out.shape)
+    out = np.sqrt((out + n1) ** 2 + n2**2)  # Rician magnitude noise
+    return (out * site.gain).astype(np.float32)
+
+
+def simulate_subject(
+    anat: Anatomy, seed: int, index: int, site: SiteParams, lesion: bool, pool: str = "labelled"
+) -> dict[str, np.ndarray]:
+    """Simulate one subject: ``{"image": float32, "tissue": uint8, "lesion": uint8}`` on the ``size``^3 grid.
+
+    Deterministic in ``(seed, pool, index)`` (independent of the other subjects).
+    """
+    rng = np.random.default_rng([seed, 202 if pool == "labelled" else 303, index])
+    coords = _warp_coords(anat, rng, deform_mm=4.0)
+    shape = (anat.size,) * 3
+
+    def warp(a: np.ndarray) -> np.ndarray:
+        return ndimage.map_coordinates(a, coords, order=1, mode="constant", cval=0.0).reshape(shape)
+
+    t1, gm, wm, mask = (warp(a) for a in (anat.t1, anat.gm, anat.wm, anat.mask))
+    labels = _tissue_labels(gm, wm, mask)
+    les = _lesions(rng, labels, wm, anat.size) if lesion else np.zeros(shape, dtype=bool)
+    img = t1.astype(np.float64)
+    if les.any():
+        wm_level = float(np.median(img[labels == 3]))
+        soft = ndimage.gaussian_filter(les.astype(np.float64), 0.7)
+        img = img + soft * (1.6 * wm_level - img).clip(0, None)
+    img = _site_effects(rng, img, site, anat.size)
+    return {"image": img, "tissue": labels, "lesion": les.astype(np.uint8)}
+
+
+def _nifti_bytes(arr: np.ndarray, affine: np.ndarray) -> bytes:
+    img = nib.Nifti1Image(arr, affine)
+    img.header.set_xyzt_units("mm")
+    img.set_qform(affine, code=1)
+    img.set_sform(affine, code=1)
+    return gzip.compress(img.to_bytes(), compresslevel=4, mtime=0)
+
+
+class _Writer:
+    """Atomic writes into ``out_dir`` with a SHA-256 per file for the manifest."""
+
+    def __init__(self, out_dir: str) -> None:
+        self.out_dir = out_dir
+        self.files: dict[str, str] = {}
+
+    def path(self, rel: str) -> str:
+        return os.path.join(self.out_dir, *rel.split("/"))
+
+    def bytes(self, rel: str, data: bytes) -> str:
+        p = atomic_write_bytes(self.path(rel), data)
+        self.files[rel] = hashlib.sha256(data).hexdigest()
+        return p
+
+    def nifti(self, rel: str, arr: np.ndarray, affine: np.ndarray) -> str:
+        return self.bytes(rel, _nifti_bytes(arr, affine))
+
+    def record(self, path: str) -> None:
+        with open(path, "rb") as f:
+            self.files[os.path.relpath(path, self.out_dir).replace(os.sep, "/")] = hashlib.sha256(f.read()).hexdigest()
+
+
+def _check_out_dir(out_dir: str, overwrite: bool) -> dict[str, Any] | None:
+    """The previous manifest when ``out_dir`` holds earlier demo output; refuse other non-empty folders."""
+    if not os.path.exists(out_dir):
+        return None
+    if not os.path.isdir(out_dir):
+        raise NotADirectoryError(f"{out_dir} exists and is not a folder")
+    if not os.listdir(out_dir):
+        return None
+    man = os.path.join(out_dir, MANIFEST)
+    if os.path.isfile(man):
+        try:
+            with open(man, encoding="utf-8") as f:
+                old = json.load(f)
+            if old.get("generator") == GENERATOR_ID:
+                return old
+        except (OSError, json.JSONDecodeError):
+            pass
+    if overwrite:
+        return None
+    raise FileExistsError(
+        f"{out_dir} is not empty and holds no previous demo output ({MANIFEST}); "
+        "choose an empty or new folder, or pass overwrite=True"
+    )
+
+
+def _slice_indices(labels: np.ndarray, n: int) -> list[int]:
+    """``n`` axial slice indices evenly spread over the middle 60 % of the brain's z range."""
+    z = np.flatnonzero(labels.reshape(-1, labels.shape[2]).any(0))
+    lo, hi = z.min(), z.max()
+    a, b = lo + 0.25 * (hi - lo), lo + 0.75 * (hi - lo)
+    return sorted({int(round(v)) for v in np.linspace(a, b, n)})
+
+
+def _progress(it: range, enabled: bool, desc: str) -> Iterator[int] | range:
+    return tqdm(it, desc=desc, disable=not enabled) if has_tqdm and enabled else it
+
+
+def make_demo_data(
+    out_dir: str | os.PathLike,
+    n_subjects: int = 24,
+    n_sites: int = 3,
+    size: int = 64,
+    lesion_prevalence: float = 0.3,
+    dicom: bool = False,
+    seed: int = 0,
+    progress: bool = False,
+    n_unlabeled: int | None = None,
+    slices_per_subject: int = 4,
+    split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2),
+    overwrite: bool = False,
+) -> dict[str, str]:
+    """Generate the demo data set (a simulation built on the real MNI152 template) into ``out_dir``.
+
+    Args:
+        out_dir: output folder; must be new, empty, or a previous demo output (else pass ``overwrite=True``).
+        n_subjects: labelled simulated subjects (assigned to sites round-robin).
+        n_sites: simulated sites (scanner-like intensity and resolution changes).
+        size: volume edge length (voxels); 2D slices are ``size`` x ``size``.
+        lesion_prevalence: share of subjects with white-matter lesions (exactly ``round(p * n)``, spread over sites).
+        dicom: also write the 3D images as DICOM series under ``dicom/`` and ``dicom_series.json``.
+        seed: random seed; the same seed gives byte-identical files.
+        progress: show a progress bar.
+        n_unlabeled: subjects in the unlabeled pool (further simulated subjects); default ``n_subjects``.
+        slices_per_subject: axial slices per subject in the 2D task.
+        split_fractions: train/validation/test shares of subjects (patient-level, stratified by lesion status).
+        overwrite: allow writing into a non-empty folder that is not a previous demo output.
+
+    Returns:
+        Paths: ``tissue_seg_3d``, ``tissue_seg_2d``, ``lesion_cls_3d``, ``unlabeled`` (datalists), ``readme``,
+        ``manifest``, and ``dicom_series`` / ``dicom_root`` when ``dicom=True``.
+    """
+    t0 = time.perf_counter()
+    if n_subjects < 1 or n_sites < 1 or size < 16:
+        raise ValueError(f"need n_subjects >= 1, n_sites >= 1, size >= 16; got {n_subjects}, {n_sites}, {size}")
+    if not 0.0 <= lesion_prevalence <= 1.0:
+        raise ValueError(f"lesion_prevalence must lie in [0, 1], got {lesion_prevalence}")
+    out = os.path.abspath(os.fspath(out_dir))
+    old = _check_out_dir(out, overwrite)
+    os.makedirs(out, exist_ok=True)
+    n_unl = n_subjects if n_unlabeled is None else int(n_unlabeled)
+    params = {
+        "n_subjects": n_subjects,
+        "n_sites": n_sites,
+        "size": size,
+        "lesion_prevalence": lesion_prevalence,
+        "dicom": dicom,
+        "seed": seed,
+        "n_unlabeled": n_unl,
+        "slices_per_subject": slices_per_subject,
+        "split_fractions": list(split_fractions),
+    }
+    anat = load_anatomy(size)
+    sites = site_params(seed, n_sites)
+    w = _Writer(out)
+
+    # lesion subjects: exactly round(p * n), spread over sites
+    n_les = int(np.floor(lesion_prevalence * n_subjects + 0.5))
+    site_of = [i % n_sites for i in range(n_subjects)]
+    order = sorted(range(n_subjects), key=lambda i: (np.random.default_rng([seed, 404, i]).random(), i))
+    order = sorted(order, key=lambda i: order.index(i) // n_sites)  # interleave sites
+    has_lesion = [False] * n_subjects
+    by_site_rank = sorted(range(n_subjects), key=lambda i: (order.index(i), site_of[i]))
+    for i in by_site_rank[:n_les]:
+        has_lesion[i] = True
+
+    subjects: list[dict[str, Any]] = []
+    slices: list[dict[str, Any]] = []
+    dicom_rows: list[dict[str, Any]] = []
+    for i in _progress(range(n_subjects), progress, "demo subjects"):
+        sid = f"sub-{i:03d}"
+        site = sites[site_of[i]]
+        sim = simulate_subject(anat, seed, i, site, has_lesion[i])
+        img_p = w.nifti(f"images/{sid}_T1w.nii.gz", sim["image"], anat.affine)
+        tis_p = w.nifti(f"labels/{sid}_tissue.nii.gz", sim["tissue"], anat.affine)
+        les_p = w.nifti(f"labels/{sid}_lesion.nii.gz", sim["lesion"], anat.affine)
+        meta = {"patient_id": sid, "site": site.name, "scanner": site.scanner, "lesion": int(has_lesion[i])}
+        subjects.append({"image": img_p, "label": tis_p, "lesion_mask": les_p, **meta})
+        for k in _slice_indices(sim["tissue"], slices_per_subject):
+            aff2 = anat.affine.copy()
+            aff2[:3, 3] = (anat.affine @ np.array([0.0, 0.0, k, 1.0]))[:3]
+            sp = w.nifti(f"slices/{sid}_z{k:03d}_img.nii.gz", np.ascontiguousarray(sim["image"][:, :, k]), aff2)
+            sl = w.nifti(f"slices/{sid}_z{k:03d}_seg.nii.gz", np.ascontiguousarray(sim["tissue"][:, :, k]), aff2)
+            slices.append({"image": sp, "label": sl, "slice_index": k, **meta})
+        if dicom:
+            folder = w.path(f"dicom/{sid}")
+            files = write_dicom_series(
+                sim["image"],
+                anat.affine,
+                folder,
+                patient_id=sid,
+                uid_seed=(GENERATOR_ID, seed, size, sid),
+                institution=site.name,
+                scanner=site.scanner,
+            )
+            for f in files:
+                w.record(f)
+            dicom_rows.append({"image": folder, "image_nifti": img_p, **meta})
+
+    unl_rows: list[dict[str, Any]] = []
+    rng_unl = np.random.default_rng([seed, 505])
+    unl_lesion = rng_unl.random(n_unl) < lesion_prevalence
+    for j in _progress(range(n_unl), progress, "demo unlabeled pool"):
+        sid = f"unl-{j:03d}"
+        site = sites[j % n_sites]
+        sim = simulate_subject(anat, seed, j, site, bool(unl_lesion[j]), pool="unlabeled")
+        p = w.nifti(f"unlabeled/{sid}_T1w.nii.gz", sim["image"], anat.affine)
+        unl_rows.append({"image": p, "patient_id": sid, "site": site.name, "scanner": site.scanner})
+
+    # one patient-level split shared by every task (stratified by lesion status)
+    parts = patient_split(subjects, split_fractions, ("training", "validation", "test"), seed, "patient_id", "lesion")
+    split_of = {e["patient_id"]: name for name, rows in parts.items() for e in rows}
+
+    def sections(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+        return {name: [r for r in rows if split_of[r["patient_id"]] == name] for name in parts}
+
+    common = {
+        "reference": "SIMULATION built on the MNI152 template (nilearn); not real patients",
+        "licence": "MNI152 template: see nilearn's dataset description (ICBM 2009 / FSL MNI152 terms)",
+        "release": f"monai_transfer demo v{_VERSION}",
+        "simulation": {"generator": GENERATOR_ID, "params": params, "sites": [asdict(s) for s in sites]},
+    }
+    result: dict[str, str] = {}
+    result["tissue_seg_3d"] = write_datalist(
+        os.path.join(out, "tissue_seg_3d.json"),
+        sections([{k: v for k, v in s.items() if k != "lesion_mask"} for s in subjects]),
+        {"name": "demo_tissue_seg_3d", "description": "3D brain tissue segmentation (simulated)", **common,
+         "tensorImageSize": "3D", "modality": {"0": "T1w (simulated)"}, "labels": DEMO_LABELS},
+    )  # fmt: skip
+    result["tissue_seg_2d"] = write_datalist(
+        os.path.join(out, "tissue_seg_2d.json"),
+        sections(slices),
+        {"name": "demo_tissue_seg_2d", "description": "2D axial brain tissue segmentation (simulated)", **common,
+         "tensorImageSize": "2D", "modality": {"0": "T1w (simulated)"}, "labels": DEMO_LABELS},
+    )  # fmt: skip
+    result["lesion_cls_3d"] = write_datalist(
+        os.path.join(out, "lesion_cls_3d.json"),
+        sections([{**s, "label": s["lesion"]} for s in subjects]),
+        {"name": "demo_lesion_cls_3d", "description": "white-matter lesion presence (simulated)", **common,
+         "tensorImageSize": "3D", "modality": {"0": "T1w (simulated)"},
+         "labels": {"0": "no_lesion", "1": "lesion"}},
+        path_keys=("image", "label", "lesion_mask"),
+    )  # fmt: skip
+    result["unlabeled"] = write_datalist(
+        os.path.join(out, "unlabeled.json"),
+        {"unlabeled": unl_rows},
+        {"name": "demo_unlabeled_pool", "description": "unlabeled pretraining pool (simulated)", **common},
+    )
+    if dicom:
+        result["dicom_series"] = write_datalist(
+            os.path.join(out, "dicom_series.json"),
+            sections(dicom_rows),
+            {"name": "demo_dicom_series", "description": "the 3D images as DICOM series folders (simulated)", **common},
+            path_keys=("image", "image_nifti"),
+        )
+        result["dicom_root"] = os.path.join(out, "dicom")
+    for key in ("tissue_seg_3d", "tissue_seg_2d", "lesion_cls_3d", "unlabeled", "dicom_series"):
+        if key in result:
+            w.record(result[key])
+    result["readme"] = w.bytes("README.txt", README.format(params=json.dumps(params)).encode())
+    manifest_path = os.path.join(out, MANIFEST)
+    # remove files of an earlier demo run that this run did not write again
+    if old is not None:
+        for rel in old.get("files", {}):
+            p = os.path.realpath(w.path(rel))
+            if rel not in w.files and os.path.commonpath([p, out]) == out and os.path.isfile(p):
+                os.unlink(p)
+    atomic_write_json(
+        manifest_path,
+        {"generator": GENERATOR_ID, "version": _VERSION, "params": params, "files": dict(sorted(w.files.items()))},
+    )
+    result["manifest"] = manifest_path
+    if progress:
+        print(f"demo data: {n_subjects} subjects, {n_unl} unlabeled, {time.perf_counter() - t0:.1f} s -> {out}")
+    return result
