@@ -1,0 +1,59 @@
+"""Checkpoint adapters, one file per source family; importing this package registers them.
+
+Detection order (ties in ``detect_adapter`` go to the earlier one): SwinUNETR, timm ViT, TorchXRayVision DenseNet,
+torchvision DenseNet, MedicalNet, torchvision ResNet, lightly/solo-learn, MONAI-native.
+"""
+
+from __future__ import annotations
+
+from monai_transfer.weights.adapters.base import (
+    COMMON_PREFIXES,
+    DEFAULTED_PATTERNS,
+    HEAD_PATTERNS,
+    Adapter,
+    KeyFn,
+    convert_state_dict,
+    detect_adapter,
+    get_adapter,
+    list_adapters,
+    matches_any,
+    register_adapter,
+    strip_prefixes,
+)
+from monai_transfer.weights.adapters.lightning_ssl import LIGHTNING_SSL
+from monai_transfer.weights.adapters.medicalnet import MEDICALNET
+from monai_transfer.weights.adapters.monai_bundle import MONAI
+from monai_transfer.weights.adapters.swin_ssl import SWIN_SSL
+from monai_transfer.weights.adapters.timm_vit import TIMM_VIT
+from monai_transfer.weights.adapters.torchvision_models import DENSENET, RESNET
+from monai_transfer.weights.adapters.torchxrayvision_densenet import TORCHXRAYVISION
+
+__all__ = [
+    "Adapter",
+    "KeyFn",
+    "COMMON_PREFIXES",
+    "DEFAULTED_PATTERNS",
+    "HEAD_PATTERNS",
+    "BUILTIN_ADAPTERS",
+    "convert_state_dict",
+    "detect_adapter",
+    "get_adapter",
+    "list_adapters",
+    "matches_any",
+    "register_adapter",
+    "strip_prefixes",
+]
+
+BUILTIN_ADAPTERS: tuple[Adapter, ...] = (
+    SWIN_SSL,
+    TIMM_VIT,
+    TORCHXRAYVISION,
+    DENSENET,
+    MEDICALNET,
+    RESNET,
+    LIGHTNING_SSL,
+    MONAI,
+)
+
+for _adapter in BUILTIN_ADAPTERS:
+    register_adapter(_adapter, overwrite=True)
