@@ -29,7 +29,6 @@ class BackboneConfig:
         spatial_dims: the spatial dimensions the wrapped MONAI network supports.
         num_features: size of the pooled embedding.
         kwargs: default keyword arguments passed to the factory.
-        pretrained_sources: names of known published weights (see ``monai_transfer.weights.sources``).
         wraps: the MONAI network that the backbone wraps, for the docs.
         description: one line for ``list_backbones`` users.
     """
@@ -40,7 +39,6 @@ class BackboneConfig:
     spatial_dims: tuple[int, ...]
     num_features: int
     kwargs: dict[str, Any] = field(default_factory=dict)
-    pretrained_sources: tuple[str, ...] = ()
     wraps: str = ""
     description: str = ""
 
@@ -108,10 +106,16 @@ def create_backbone(
     config = get_backbone_config(name)
     if spatial_dims not in config.spatial_dims:
         raise ValueError(f"Backbone {name!r} supports spatial_dims in {config.spatial_dims}, got {spatial_dims!r}.")
+    if pretrained is not None:
+        # weights sit beside networks and are imported lazily; a published source may fix some architecture
+        # options (MedicalNet ResNet-18/34 use parameter-free "A" shortcuts), which explicit kwargs still override
+        from monai_transfer.weights.sources import source_backbone_kwargs
+
+        kwargs = {**source_backbone_kwargs(pretrained, name), **kwargs}
     model = config.factory(spatial_dims=spatial_dims, in_channels=in_channels, **{**config.kwargs, **kwargs})
     model.backbone_name = name
     if pretrained is not None:
-        from monai_transfer.weights.load import load_pretrained  # weights sit beside networks; imported lazily
+        from monai_transfer.weights.load import load_pretrained
 
         model.load_report = load_pretrained(model, pretrained, strict=strict)
     return model

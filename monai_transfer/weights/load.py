@@ -162,6 +162,8 @@ def load_pretrained(
     if provenance is not None and file_hash and not provenance.sha256:
         provenance = provenance.update(sha256=file_hash)
 
+    if file_provenance is not None and default_adapter is None:
+        default_adapter = "monai"  # a file written by save_pretrained holds MONAI's own keys
     target = module.state_dict()
     adapter = resolve_adapter(source, state_dict, target, default=default_adapter, backbone_name=backbone_name)
     converted, dropped = convert_state_dict(adapter, state_dict, target)

@@ -28,7 +28,6 @@ BUILTIN_BACKBONES: tuple[BackboneConfig, ...] = (
         (2, 3),
         512,
         wraps="monai.networks.nets.ResNet",
-        pretrained_sources=("medicalnet-23datasets",),
         description="ResNet-10 (MedicalNet's smallest)",
     ),
     BackboneConfig(
@@ -38,7 +37,6 @@ BUILTIN_BACKBONES: tuple[BackboneConfig, ...] = (
         (2, 3),
         512,
         wraps="monai.networks.nets.ResNet",
-        pretrained_sources=("torchvision-imagenet1k-v1", "medicalnet-23datasets"),
         description="ResNet-18",
     ),
     BackboneConfig(
@@ -48,7 +46,6 @@ BUILTIN_BACKBONES: tuple[BackboneConfig, ...] = (
         (2, 3),
         512,
         wraps="monai.networks.nets.ResNet",
-        pretrained_sources=("torchvision-imagenet1k-v1", "medicalnet-23datasets"),
         description="ResNet-34",
     ),
     BackboneConfig(
@@ -58,7 +55,6 @@ BUILTIN_BACKBONES: tuple[BackboneConfig, ...] = (
         (2, 3),
         2048,
         wraps="monai.networks.nets.ResNet",
-        pretrained_sources=("torchvision-imagenet1k-v2", "medicalnet-23datasets"),
         description="ResNet-50",
     ),
     BackboneConfig(
@@ -68,7 +64,6 @@ BUILTIN_BACKBONES: tuple[BackboneConfig, ...] = (
         (2, 3),
         1024,
         wraps="monai.networks.nets.DenseNet121",
-        pretrained_sources=("torchvision-imagenet1k-v1", "torchxrayvision-all"),
         description="DenseNet-121",
     ),
     BackboneConfig(
@@ -87,7 +82,6 @@ BUILTIN_BACKBONES: tuple[BackboneConfig, ...] = (
         (2, 3),
         384,
         wraps="monai.networks.nets.ViT",
-        pretrained_sources=("timm-augreg-in21k-ft-in1k",),
         description="ViT-S/16",
     ),
     BackboneConfig(
@@ -97,7 +91,6 @@ BUILTIN_BACKBONES: tuple[BackboneConfig, ...] = (
         (2, 3),
         768,
         wraps="monai.networks.nets.ViT",
-        pretrained_sources=("timm-augreg-in21k-ft-in1k",),
         description="ViT-B/16",
     ),
     BackboneConfig(
@@ -107,7 +100,6 @@ BUILTIN_BACKBONES: tuple[BackboneConfig, ...] = (
         (2, 3),
         768,
         wraps="monai.networks.nets.swin_unetr.SwinTransformer",
-        pretrained_sources=("swinunetr-ssl-5050ct",),
         description="SwinUNETR encoder, feature_size 48",
     ),
     BackboneConfig(
