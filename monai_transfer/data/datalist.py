@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .atomic import atomic_write_json
+from monai_transfer.utils.atomic import atomic_write_json
 
 __all__ = [
     "DatalistError",

@@ -17,17 +17,16 @@ import os
 import pickle
 import re
 import shutil
-import tempfile
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from monai_transfer.utils.atomic import atomic_write
 from monai_transfer.weights.provenance import Provenance
 
 __all__ = [
@@ -114,28 +113,6 @@ def hash_prefix_from_filename(name: str) -> str | None:
     """The hash prefix torchvision-style file names carry (``resnet18-f37072fd.pth`` -> ``f37072fd``), else None."""
     match = _FILENAME_HASH.search(Path(name).name)
     return match.group(1) if match else None
-
-
-@contextmanager
-def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path in the destination folder; on success ``os.replace`` it onto ``path``.
-
-    On any exception the temporary file is removed and ``path`` is left as it was.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        with open(tmp, "rb+") as f:
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def read_checkpoint(path: str | os.PathLike) -> Any:

@@ -14,7 +14,7 @@ import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
-from ..atomic import atomic_save
+from monai_transfer.utils.atomic import atomic_save
 
 __all__ = ["write_dicom_series", "dicom_uid"]
 

@@ -32,7 +32,8 @@ import numpy as np
 from monai.utils import optional_import
 from scipy import ndimage
 
-from ..atomic import atomic_write_bytes, atomic_write_json
+from monai_transfer.utils.atomic import atomic_write_bytes, atomic_write_json
+
 from ..datalist import write_datalist
 from ..splits import patient_split
 from .dicom_writer import write_dicom_series

@@ -12,6 +12,8 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from monai_transfer.utils.atomic import atomic_write
+
 __all__ = ["QuarantineError", "write_report", "REPORT_FILE"]
 
 REPORT_FILE = "quarantine.csv"
@@ -37,13 +39,9 @@ def write_report(index_dir: str | os.PathLike, entries: Iterable[dict[str, str]]
         The report path.
     """
     path = Path(index_dir) / REPORT_FILE
-    tmp = path.with_name(f".{REPORT_FILE}.{os.getpid()}.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+    with atomic_write(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=["level", "target", "kind", "reason"])
         writer.writeheader()
         for row in entries:
             writer.writerow(row)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
     return path
