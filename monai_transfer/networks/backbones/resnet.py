@@ -94,9 +94,15 @@ class ResNetBackbone(BackboneMixin, ResNet):
         out = [x]
         if not self.no_max_pool:
             x = self.maxpool(x)
-        for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
-            x = layer(x)
-            out.append(x)
+        # written out rather than looped over a tuple of modules, which TorchScript cannot compile
+        x = self.layer1(x)
+        out.append(x)
+        x = self.layer2(x)
+        out.append(x)
+        x = self.layer3(x)
+        out.append(x)
+        x = self.layer4(x)
+        out.append(x)
         return out
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
