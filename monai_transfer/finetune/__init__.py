@@ -1,0 +1,49 @@
+"""Fine-tuning: strategies (linear probe, full, partial freeze, layer-wise LR decay, gradual unfreeze, LP-FT),
+parameter groups, MONAI ``SupervisedTrainer``/``SupervisedEvaluator`` wiring, task pipelines and whole runs.
+"""
+
+from __future__ import annotations
+
+from monai_transfer.finetune.param_groups import (
+    backbone_stage_names,
+    get_param_stages,
+    no_weight_decay_names,
+    stage_param_groups,
+    trainable_parameter_names,
+)
+from monai_transfer.finetune.strategies import (
+    STRATEGIES,
+    FinetuneStrategy,
+    FullFinetune,
+    GradualUnfreeze,
+    LayerwiseLRDecay,
+    LinearProbe,
+    LinearProbeThenFinetune,
+    PartialFreeze,
+    StageUnfreezeHandler,
+    create_strategy,
+    freeze_stages,
+    list_strategies,
+    unfreeze_stages,
+)
+
+__all__ = [
+    "STRATEGIES",
+    "FinetuneStrategy",
+    "FullFinetune",
+    "GradualUnfreeze",
+    "LayerwiseLRDecay",
+    "LinearProbe",
+    "LinearProbeThenFinetune",
+    "PartialFreeze",
+    "StageUnfreezeHandler",
+    "backbone_stage_names",
+    "create_strategy",
+    "freeze_stages",
+    "get_param_stages",
+    "list_strategies",
+    "no_weight_decay_names",
+    "stage_param_groups",
+    "trainable_parameter_names",
+    "unfreeze_stages",
+]
