@@ -1,0 +1,325 @@
+"""From a datalist to checked transforms and data loaders, for classification and segmentation in 2D and 3D.
+
+Entries are MSD-style dicts (``{"image": path, "label": int | path}``) from ``monai_transfer.data.load_datalist``.
+Bad data fails early with a message naming the problem and the file: a NaN/Inf in an image (``CheckFinited``), a
+label outside ``[0, num_classes)`` (``CheckLabelRanged``), a ``num_classes`` that disagrees with the labels found.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.data import CacheDataset, DataLoader, Dataset
+from monai.transforms import (
+    Compose,
+    DivisiblePadd,
+    EnsureChannelFirstd,
+    EnsureTyped,
+    LoadImage,
+    LoadImaged,
+    MapTransform,
+    NormalizeIntensityd,
+    RandFlipd,
+    RandSpatialCropd,
+    Resized,
+    SpatialPadd,
+)
+
+__all__ = [
+    "TASKS",
+    "CheckFinited",
+    "CheckLabelRanged",
+    "source_name",
+    "infer_spatial_dims",
+    "check_num_classes",
+    "class_counts",
+    "make_transforms",
+    "make_loader",
+]
+
+logger = logging.getLogger(__name__)
+
+TASKS = ("classification", "segmentation")
+
+
+def source_name(data: Mapping[Hashable, Any], key: Hashable = "image") -> str:
+    """The file an item came from (MetaTensor ``filename_or_obj``), or ``"<unknown file>"``."""
+    value = data.get(key)
+    meta = getattr(value, "meta", None) or {}
+    name = meta.get("filename_or_obj") if isinstance(meta, Mapping) else None
+    return os.fspath(name) if name else "<unknown file>"
+
+
+class CheckFinited(MapTransform):
+    """Raise a ``ValueError`` naming the file when an image holds NaN or infinite values.
+
+    Args:
+        keys: keys to check (``"image"``).
+        allow_missing_keys: as in MONAI's ``MapTransform``.
+    """
+
+    def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            arr = torch.as_tensor(d[key])
+            if arr.is_floating_point() and not bool(torch.isfinite(arr).all()):
+                n_nan = int(torch.isnan(arr).sum())
+                n_inf = int(torch.isinf(arr).sum())
+                raise ValueError(
+                    f"{key} {source_name(d, key)} contains NaN or infinite values ({n_nan} NaN, {n_inf} Inf voxels); "
+                    "fix or exclude the file"
+                )
+        return d
+
+
+class CheckLabelRanged(MapTransform):
+    """Check class labels lie in ``[0, num_classes)``; a scalar class label becomes a ``(1,)`` long tensor.
+
+    Segmentation label maps must hold integer values in range; classification labels (a number per image) must be
+    one integer in range. The error names the file (the label map, or the image of a classification entry).
+
+    Args:
+        keys: label keys (``"label"``).
+        num_classes: number of classes (background included for segmentation).
+        image_key: key whose file names a classification entry in messages.
+    """
+
+    def __init__(self, keys: KeysCollection, num_classes: int, image_key: str = "image") -> None:
+        super().__init__(keys)
+        self.num_classes = int(num_classes)
+        self.image_key = image_key
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            value = d[key]
+            if isinstance(value, (int, float, np.integer, np.floating)) or (
+                isinstance(value, (np.ndarray, torch.Tensor)) and np.size(value) == 1 and not hasattr(value, "meta")
+            ):
+                v = float(np.asarray(value).reshape(-1)[0])
+                if not math.isfinite(v) or v != int(v) or not 0 <= v < self.num_classes:
+                    raise ValueError(
+                        f"label {value!r} of {source_name(d, self.image_key)} is outside [0, {self.num_classes}) "
+                        f"(num_classes={self.num_classes})"
+                    )
+                d[key] = torch.tensor([int(v)], dtype=torch.long)
+                continue
+            arr = torch.as_tensor(value)
+            where = source_name(d, key)
+            if arr.is_floating_point() and not bool(torch.isfinite(arr).all()):
+                raise ValueError(f"label map {where} contains NaN or infinite values")
+            if arr.is_floating_point() and not bool((arr == arr.round()).all()):
+                raise ValueError(f"label map {where} holds non-integer values; expected class indices")
+            lo, hi = float(arr.min()), float(arr.max())
+            if lo < 0 or hi >= self.num_classes:
+                found = sorted(int(v) for v in torch.unique(arr).tolist())
+                raise ValueError(
+                    f"label map {where} holds values {found} outside [0, {self.num_classes}) "
+                    f"(num_classes={self.num_classes})"
+                )
+        return d
+
+
+def infer_spatial_dims(entries: Sequence[Mapping[str, Any]], properties: Mapping[str, Any] | None = None) -> int:
+    """2 or 3, from the datalist's ``tensorImageSize`` property, else from the first image's shape."""
+    size = str((properties or {}).get("tensorImageSize", "")).upper()
+    if size in ("2D", "3D"):
+        return int(size[0])
+    if not entries:
+        raise ValueError("cannot infer spatial_dims from an empty datalist")
+    img = LoadImage(image_only=True, ensure_channel_first=True)(entries[0]["image"])
+    dims = img.ndim - 1
+    if dims not in (2, 3):
+        raise ValueError(f"cannot infer spatial_dims from {entries[0]['image']} with shape {tuple(img.shape)}")
+    return dims
+
+
+def _scalar_label(entry: Mapping[str, Any], label_key: str) -> Any:
+    if label_key not in entry:
+        raise KeyError(f"datalist entry {entry.get('image', entry)!r} has no {label_key!r} key")
+    return entry[label_key]
+
+
+def check_num_classes(
+    entries: Sequence[Mapping[str, Any]],
+    task: str,
+    num_classes: int | None,
+    properties: Mapping[str, Any] | None = None,
+    label_key: str = "label",
+) -> int:
+    """Check (or infer, when ``None``) ``num_classes`` against the labels the datalist declares or holds.
+
+    Classification: every label must be an integer in ``[0, num_classes)`` (the entry is named otherwise) and the
+    number of classes must equal ``max(label) + 1`` of the section. Segmentation: ``num_classes`` must equal the
+    number of entries in the datalist's ``labels`` property when there is one (label maps are checked voxel-wise
+    by ``CheckLabelRanged`` when loaded).
+
+    Returns:
+        The number of classes.
+
+    Raises:
+        ValueError: the problem named (classes found versus given, or the entry with a bad label).
+    """
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    declared = (properties or {}).get("labels")
+    if task == "segmentation":
+        if isinstance(declared, Mapping) and declared:
+            n = len(declared)
+            if num_classes is not None and int(num_classes) != n:
+                raise ValueError(
+                    f"num_classes={num_classes} but the datalist declares {n} labels {dict(declared)}; "
+                    "num_classes counts the background"
+                )
+            return n
+        if num_classes is None:
+            raise ValueError("the datalist has no 'labels' property; give num_classes (background included)")
+        return int(num_classes)
+    values = []
+    for e in entries:
+        v = _scalar_label(e, label_key)
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            raise ValueError(f"classification label {v!r} of {e.get('image')} is not a class index") from None
+        if not math.isfinite(f) or f != int(f) or f < 0:
+            raise ValueError(f"classification label {v!r} of {e.get('image')} is not a class index >= 0")
+        if num_classes is not None and f >= num_classes:
+            raise ValueError(
+                f"label {int(f)} of {e.get('image')} is outside [0, {num_classes}) (num_classes={num_classes})"
+            )
+        values.append(int(f))
+    found = sorted(set(values))
+    n_found = max(found) + 1 if found else 0
+    if num_classes is None:
+        if n_found < 2:
+            raise ValueError(f"found labels {found}; classification needs at least two classes")
+        return n_found
+    if int(num_classes) != n_found:
+        raise ValueError(
+            f"num_classes={num_classes} but the labels found in the datalist are {found} "
+            f"(that is {n_found} classes); set num_classes={n_found}"
+        )
+    return int(num_classes)
+
+
+def class_counts(
+    entries: Sequence[Mapping[str, Any]], task: str, num_classes: int, label_key: str = "label"
+) -> list[float]:
+    """Per-class counts in ``entries``: images for classification, voxels of the label maps for segmentation."""
+    counts = np.zeros(num_classes, dtype=np.float64)
+    if task == "classification":
+        for e in entries:
+            counts[int(float(e[label_key]))] += 1
+        return counts.tolist()
+    loader = LoadImage(image_only=True)
+    for e in entries:
+        lab = np.asarray(loader(e[label_key])).astype(np.int64).ravel()
+        if lab.size and (lab.min() < 0 or lab.max() >= num_classes):
+            raise ValueError(f"label map {e[label_key]} holds values outside [0, {num_classes})")
+        counts += np.bincount(lab, minlength=num_classes)[:num_classes]
+    return counts.tolist()
+
+
+def make_transforms(
+    task: str,
+    spatial_dims: int,
+    num_classes: int,
+    train: bool,
+    spatial_size: Sequence[int] | int | None = None,
+    patch_size: Sequence[int] | int | None = None,
+    divisible_by: int = 32,
+    min_size: int | None = None,
+    augment: bool = True,
+    image_key: str = "image",
+    label_key: str = "label",
+) -> Compose:
+    """The dictionary transform chain of one task.
+
+    Load -> channel first -> ``CheckFinited`` -> ``CheckLabelRanged`` -> z-score intensity -> (classification:
+    optional ``Resized`` to ``spatial_size``; segmentation: pad to at least ``min_size`` and to a multiple of
+    ``divisible_by`` so that every backbone stage has a map, then in training an optional random ``patch_size``
+    crop) -> training flips -> tensors.
+
+    Args:
+        task: ``"classification"`` or ``"segmentation"``.
+        spatial_dims: 2 or 3.
+        num_classes: classes (background included for segmentation).
+        train: add the random crop and flips.
+        spatial_size: classification input size (resized), or ``None`` to keep the images' size (all equal).
+        patch_size: segmentation training crop (3D: the sliding-window size at evaluation), or ``None``.
+        divisible_by: the backbone's largest stride.
+        min_size: smallest padded edge for segmentation (default ``2 * divisible_by``: the deepest map has two
+            voxels per axis, which instance norm in training needs).
+        augment: random flips in training.
+    """
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    seg = task == "segmentation"
+    keys = [image_key, label_key] if seg else [image_key]
+    xs: list = [
+        LoadImaged(keys=keys, image_only=True),
+        EnsureChannelFirstd(keys=keys),
+        CheckFinited(keys=image_key),
+        CheckLabelRanged(keys=label_key, num_classes=num_classes, image_key=image_key),
+        NormalizeIntensityd(keys=image_key, channel_wise=True),
+    ]
+    if seg:
+        m = min_size if min_size is not None else 2 * divisible_by
+        xs.append(SpatialPadd(keys=keys, spatial_size=[m] * spatial_dims))
+        xs.append(DivisiblePadd(keys=keys, k=divisible_by))
+        if train and patch_size is not None:
+            roi = [patch_size] * spatial_dims if isinstance(patch_size, int) else list(patch_size)
+            xs.append(SpatialPadd(keys=keys, spatial_size=roi))
+            xs.append(RandSpatialCropd(keys=keys, roi_size=roi, random_size=False))
+    elif spatial_size is not None:
+        size = [spatial_size] * spatial_dims if isinstance(spatial_size, int) else list(spatial_size)
+        xs.append(Resized(keys=image_key, spatial_size=size, mode="trilinear" if spatial_dims == 3 else "bilinear"))
+    if train and augment:
+        xs.append(RandFlipd(keys=keys, prob=0.5, spatial_axis=0))
+    xs.append(EnsureTyped(keys=keys, dtype=torch.float32, track_meta=False))
+    if seg:
+        xs.append(EnsureTyped(keys=label_key, dtype=torch.long, track_meta=False))
+    return Compose(xs)
+
+
+def make_loader(
+    entries: Sequence[Mapping[str, Any]],
+    transform: Compose,
+    batch_size: int,
+    train: bool,
+    seed: int = 0,
+    cache: bool = True,
+    num_workers: int = 0,
+) -> DataLoader:
+    """A MONAI ``DataLoader`` over a (cached) dataset; training shuffles with a seeded generator and drops a last
+    batch of one (batch-norm cannot train on a single pooled sample)."""
+    data = [dict(e) for e in entries]
+    if not data:
+        raise ValueError("no entries to load")
+    transform.set_random_state(seed=seed)
+    ds = (
+        CacheDataset(data, transform, cache_rate=1.0, num_workers=0, progress=False)
+        if cache
+        else Dataset(data, transform)
+    )
+    generator = torch.Generator().manual_seed(seed)
+    drop_last = train and len(data) % batch_size == 1 and len(data) > 1
+    return DataLoader(
+        ds,
+        batch_size=min(batch_size, len(data)),
+        shuffle=train,
+        drop_last=drop_last,
+        num_workers=num_workers,
+        generator=generator if train else None,
+    )

@@ -1,0 +1,307 @@
+"""MONAI ``SupervisedTrainer`` / ``SupervisedEvaluator`` wiring for fine-tuning.
+
+The evaluator runs every epoch (``ValidationHandler``), computes the key metric (mean Dice for segmentation with
+MONAI's ``MeanDice``; AUROC with MONAI's ``ROCAUC`` and accuracy with ignite's ``Accuracy`` for classification), keeps
+the best checkpoint (``AtomicBestCheckpoint``) and stops early (MONAI's ``EarlyStopHandler`` over ignite's
+``EarlyStopping``). MONAI's ``CheckpointSaver`` builds ignite's ``DiskSaver`` with ``atomic=False`` (it writes the
+final file in place), so a crash while saving can leave a truncated "best" checkpoint; ``AtomicBestCheckpoint``
+writes through ``monai_transfer.utils.atomic.atomic_write`` instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+from ignite.engine import Engine, Events
+from ignite.metrics import Accuracy
+from monai.engines import SupervisedEvaluator, SupervisedTrainer
+from monai.handlers import (
+    ROCAUC,
+    EarlyStopHandler,
+    MeanDice,
+    StatsHandler,
+    ValidationHandler,
+    from_engine,
+    stopping_fn_from_metric,
+)
+from monai.inferers import Inferer, SimpleInferer, SlidingWindowInferer
+from monai.metrics import compute_dice
+from monai.transforms import Activationsd, AsDiscreted, Compose
+from monai.utils import optional_import
+
+from monai_transfer.utils.atomic import atomic_write
+
+SummaryWriter, has_tensorboard = optional_import("torch.utils.tensorboard", name="SummaryWriter")
+
+__all__ = [
+    "AtomicBestCheckpoint",
+    "CaseCollector",
+    "default_device",
+    "make_inferer",
+    "make_postprocessing",
+    "make_evaluator",
+    "make_trainer",
+    "KEY_METRICS",
+]
+
+logger = logging.getLogger(__name__)
+
+KEY_METRICS = {"classification": ("auroc", "accuracy"), "segmentation": ("mean_dice",)}
+
+
+def default_device(device: str | torch.device | None = None) -> torch.device:
+    """``device`` when given, else CUDA when available, else CPU."""
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def make_inferer(
+    task: str, spatial_dims: int, roi_size: Sequence[int] | int | None = None, overlap: float = 0.25
+) -> Inferer:
+    """Sliding-window inference for 3D segmentation with a ``roi_size``; a plain forward pass otherwise."""
+    if task == "segmentation" and spatial_dims == 3 and roi_size is not None:
+        roi = [roi_size] * 3 if isinstance(roi_size, int) else list(roi_size)
+        return SlidingWindowInferer(roi_size=roi, sw_batch_size=4, overlap=overlap, mode="gaussian")
+    return SimpleInferer()
+
+
+def make_postprocessing(task: str, num_classes: int) -> Compose:
+    """Per-item post transforms: probabilities (classification) or one-hot argmax masks (segmentation); one-hot labels."""
+    if task == "segmentation":
+        return Compose(
+            [
+                Activationsd(keys="pred", softmax=True),
+                AsDiscreted(keys=["pred", "label"], argmax=[True, False], to_onehot=[num_classes, num_classes]),
+            ]
+        )
+    return Compose([Activationsd(keys="pred", softmax=True), AsDiscreted(keys="label", to_onehot=num_classes)])
+
+
+def _stack_for_accuracy(output: Sequence[Mapping[str, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    preds = torch.stack([torch.as_tensor(o["pred"]) for o in output])
+    labels = torch.stack([torch.as_tensor(o["label"]) for o in output]).argmax(1)
+    return preds, labels
+
+
+class AtomicBestCheckpoint:
+    """Keep the checkpoint of the best key metric, written atomically (temporary file, fsync, ``os.replace``).
+
+    Attached to the evaluator; at each ``EPOCH_COMPLETED`` the key metric is compared with the best so far, and on
+    improvement ``{"network": state_dict, "epoch", "metric", "metric_name", **extra}`` is saved to ``path``.
+    NaN metrics never count as an improvement.
+
+    Args:
+        path: checkpoint file (e.g. ``out_dir/best_model.pt``).
+        network: the module whose ``state_dict`` is saved.
+        metric_name: the evaluator metric to compare.
+        mode: ``"max"`` or ``"min"``.
+        epoch_fn: returns the training epoch to record (default: the evaluator's own epoch).
+        extra: plain data stored beside the weights (e.g. the network's build config).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        network: torch.nn.Module,
+        metric_name: str,
+        mode: str = "max",
+        epoch_fn: Callable[[], int] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        if mode not in ("max", "min"):
+            raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
+        self.path = os.fspath(path)
+        self.network = network
+        self.metric_name = metric_name
+        self.mode = mode
+        self.epoch_fn = epoch_fn
+        self.extra = dict(extra or {})
+        self.best_metric: float | None = None
+        self.best_epoch: int | None = None
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self)
+
+    def _better(self, value: float) -> bool:
+        if math.isnan(value):
+            return False
+        if self.best_metric is None:
+            return True
+        return value > self.best_metric if self.mode == "max" else value < self.best_metric
+
+    def __call__(self, engine: Engine) -> None:
+        value = float(engine.state.metrics[self.metric_name])
+        if not self._better(value):
+            return
+        epoch = int(self.epoch_fn() if self.epoch_fn is not None else engine.state.epoch)
+        self.best_metric, self.best_epoch = value, epoch
+        state = {k: v.detach().cpu() for k, v in self.network.state_dict().items()}
+        payload = {"network": state, "epoch": epoch, "metric": value, "metric_name": self.metric_name, **self.extra}
+        with atomic_write(self.path) as tmp:
+            torch.save(payload, tmp)
+        logger.info("best %s %.4f at epoch %d -> %s", self.metric_name, value, epoch, self.path)
+
+
+class CaseCollector:
+    """Collect one record per evaluated case (for per-case statistics and confidence intervals).
+
+    Classification: ``{"label", "prob"}``; segmentation: ``{"dice"}`` (per foreground class). The case's file is
+    recorded from the batch's ``image`` filename when the metadata survive, else the running index.
+    """
+
+    def __init__(self, task: str) -> None:
+        self.task = task
+        self.cases: list[dict[str, Any]] = []
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.EPOCH_STARTED, lambda e: self.cases.clear())
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        for item in engine.state.output:
+            pred, label = torch.as_tensor(item["pred"]), torch.as_tensor(item["label"])
+            rec: dict[str, Any] = {"index": len(self.cases)}
+            if self.task == "classification":
+                rec.update(label=int(label.argmax()), prob=[float(v) for v in pred])
+            else:
+                d = compute_dice(pred[None], label[None], include_background=False, ignore_empty=True)[0]
+                rec["dice"] = [float(v) for v in d]
+            self.cases.append(rec)
+
+
+def make_evaluator(
+    network: torch.nn.Module,
+    loader: Any,
+    task: str,
+    num_classes: int,
+    device: torch.device,
+    inferer: Inferer | None = None,
+    amp: bool = False,
+    key_metric: str | None = None,
+    collect_cases: bool = False,
+) -> SupervisedEvaluator:
+    """A ``SupervisedEvaluator`` with the task's metrics.
+
+    Args:
+        network, loader, device, amp: as in MONAI's ``SupervisedEvaluator``.
+        task: ``"classification"`` (metrics ``auroc``, ``accuracy``) or ``"segmentation"`` (``mean_dice``).
+        num_classes: classes (background included).
+        inferer: default ``SimpleInferer``; use ``make_inferer`` for sliding windows.
+        key_metric: the key metric (default: ``auroc`` / ``mean_dice``).
+        collect_cases: attach a ``CaseCollector`` as ``evaluator.case_collector``.
+    """
+    names = KEY_METRICS[task]
+    key = key_metric or names[0]
+    if key not in names:
+        raise ValueError(f"key_metric for {task} must be one of {names}, got {key!r}")
+    out = from_engine(["pred", "label"])
+    if task == "segmentation":
+        metrics: dict[str, Any] = {"mean_dice": MeanDice(include_background=False, output_transform=out)}
+    else:
+        metrics = {"auroc": ROCAUC(output_transform=out), "accuracy": Accuracy(output_transform=_stack_for_accuracy)}
+    key_metrics = {key: metrics.pop(key)}
+    evaluator = SupervisedEvaluator(
+        device=device,
+        val_data_loader=loader,
+        network=network,
+        inferer=inferer or SimpleInferer(),
+        postprocessing=make_postprocessing(task, num_classes),
+        key_val_metric=key_metrics,
+        additional_metrics=metrics or None,
+        amp=amp,
+    )
+    if collect_cases:
+        collector = CaseCollector(task)
+        collector.attach(evaluator)
+        evaluator.case_collector = collector
+    return evaluator
+
+
+def make_trainer(
+    network: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_function: Callable,
+    loader: Any,
+    max_epochs: int,
+    device: torch.device,
+    evaluator: SupervisedEvaluator | None = None,
+    strategy_handlers: Sequence[Any] = (),
+    amp: bool = False,
+    patience: int | None = None,
+    progress: bool = False,
+    log_dir: str | None = None,
+    checkpoint: AtomicBestCheckpoint | None = None,
+) -> SupervisedTrainer:
+    """A ``SupervisedTrainer`` validated every epoch, with early stopping, best checkpoint, progress and TensorBoard.
+
+    Args:
+        network, optimizer, loss_function, loader, max_epochs, device, amp: as in MONAI's ``SupervisedTrainer``.
+        evaluator: run every epoch through ``ValidationHandler`` (``None``: no validation).
+        strategy_handlers: handlers from ``strategy.handlers(optimizer)`` (attached to the trainer).
+        patience: epochs without improvement of the evaluator's key metric before stopping (``None``: never).
+        progress: show an ignite ``ProgressBar`` (tqdm).
+        log_dir: TensorBoard folder; when tensorboard is not installed this is logged once and skipped.
+        checkpoint: an ``AtomicBestCheckpoint`` attached to the evaluator.
+    """
+    trainer = SupervisedTrainer(
+        device=device,
+        max_epochs=max_epochs,
+        train_data_loader=loader,
+        network=network,
+        optimizer=optimizer,
+        loss_function=loss_function,
+        amp=amp,
+        train_handlers=None,
+    )
+    for h in strategy_handlers:
+        h.attach(trainer)
+    StatsHandler(name=logger.name, tag_name="train_loss", output_transform=from_engine(["loss"], first=True),
+                 iteration_log=False).attach(trainer)  # fmt: skip
+    if evaluator is not None:
+        ValidationHandler(interval=1, validator=evaluator, epoch_level=True).attach(trainer)
+        StatsHandler(
+            name=logger.name, iteration_log=False, global_epoch_transform=lambda _: trainer.state.epoch
+        ).attach(evaluator)
+        if checkpoint is not None:
+            if checkpoint.epoch_fn is None:
+                checkpoint.epoch_fn = lambda: trainer.state.epoch
+            checkpoint.attach(evaluator)
+        if patience is not None:
+            key = evaluator.state.key_metric_name
+            EarlyStopHandler(
+                patience=int(patience), score_function=_nan_safe(stopping_fn_from_metric(key)), trainer=trainer
+            ).attach(evaluator)
+    if progress:
+        from ignite.handlers import ProgressBar
+
+        ProgressBar(persist=False).attach(trainer, output_transform=from_engine(["loss"], first=True))
+    if log_dir is not None:
+        if has_tensorboard:
+            from monai.handlers import TensorBoardStatsHandler
+
+            writer = SummaryWriter(log_dir=log_dir)
+            TensorBoardStatsHandler(summary_writer=writer, output_transform=from_engine(["loss"], first=True),
+                                    tag_name="train_loss").attach(trainer)  # fmt: skip
+            if evaluator is not None:
+                TensorBoardStatsHandler(
+                    summary_writer=writer, iteration_log=False, global_epoch_transform=lambda _: trainer.state.epoch
+                ).attach(evaluator)
+            trainer.add_event_handler(Events.COMPLETED, lambda _: writer.close())
+            trainer.tb_writer = writer  # closed by the caller on failure
+        else:
+            logger.warning("TensorBoard logging is off: the tensorboard package is not installed")
+    return trainer
+
+
+def _nan_safe(fn: Callable[[Engine], float]) -> Callable[[Engine], float]:
+    def score(engine: Engine) -> float:
+        v = float(fn(engine))
+        return -math.inf if math.isnan(v) else v
+
+    return score
