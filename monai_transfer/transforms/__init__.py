@@ -37,3 +37,32 @@ __all__ = [
     "RadiographNormalizeDict",
     "intensity_preset",
 ]
+
+# corruptions at five severities for robustness evaluation (monai_transfer.transforms.corruptions)
+from .corruptions import (  # noqa: E402
+    CORRUPTIONS,
+    SEVERITIES,
+    Corrupt,
+    CorruptD,
+    Corruptd,
+    CorruptDict,
+    RandCorrupt,
+    RandCorruptD,
+    RandCorruptd,
+    RandCorruptDict,
+    corrupt,
+)
+
+__all__ += [
+    "CORRUPTIONS",
+    "SEVERITIES",
+    "Corrupt",
+    "Corruptd",
+    "CorruptD",
+    "CorruptDict",
+    "RandCorrupt",
+    "RandCorruptd",
+    "RandCorruptD",
+    "RandCorruptDict",
+    "corrupt",
+]
