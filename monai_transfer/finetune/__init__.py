@@ -11,6 +11,7 @@ from monai_transfer.finetune.param_groups import (
     stage_param_groups,
     trainable_parameter_names,
 )
+from monai_transfer.finetune.run import evaluate, finetune
 from monai_transfer.finetune.strategies import (
     STRATEGIES,
     FinetuneStrategy,
@@ -39,6 +40,8 @@ __all__ = [
     "StageUnfreezeHandler",
     "backbone_stage_names",
     "create_strategy",
+    "evaluate",
+    "finetune",
     "freeze_stages",
     "get_param_stages",
     "list_strategies",

@@ -308,11 +308,20 @@ def make_loader(
     if not data:
         raise ValueError("no entries to load")
     transform.set_random_state(seed=seed)
-    ds = (
-        CacheDataset(data, transform, cache_rate=1.0, num_workers=0, progress=False)
-        if cache
-        else Dataset(data, transform)
-    )
+    try:
+        ds = (
+            CacheDataset(data, transform, cache_rate=1.0, num_workers=0, progress=False)
+            if cache
+            else Dataset(data, transform)
+        )
+    except Exception as e:
+        # MONAI wraps a transform's error as "applying transform ..."; surface our data checks' own message
+        cause: BaseException | None = e.__cause__
+        while cause is not None and not (isinstance(cause, ValueError) and cause.__cause__ is None):
+            cause = cause.__cause__
+        if cause is not None:
+            raise ValueError(str(cause)) from e
+        raise
     generator = torch.Generator().manual_seed(seed)
     drop_last = train and len(data) % batch_size == 1 and len(data) > 1
     return DataLoader(
