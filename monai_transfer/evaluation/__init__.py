@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .calibration import expected_calibration_error, reliability_curve
+from .domain_gap import domain_gap, frechet_distance, frechet_distance_gaussians, median_bandwidth, mmd
 from .metrics import (
     accuracy,
     auroc,
@@ -15,6 +16,8 @@ from .metrics import (
     segmentation_metrics,
     surface_dice_per_case,
 )
+from .rank import RankingResult, candidate_label, extract_features, load_images, rank_backbones
+from .robustness import RobustnessReport, evaluate_robustness, mean_over_cases
 from .stats import (
     BootstrapResult,
     PairedTestResult,
@@ -27,6 +30,14 @@ from .stats import (
     holm,
     paired_test,
     rank_biserial,
+)
+from .transferability import (
+    knn_accuracy,
+    linear_probe_accuracy,
+    log_evidence,
+    logme,
+    rank_correlation,
+    stratified_folds,
 )
 
 __all__ = [
@@ -53,4 +64,23 @@ __all__ = [
     "holm",
     "paired_test",
     "rank_biserial",
+    "domain_gap",
+    "frechet_distance",
+    "frechet_distance_gaussians",
+    "median_bandwidth",
+    "mmd",
+    "RankingResult",
+    "candidate_label",
+    "extract_features",
+    "load_images",
+    "rank_backbones",
+    "RobustnessReport",
+    "evaluate_robustness",
+    "mean_over_cases",
+    "knn_accuracy",
+    "linear_probe_accuracy",
+    "log_evidence",
+    "logme",
+    "rank_correlation",
+    "stratified_folds",
 ]

@@ -1,0 +1,275 @@
+"""Choosing a starting point: rank candidate backbones on a labelled target set before fine-tuning.
+
+For each candidate ``(backbone_name, pretrained)`` the target images go through the frozen backbone's
+``forward_features`` (pooled embedding); the features are scored with cross-validated kNN accuracy, a cross-validated
+linear probe and LogME (:mod:`monai_transfer.evaluation.transferability`). With pretraining-data images given, the
+domain gap (Frechet distance, MMD; :mod:`monai_transfer.evaluation.domain_gap`) between those and the target features
+is reported with each candidate. With real fine-tuning results given, the Kendall tau and Spearman rho between each
+estimate and the outcome are reported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from monai_transfer.evaluation.domain_gap import domain_gap
+from monai_transfer.evaluation.transferability import knn_accuracy, linear_probe_accuracy, logme, rank_correlation
+
+__all__ = ["RankingResult", "rank_backbones", "extract_features", "load_images", "candidate_label"]
+
+ESTIMATES = ("knn", "linear_probe", "logme")
+
+
+@dataclass
+class RankingResult:
+    """Ranked candidates.
+
+    Attributes:
+        rows: one dict per candidate, best first by ``rank_by``: ``rank``, ``candidate``, ``backbone``,
+            ``pretrained``, ``knn``, ``linear_probe``, ``logme``, ``num_features``, ``seconds`` and, with source data,
+            ``frechet``, ``mmd``.
+        rank_by: the estimate used to order the rows.
+        correlations: estimate -> rank correlation with the fine-tuning outcomes (empty without outcomes).
+        n_samples: target samples used.
+    """
+
+    rows: list[dict[str, Any]]
+    rank_by: str
+    correlations: dict[str, dict[str, float]] = field(default_factory=dict)
+    n_samples: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rank_by": self.rank_by, "n_samples": self.n_samples, "rows": self.rows,
+                "correlations": self.correlations}  # fmt: skip
+
+    def to_json(self, path: str | os.PathLike) -> str:
+        path = os.fspath(path)
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(self.to_dict(), f, indent=2)
+        return path
+
+    def to_table(self) -> str:
+        """A Markdown table of the ranking (and the rank correlations when outcomes were given)."""
+        cols = ["rank", "candidate", "knn", "linear_probe", "logme"]
+        cols += [c for c in ("frechet", "mmd", "finetuned") if any(c in r for r in self.rows)]
+        cols += ["seconds"]
+
+        def fmt(v: Any) -> str:
+            return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+        lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in cols) + " |" for r in self.rows]
+        if self.correlations:
+            lines += ["", "| estimate | kendall_tau | spearman_rho | n |", "|---|---|---|---|"]
+            for k, c in self.correlations.items():
+                lines.append(f"| {k} | {c['kendall_tau']:.3f} | {c['spearman_rho']:.3f} | {c['n']} |")
+        return "\n".join(lines)
+
+
+def candidate_label(name: str, pretrained: str | None) -> str:
+    """``"resnet18"`` for random init, ``"resnet18:<pretrained>"`` otherwise (the key for fine-tuning results)."""
+    if pretrained is None:
+        return name
+    return f"{name}:{os.path.basename(os.fspath(pretrained)) if os.path.sep in os.fspath(pretrained) else pretrained}"
+
+
+def load_images(
+    data: str | os.PathLike | Sequence[Mapping[str, Any]],
+    spatial_dims: int,
+    section: str | Sequence[str] = ("training", "validation", "test"),
+    image_key: str = "image",
+    label_key: str | None = "label",
+    spatial_size: Sequence[int] | None = None,
+) -> tuple[torch.Tensor, np.ndarray | None]:
+    """Load a datalist (file path and sections, or a list of entries) as a float tensor ``(N, C, *spatial)`` with
+    per-image intensities scaled to [0, 1] (0.5-99.5th percentiles, clipped), and the labels (or None).
+
+    Args:
+        data: datalist JSON path, or a list of entry dicts.
+        spatial_dims: 2 or 3.
+        section: datalist section(s) to read when ``data`` is a path (missing sections are skipped).
+        image_key: image key of each entry.
+        label_key: class-label key (an integer per entry), or None for unlabeled data.
+        spatial_size: resize every image to this size (needed when sizes differ).
+    """
+    from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged, Resized, ScaleIntensityRangePercentilesd
+
+    if isinstance(data, (str, os.PathLike)):
+        from monai_transfer.data.datalist import load_datalist, load_datalist_file
+
+        sections = [section] if isinstance(section, str) else list(section)
+        present = load_datalist_file(data)
+        entries = [e for s in sections if s in present for e in load_datalist(data, s)]
+    else:
+        entries = list(data)
+    if not entries:
+        raise ValueError("no entries to load")
+    keys = [image_key]
+    ts: list[Any] = [
+        LoadImaged(keys, image_only=True),
+        EnsureChannelFirstd(keys),
+        ScaleIntensityRangePercentilesd(keys, 0.5, 99.5, 0.0, 1.0, clip=True),
+    ]
+    if spatial_size is not None:
+        ts.append(Resized(keys, spatial_size=tuple(spatial_size)))
+    tf = Compose(ts)
+    images = []
+    for e in entries:
+        img = torch.as_tensor(tf({image_key: e[image_key]})[image_key]).float()
+        if img.ndim != spatial_dims + 1:
+            raise ValueError(f"{e[image_key]}: expected {spatial_dims}D images, got shape {tuple(img.shape)}")
+        images.append(img)
+    shapes = {tuple(i.shape) for i in images}
+    if len(shapes) > 1:
+        raise ValueError(f"images differ in shape {sorted(shapes)[:3]}...; pass spatial_size")
+    labels = None
+    if label_key is not None:
+        if any(label_key not in e for e in entries):
+            raise ValueError(f"every entry needs the class label {label_key!r}")
+        labels = np.asarray([int(e[label_key]) for e in entries])
+    return torch.stack(images), labels
+
+
+@torch.no_grad()
+def extract_features(
+    model: torch.nn.Module, images: torch.Tensor, batch_size: int = 16, device: Any = None
+) -> np.ndarray:
+    """Pooled features ``(N, num_features)`` from ``model.forward_features`` in eval mode."""
+    device = (
+        torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    )
+    was_training = model.training
+    model = model.to(device).eval()
+    out = []
+    for i in range(0, len(images), batch_size):
+        out.append(model.forward_features(images[i : i + batch_size].to(device)).float().cpu())
+    model.train(was_training)
+    return torch.cat(out).reshape(len(images), -1).numpy().astype(np.float64)
+
+
+def rank_backbones(
+    candidates: Sequence[tuple[str, str | None]],
+    data: str | os.PathLike | Sequence[Mapping[str, Any]] | tuple[Any, Any],
+    spatial_dims: int,
+    in_channels: int = 1,
+    label_key: str = "label",
+    image_key: str = "image",
+    section: str | Sequence[str] = ("training", "validation", "test"),
+    source_data: str | os.PathLike | Sequence[Mapping[str, Any]] | Any | None = None,
+    source_section: str | Sequence[str] = ("unlabeled", "training"),
+    finetune_results: Mapping[str, float] | None = None,
+    rank_by: str = "logme",
+    k: int = 5,
+    n_folds: int = 5,
+    spatial_size: Sequence[int] | None = None,
+    batch_size: int = 16,
+    device: Any = None,
+    seed: int = 0,
+    backbone_kwargs: Mapping[str, Any] | None = None,
+    out_dir: str | os.PathLike | None = None,
+) -> RankingResult:
+    """Rank starting points on a labelled target set by kNN, linear-probe and LogME scores of frozen features.
+
+    Args:
+        candidates: ``(backbone_name, pretrained)`` pairs; ``pretrained`` is None (random init, seeded by ``seed``), a
+            checkpoint path or a known source name (see :func:`monai_transfer.networks.create_backbone`).
+        data: a datalist path (sections ``section``), a list of entries, or ``(images, labels)`` with images
+            ``(N, C, *spatial)`` (array or tensor, pre-processed) and integer labels ``(N,)``.
+        spatial_dims: 2 or 3.
+        in_channels: image channels.
+        label_key: the class-label key of datalist entries (the demo's ``lesion`` for slices, ``label`` for
+            ``lesion_cls_3d``).
+        image_key: the image key of datalist entries.
+        section: datalist sections of the target set.
+        source_data: pretraining images for the domain gap (a datalist path, entries, or an ``(N, C, *spatial)``
+            array), or None to skip.
+        source_section: sections of ``source_data`` when it is a path.
+        finetune_results: candidate label (see :func:`candidate_label`) -> real fine-tuning metric, for the rank
+            correlations.
+        rank_by: ``"logme"``, ``"knn"`` or ``"linear_probe"``.
+        k: kNN neighbours.
+        n_folds: cross-validation folds.
+        spatial_size: resize loaded images to this size.
+        batch_size: feature-extraction batch size.
+        device: torch device (default: CUDA when available).
+        seed: seed of random initialisations and folds (the global torch RNG state is restored afterwards).
+        backbone_kwargs: extra keyword arguments for ``create_backbone`` (e.g. ``img_size`` for ViTs).
+        out_dir: when given, write ``ranking.json`` and ``ranking.md`` there.
+
+    Returns:
+        A :class:`RankingResult`.
+    """
+    from monai_transfer.networks import create_backbone
+
+    if rank_by not in ESTIMATES:
+        raise ValueError(f"rank_by must be one of {ESTIMATES}, got {rank_by!r}")
+    if not candidates:
+        raise ValueError("no candidates given")
+    if isinstance(data, tuple) and len(data) == 2:
+        images = torch.as_tensor(np.asarray(data[0]) if not isinstance(data[0], torch.Tensor) else data[0]).float()
+        labels = np.asarray(data[1]).ravel().astype(np.int64)
+        if images.ndim != spatial_dims + 2 or len(images) != len(labels):
+            raise ValueError(f"images must be (N, C, *spatial) with {spatial_dims} spatial dims and one label each")
+    else:
+        images, labels = load_images(data, spatial_dims, section, image_key, label_key, spatial_size)  # type: ignore[assignment]
+    assert labels is not None
+    if len(np.unique(labels)) < 2:
+        raise ValueError("the target set needs at least two classes")
+    source = None
+    if source_data is not None:
+        if isinstance(source_data, (str, os.PathLike)) or (
+            isinstance(source_data, Sequence) and source_data and isinstance(source_data[0], Mapping)
+        ):
+            source, _ = load_images(source_data, spatial_dims, source_section, image_key, None, spatial_size)
+        else:
+            source = torch.as_tensor(np.asarray(source_data)).float()
+
+    rows = []
+    for name, pretrained in candidates:
+        t0 = time.perf_counter()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = create_backbone(
+                name, spatial_dims, in_channels, pretrained=pretrained, **dict(backbone_kwargs or {})
+            )
+        feats = extract_features(model, images, batch_size, device)
+        row: dict[str, Any] = {
+            "candidate": candidate_label(name, pretrained),
+            "backbone": name,
+            "pretrained": None if pretrained is None else os.fspath(pretrained),
+            "num_features": int(feats.shape[1]),
+            "knn": knn_accuracy(feats, labels, k=k, n_folds=n_folds, seed=seed),
+            "linear_probe": linear_probe_accuracy(feats, labels, n_folds=n_folds, seed=seed),
+            "logme": logme(feats, labels),
+        }
+        if source is not None:
+            row.update(
+                {k_: v for k_, v in domain_gap(extract_features(model, source, batch_size, device), feats).items()}
+            )
+        if finetune_results is not None and row["candidate"] in finetune_results:
+            row["finetuned"] = float(finetune_results[row["candidate"]])
+        row["seconds"] = time.perf_counter() - t0
+        rows.append(row)
+    rows.sort(key=lambda r: -r[rank_by])
+    for i, r in enumerate(rows, start=1):
+        r["rank"] = i
+    correlations = {}
+    if finetune_results:
+        for est in ESTIMATES:
+            correlations[est] = rank_correlation({r["candidate"]: r[est] for r in rows}, finetune_results)
+    result = RankingResult(rows=rows, rank_by=rank_by, correlations=correlations, n_samples=len(labels))
+    if out_dir is not None:
+        os.makedirs(out_dir, exist_ok=True)
+        result.to_json(os.path.join(out_dir, "ranking.json"))
+        with open(os.path.join(out_dir, "ranking.md"), "w", encoding="utf-8") as f:
+            f.write(result.to_table() + "\n")
+    return result

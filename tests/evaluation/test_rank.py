@@ -1,0 +1,63 @@
+"""rank_backbones end to end on the demo data (2D slices) with two small random-init candidates."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from monai_transfer.data import make_demo_data
+from monai_transfer.evaluation.rank import load_images, rank_backbones
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    return make_demo_data(tmp_path_factory.mktemp("demo"), n_subjects=8, size=32, n_unlabeled=4, seed=0)
+
+
+def _pool_slices(datalist: str) -> np.ndarray:
+    """Central axial slices of the unlabeled pool volumes, scaled to [0, 1]: the "pretraining data" for the gap."""
+    vols, _ = load_images(datalist, 3, "unlabeled", label_key=None)
+    sl = vols[..., vols.shape[-1] // 2].numpy()
+    return sl / sl.max(axis=(1, 2, 3), keepdims=True)
+
+
+def test_rank_backbones_demo_end_to_end(demo: dict[str, str], tmp_path) -> None:
+    state = torch.random.get_rng_state()
+    res = rank_backbones(
+        [("resnet10", None), ("resnet18", None)],
+        demo["tissue_seg_2d"],
+        spatial_dims=2,
+        label_key="lesion",
+        source_data=_pool_slices(demo["unlabeled"]),
+        finetune_results={"resnet10": 0.7, "resnet18": 0.8},
+        n_folds=4,
+        out_dir=tmp_path,
+    )
+    assert torch.equal(state, torch.random.get_rng_state())  # no global RNG side effect
+    assert [r["rank"] for r in res.rows] == [1, 2] and res.n_samples == 32
+    assert {r["candidate"] for r in res.rows} == {"resnet10", "resnet18"}
+    for r in res.rows:
+        assert 0 <= r["knn"] <= 1 and 0 <= r["linear_probe"] <= 1 and np.isfinite(r["logme"])
+        assert r["frechet"] >= 0 and np.isfinite(r["mmd"]) and r["finetuned"] in (0.7, 0.8)
+    assert res.rows[0]["logme"] >= res.rows[1]["logme"]
+    assert set(res.correlations) == {"knn", "linear_probe", "logme"}
+    assert res.correlations["logme"]["n"] == 2
+    saved = json.loads((tmp_path / "ranking.json").read_text())
+    assert saved["rows"][0]["candidate"] == res.rows[0]["candidate"]
+    assert "kendall_tau" in res.to_table()
+
+
+def test_rank_backbones_arrays_and_errors() -> None:
+    r = np.random.default_rng(0)
+    images = r.normal(size=(12, 1, 16, 16, 16)).astype(np.float32)
+    labels = np.arange(12) % 2
+    images[labels == 1] += 1.0
+    res = rank_backbones([("resnet10", None)], (images, labels), spatial_dims=3, rank_by="knn", n_folds=3)
+    assert res.rows[0]["candidate"] == "resnet10" and res.rank_by == "knn"
+    with pytest.raises(ValueError, match="rank_by"):
+        rank_backbones([("resnet10", None)], (images, labels), spatial_dims=3, rank_by="nope")
+    with pytest.raises(ValueError, match="two classes"):
+        rank_backbones([("resnet10", None)], (images, np.zeros(12)), spatial_dims=3)
