@@ -103,6 +103,108 @@ def _cmd_tour(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_kv(items: Sequence[str]) -> dict:
+    """``KEY=VALUE`` pairs with JSON values where they parse (``decay=0.75``, ``k=2``), else strings."""
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"expected KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def _cmd_finetune(args: argparse.Namespace) -> int:
+    from monai_transfer.data import DatalistError
+    from monai_transfer.finetune import finetune
+    from monai_transfer.weights import PretrainedLoadError, UnsafeCheckpointError
+
+    try:
+        result = finetune(
+            backbone=args.backbone,
+            pretrained=args.pretrained,
+            task=args.task,
+            strategy=args.strategy,
+            label_fraction=args.label_fraction,
+            seed=args.seed,
+            datalist=args.data,
+            out_dir=args.out,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            weight_decay=args.weight_decay,
+            head_lr_mult=args.head_lr_mult,
+            strategy_kwargs=_parse_kv(args.strategy_arg),
+            num_classes=args.num_classes,
+            spatial_dims=args.spatial_dims,
+            in_channels=args.in_channels,
+            loss=args.loss,
+            class_weights=args.class_weights,
+            patience=args.patience,
+            patch_size=args.patch_size,
+            backbone_kwargs=_parse_kv(args.backbone_arg),
+            progress=not args.quiet,
+        )
+    except (DatalistError, PretrainedLoadError, UnsafeCheckpointError, ValueError, FileNotFoundError, KeyError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    shown = {k: v for k, v in result.items() if k not in ("cases",)}
+    print(json.dumps(shown, indent=2, default=str))
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from monai_transfer.data import DatalistError
+    from monai_transfer.finetune import evaluate
+
+    try:
+        metrics = evaluate(args.checkpoint, args.data, section=args.section, batch_size=args.batch_size)
+    except (DatalistError, ValueError, FileNotFoundError, KeyError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    cases = metrics.pop("cases", None)
+    if args.cases_out and cases is not None:
+        from monai_transfer.utils.atomic import atomic_write_json
+
+        atomic_write_json(args.cases_out, cases)
+    print(json.dumps(metrics, indent=2, default=str))
+    return 0
+
+
+def _cmd_rank(args: argparse.Namespace) -> int:
+    from monai_transfer.data import DatalistError
+    from monai_transfer.evaluation import rank_backbones
+
+    candidates = []
+    for item in args.candidate:
+        name, _, pretrained = item.partition(":")
+        candidates.append((name, pretrained or None))
+    finetune_results = None
+    if args.finetune_results:
+        with open(args.finetune_results) as f:
+            finetune_results = json.load(f)
+    try:
+        result = rank_backbones(
+            candidates,
+            args.data,
+            spatial_dims=args.spatial_dims,
+            in_channels=args.in_channels,
+            label_key=args.label_key,
+            finetune_results=finetune_results,
+            rank_by=args.rank_by,
+            seed=args.seed,
+            out_dir=args.out,
+        )
+    except (DatalistError, ValueError, FileNotFoundError, KeyError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(result.to_table())
+    return 0
+
+
 def _table(rows: list[dict]) -> str:
     widths = {k: max(len(k), *(len(str(r[k])) for r in rows)) for k in rows[0]}
     lines = ["  ".join(k.ljust(w) for k, w in widths.items()).rstrip(), "  ".join("-" * w for w in widths.values())]
@@ -329,6 +431,91 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_weights_convert)
     weights.set_defaults(func=lambda a: (weights.print_help(), 0)[1])
+
+    from monai_transfer.finetune import list_strategies
+
+    p = sub.add_parser(
+        "finetune",
+        help="fine-tune a (pretrained) backbone on a labelled datalist with a chosen strategy",
+        description=(
+            "Build a TransferNet (backbone + classification head or segmentation decoder), load the starting "
+            "point (--pretrained: a checkpoint, a bundle folder or a known source; strict), take a nested, "
+            "stratified label fraction of the training section, and train with MONAI's SupervisedTrainer: "
+            "validation every epoch, early stopping, the best checkpoint kept (atomically), sliding-window "
+            "inference for 3D segmentation. Writes best_model.pt, result.json, test_cases.json and TensorBoard logs."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--backbone", required=True, help="registry name ('monai-transfer backbones')")
+    p.add_argument("--pretrained", default=None, help="checkpoint path, bundle folder or source name; none: random")
+    p.add_argument("--task", choices=["classification", "segmentation"], required=True)
+    p.add_argument("--strategy", default="full", help=f"one of {list_strategies()} (freeze-K works too)")
+    p.add_argument(
+        "--strategy-arg",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="strategy options, e.g. decay=0.75 (llrd), k=2 (freeze-k), lp_epochs=3 (lp-ft)",
+    )
+    p.add_argument("--label-fraction", type=float, default=1.0, help="fraction of labelled training cases")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data", required=True, help="MSD-style datalist JSON (training/validation/test sections)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--head-lr-mult", type=float, default=1.0, help="learning-rate multiplier of the new head")
+    p.add_argument("--num-classes", type=int, default=None, help="default: from the datalist")
+    p.add_argument("--spatial-dims", type=int, choices=[2, 3], default=None, help="default: from the images")
+    p.add_argument("--in-channels", type=int, default=1)
+    p.add_argument("--loss", choices=["auto", "ce", "focal", "dice-ce"], default="auto")
+    p.add_argument("--class-weights", default=None, help="'balanced' for inverse-frequency class weights")
+    p.add_argument("--patience", type=int, default=None, help="early-stopping patience in epochs")
+    p.add_argument("--patch-size", type=int, nargs="+", default=None, help="3D segmentation: sliding-window patch")
+    p.add_argument("--backbone-arg", nargs="*", default=[], metavar="KEY=VALUE", help="backbone options")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_finetune)
+
+    p = sub.add_parser(
+        "evaluate",
+        help="evaluate a fine-tuned checkpoint on a datalist section",
+        description="Evaluate best_model.pt (or a finetune output folder) on a datalist section; prints the metrics.",
+    )
+    p.add_argument("checkpoint", help="best_model.pt or the folder 'monai-transfer finetune' wrote")
+    p.add_argument("--data", required=True, help="datalist JSON")
+    p.add_argument("--section", default="test")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--cases-out", default=None, help="write per-case records to this JSON file")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser(
+        "rank",
+        help="rank candidate starting points on a labelled set before fine-tuning (kNN, linear probe, LogME)",
+        description=(
+            "Extract pooled features of the labelled target set with each candidate backbone and score them with "
+            "cross-validated kNN accuracy, a linear probe and LogME (You et al., 2021), in minutes rather than a "
+            "fine-tuning run each. With --finetune-results (JSON: candidate -> metric) it reports Kendall's tau "
+            "and Spearman's rho between each estimate and the real outcome."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--candidate",
+        nargs="+",
+        required=True,
+        metavar="BACKBONE[:PRETRAINED]",
+        help="e.g. resnet18 (random init) resnet18:resnet18-f37072fd.pth resnet50:torchvision-imagenet1k-v2",
+    )
+    p.add_argument("--data", required=True, help="labelled datalist JSON")
+    p.add_argument("--spatial-dims", type=int, choices=[2, 3], required=True)
+    p.add_argument("--in-channels", type=int, default=1)
+    p.add_argument("--label-key", default="label")
+    p.add_argument("--rank-by", choices=["logme", "knn", "linear_probe"], default="logme")
+    p.add_argument("--finetune-results", default=None, help="JSON mapping candidate label -> fine-tuned metric")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="folder for ranking.json and the table")
+    p.set_defaults(func=_cmd_rank)
 
     p = sub.add_parser(
         "tour",
