@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .calibration import expected_calibration_error, reliability_curve
+from .checkpoint_robustness import CaseSeededCorruptd, checkpoint_robustness
 from .domain_gap import domain_gap, frechet_distance, frechet_distance_gaussians, median_bandwidth, mmd
 from .metrics import (
     accuracy,
@@ -74,6 +75,8 @@ __all__ = [
     "extract_features",
     "load_images",
     "rank_backbones",
+    "CaseSeededCorruptd",
+    "checkpoint_robustness",
     "RobustnessReport",
     "evaluate_robustness",
     "mean_over_cases",

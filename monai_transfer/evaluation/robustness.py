@@ -6,7 +6,6 @@ After Hendrycks and Dietterich 2019, "Benchmarking Neural Network Robustness to 
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ import numpy as np
 from monai.utils import optional_import
 
 from monai_transfer.transforms.corruptions import CORRUPTIONS, Corrupt
+from monai_transfer.utils.atomic import atomic_save, atomic_write_json, atomic_write_text
 
 plt, has_matplotlib = optional_import("matplotlib.pyplot")
 
@@ -67,12 +67,15 @@ class RobustnessReport:
         }
 
     def to_json(self, path: str | os.PathLike) -> str:
-        """Write the report as JSON; returns the path."""
-        path = os.fspath(path)
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump(self.to_dict(), f, indent=2)
-        return path
+        """Write the report as JSON (atomically); returns the path."""
+        return atomic_write_json(path, self.to_dict())
+
+    def write(self, out_dir: str | os.PathLike, metric_name: str = "metric") -> None:
+        """Write ``robustness.json``, ``robustness.md`` and, with matplotlib, ``robustness.png`` into ``out_dir``."""
+        os.makedirs(out_dir, exist_ok=True)
+        self.to_json(os.path.join(out_dir, "robustness.json"))
+        atomic_write_text(os.path.join(out_dir, "robustness.md"), self.to_table() + "\n")
+        self.plot(os.path.join(out_dir, "robustness.png"), metric_name)
 
     def to_table(self) -> str:
         """A Markdown table: one row per corruption, the metric per severity, and the mean drop."""
@@ -102,8 +105,7 @@ class RobustnessReport:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, ncol=2)
         fig.tight_layout()
-        path = os.fspath(path)
-        fig.savefig(path, dpi=100)
+        path = atomic_save(path, lambda p: fig.savefig(p, dpi=100, format="png"))
         plt.close(fig)
         return path
 
@@ -180,9 +182,5 @@ def evaluate_robustness(
                 }
             )
     if out_dir is not None:
-        os.makedirs(out_dir, exist_ok=True)
-        report.to_json(os.path.join(out_dir, "robustness.json"))
-        with open(os.path.join(out_dir, "robustness.md"), "w", encoding="utf-8") as f:
-            f.write(report.to_table() + "\n")
-        report.plot(os.path.join(out_dir, "robustness.png"), metric_name)
+        report.write(out_dir, metric_name)
     return report

@@ -17,7 +17,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -385,6 +385,7 @@ def evaluate(
     device: str | torch.device | None = None,
     amp: bool | None = None,
     cases: bool = True,
+    corruption: Callable | None = None,
 ) -> dict[str, Any]:
     """Evaluate a fine-tuned checkpoint (``best_model.pt`` or the run's ``out_dir``) on one datalist section.
 
@@ -400,6 +401,7 @@ def evaluate(
         amp: mixed precision; default on for CUDA.
         cases: include per-case records (``"cases"``: classification ``label``/``prob``, segmentation ``dice`` per
             foreground class) for confidence intervals and paired tests.
+        corruption: a dictionary transform applied to each loaded image before normalisation (robustness runs).
 
     Returns:
         ``{"section", "n", <metrics>, "checkpoint", ["cases"]}``: ``mean_dice`` for segmentation; ``auroc`` (``None``
@@ -430,7 +432,7 @@ def evaluate(
     use_amp = (dev.type == "cuda") if amp is None else bool(amp)
     net = net.to(dev).eval()
     xform = dict(config["transforms"])
-    loader = make_loader(rows, make_transforms(train=False, **xform), batch_size, False, cache=False)
+    loader = make_loader(rows, make_transforms(train=False, corruption=corruption, **xform), batch_size, False, cache=False)
     inferer = make_inferer(task, int(xform["spatial_dims"]), xform.get("patch_size"))
     key = None
     if task == "classification":

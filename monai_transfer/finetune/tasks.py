@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -243,6 +243,7 @@ def make_transforms(
     augment: bool = True,
     image_key: str = "image",
     label_key: str = "label",
+    corruption: Callable | None = None,
 ) -> Compose:
     """The dictionary transform chain of one task.
 
@@ -262,6 +263,8 @@ def make_transforms(
         min_size: smallest padded edge for segmentation (default ``2 * divisible_by``: the deepest map has two
             voxels per axis, which instance norm in training needs).
         augment: random flips in training.
+        corruption: a dictionary transform applied to the loaded image before intensity normalisation (the
+            robustness suite's ``Corruptd``), so corruptions act on the scanner's intensities.
     """
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
@@ -272,6 +275,7 @@ def make_transforms(
         EnsureChannelFirstd(keys=keys),
         CheckFinited(keys=image_key),
         CheckLabelRanged(keys=label_key, num_classes=num_classes, image_key=image_key),
+        *([corruption] if corruption is not None else []),
         NormalizeIntensityd(keys=image_key, channel_wise=True),
     ]
     if seg:
