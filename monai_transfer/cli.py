@@ -158,6 +158,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from monai_transfer.data import DatalistError
+    from monai_transfer.evaluation import summarize_cases
     from monai_transfer.finetune import evaluate
 
     try:
@@ -165,11 +166,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     except (DatalistError, ValueError, FileNotFoundError, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    cases = metrics.pop("cases", None)
-    if args.cases_out and cases is not None:
+    cases = metrics.pop("cases")
+    metrics["summary"] = summarize_cases(cases, seed=args.seed)
+    if args.out:
         from monai_transfer.utils.atomic import atomic_write_json
 
-        atomic_write_json(args.cases_out, cases)
+        atomic_write_json(args.out, {**metrics, "cases": cases})
     print(json.dumps(metrics, indent=2, default=str))
     return 0
 
@@ -503,13 +505,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "evaluate",
         help="evaluate a fine-tuned checkpoint on a datalist section",
-        description="Evaluate best_model.pt (or a finetune output folder) on a datalist section; prints the metrics.",
+        description=(
+            "Evaluate best_model.pt (or a finetune output folder) on a datalist section. Prints the metrics "
+            "(classification: AUROC per class and mean, AUPRC, accuracy, balanced accuracy, F1, ECE; segmentation: "
+            "Dice per class and mean) with 95%% BCa bootstrap intervals over cases."
+        ),
     )
     p.add_argument("checkpoint", help="best_model.pt or the folder 'monai-transfer finetune' wrote")
     p.add_argument("--data", required=True, help="datalist JSON")
     p.add_argument("--section", default="test")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--cases-out", default=None, help="write per-case records to this JSON file")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap confidence intervals")
+    p.add_argument("--out", default=None, help="write the metrics and per-case records to this JSON file")
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .calibration import expected_calibration_error, reliability_curve
+from .case_summary import summarize_cases
 from .checkpoint_robustness import CaseSeededCorruptd, checkpoint_robustness
 from .domain_gap import domain_gap, frechet_distance, frechet_distance_gaussians, median_bandwidth, mmd
 from .metrics import (
@@ -75,6 +76,7 @@ __all__ = [
     "extract_features",
     "load_images",
     "rank_backbones",
+    "summarize_cases",
     "CaseSeededCorruptd",
     "checkpoint_robustness",
     "RobustnessReport",

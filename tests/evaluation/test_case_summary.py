@@ -1,0 +1,39 @@
+"""Per-case records -> metrics with bootstrap intervals (what ``monai-transfer evaluate`` prints)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from monai_transfer.evaluation import classification_metrics, summarize_cases
+
+
+def test_segmentation_summary_matches_direct_means():
+    dice = np.array([[0.5, 0.7, np.nan], [0.2, 0.4, 0.6], [0.9, 0.8, 0.7]])
+    s = summarize_cases([{"dice": list(d)} for d in dice], n_resamples=300)
+    assert s["dice_per_class"] == pytest.approx(np.nanmean(dice, axis=0).tolist())
+    assert s["mean_dice"] == pytest.approx(np.mean(np.nanmean(dice, axis=1)))
+    ci = s["mean_dice_ci95"]
+    assert ci["low"] <= s["mean_dice"] <= ci["high"] and ci["n_cases"] == 3
+
+
+def test_classification_summary_matches_metrics_and_is_deterministic():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 2, 40)
+    p = np.clip(labels * 0.3 + rng.random(40) * 0.7, 0, 1)
+    cases = [{"label": int(y), "prob": [1 - q, q]} for y, q in zip(labels, p)]
+    a = summarize_cases(cases, n_resamples=300, seed=0)
+    b = summarize_cases(cases, n_resamples=300, seed=0)
+    direct = classification_metrics(labels, np.stack([1 - p, p], axis=1))
+    for key in ("auroc", "auprc", "accuracy", "balanced_accuracy", "f1_macro", "ece"):
+        assert a[key] == pytest.approx(direct[key])
+    assert a["auroc_ci95"] == b["auroc_ci95"]
+    assert a["auroc_ci95"]["low"] <= a["auroc"] <= a["auroc_ci95"]["high"]
+    assert a["auroc_ci95"]["high"] - a["auroc_ci95"]["low"] > 0.01  # 40 cases cannot pin AUROC down
+
+
+def test_one_class_has_no_auroc_interval_and_bad_records_raise():
+    s = summarize_cases([{"label": 1, "prob": [0.2, 0.8]}] * 5, n_resamples=100)
+    assert "auroc_ci95" not in s
+    with pytest.raises(ValueError, match="need 'dice' or 'label' and 'prob'"):
+        summarize_cases([{"score": 1}])
