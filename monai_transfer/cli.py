@@ -196,6 +196,7 @@ def _cmd_rank(args: argparse.Namespace) -> int:
             in_channels=args.in_channels,
             label_key=args.label_key,
             finetune_results=finetune_results,
+            source_data=args.source_data,
             rank_by=args.rank_by,
             seed=args.seed,
             out_dir=args.out,
@@ -542,6 +543,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--in-channels", type=int, default=1)
     p.add_argument("--label-key", default="label")
     p.add_argument("--rank-by", choices=["logme", "knn", "linear_probe"], default="logme")
+    p.add_argument(
+        "--source-data",
+        default=None,
+        help="datalist of the pretraining data (its 'unlabeled' or 'training' section): adds the domain gap "
+        "(Frechet distance and MMD in each backbone's feature space) between it and the target set",
+    )
     p.add_argument("--finetune-results", default=None, help="JSON mapping candidate label -> fine-tuned metric")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="folder for ranking.json and the table")
