@@ -104,6 +104,8 @@ def create_backbone(
         The backbone. When ``pretrained`` is given, its ``load_report`` attribute holds the ``LoadReport``.
     """
     config = get_backbone_config(name)
+    if not isinstance(in_channels, int) or in_channels < 1:
+        raise ValueError(f"in_channels must be a positive integer, got {in_channels!r}.")
     if spatial_dims not in config.spatial_dims:
         raise ValueError(f"Backbone {name!r} supports spatial_dims in {config.spatial_dims}, got {spatial_dims!r}.")
     if pretrained is not None:

@@ -86,3 +86,9 @@ def test_bad_inputs_raise_value_error(built):
 def test_unsupported_spatial_dims_raise_value_error(name, spatial_dims):
     with pytest.raises(ValueError, match="spatial_dims"):
         create_backbone(name, spatial_dims=spatial_dims)
+
+
+@pytest.mark.parametrize("in_channels", [0, -1, 1.5])
+def test_invalid_in_channels_raise_value_error(in_channels):
+    with pytest.raises(ValueError, match="in_channels must be a positive integer"):
+        create_backbone("resnet18", spatial_dims=2, in_channels=in_channels)

@@ -36,8 +36,9 @@ class ViTBackbone(BackboneMixin, ViT):
         img_size: input size the position embeddings are built for (an int or one per axis).
         patch_size: patch size.
         global_pool: ``"token"`` (class token, as timm and the original ViT) or ``"avg"`` (mean of patch tokens).
-        out_indices: blocks whose outputs ``forward_intermediates`` returns (the last one is normalised).
-            Defaults to four evenly spaced blocks, as UNETR uses.
+        out_indices: blocks whose outputs ``forward_intermediates`` returns (the last block's is normalised).
+            Defaults to UNETR's choice for 12 blocks (after blocks 3, 6 and 9, 0-based, and the final normalised
+            output), so a UNETR checkpoint's decoder sees the maps it was trained on.
         layer_norm_eps: epsilon of every LayerNorm.
         dropout_rate, pos_embed_type: as in MONAI's ``ViT``.
     """
@@ -95,7 +96,7 @@ class ViTBackbone(BackboneMixin, ViT):
         self.num_prefix_tokens = 1 if global_pool == "token" else 0
         if out_indices is None:
             step = layers // 4
-            out_indices = [step * (k + 1) - 1 for k in range(4)]
+            out_indices = [step * (k + 1) for k in range(3)] + [layers - 1]
         self.out_indices = [int(i) for i in out_indices]
         if not self.out_indices or max(self.out_indices) >= layers or min(self.out_indices) < 0:
             raise ValueError(f"out_indices must lie in [0, {layers}), got {self.out_indices}.")
