@@ -1,0 +1,80 @@
+"""The ``monai-transfer`` command.
+
+Subcommands (one module each in this package):
+    backbones   list the registered backbones (dims, embedding size, known pretrained weights)
+    data        index DICOM trees (scan), summarise an index (report), write the demo data (demo)
+    weights     known published weights (sources); how a checkpoint fits a backbone (inspect); convert one
+    finetune    fine-tune a backbone with a named strategy; evaluate: metrics with bootstrap intervals
+    rank        rank starting points before fine-tuning (kNN, linear probe, LogME, domain gap)
+    robustness  a fine-tuned checkpoint under 9 corruptions x 5 severities
+    tour        the longest end-to-end path on the demo data (the quickstart's main job)
+
+User errors (a file that is not there, a checkpoint that does not fit, a bad datalist) print one ``error:`` line
+and exit with status 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from monai_transfer.cli import data, evaluation, finetune, networks, tour, weights
+
+__all__ = ["main", "build_parser"]
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from monai_transfer.data import DatalistError, QuarantineError
+    from monai_transfer.weights import HashMismatchError, PretrainedLoadError, UnsafeCheckpointError
+
+    return (
+        DatalistError,
+        QuarantineError,
+        PretrainedLoadError,
+        UnsafeCheckpointError,
+        HashMismatchError,
+        FileNotFoundError,
+        FileExistsError,
+        KeyError,
+        ValueError,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="monai-transfer",
+        description=(
+            "Transfer learning and self-supervised pretraining for 2D and 3D medical imaging, on MONAI. "
+            "Choose a starting point (ImageNet, SSL, another modality, none), load it into a classification "
+            "or segmentation network with a load report, and export it."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Run 'monai-transfer COMMAND --help' for the options of each command.",
+    )
+    from monai_transfer import __version__
+
+    parser.add_argument("--version", action="version", version=f"monai_transfer {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    for module in (networks, data, weights, finetune, evaluation, tour):
+        module.add_parsers(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except _user_errors() as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

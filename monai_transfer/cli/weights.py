@@ -1,0 +1,149 @@
+"""The ``weights`` commands: ``sources`` (known published weights), ``inspect`` and ``convert`` (load reports)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+import torch
+
+from monai_transfer.cli._common import _table
+
+
+def _cmd_weights_sources(args: argparse.Namespace) -> int:
+    from monai_transfer.weights import get_source, list_sources
+
+    rows = []
+    for name in list_sources(args.backbone):
+        src = get_source(name)
+        for backbone, f in sorted(src.files.items()):
+            if args.backbone and backbone != args.backbone:
+                continue
+            rows.append(
+                {
+                    "source": name,
+                    "backbone": backbone,
+                    "dims": f.spatial_dims,
+                    "channels": f.in_channels,
+                    "data": src.provenance.source_data if args.json else src.provenance.source_data[:40],
+                    "sha256": (f.sha256 or "unpublished")[:16],
+                    "url": f.url,
+                }
+            )
+    if not rows:
+        print(f"no known weights for backbone {args.backbone!r}", file=sys.stderr)
+        return 1
+    print(json.dumps(rows, indent=2) if args.json else _table(rows))
+    return 0
+
+
+def _load_for_cli(args: argparse.Namespace) -> torch.nn.Module:
+    """The backbone with ``args.checkpoint`` loaded; its ``load_report`` says what loaded."""
+    from monai_transfer.networks import create_backbone
+
+    return create_backbone(
+        args.backbone,
+        spatial_dims=args.spatial_dims,
+        in_channels=args.in_channels,
+        pretrained=args.checkpoint,
+        strict=not args.allow_partial,
+    )
+
+
+def _cmd_weights_inspect(args: argparse.Namespace) -> int:
+    model = _load_for_cli(args)
+    report = model.load_report
+    print(json.dumps(report.to_dict(), indent=2, default=str) if args.json else report.to_table())
+    return 0 if report.ok else 1
+
+
+def _cmd_weights_convert(args: argparse.Namespace) -> int:
+    from monai_transfer.weights import Provenance, save_pretrained
+
+    model = _load_for_cli(args)
+    report = model.load_report
+    base = report.provenance or Provenance()
+    updates = _parse_provenance(args.provenance)
+    if not base.url and "://" in args.checkpoint:
+        updates.setdefault("url", args.checkpoint)
+    prov = Provenance.from_dict({**base.to_dict(), **updates})
+    path = save_pretrained(model, args.out, provenance=prov)
+    print(report.to_table())
+    print(f"wrote {path} ({args.backbone}, spatial_dims={args.spatial_dims}, in_channels={args.in_channels})")
+    return 0
+
+
+def _parse_provenance(items: Sequence[str]) -> dict:
+    """``FIELD=VALUE`` pairs; sizes and spacings are comma-separated numbers, dims and channels integers."""
+    out: dict = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"--provenance expects FIELD=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        if key in ("input_size", "spacing"):
+            cast = int if key == "input_size" else float
+            out[key] = [cast(v) for v in value.split(",")]
+        elif key in ("spatial_dims", "in_channels"):
+            out[key] = int(value)
+        else:
+            out[key] = value
+    return out
+
+
+def _add_load_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", help="a checkpoint file, a MONAI bundle folder, a URL, or a known source name")
+    p.add_argument("--backbone", required=True, help="registry name (see 'monai-transfer backbones')")
+    p.add_argument("--spatial-dims", type=int, choices=[2, 3], default=2, help="2D weights inflate to 3D")
+    p.add_argument("--in-channels", type=int, default=1, help="channel surgery adapts the first convolution")
+    p.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="load what fits instead of stopping at the first missing or mismatched key (the report says what)",
+    )
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    weights = sub.add_parser(
+        "weights",
+        help="known published weights; how a checkpoint fits a backbone; convert one",
+        description="Pretrained-weight commands. Checkpoints load with torch.load(weights_only=True), strictly.",
+    )
+    wsub = weights.add_subparsers(dest="weights_command", metavar="WEIGHTS_COMMAND")
+    p = wsub.add_parser("sources", help="list known published weights", description="List known published weights.")
+    p.add_argument("--backbone", default=None, help="only weights for this backbone")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=_cmd_weights_sources)
+    p = wsub.add_parser(
+        "inspect",
+        help="load a checkpoint into a backbone and print the load report",
+        description=(
+            "Load CHECKPOINT into a backbone (adapters for torchvision, timm, MedicalNet, SwinUNETR-SSL, lightly, "
+            "solo-learn, TorchXRayVision and MONAI bundles are chosen from the keys; channel surgery, 2D-to-3D "
+            "inflation and position-embedding resampling are applied as needed) and print what loaded per stage. "
+            "Exit code 1 when something did not fit."
+        ),
+    )
+    _add_load_arguments(p)
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=_cmd_weights_inspect)
+    p = wsub.add_parser(
+        "convert",
+        help="load, adapt and save a checkpoint for a backbone, with its provenance",
+        description=(
+            "Load CHECKPOINT into a backbone as 'inspect' does, then save the adapted weights with a provenance "
+            "record (written atomically; .safetensors or .pt by the suffix of --out)."
+        ),
+    )
+    _add_load_arguments(p)
+    p.add_argument("--out", required=True, help="output file (.pt or .safetensors)")
+    p.add_argument(
+        "--provenance",
+        nargs="*",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="provenance fields to set, e.g. method=SimCLR modality=CT source_data='LIDC-IDRI'",
+    )
+    p.set_defaults(func=_cmd_weights_convert)
+    weights.set_defaults(func=lambda a: (weights.print_help(), 0)[1])
