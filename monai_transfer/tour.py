@@ -141,7 +141,7 @@ def run_tour(
         with torch.no_grad():
             err = float((scripted(x) - outputs[task]).abs().max().item())
         exported[task] = {"path": str(path), "max_abs_diff_vs_eager": err}
-    done("export", exported, t0)
+    done("export", {"models": exported}, t0)
 
     # 7. save the 3D backbone with provenance, and read it back
     t0 = time.perf_counter()
