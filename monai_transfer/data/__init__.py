@@ -1,9 +1,16 @@
-"""Data: DICOM series discovery/validation/index/loading and NIfTI/NRRD/MHA reading with the same record."""
+"""Data: DICOM discovery, index and loading; NIfTI/NRRD/MHA; datalists, splits, sampling, public-dataset
+adapters and the demo data (a simulation built on the real MNI152 template)."""
 
 from __future__ import annotations
 
+from .adapters import MedMNISTDataset, load_csv_folder, load_medmnist, load_msd, msd_properties
+from .datalist import DatalistError, load_datalist, unlabeled_datalist, validate_datalist, write_datalist
+from .demo import make_demo_data
 from .dicom import QuarantineError, ScanStats, list_series, load_series, scan, summary_report
+from .radiograph import read_radiograph
 from .readers import image_record, read_image
+from .sampling import ExtractSliced, RandSliced, make_dataset, patch_sampler
+from .splits import domain_split, induce_imbalance, label_fractions, leave_one_out, patient_split
 
 __all__ = [
     "scan",
@@ -14,17 +21,6 @@ __all__ = [
     "QuarantineError",
     "read_image",
     "image_record",
-]
-
-# datalists, splits, sampling, adapters, demo data (monai_transfer.data.{datalist,splits,sampling,adapters,demo})
-from .adapters import MedMNISTDataset, load_csv_folder, load_medmnist, load_msd, msd_properties  # noqa: E402
-from .datalist import DatalistError, load_datalist, unlabeled_datalist, validate_datalist, write_datalist  # noqa: E402
-from .demo import make_demo_data  # noqa: E402
-from .radiograph import read_radiograph  # noqa: E402
-from .sampling import ExtractSliced, RandSliced, make_dataset, patch_sampler  # noqa: E402
-from .splits import domain_split, induce_imbalance, label_fractions, leave_one_out, patient_split  # noqa: E402
-
-__all__ += [
     "DatalistError",
     "load_datalist",
     "write_datalist",
