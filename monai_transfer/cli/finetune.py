@@ -108,7 +108,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         description=(
             "Evaluate best_model.pt (or a finetune output folder) on a datalist section. Prints the metrics "
             "(classification: AUROC per class and mean, AUPRC, accuracy, balanced accuracy, F1, ECE; segmentation: "
-            "Dice per class and mean) with 95%% BCa bootstrap intervals over cases."
+            "Dice, HD95 and surface Dice per class and mean) with 95%% BCa bootstrap intervals over cases."
         ),
     )
     p.add_argument("checkpoint", help="best_model.pt or the folder 'monai-transfer finetune' wrote")

@@ -7,6 +7,7 @@ with a 95 % BCa bootstrap interval over cases (Efron 1987), deterministic for a 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -33,21 +34,27 @@ def summarize_cases(cases: Sequence[Mapping[str, Any]], n_resamples: int = 2000,
 
     Returns:
         Classification: AUROC per class and mean, AUPRC, accuracy, balanced accuracy, macro F1, ECE, with intervals for
-        AUROC (when both classes occur) and accuracy. Segmentation: Dice per class and mean, with an interval for the
-        mean Dice over cases.
+        AUROC (when both classes occur) and accuracy. Segmentation: Dice, HD95 and surface Dice (when recorded) per
+        class and mean, each mean with an interval over cases.
     """
     if not cases:
         raise ValueError("no cases to summarise")
     if "dice" in cases[0]:
-        dice = np.asarray([c["dice"] for c in cases], dtype=float)  # (cases, foreground classes)
-        per_case = np.nanmean(dice, axis=1)
-        return {
-            "task": "segmentation",
-            "n": len(cases),
-            "dice_per_class": np.nanmean(dice, axis=0).tolist(),
-            "mean_dice": float(np.nanmean(per_case)),
-            "mean_dice_ci95": _ci(per_case, np.nanmean, n_resamples, seed),
-        }
+        out: dict[str, Any] = {"task": "segmentation", "n": len(cases)}
+        # Dice, then the boundary metrics the evaluator records (HD95 and surface Dice, in voxels), where present
+        for key, name in (("dice", "dice"), ("hd95_voxels", "hd95_voxels"), ("surface_dice_1voxel", "surface_dice")):
+            if key not in cases[0]:
+                continue
+            values = np.asarray([c[key] for c in cases], dtype=float)  # (cases, foreground classes)
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # a class absent from a case is NaN there
+                per_case = np.nanmean(values, axis=1)
+                out[f"{name}_per_class"] = np.nanmean(values, axis=0).tolist()
+            kept = per_case[np.isfinite(per_case)]
+            out[f"mean_{name}"] = float(kept.mean()) if kept.size else float("nan")
+            if kept.size > 1:
+                out[f"mean_{name}_ci95"] = _ci(kept, np.mean, n_resamples, seed)
+        return out
     if "prob" not in cases[0] or "label" not in cases[0]:
         raise ValueError(f"case records need 'dice' or 'label' and 'prob'; got keys {sorted(cases[0])}")
     labels = np.asarray([c["label"] for c in cases])

@@ -30,7 +30,7 @@ from monai.handlers import (
     stopping_fn_from_metric,
 )
 from monai.inferers import Inferer, SimpleInferer, SlidingWindowInferer
-from monai.metrics import compute_dice
+from monai.metrics import compute_dice, compute_hausdorff_distance, compute_surface_dice
 from monai.transforms import Activationsd, AsDiscreted, Compose
 from monai.utils import optional_import
 
@@ -151,8 +151,9 @@ class AtomicBestCheckpoint:
 class CaseCollector:
     """Collect one record per evaluated case (for per-case statistics and confidence intervals).
 
-    Classification: ``{"label", "prob"}``; segmentation: ``{"dice"}`` (per foreground class). The case's file is
-    recorded from the batch's ``image`` filename when the metadata survive, else the running index.
+    Classification: ``{"label", "prob"}``; segmentation: ``{"dice", "hd95_voxels", "surface_dice_1voxel"}`` per
+    foreground class (HD95 and normalised surface Dice at a 1-voxel tolerance, in voxels of the network's input grid,
+    which the pipeline does not resample; NaN where a class is absent from both). Records carry a running index.
     """
 
     def __init__(self, task: str) -> None:
@@ -170,8 +171,13 @@ class CaseCollector:
             if self.task == "classification":
                 rec.update(label=int(label.argmax()), prob=[float(v) for v in pred])
             else:
-                d = compute_dice(pred[None], label[None], include_background=False, ignore_empty=True)[0]
+                p, y = pred[None].float(), label[None].float()
+                d = compute_dice(p, y, include_background=False, ignore_empty=True)[0]
+                hd = compute_hausdorff_distance(p, y, include_background=False, percentile=95)[0]
+                nsd = compute_surface_dice(p, y, class_thresholds=[1.0] * d.numel(), include_background=False)[0]
                 rec["dice"] = [float(v) for v in d]
+                rec["hd95_voxels"] = [float(v) if torch.isfinite(v) else float("nan") for v in hd]
+                rec["surface_dice_1voxel"] = [float(v) for v in nsd]
             self.cases.append(rec)
 
 

@@ -17,6 +17,18 @@ def test_segmentation_summary_matches_direct_means():
     assert ci["low"] <= s["mean_dice"] <= ci["high"] and ci["n_cases"] == 3
 
 
+def test_segmentation_summary_includes_boundary_metrics_when_recorded():
+    cases = [
+        {"dice": [0.5, 0.6], "hd95_voxels": [2.0, float("nan")], "surface_dice_1voxel": [0.7, 0.9]},
+        {"dice": [0.7, 0.8], "hd95_voxels": [4.0, 6.0], "surface_dice_1voxel": [0.5, 0.3]},
+    ]
+    s = summarize_cases(cases, n_resamples=200)
+    assert s["hd95_voxels_per_class"] == pytest.approx([3.0, 6.0])
+    assert s["mean_hd95_voxels"] == pytest.approx(np.mean([2.0, 5.0]))  # per case: NaN classes left out
+    assert s["mean_surface_dice"] == pytest.approx(0.6)
+    assert "mean_surface_dice_ci95" in s
+
+
 def test_classification_summary_matches_metrics_and_is_deterministic():
     rng = np.random.default_rng(1)
     labels = rng.integers(0, 2, 40)

@@ -66,6 +66,10 @@ def test_segmentation_2d_beats_chance(demo, tmp_path, fraction):
     again = evaluate(out, demo["tissue_seg_2d"], section="test")
     assert again["mean_dice"] == pytest.approx(result["test"]["mean_dice"], abs=1e-5)
     assert len(again["cases"]) == again["n"] == 12
+    # per-case boundary metrics are recorded too (voxel units), for the bootstrap summaries of `evaluate`
+    case = again["cases"][0]
+    assert len(case["hd95_voxels"]) == len(case["surface_dice_1voxel"]) == len(case["dice"]) == 3
+    assert all(0.0 <= v <= 1.0 for v in case["surface_dice_1voxel"] if v == v)
 
 
 def test_label_fraction_subsets_are_nested_and_deterministic(demo, tmp_path):
