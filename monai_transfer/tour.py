@@ -76,9 +76,16 @@ def run_tour(
     record = list_series(out / "dicom_index", include_quarantined=False)[0]
     image = load_series(out / "dicom_index", record["series_key"])
     image = MRPercentileNormalize()(image)
-    done("dicom_ingest", {"series": series.get("series"), "quarantined_files": series.get("quarantined_files"),
-                          "loaded_shape": list(image.shape), "spacing_mm": [round(float(v), 3) for v in
-                                                                           image.pixdim[:3]]}, t0)
+    done(
+        "dicom_ingest",
+        {
+            "series": series.get("series"),
+            "quarantined_files": series.get("quarantined_files"),
+            "loaded_shape": list(image.shape),
+            "spacing_mm": [round(float(v), 3) for v in image.pixdim[:3]],
+        },
+        t0,
+    )
 
     # 3. a 2D RGB checkpoint in torchvision's layout (our ResNet keys are torchvision's; add its classifier)
     t0 = time.perf_counter()
@@ -97,8 +104,12 @@ def run_tour(
     (out / "load_report.txt").write_text(report.to_table() + "\n")
     done(
         "import_2d_to_3d",
-        {"adapter": report.adapter, "fraction_loaded": report.fraction_loaded, "dropped": report.dropped,
-         "adapted": dict(report.adapted)},
+        {
+            "adapter": report.adapter,
+            "fraction_loaded": report.fraction_loaded,
+            "dropped": report.dropped,
+            "adapted": dict(report.adapted),
+        },
         t0,
     )
 
@@ -118,7 +129,9 @@ def run_tour(
     # 5. classification and segmentation networks on the imported weights
     t0 = time.perf_counter()
     nets = {
-        "classification": create_transfer_net("resnet18", "classification", 3, 1, num_classes=2, pretrained=str(ckpt2d)),
+        "classification": create_transfer_net(
+            "resnet18", "classification", 3, 1, num_classes=2, pretrained=str(ckpt2d)
+        ),
         "segmentation": create_transfer_net("resnet18", "segmentation", 3, 1, num_classes=3, pretrained=str(ckpt2d)),
     }
     x = image.as_tensor().unsqueeze(0).float()  # (1, 1, X, Y, Z): the scan loaded from DICOM
@@ -129,8 +142,11 @@ def run_tour(
             net.eval()
             outputs[task] = net(x)
             shapes[task] = list(outputs[task].shape)
-    done("forward", {"output_shapes": shapes, "parameters": {t: sum(p.numel() for p in n.parameters())
-                                                             for t, n in nets.items()}}, t0)
+    done(
+        "forward",
+        {"output_shapes": shapes, "parameters": {t: sum(p.numel() for p in n.parameters()) for t, n in nets.items()}},
+        t0,
+    )
 
     # 6. TorchScript export, checked against eager
     t0 = time.perf_counter()

@@ -432,7 +432,9 @@ def evaluate(
     use_amp = (dev.type == "cuda") if amp is None else bool(amp)
     net = net.to(dev).eval()
     xform = dict(config["transforms"])
-    loader = make_loader(rows, make_transforms(train=False, corruption=corruption, **xform), batch_size, False, cache=False)
+    loader = make_loader(
+        rows, make_transforms(train=False, corruption=corruption, **xform), batch_size, False, cache=False
+    )
     inferer = make_inferer(task, int(xform["spatial_dims"]), xform.get("patch_size"))
     key = None
     if task == "classification":
