@@ -57,8 +57,6 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    from monai_transfer.finetune import list_strategies
-
     p = sub.add_parser(
         "finetune",
         help="fine-tune a (pretrained) backbone on a labelled datalist with a chosen strategy",
@@ -74,7 +72,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backbone", required=True, help="registry name ('monai-transfer backbones')")
     p.add_argument("--pretrained", default=None, help="checkpoint path, bundle folder or source name; none: random")
     p.add_argument("--task", choices=["classification", "segmentation"], required=True)
-    p.add_argument("--strategy", default="full", help=f"one of {list_strategies()} (freeze-K works too)")
+    p.add_argument(
+        "--strategy",
+        default="full",
+        help="full, linear-probe, freeze-k (or freeze-<k>), llrd, gradual-unfreeze or lp-ft; see docs/finetune.md",
+    )
     p.add_argument(
         "--strategy-arg",
         nargs="*",

@@ -77,3 +77,15 @@ def test_tour_runs_end_to_end(tmp_path, capsys):
     assert all(v["max_abs_diff_vs_eager"] < 1e-4 for v in steps["export"]["models"].values())
     assert steps["save_and_reload"]["identical"] is True
     assert "load report" in capsys.readouterr().out
+
+
+def test_help_names_every_strategy_and_corruption(capsys):
+    # the help texts spell the names out so that --help needs no heavy import; this keeps them in step
+    from monai_transfer.finetune import list_strategies
+    from monai_transfer.transforms.corruptions import CORRUPTIONS
+
+    for command, names in ((["finetune"], list_strategies()), (["robustness"], CORRUPTIONS)):
+        with pytest.raises(SystemExit):
+            main([*command, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        assert all(name in text for name in names), (command, names)
