@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.modules.loss import _Loss
 
-from monai_transfer.losses.distributed import check_pair, gather_no_grad, gather_with_grad, is_distributed, rank
+from monai_transfer.losses.distributed import check_pair, gather_no_grad, is_distributed, rank
 
 __all__ = ["MoCoLoss"]
 
@@ -114,7 +114,7 @@ class MoCoLoss(_Loss):
         k = F.normalize(k.detach(), dim=1)
         offset = 0
         if self.gather_distributed and is_distributed():
-            k = gather_with_grad(k)
+            k = gather_no_grad(k)
             offset = rank() * q.shape[0]
         logits = q @ k.T / self.temperature  # (B, N)
         labels = torch.arange(q.shape[0], device=q.device) + offset
