@@ -10,7 +10,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from monai_transfer.losses import DINOLoss, MoCoLoss, NTXentLoss, VICRegLoss, gather_with_grad
+from monai_transfer.losses import BarlowTwinsLoss, DINOLoss, MoCoLoss, NTXentLoss, VICRegLoss, gather_with_grad
 from monai_transfer.losses.distributed import rank, world_size
 
 WORLD = 2
@@ -50,6 +50,12 @@ def _check_gathered_loss(loss: torch.nn.Module, reference: torch.nn.Module) -> N
         assert torch.allclose(z2.grad / WORLD, g2[r * B : (r + 1) * B], atol=1e-6)
 
 
+def _cross_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    a = (a - a.mean(0)) / torch.sqrt(a.var(0, unbiased=False) + 1e-5)
+    b = (b - b.mean(0)) / torch.sqrt(b.var(0, unbiased=False) + 1e-5)
+    return a.T @ b / a.shape[0]
+
+
 def _worker(r: int, init_file: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=r, world_size=WORLD)
     try:
@@ -72,6 +78,14 @@ def _worker(r: int, init_file: str) -> None:
             MoCoLoss(dim=D, temperature=0.5, version="v3", gather_distributed=True),
             MoCoLoss(dim=D, temperature=0.5, version="v3"),
         )
+
+        # Barlow Twins: every rank computes the loss of the cross-correlation averaged over ranks
+        full1, full2 = _data()
+        value = BarlowTwinsLoss(gather_distributed=True)(full1[r * B : (r + 1) * B], full2[r * B : (r + 1) * B])
+        c = sum(_cross_correlation(full1[s * B : (s + 1) * B], full2[s * B : (s + 1) * B]) for s in range(WORLD))
+        c = c / WORLD
+        off = c.pow(2).sum() - torch.diagonal(c).pow(2).sum()
+        assert abs(value.item() - ((torch.diagonal(c) - 1).pow(2).sum() + 5e-3 * off).item()) < 1e-5
 
         # DINO: the center moves towards the mean over all ranks' teacher outputs
         full_t, full_s = _data()
