@@ -4,13 +4,13 @@ Fine-tuning uses MONAI's own losses where they suffice (``monai.losses.FocalLoss
 ``LabelCrossEntropyLoss`` adds class-weighted cross-entropy on MONAI's class-index target layouts.
 
 Self-supervised pretraining losses: ``NTXentLoss`` (SimCLR), ``NegativeCosineSimilarity`` (SimSiam/BYOL),
-``BarlowTwinsLoss``, ``VICRegLoss``, ``DINOLoss`` and ``MoCoLoss`` (MoCo v2 queue / v3 symmetric);
+``BarlowTwinsRedundancyLoss``, ``VICRegLoss``, ``DINOLoss`` and ``MoCoLoss`` (MoCo v2 queue / v3 symmetric);
 ``gather_with_grad`` gathers embeddings across DDP ranks keeping the local gradient.
 """
 
 from __future__ import annotations
 
-from monai_transfer.losses.barlow_twins import BarlowTwinsLoss
+from monai_transfer.losses.barlow_twins import BarlowTwinsRedundancyLoss
 from monai_transfer.losses.cross_entropy import LabelCrossEntropyLoss, balanced_class_weights
 from monai_transfer.losses.dino import DINOLoss
 from monai_transfer.losses.distributed import gather_with_grad
@@ -22,7 +22,7 @@ from monai_transfer.losses.vicreg import VICRegLoss
 __all__ = [
     "LabelCrossEntropyLoss",
     "balanced_class_weights",
-    "BarlowTwinsLoss",
+    "BarlowTwinsRedundancyLoss",
     "DINOLoss",
     "MoCoLoss",
     "NTXentLoss",

@@ -4,6 +4,10 @@ Zbontar, Jing, Misra, LeCun, Deny, "Barlow Twins: Self-Supervised Learning via R
 arXiv:2103.03230. Matches ``lightly.loss.BarlowTwinsLoss``: each embedding is standardised along the batch
 (biased variance, ``eps=1e-5``, as ``BatchNorm1d(affine=False)`` in the official code), ``C = z1_n.T @ z2_n / B``,
 ``loss = sum_i (1 - C_ii)^2 + lambda * sum_{i != j} C_ij^2``.
+
+Named ``BarlowTwinsRedundancyLoss``, not ``BarlowTwinsLoss``: ``monai.losses.BarlowTwinsLoss`` exists (unbiased std,
+``+1e-6``) and MONAI's config locator indexes our modules too, so reusing the name would make the short
+``_target_: BarlowTwinsLoss`` ambiguous (DESIGN convention 6).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from torch.nn.modules.loss import _Loss
 
 from monai_transfer.losses.distributed import check_pair, is_distributed, world_size
 
-__all__ = ["BarlowTwinsLoss"]
+__all__ = ["BarlowTwinsRedundancyLoss"]
 
 
 def _standardize(z: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
@@ -22,7 +26,7 @@ def _standardize(z: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     return (z - z.mean(dim=0)) / torch.sqrt(z.var(dim=0, unbiased=False) + eps)
 
 
-class BarlowTwinsLoss(_Loss):
+class BarlowTwinsRedundancyLoss(_Loss):
     """Push the cross-correlation matrix of two views' embeddings towards the identity.
 
     Shapes:
@@ -44,7 +48,7 @@ class BarlowTwinsLoss(_Loss):
 
     def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
         """Loss for projections ``z1``, ``z2`` of shape ``(B, D)``."""
-        check_pair("BarlowTwinsLoss", z1, z2, min_batch=2)
+        check_pair("BarlowTwinsRedundancyLoss", z1, z2, min_batch=2)
         c = _standardize(z1).T @ _standardize(z2) / z1.shape[0]  # (D, D)
         if self.gather_distributed and is_distributed():
             c = dist_nn.all_reduce(c / world_size())

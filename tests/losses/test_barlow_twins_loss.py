@@ -4,7 +4,7 @@ import pytest
 import torch
 from lightly.loss import BarlowTwinsLoss as LightlyBarlow
 
-from monai_transfer.losses import BarlowTwinsLoss
+from monai_transfer.losses import BarlowTwinsRedundancyLoss
 
 
 def _reference(z1: torch.Tensor, z2: torch.Tensor, lam: float) -> float:
@@ -25,23 +25,23 @@ def _reference(z1: torch.Tensor, z2: torch.Tensor, lam: float) -> float:
 def test_formula_and_lightly(lam, shape):
     g = torch.Generator().manual_seed(2)
     z1, z2 = torch.randn(*shape, generator=g), torch.randn(*shape, generator=g)
-    ours = BarlowTwinsLoss(lambda_param=lam)(z1, z2).item()
+    ours = BarlowTwinsRedundancyLoss(lambda_param=lam)(z1, z2).item()
     assert ours == pytest.approx(_reference(z1, z2, lam), abs=1e-5)
     assert ours == pytest.approx(LightlyBarlow(lambda_param=lam)(z1, z2).item(), abs=1e-5)
 
 
 def test_default_lambda_matches_lightly():
-    assert BarlowTwinsLoss().lambda_param == LightlyBarlow().lambda_param == 5e-3
+    assert BarlowTwinsRedundancyLoss().lambda_param == LightlyBarlow().lambda_param == 5e-3
 
 
 def test_gradients_flow():
     z1 = torch.randn(6, 4, requires_grad=True)
     z2 = torch.randn(6, 4, requires_grad=True)
-    BarlowTwinsLoss()(z1, z2).backward()
+    BarlowTwinsRedundancyLoss()(z1, z2).backward()
     assert torch.isfinite(z1.grad).all() and z1.grad.abs().sum() > 0 and z2.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("a,b", [((6, 4), (6, 5)), ((6, 4), (7, 4)), ((1, 4), (1, 4)), ((6, 4, 2), (6, 4, 2))])
 def test_shape_mismatch(a, b):
-    with pytest.raises(ValueError, match="BarlowTwinsLoss"):
-        BarlowTwinsLoss()(torch.randn(*a), torch.randn(*b))
+    with pytest.raises(ValueError, match="BarlowTwinsRedundancyLoss"):
+        BarlowTwinsRedundancyLoss()(torch.randn(*a), torch.randn(*b))

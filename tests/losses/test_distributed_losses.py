@@ -10,7 +10,14 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from monai_transfer.losses import BarlowTwinsLoss, DINOLoss, MoCoLoss, NTXentLoss, VICRegLoss, gather_with_grad
+from monai_transfer.losses import (
+    BarlowTwinsRedundancyLoss,
+    DINOLoss,
+    MoCoLoss,
+    NTXentLoss,
+    VICRegLoss,
+    gather_with_grad,
+)
 from monai_transfer.losses.distributed import rank, world_size
 
 WORLD = 2
@@ -81,7 +88,9 @@ def _worker(r: int, init_file: str) -> None:
 
         # Barlow Twins: every rank computes the loss of the cross-correlation averaged over ranks
         full1, full2 = _data()
-        value = BarlowTwinsLoss(gather_distributed=True)(full1[r * B : (r + 1) * B], full2[r * B : (r + 1) * B])
+        value = BarlowTwinsRedundancyLoss(gather_distributed=True)(
+            full1[r * B : (r + 1) * B], full2[r * B : (r + 1) * B]
+        )
         c = sum(_cross_correlation(full1[s * B : (s + 1) * B], full2[s * B : (s + 1) * B]) for s in range(WORLD))
         c = c / WORLD
         off = c.pow(2).sum() - torch.diagonal(c).pow(2).sum()
