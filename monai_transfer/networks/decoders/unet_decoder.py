@@ -58,6 +58,16 @@ def _is_power_of_two(n: int) -> bool:
     return n >= 1 and (n & (n - 1)) == 0
 
 
+def check_decoder_inputs(x: torch.Tensor, num_features: int, num_stages: int, max_stride: int, name: str) -> None:
+    """Shared by the decoders (TorchScript-compatible): one map per stage, input sizes divisible by the deepest
+    stride, so that every upsampling lands exactly on its skip."""
+    if num_features != num_stages:
+        raise ValueError(f"{name} expects {num_stages} feature maps, got {num_features}.")
+    for size in x.shape[2:]:
+        if size % max_stride != 0:
+            raise ValueError(f"{name} needs input sizes divisible by the deepest stride {max_stride}, got {x.shape}.")
+
+
 class UpBlock(nn.Module):
     """Upsample by ``ratio``, concatenate a skip with ``out_channels`` channels, fuse with a residual block.
 
@@ -206,13 +216,7 @@ class UNetDecoder(nn.Module):
         self.out = UnetOutBlock(spatial_dims, self.stem_channels, out_channels)
 
     def forward(self, x: torch.Tensor, features: list[torch.Tensor]) -> torch.Tensor:
-        if len(features) != self.num_stages:
-            raise ValueError(f"UNetDecoder expects {self.num_stages} feature maps, got {len(features)}.")
-        for size in x.shape[2:]:
-            if size % self.max_stride != 0:
-                raise ValueError(
-                    f"UNetDecoder needs input sizes divisible by the deepest stride {self.max_stride}, got {x.shape}."
-                )
+        check_decoder_inputs(x, len(features), self.num_stages, self.max_stride, "UNetDecoder")
         skips: list[torch.Tensor] = [self.stem(x)]
         for i, proj in enumerate(self.skips):
             skips.append(proj(features[i]))

@@ -20,7 +20,7 @@ from monai.networks.blocks import UnetOutBlock, UnetrBasicBlock, UnetrPrUpBlock,
 from torch import nn
 
 from monai_transfer.networks.base import check_spatial_dims
-from monai_transfer.networks.decoders.unet_decoder import _is_power_of_two, parse_feature_info
+from monai_transfer.networks.decoders.unet_decoder import _is_power_of_two, check_decoder_inputs, parse_feature_info
 
 __all__ = ["UNETRDecoder"]
 
@@ -130,13 +130,7 @@ class UNETRDecoder(nn.Module):
         self.out = UnetOutBlock(spatial_dims, feature_size, out_channels)
 
     def forward(self, x: torch.Tensor, features: list[torch.Tensor]) -> torch.Tensor:
-        if len(features) != self.num_stages:
-            raise ValueError(f"UNETRDecoder expects {self.num_stages} token maps, got {len(features)}.")
-        for size in x.shape[2:]:
-            if size % self.max_stride != 0:
-                raise ValueError(
-                    f"UNETRDecoder needs input sizes divisible by the patch stride {self.max_stride}, got {x.shape}."
-                )
+        check_decoder_inputs(x, len(features), self.num_stages, self.max_stride, "UNETRDecoder")
         skips: list[torch.Tensor] = [self.stem(x)]
         for j, block in enumerate(self.skips):
             skips.append(block(features[j]))
