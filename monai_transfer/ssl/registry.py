@@ -1,0 +1,144 @@
+"""SSL methods as data: a name maps to a method class, the backbones it fits and its view recipe.
+
+>>> from monai_transfer.networks import create_backbone
+>>> from monai_transfer.ssl import create_method, list_methods
+>>> list_methods()[:3]
+['barlow_twins', 'byol', 'dino']
+>>> method = create_method("simclr", create_backbone("resnet18", spatial_dims=2))
+
+Entries name their class by import path, so listing methods or checking a method/backbone pair imports no
+method code (the ``--help`` and ``--list`` paths stay fast).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+__all__ = [
+    "CNN_FAMILIES",
+    "ALL_FAMILIES",
+    "MethodSpec",
+    "register_method",
+    "list_methods",
+    "get_method_spec",
+    "check_method_backbone",
+    "create_method",
+]
+
+#: backbone families (``BackboneConfig.family``) whose output is a convolutional feature pyramid
+CNN_FAMILIES: tuple[str, ...] = ("resnet", "densenet", "efficientnet", "segresnet")
+ALL_FAMILIES: tuple[str, ...] = CNN_FAMILIES + ("vit", "swin")
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """The record kept for a registered SSL method.
+
+    Attributes:
+        name: registry name, e.g. ``"simclr"``.
+        target: ``"module:Class"`` of the ``SSLMethod`` subclass.
+        kind: ``"contrastive"``, ``"non-contrastive"``, ``"reconstructive"`` or ``"multi-task"``.
+        families: backbone families the method fits (``BackboneConfig.family``).
+        spatial_dims: spatial dimensions the method supports.
+        paper: the paper to cite (authors, year, arXiv id).
+        description: one line for ``monai-transfer pretrain --list``.
+        defaults: recommended optimiser settings (``lr``, ``weight_decay``, ``optimizer``, ``teacher_momentum``...),
+            used by ``pretrain`` where the user gives none.
+        reason: why the method is limited to ``families`` (shown when a pair does not fit).
+    """
+
+    name: str
+    target: str
+    kind: str
+    families: tuple[str, ...] = ALL_FAMILIES
+    spatial_dims: tuple[int, ...] = (2, 3)
+    paper: str = ""
+    description: str = ""
+    defaults: dict[str, Any] = field(default_factory=dict)
+    reason: str = ""
+
+    def resolve(self) -> type:
+        """Import and return the method class."""
+        module, _, attr = self.target.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+_REGISTRY: dict[str, MethodSpec] = {}
+
+
+def register_method(spec: MethodSpec, overwrite: bool = False) -> MethodSpec:
+    """Add a method. Raise ``KeyError`` if the name is taken and ``overwrite`` is False."""
+    if spec.name in _REGISTRY and not overwrite:
+        raise KeyError(f"An SSL method named {spec.name!r} is already registered; pass overwrite=True to replace it.")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def _ensure_builtin() -> None:
+    from monai_transfer.ssl import methods  # noqa: F401  (registers BUILTIN_METHODS)
+
+
+def list_methods(backbone: str | None = None, spatial_dims: int | None = None) -> list[str]:
+    """Registered method names, sorted; optionally only those fitting ``backbone`` and ``spatial_dims``."""
+    _ensure_builtin()
+    names = sorted(_REGISTRY)
+    if spatial_dims is not None:
+        names = [n for n in names if spatial_dims in _REGISTRY[n].spatial_dims]
+    if backbone is not None:
+        from monai_transfer.networks.registry import get_backbone_config
+
+        family = get_backbone_config(backbone).family
+        names = [n for n in names if family in _REGISTRY[n].families]
+    return names
+
+
+def get_method_spec(name: str) -> MethodSpec:
+    """The spec of a registered method; a ``KeyError`` lists the known names when unknown."""
+    _ensure_builtin()
+    key = name.lower().replace("-", "_")
+    if key not in _REGISTRY:
+        raise KeyError(f"Unknown SSL method {name!r}. Known: {sorted(_REGISTRY)} (see `monai-transfer pretrain --list`).")
+    return _REGISTRY[key]
+
+
+def check_method_backbone(method: str, backbone: str, spatial_dims: int) -> MethodSpec:
+    """Raise ``ValueError`` explaining why ``method`` cannot pretrain ``backbone`` in ``spatial_dims``; else its spec."""
+    from monai_transfer.networks.registry import get_backbone_config
+
+    spec = get_method_spec(method)
+    config = get_backbone_config(backbone)
+    if spatial_dims not in spec.spatial_dims:
+        raise ValueError(f"SSL method {spec.name!r} supports spatial_dims {spec.spatial_dims}, got {spatial_dims}.")
+    if config.family not in spec.families:
+        fitting = [n for n in _backbones_of(spec.families)]
+        why = f" {spec.reason}" if spec.reason else ""
+        raise ValueError(
+            f"SSL method {spec.name!r} does not fit backbone {backbone!r} (family {config.family!r}).{why} "
+            f"Backbones it fits: {fitting}."
+        )
+    return spec
+
+
+def _backbones_of(families: tuple[str, ...]) -> list[str]:
+    from monai_transfer.networks.registry import get_backbone_config, list_backbones
+
+    return [n for n in list_backbones() if get_backbone_config(n).family in families]
+
+
+def create_method(name: str, backbone: nn.Module, **kwargs: Any) -> nn.Module:
+    """Build method ``name`` around ``backbone`` (a registry backbone), checking that the pair fits.
+
+    Args:
+        name: registry name (``list_methods()``); ``-`` and ``_`` are interchangeable.
+        backbone: built with ``create_backbone``; its ``backbone_name`` and ``spatial_dims`` are checked.
+        kwargs: the method's own options (projection sizes, temperatures, mask ratio...).
+    """
+    spec = get_method_spec(name)
+    backbone_name = getattr(backbone, "backbone_name", None)
+    if backbone_name is not None:
+        check_method_backbone(spec.name, backbone_name, int(backbone.spatial_dims))
+    return spec.resolve()(backbone, **kwargs)
