@@ -1,0 +1,243 @@
+"""Exact, resumable data for SSL pretraining: every sample's random views are a pure function of (seed, epoch, index).
+
+* :class:`SeededSampler` shuffles with a generator seeded by ``(seed, epoch)``, splits the order across DDP ranks
+  (strided, as ``torch.utils.data.DistributedSampler``) and yields ``(index, sample_seed)`` pairs with
+  ``sample_seed = sample_seed(seed, epoch, index)``. It subclasses ``DistributedSampler`` so MONAI's ``Workflow``
+  calls ``set_epoch(engine.state.epoch)`` at every ``EPOCH_STARTED``. ``skip(n)`` drops the first ``n`` samples of the
+  next pass, which is how a run resumed in the middle of an epoch continues with the batches it has not seen.
+* :class:`SeededViewDataset` reseeds the view transform (``Compose.set_random_state`` propagates to every random
+  transform) with the item's own seed before applying it, so the views do not depend on the worker that builds them,
+  the number of workers, the rank, or where the run was resumed.
+* An optional deterministic ``cache_transform`` (loading, orientation, intensity scaling) runs once up front, as in
+  MONAI's ``CacheDataset``; only the random part runs per item.
+
+Global random number generators are never read: the loader gets its own ``torch.Generator`` (otherwise
+``DataLoader`` draws a worker base seed from torch's global generator at every epoch, which would shift the random
+stream of dropout in the model between an uninterrupted and a resumed run).
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence, Sized
+from typing import Any
+
+import numpy as np
+import torch
+from monai.data.utils import list_data_collate
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from monai_transfer.losses.distributed import rank as _rank
+from monai_transfer.losses.distributed import world_size as _world_size
+
+__all__ = ["sample_seed", "epoch_permutation", "SeededSampler", "SeededViewDataset", "make_ssl_dataloader"]
+
+_MAX_SEED = 2**32  # MONAI's Randomizable.set_random_state accepts seeds in [0, 2**32)
+
+
+def _check_seed(seed: int) -> int:
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
+    return int(seed)
+
+
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """The seed of sample ``index``'s random views in ``epoch``: a hash of the three numbers, in ``[0, 2**32)``.
+
+    NumPy's ``SeedSequence`` mixes the words, so nearby seeds, epochs and indices give unrelated streams.
+    """
+    return int(np.random.SeedSequence([_check_seed(seed), int(epoch), int(index)]).generate_state(1, np.uint32)[0])
+
+
+def epoch_permutation(n: int, seed: int, epoch: int, shuffle: bool = True) -> np.ndarray:
+    """The order of the ``n`` samples in ``epoch`` (identity when not shuffling)."""
+    if not shuffle:
+        return np.arange(n, dtype=np.int64)
+    # a 2-word entropy ([seed, epoch]) never collides with the 3-word one of sample_seed
+    return np.random.default_rng([_check_seed(seed), int(epoch)]).permutation(n).astype(np.int64)
+
+
+class SeededSampler(DistributedSampler):
+    """Deterministic, rank-split, resumable sampler yielding ``(index, sample_seed)``.
+
+    Like ``DistributedSampler``: every rank gets ``num_samples`` indices of the epoch's permutation, rank ``r`` the
+    positions ``r, r + num_replicas, ...`` (so the per-rank batches of one step together are exactly the global
+    batch a single process would draw); with ``drop_last`` the tail that does not divide evenly is dropped,
+    otherwise the order is padded with its head.
+
+    Args:
+        data_source: the dataset (only its length is used).
+        seed: base seed of the order and of every sample's views.
+        num_replicas: number of ranks; default: the process group's size (1 when not distributed).
+        rank: this rank; default: the process group's rank (0 when not distributed).
+        shuffle: shuffle per epoch (``False``: dataset order).
+        drop_last: drop the tail instead of padding.
+    """
+
+    def __init__(
+        self,
+        data_source: Sized,
+        seed: int = 0,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+        shuffle: bool = True,
+        drop_last: bool = True,
+    ) -> None:
+        num_replicas = _world_size() if num_replicas is None else int(num_replicas)
+        rank = _rank() if rank is None else int(rank)
+        super().__init__(
+            data_source, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=_check_seed(seed),
+            drop_last=drop_last,
+        )  # fmt: skip
+        self._skip = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch (MONAI's ``Workflow`` calls this with ``engine.state.epoch``, 1-based)."""
+        self.epoch = int(epoch)
+
+    def skip(self, n: int) -> None:
+        """Drop the first ``n`` samples (of this rank) in the next pass only; used when resuming mid-epoch."""
+        n = int(n)
+        if not 0 <= n <= self.num_samples:
+            raise ValueError(f"skip must be in [0, {self.num_samples}] (samples per rank per epoch), got {n}.")
+        self._skip = n
+
+    @property
+    def pending_skip(self) -> int:
+        """Samples the next pass will drop."""
+        return self._skip
+
+    def indices(self, epoch: int | None = None) -> list[int]:
+        """This rank's dataset indices for ``epoch`` (default: the current one), before any skip."""
+        epoch = self.epoch if epoch is None else int(epoch)
+        order = epoch_permutation(len(self.dataset), self.seed, epoch, self.shuffle).tolist()
+        if self.drop_last:
+            order = order[: self.total_size]
+        elif len(order) < self.total_size:
+            pad = self.total_size - len(order)
+            order += (order * (pad // max(len(order), 1) + 1))[:pad]
+        return order[self.rank : self.total_size : self.num_replicas]
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
+        skip, self._skip = self._skip, 0  # one-shot: the following epochs are whole
+        epoch = self.epoch
+        for index in self.indices(epoch)[skip:]:
+            yield index, sample_seed(self.seed, epoch, index)
+
+    def __len__(self) -> int:
+        # the full per-epoch length, also after skip(): ignite and MONAI take epoch_length from len(loader)
+        return self.num_samples
+
+
+class SeededViewDataset(Dataset):
+    """Apply a random view transform reseeded per item: ``dataset[(index, seed)]``.
+
+    Args:
+        data: the items (usually dicts such as ``{"image": path}``), read-only.
+        transform: the random part (a MONAI ``Compose`` or any object with ``set_random_state(seed=...)``).
+        cache_transform: deterministic part applied once to every item at construction (``CacheDataset``-like;
+            the cached results are deep-copied before the random part runs, so they are never modified).
+            ``None``: ``transform`` does all the work on the raw items.
+
+    Raises:
+        TypeError: ``transform`` has no ``set_random_state``; an item is requested by a plain integer.
+    """
+
+    def __init__(self, data: Sequence[Any], transform: Callable, cache_transform: Callable | None = None) -> None:
+        if not hasattr(transform, "set_random_state"):
+            raise TypeError(
+                f"transform must be reseedable (a monai.transforms.Compose or Randomizable with set_random_state), "
+                f"got {type(transform).__name__}."
+            )
+        self.data = data
+        self.transform = transform
+        self.cache_transform = cache_transform
+        self._cache: list[Any] | None = None
+        if cache_transform is not None:
+            self._cache = [cache_transform(item) for item in data]
+        # reseeding and applying must not interleave between threads (thread-based loaders share the transform)
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getstate__(self) -> dict[str, Any]:  # worker processes get their own lock
+        state = dict(self.__dict__)
+        state.pop("_lock")
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def item(self, index: int, seed: int) -> Any:
+        """The views of item ``index`` drawn with ``seed``."""
+        if self._cache is not None:
+            item = copy.deepcopy(self._cache[index])
+        else:
+            item = self.data[index]
+            item = dict(item) if isinstance(item, Mapping) else item
+        with self._lock:
+            self.transform.set_random_state(seed=int(seed) % _MAX_SEED)
+            return self.transform(item)
+
+    def __getitem__(self, key: tuple[int, int]) -> Any:  # type: ignore[override]
+        if not isinstance(key, (tuple, list)) or len(key) != 2:
+            raise TypeError(
+                f"SeededViewDataset items are requested as (index, sample_seed) (from a SeededSampler), got {key!r}; "
+                f"use dataset.item(index, seed) to draw one directly."
+            )
+        return self.item(int(key[0]), int(key[1]))
+
+
+def make_ssl_dataloader(
+    data: Sequence[Any],
+    transform: Callable,
+    batch_size: int,
+    seed: int = 0,
+    num_workers: int = 0,
+    drop_last: bool = True,
+    shuffle: bool = True,
+    cache_transform: Callable | None = None,
+    num_replicas: int | None = None,
+    rank: int | None = None,
+    pin_memory: bool = False,
+    persistent_workers: bool = False,
+    collate_fn: Callable | None = None,
+    **loader_kwargs: Any,
+) -> DataLoader:
+    """A ``DataLoader`` over :class:`SeededViewDataset` with a :class:`SeededSampler` (exact and resumable).
+
+    Args:
+        data: the items (dicts), read-only.
+        transform: the random view transform (reseeded per item).
+        batch_size: per rank (the global batch is ``batch_size * num_replicas``).
+        seed: base seed of the order and the views.
+        num_workers: loader processes; the views are the same for any value.
+        drop_last: drop the last incomplete batch (and the sampler's uneven tail); SSL losses want full batches.
+        shuffle: shuffle per epoch.
+        cache_transform: deterministic part cached once (see :class:`SeededViewDataset`).
+        num_replicas, rank: default: from the process group.
+        pin_memory, persistent_workers: as in ``DataLoader``.
+        collate_fn: default MONAI's ``list_data_collate`` (MetaTensor aware).
+        loader_kwargs: other ``DataLoader`` arguments (``prefetch_factor``, ``timeout``...).
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+    dataset = SeededViewDataset(data, transform, cache_transform=cache_transform)
+    sampler = SeededSampler(dataset, seed=seed, num_replicas=num_replicas, rank=rank, shuffle=shuffle,
+                            drop_last=drop_last)  # fmt: skip
+    # a private generator: DataLoader would otherwise draw its worker base seed from torch's global generator
+    loader_kwargs.setdefault("generator", torch.Generator().manual_seed(_check_seed(seed)))
+    return DataLoader(
+        dataset,
+        batch_size=int(batch_size),
+        sampler=sampler,
+        num_workers=int(num_workers),
+        drop_last=drop_last,
+        collate_fn=list_data_collate if collate_fn is None else collate_fn,
+        pin_memory=pin_memory,
+        persistent_workers=persistent_workers and num_workers > 0,
+        **loader_kwargs,
+    )
