@@ -4,6 +4,8 @@ Subcommands (one module each in this package):
     backbones   list the registered backbones (dims, embedding size, known pretrained weights)
     data        index DICOM trees (scan), summarise an index (report), write the demo data (demo)
     weights     known published weights (sources); how a checkpoint fits a backbone (inspect); convert one
+    pretrain    self-supervised pretraining (SimCLR, MoCo, BYOL, SimSiam, Barlow Twins, VICReg, DINO, MAE, SimMIM,
+                Models Genesis, SwinUNETR multi-task) in 2D/3D, resumable, under torchrun too
     finetune    fine-tune a backbone with a named strategy; evaluate: metrics with bootstrap intervals
     rank        rank starting points before fine-tuning (kNN, linear probe, LogME, domain gap)
     robustness  a fine-tuned checkpoint under 9 corruptions x 5 severities
@@ -19,7 +21,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from monai_transfer.cli import data, evaluation, finetune, networks, tour, weights
+from monai_transfer.cli import data, evaluation, finetune, networks, pretrain, tour, weights
 
 __all__ = ["main", "build_parser"]
 
@@ -57,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"monai_transfer {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    for module in (networks, data, weights, finetune, evaluation, tour):
+    for module in (networks, data, weights, pretrain, finetune, evaluation, tour):
         module.add_parsers(sub)
     return parser
 
