@@ -101,8 +101,9 @@ def test_cache_transform_runs_once_and_the_cache_is_not_modified():
 
 
 def _batches(num_workers: int, epoch: int) -> list[dict]:
-    loader = make_ssl_dataloader(toy_data(12), toy_views(), batch_size=4, seed=11, num_workers=num_workers,
-                                 num_replicas=1, rank=0)  # fmt: skip
+    loader = make_ssl_dataloader(
+        toy_data(12), toy_views(), batch_size=4, seed=11, num_workers=num_workers, num_replicas=1, rank=0
+    )
     loader.sampler.set_epoch(epoch)
     return list(loader)
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import math
 import logging
+import math
 
 import pytest
 import torch
@@ -22,8 +22,9 @@ def make_trainer(max_epochs: int = 2, n: int = 16, batch_size: int = 4, lr: floa
     method = build(seed=0)
     loader = make_ssl_dataloader(toy_data(n), toy_views(), batch_size=batch_size, seed=0, num_replicas=1, rank=0)
     optimizer = torch.optim.Adam(method.parameter_groups(1e-4), lr=lr)
-    return SSLTrainer(device="cpu", max_epochs=max_epochs, train_data_loader=loader, method=method,
-                      optimizer=optimizer, **kwargs)  # fmt: skip
+    return SSLTrainer(
+        device="cpu", max_epochs=max_epochs, train_data_loader=loader, method=method, optimizer=optimizer, **kwargs
+    )
 
 
 def test_loss_falls_and_the_teacher_follows():
@@ -86,8 +87,9 @@ def test_monai_and_ignite_handlers_attach(tmp_path):
     scheduler = torch.optim.lr_scheduler.StepLR(trainer.optimizer, step_size=1, gamma=0.5)
     handlers = [
         StatsHandler(name="test_ssl_handlers", output_transform=from_engine(["loss"], first=True), tag_name="loss"),
-        CheckpointSaver(str(tmp_path), {"method": trainer.method, "optimizer": trainer.optimizer}, save_interval=1,
-                        n_saved=1),  # fmt: skip
+        CheckpointSaver(
+            str(tmp_path), {"method": trainer.method, "optimizer": trainer.optimizer}, save_interval=1, n_saved=1
+        ),
         LrScheduleHandler(scheduler, print_lr=False),
         EarlyStopHandler(patience=1, score_function=lambda e: -float(e.state.output["loss"]), epoch_level=True),
     ]
@@ -118,8 +120,8 @@ def test_grad_clipping_caps_the_norm():
     @trainer.on(IterationEvents.MODEL_COMPLETED)
     def after_step(engine):  # gradients are still there until the next zero_grad
         grads = [p.grad for p in engine.method.trainable_parameters() if p.grad is not None]
-        norms.append((float(engine.state.output["grad_norm"]), float(torch.linalg.vector_norm(torch.stack(
-            [torch.linalg.vector_norm(g) for g in grads])))))  # fmt: skip
+        after = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+        norms.append((float(engine.state.output["grad_norm"]), float(after)))
 
     trainer.run()
     assert len(norms) == 4
