@@ -69,7 +69,9 @@ def test_crops_overlap_a_corner_foreground(shape, size):
 def test_uniform_crops_would_miss_the_corner():
     # the same draws without foreground information (select everything): many crops miss the block
     img = _corner_image((32, 32))
-    t = RandForegroundResizedCrop((16, 16), scale=(0.05, 0.15), select_fn=lambda x: torch.ones_like(x, dtype=torch.bool))
+    t = RandForegroundResizedCrop(
+        (16, 16), scale=(0.05, 0.15), select_fn=lambda x: torch.ones_like(x, dtype=torch.bool)
+    )
     t.set_random_state(3)
     misses = sum(float(t(img).max()) == 0 for _ in range(20))
     assert misses > 5
