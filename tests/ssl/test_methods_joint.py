@@ -270,3 +270,21 @@ def test_layer_norm_heads_have_no_batch_norm(name: str) -> None:
     heads = [m for n, m in method.named_children() if n not in ("backbone", "teacher_backbone", "criterion")]
     assert heads and not any(isinstance(m, nn.BatchNorm1d) for h in heads for m in h.modules())
     assert any(isinstance(m, nn.LayerNorm) for h in heads for m in h.modules())
+
+
+def test_transformer_backbone_runs_both_views_in_one_call_with_paper_defaults() -> None:
+    """A ViT has no batch statistics, so MoCo v3 sends both views through it at once (the same result, faster);
+    its ViT settings are the paper's: a 3-layer projector and temperature 0.2."""
+    torch.manual_seed(0)
+    backbone = create_backbone("vit_small_patch16", spatial_dims=2, img_size=32)
+    method = create_method("moco_v3", backbone, hidden_dim=32, projection_dim=16).train()
+    assert method.criterion.temperature == 0.2
+    assert sum(isinstance(m, nn.Linear) for m in method.projector.modules()) == 3
+    seen: list[int] = []
+    backbone.patch_embedding.register_forward_pre_hook(lambda _m, args: seen.append(args[0].shape[0]))
+    batch = {"image_v1": torch.randn(4, 1, 32, 32), "image_v2": torch.randn(4, 1, 32, 32)}
+    assert torch.isfinite(method(batch)["loss"])
+    assert seen == [8]
+    resnet = create_method("moco_v3", _backbone(2), hidden_dim=32, projection_dim=16)
+    assert resnet.criterion.temperature == 1.0
+    assert sum(isinstance(m, nn.Linear) for m in resnet.projector.modules()) == 2
