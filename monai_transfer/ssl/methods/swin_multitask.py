@@ -1,4 +1,4 @@
-"""SwinUNETR's multi-task self-supervised pretraining (Tang, Yang, Landman, Xu, Li, Nath, Hatamizadeh and Xu,
+"""SwinUNETR's multi-task self-supervised pretraining (Tang, Yang, Li, Roth, Landman, Xu, Nath and Hatamizadeh,
 "Self-Supervised Pre-Training of Swin Transformers for 3D Medical Image Analysis", CVPR 2022, arXiv:2111.14791).
 
 Three proxy tasks share one encoder: predicting the rotation (0, 90, 180, 270 degrees) of each view, contrastive
@@ -14,6 +14,7 @@ from collections.abc import Mapping
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from monai_transfer.losses import NTXentLoss
 from monai_transfer.ssl.base import SSLMethod
@@ -25,6 +26,10 @@ from monai_transfer.ssl.reconstruction_heads import (
 )
 
 __all__ = ["SwinUNETRPretraining"]
+
+
+def _has_batch_statistics(module: nn.Module) -> bool:
+    return any(isinstance(m, _BatchNorm) and (m.training or not m.track_running_stats) for m in module.modules())
 
 
 class SwinUNETRPretraining(SSLMethod):
@@ -53,7 +58,8 @@ class SwinUNETRPretraining(SSLMethod):
         The rotation and contrastive heads read the global average of the deepest map. The reference ``SSLHead``
         reads its first and second tokens instead (one spatial position each, with a 96^3 input a 3^3 map), which
         ties each task to one corner of the volume and to the input size; pooling keeps both heads valid for any
-        input size and any backbone. Both views go through the encoder as one batch of ``2B``.
+        input size and any backbone. Both views go through the encoder as one batch of ``2B``, or one by one (as
+        the reference) when the encoder has batch norm, so that each view keeps its own batch statistics.
     """
 
     method_name = "swin_unetr_ssl"
@@ -123,7 +129,12 @@ class SwinUNETRPretraining(SSLMethod):
         self.check_batch(batch)
         self._check(batch)
         b = batch["image_v1"].shape[0]
-        deepest = self.backbone.forward_intermediates(torch.cat([batch["image_v1"], batch["image_v2"]]))[-1]
+        views = [batch["image_v1"], batch["image_v2"]]
+        if _has_batch_statistics(self.backbone):
+            # the reference forwards the views one by one; with batch norm, one call would mix their statistics
+            deepest = torch.cat([self.backbone.forward_intermediates(v)[-1] for v in views])
+        else:
+            deepest = self.backbone.forward_intermediates(torch.cat(views))[-1]
         pooled = deepest.flatten(2).mean(dim=2)
         rotation = F.cross_entropy(
             self.rotation_head(pooled).float(), torch.cat([batch["rot_v1"], batch["rot_v2"]]).long()
