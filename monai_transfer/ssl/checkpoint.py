@@ -60,6 +60,8 @@ class TrainingCheckpoint:
 
     Attach to an :class:`~monai_transfer.ssl.trainer.SSLTrainer` (the method, optimizer and scaler are read from
     ``engine.method``, ``engine.optimizer`` and ``engine.scaler`` unless given). Under DDP attach it on rank 0 only.
+    Ignite runs handlers in the order they were attached: attach it after the handlers whose results it stores
+    through ``extra_state`` (a ``KNNMonitor`` evaluating at the same epoch end).
 
     Args:
         save_dir: the checkpoint folder (created).

@@ -38,14 +38,31 @@ class ToyEncoder(nn.Module):
 
 
 class ToyMethod(SSLMethod):
-    """NT-Xent between the two views plus ``0.1 *`` MSE to an EMA teacher's projection of the other view."""
+    """NT-Xent between the two views plus ``0.1 *`` MSE to an EMA teacher's projection of the other view.
+
+    Args:
+        backbone: default a :class:`ToyEncoder` with ``norm``.
+        dim: projection size.
+        gather: NT-Xent negatives from all DDP ranks.
+        norm: ``"group"`` (DDP-equivalent) or ``"batch"``.
+        dropout: dropout before the projector (uses torch's global generator).
+    """
 
     method_name = "toy"
 
-    def __init__(self, backbone: nn.Module | None = None, dim: int = 8, gather: bool = True, norm: str = "group"):
+    def __init__(
+        self,
+        backbone: nn.Module | None = None,
+        dim: int = 8,
+        gather: bool = True,
+        norm: str = "group",
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__(backbone if backbone is not None else ToyEncoder(norm=norm))
         self.view_keys = ("image_v1", "image_v2")
         self.projector = nn.Linear(self.backbone.num_features, dim)
+        # dropout draws from torch's global generator: an exact resume must restore it
+        self.dropout = nn.Dropout(dropout)
         self.teacher = copy.deepcopy(nn.ModuleDict({"backbone": self.backbone, "projector": self.projector}))
         for p in self.teacher.parameters():
             p.requires_grad_(False)
@@ -54,7 +71,7 @@ class ToyMethod(SSLMethod):
         self.teacher_momentum = 0.9
 
     def _student(self, x: torch.Tensor) -> torch.Tensor:
-        return self.projector(self.backbone.forward_features(x))
+        return self.projector(self.dropout(self.backbone.forward_features(x)))
 
     def forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         self.check_batch(batch)
