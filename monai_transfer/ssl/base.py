@@ -80,6 +80,12 @@ class SSLMethod(nn.Module):
         """Return ``{"loss": scalar with grad, <term>: detached scalar, ...}`` for one batch."""
         raise NotImplementedError
 
+    def after_backward(self, epoch: int) -> None:
+        """Called by the trainer between ``backward`` and the optimizer step (``epoch`` counts from 1).
+
+        The place for gradient surgery a paper prescribes (DINO drops its last layer's gradients in epoch 1).
+        """
+
     @torch.no_grad()
     def update_teacher(self) -> None:
         """Move the EMA teacher towards the student by ``self.teacher_momentum``; no-op without a teacher."""

@@ -5,7 +5,7 @@ The table is data: a method's class is imported only when the method is built.
 
 from __future__ import annotations
 
-from monai_transfer.ssl.registry import ALL_FAMILIES, CNN_FAMILIES, MethodSpec, register_method
+from monai_transfer.ssl.registry import CNN_FAMILIES, MethodSpec, register_method
 
 __all__ = ["BUILTIN_METHODS"]
 

@@ -59,6 +59,8 @@ class DINO(SSLMethod):
             or ``"layer"``.
         gather_distributed: accepted so every method takes the same options; the center is always averaged over
             DDP ranks and the loss is per sample.
+        freeze_last_layer_epochs: epochs (from the start) during which the head's last layer gets no update (1, as
+            the official code).
     """
 
     method_name = "dino"
@@ -77,6 +79,7 @@ class DINO(SSLMethod):
         teacher_momentum: float = 0.996,
         head_norm: str | None = None,
         gather_distributed: bool = False,
+        freeze_last_layer_epochs: int = 1,
     ) -> None:
         super().__init__(backbone)
         self.view_keys = ("image_v1", "image_v2")
@@ -103,6 +106,7 @@ class DINO(SSLMethod):
         self.teacher_temperature = float(teacher_temperature)
         self.teacher_momentum = float(teacher_momentum)
         self.gather_distributed = bool(gather_distributed)
+        self.freeze_last_layer_epochs = int(freeze_last_layer_epochs)
 
     def views(self, batch: Mapping[str, torch.Tensor]) -> list[torch.Tensor]:
         """The batch's views ``image_v1`` ... ``image_vN`` in order; ``MissingViewError`` names any gap."""
@@ -134,6 +138,11 @@ class DINO(SSLMethod):
     def export_encoder(self) -> nn.Module:
         """A trainable copy of the teacher backbone (the paper evaluates the teacher); the method is not changed."""
         return copy.deepcopy(self.teacher_backbone).requires_grad_(True)
+
+    def after_backward(self, epoch: int) -> None:
+        """Cancel the last layer's gradients during the first ``freeze_last_layer_epochs`` epochs."""
+        if epoch <= self.freeze_last_layer_epochs:
+            self.cancel_last_layer_gradients()
 
     def cancel_last_layer_gradients(self) -> None:
         """Drop the gradients of the head's last layer; the official code calls this after ``backward`` during the
