@@ -36,7 +36,9 @@ class SimMIM(SSLMethod):
 
     Args:
         backbone: a registry backbone with a feature pyramid (CNN or Swin).
-        feature_index: the stage the head reads (``-1``: the deepest, as the paper).
+        feature_index: the stage the head reads (``-1``: the deepest, as the paper). A shallower stage makes the
+            head smaller (fewer pixels per feature) but leaves the deeper stages without gradient (under DDP, wrap
+            with ``find_unused_parameters=True``).
 
     ``forward`` returns ``{"loss", "reconstruction"}`` (the masked-pixel L1, detached).
     """
