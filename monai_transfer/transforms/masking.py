@@ -85,7 +85,7 @@ class RandPatchMask(Randomizable):
 
 
 class RandPatchMaskd(Randomizable, MapTransform):
-    """Dictionary version of :class:`RandPatchMask`: reads the image at ``keys`` (the first present), writes ``mask_key``.
+    """Dictionary version of :class:`RandPatchMask`: the first present key sets the grid; writes ``mask_key``.
 
     Args:
         keys: the image key whose spatial shape defines the grid.
