@@ -1,11 +1,13 @@
 """Self-supervised pretraining: method specs (views + heads + loss + teacher) and the SSL trainer.
 
-Importing this package is cheap: methods and the trainer are imported when used.
+Importing this package is cheap: methods, views and the trainer are imported when used
+(``monai_transfer.ssl.views.make_views``, ``monai_transfer.ssl.trainer.SSLTrainer``, ``monai_transfer.ssl.run.pretrain``).
 """
 
 from __future__ import annotations
 
 from monai_transfer.ssl.base import MissingViewError, SSLMethod, ema_update
+from monai_transfer.ssl.config import PretrainConfig, load_config
 from monai_transfer.ssl.registry import (
     MethodSpec,
     check_method_backbone,
@@ -14,8 +16,13 @@ from monai_transfer.ssl.registry import (
     list_methods,
     register_method,
 )
+from monai_transfer.ssl.run import pretrain, resolve_config
 
 __all__ = [
+    "PretrainConfig",
+    "load_config",
+    "pretrain",
+    "resolve_config",
     "MethodSpec",
     "MissingViewError",
     "SSLMethod",

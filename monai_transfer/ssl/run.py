@@ -11,8 +11,8 @@ Writes into ``config.out`` only:
 
 from __future__ import annotations
 
+import inspect
 import logging
-import math
 import os
 import time
 from collections.abc import Mapping
@@ -71,6 +71,17 @@ def _load_images(config: PretrainConfig) -> tuple[list[dict[str, Any]], str]:
     rows = load_datalist(config.data, key=section, required_keys=("image",))
     # only the image travels: labels or IDs in the datalist are not needed and must not reach logs
     return [{"image": r["image"]} for r in rows], section
+
+
+def _view_options(config: PretrainConfig, backbone: torch.nn.Module, roi: tuple[int, ...]) -> dict[str, Any]:
+    """View options the backbone imposes, unless the user set them: a ViT has one input size and one patch grid."""
+    options = dict(config.view_kwargs)
+    if hasattr(backbone, "patch_size") and hasattr(backbone, "grid_size"):
+        if config.method == "dino":
+            options.setdefault("local_roi_size", list(roi))  # a ViT takes only its img_size
+        if config.method == "mae":
+            options.setdefault("mask_patch_size", list(backbone.patch_size))  # MAE masks exactly the ViT's patches
+    return options
 
 
 def _optimizer(config: PretrainConfig, method: torch.nn.Module) -> torch.optim.Optimizer:
@@ -159,13 +170,17 @@ def pretrain(config: PretrainConfig | Mapping[str, Any] | None = None, **overrid
         backbone = create_backbone(
             config.backbone, config.spatial_dims, config.in_channels, pretrained=config.pretrained, **backbone_kwargs
         )
-        method = create_method(config.method, backbone, **config.method_kwargs)
+        method_kwargs = dict(config.method_kwargs)
+        if distributed and "gather_distributed" in inspect.signature(spec.resolve().__init__).parameters:
+            # negatives and batch statistics come from every rank: the loss then equals the single-process one
+            method_kwargs.setdefault("gather_distributed", True)
+        method = create_method(config.method, backbone, **method_kwargs)
     method = method.to(device)
     optimizer = _optimizer(config, method)
     model = dist_utils.wrap_ddp(method, device) if distributed else method
 
     transform = make_pretrain_transforms(
-        config.method, config.spatial_dims, roi, modality=config.modality, **config.view_kwargs
+        config.method, config.spatial_dims, roi, modality=config.modality, **_view_options(config, backbone, roi)
     )
     loader = make_ssl_dataloader(
         images, transform, batch_size=config.batch_size, seed=config.seed, num_workers=config.num_workers
@@ -332,6 +347,3 @@ def _attach_monitor(trainer: Any, config: PretrainConfig, method: Any, roi: tupl
     monitor.attach(trainer)
     return monitor
 
-
-def _is_finite(x: float) -> bool:
-    return math.isfinite(x)
