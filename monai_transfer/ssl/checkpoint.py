@@ -5,7 +5,7 @@
     {"method": state_dict of the unwrapped method (teacher and buffers included), "optimizer": ...,
      "scaler": GradScaler state or None, "engine": {"epoch", "iteration", "epoch_length", "max_epochs"},
      "rng": {"torch": CPU generator state, "cuda": [per-device states]}, "config": <json-able dict>,
-     "extra": <dict from extra_state()>, "format": 1}
+     "objects": {name: obj.state_dict()}, "extra": <dict from extra_state()>, "format": 1}
 
 The previous checkpoint is kept as ``<dir>/last.prev.pt``. The order of the file operations makes every moment
 safe: the new file is written and fsync-ed under a temporary name, ``last.pt`` is hard-linked (or copied) to a
@@ -60,8 +60,10 @@ class TrainingCheckpoint:
 
     Attach to an :class:`~monai_transfer.ssl.trainer.SSLTrainer` (the method, optimizer and scaler are read from
     ``engine.method``, ``engine.optimizer`` and ``engine.scaler`` unless given). Under DDP attach it on rank 0 only.
-    Ignite runs handlers in the order they were attached: attach it after the handlers whose results it stores
-    through ``extra_state`` (a ``KNNMonitor`` evaluating at the same epoch end).
+    Ignite runs handlers in the order they were attached: attach it *after* the ``EPOCH_COMPLETED`` handlers whose
+    state it stores (a ``KNNMonitor``, an epoch-level ``LrScheduleHandler``), so the epoch-end checkpoint holds the
+    state after them; a resumed run does not run them again. An ``every`` multiple that is also an epoch end is
+    saved once, at ``EPOCH_COMPLETED``.
 
     Args:
         save_dir: the checkpoint folder (created).
@@ -69,7 +71,9 @@ class TrainingCheckpoint:
         config: a JSON-able dict stored in the checkpoint (the run's configuration).
         method: default ``engine.method`` (unwrapped when saved).
         optimizer: default ``engine.optimizer``.
-        extra_state: called at each save; its dict is stored under ``"extra"`` (for example a monitor's history).
+        objects: stateful objects (``state_dict()`` / ``load_state_dict()``: an LR scheduler, a ``KNNMonitor``)
+            saved under ``"objects"``; give the same mapping to :func:`resume` to restore them.
+        extra_state: called at each save; its JSON-able dict is stored under ``"extra"``.
         save_on_epoch: also save at every ``EPOCH_COMPLETED``.
         name: file stem (``last`` -> ``last.pt``, ``last.prev.pt``, ``last.json``).
     """
@@ -81,6 +85,7 @@ class TrainingCheckpoint:
         config: Mapping[str, Any] | None = None,
         method: torch.nn.Module | None = None,
         optimizer: torch.optim.Optimizer | None = None,
+        objects: Mapping[str, Any] | None = None,
         extra_state: Callable[[], Mapping[str, Any]] | None = None,
         save_on_epoch: bool = True,
         name: str = "last",
@@ -92,6 +97,7 @@ class TrainingCheckpoint:
         self.config = dict(config or {})
         self.method = method
         self.optimizer = optimizer
+        self.objects = dict(objects or {})
         self.extra_state = extra_state
         self.save_on_epoch = save_on_epoch
         self.path = self.save_dir / f"{name}.pt"
@@ -102,7 +108,7 @@ class TrainingCheckpoint:
     def attach(self, engine: Engine) -> None:
         """Register at ``ITERATION_COMPLETED(every=...)`` and ``EPOCH_COMPLETED``."""
         if self.every is not None:
-            engine.add_event_handler(Events.ITERATION_COMPLETED(every=self.every), self)
+            engine.add_event_handler(Events.ITERATION_COMPLETED(every=self.every), self._on_iteration)
         if self.save_on_epoch:
             engine.add_event_handler(Events.EPOCH_COMPLETED, self)
 
@@ -128,6 +134,7 @@ class TrainingCheckpoint:
             },
             "rng": rng,
             "config": self.config,
+            "objects": {name: obj.state_dict() for name, obj in self.objects.items()},
             "extra": dict(self.extra_state()) if self.extra_state is not None else {},
         }
 
@@ -166,10 +173,15 @@ class TrainingCheckpoint:
             "loss": value if value is None or math.isfinite(value) else str(value),
         }
 
+    def _on_iteration(self, engine: Engine) -> None:
+        length = engine.state.epoch_length
+        if self.save_on_epoch and length and engine.state.iteration % length == 0:
+            return  # the epoch end: saved at EPOCH_COMPLETED, after the epoch's other handlers
+        self(engine)
+
     def __call__(self, engine: Engine) -> None:
-        # an epoch end that is also an `every` multiple is saved once
         if self._last_saved_iteration == engine.state.iteration:
-            return
+            return  # saved already at this iteration
         self.save(engine)
 
 
@@ -220,6 +232,7 @@ def resume(
     restore_rng: bool = True,
     exact: bool = True,
     fallback_to_prev: bool = False,
+    objects: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Restore ``trainer`` from a :class:`TrainingCheckpoint` so that ``trainer.run()`` continues exactly.
 
@@ -237,6 +250,8 @@ def resume(
         exact: raise ``ValueError`` when the resume cannot be exact (mid-epoch checkpoint but the loader has no
             ``SeededSampler``, or a different ``epoch_length``); ``False``: warn and continue approximately.
         fallback_to_prev: if ``path`` cannot be loaded, try its ``.prev.pt`` sibling (logged as a warning).
+        objects: the ``objects`` given to :class:`TrainingCheckpoint`; each gets ``load_state_dict`` of its entry
+            (a name missing from the checkpoint raises ``CheckpointLoadError``).
 
     Returns:
         The loaded checkpoint (``config``, ``extra``, ``engine``...).
@@ -300,6 +315,12 @@ def resume(
         torch.set_rng_state(ckpt["rng"]["torch"])
         if "cuda" in ckpt["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
+
+    saved_objects = ckpt.get("objects", {})
+    for name, obj in (objects or {}).items():
+        if name not in saved_objects:
+            raise CheckpointLoadError(f"{path} has no state for {name!r}; it holds {sorted(saved_objects)}.")
+        obj.load_state_dict(saved_objects[name])
 
     max_epochs = st.max_epochs
     if eng.get("max_epochs") is not None and eng["max_epochs"] != max_epochs:

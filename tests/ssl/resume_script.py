@@ -37,15 +37,24 @@ def train(out: str | os.PathLike, kill_at: int | None = None, resume_from: str |
     loader = make_ssl_dataloader(toy_data(N), toy_views(), batch_size=BATCH, seed=7, num_replicas=1, rank=0)
     optimizer = torch.optim.AdamW(method.parameter_groups(0.05), lr=1e-2)
     trainer = SSLTrainer(
-        device="cpu", max_epochs=EPOCHS, train_data_loader=loader, method=method, optimizer=optimizer,
+        device="cpu",
+        max_epochs=EPOCHS,
+        train_data_loader=loader,
+        method=method,
+        optimizer=optimizer,
         grad_clip_norm=5.0,
-    )  # fmt: skip
+    )
     total = EPOCHS * len(loader)
-    ScheduleHandler(total, lr=(1e-2, 1e-4), warmup_steps=2, weight_decay=(0.05, 0.2), teacher_momentum=(0.9, 1.0),
-                    ).attach(trainer)  # fmt: skip
+    ScheduleHandler(
+        total,
+        lr=(1e-2, 1e-4),
+        warmup_steps=2,
+        weight_decay=(0.05, 0.2),
+        teacher_momentum=(0.9, 1.0),
+    ).attach(trainer)
     monitor = KNNMonitor(None, toy_data(8, seed=1), toy_data(8, seed=2), k=3)
     monitor.attach(trainer)  # before the checkpoint: the epoch-end checkpoint then holds this epoch's kNN result
-    TrainingCheckpoint(out, every=EVERY, config={"toy": True}, extra_state=monitor.state_dict).attach(trainer)
+    TrainingCheckpoint(out, every=EVERY, config={"toy": True}, objects={"monitor": monitor}).attach(trainer)
     losses: dict[int, float] = {}
     trainer.add_event_handler(
         Events.ITERATION_COMPLETED, lambda e: losses.__setitem__(e.state.iteration, float(e.state.output["loss"]))
@@ -58,8 +67,7 @@ def train(out: str | os.PathLike, kill_at: int | None = None, resume_from: str |
                 os.kill(os.getpid(), signal.SIGKILL)
 
     if resume_from is not None:
-        ckpt = resume(trainer, resume_from)
-        monitor.load_state_dict(ckpt["extra"])
+        resume(trainer, resume_from, objects={"monitor": monitor})
     trainer.run()
     return losses, {k: v.clone() for k, v in method.state_dict().items()}, monitor.history
 

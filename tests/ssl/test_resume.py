@@ -22,10 +22,19 @@ KILL_AT = 6  # epoch 2, two of its four iterations done; checkpoints every 3 ite
 
 
 def _script(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(HERE), os.environ.get("PYTHONPATH", "")]),
-               OMP_NUM_THREADS="1")  # fmt: skip
-    return subprocess.run([sys.executable, str(HERE / "resume_script.py"), *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(ROOT), str(HERE), os.environ.get("PYTHONPATH", "")]),
+        OMP_NUM_THREADS="1",
+    )
+    return subprocess.run(
+        [sys.executable, str(HERE / "resume_script.py"), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def _train(*args, **kwargs):
@@ -50,7 +59,11 @@ def test_killed_run_leaves_complete_checkpoints(killed_run):
     d = killed_run["dir"]
     assert sorted(p.name for p in d.iterdir()) == ["last.json", "last.prev.pt", "last.pt"]  # no temporary files
     assert load_training_checkpoint(d / "last.pt")["engine"] == {
-        "epoch": 2, "iteration": KILL_AT, "epoch_length": 4, "max_epochs": 2}  # fmt: skip
+        "epoch": 2,
+        "iteration": KILL_AT,
+        "epoch_length": 4,
+        "max_epochs": 2,
+    }
     assert load_training_checkpoint(d / "last.prev.pt")["engine"]["iteration"] == 4  # the epoch-1 end
     summary = json.loads((d / "last.json").read_text())
     assert summary["iteration"] == KILL_AT and summary["loss"] == pytest.approx(killed_run["losses"][KILL_AT])
@@ -75,7 +88,7 @@ def test_resume_from_the_previous_checkpoint_when_asked(killed_run, tmp_path):
     losses, weights, history = _train(tmp_path, resume_from=str(killed_run["dir"] / "last.prev.pt"))
     assert losses == {i: killed_run["losses"][i] for i in range(5, 9)}
     assert all(torch.equal(weights[k], v) for k, v in killed_run["weights"].items())
-    assert history == killed_run["history"]  # the monitor's history travels in the checkpoint's "extra"
+    assert history == killed_run["history"]  # the monitor's history travels in the checkpoint's "objects"
 
 
 def _damaged(killed_run, tmp_path, keep: float) -> Path:
@@ -139,3 +152,55 @@ def test_mid_epoch_resume_sets_the_skip_and_refuses_a_loader_that_cannot_skip(ki
     other = SSLTrainer("cpu", 2, plain, build(dropout=0.2), torch.optim.AdamW(method.parameter_groups(0.05)))
     with pytest.raises(ValueError, match="SeededSampler"):
         resume(other, killed_run["dir"] / "last.pt")
+
+
+def test_epoch_end_checkpoint_follows_the_epoch_handlers_and_restores_objects(tmp_path):
+    """every=2 with 4-iteration epochs: iteration 4 is saved once, at EPOCH_COMPLETED, after an epoch-level
+    LrScheduleHandler attached before it; resuming with ``objects`` restores the scheduler, so the run is exact."""
+    from ignite.engine import Events
+    from monai.handlers import LrScheduleHandler
+    from resume_script import BATCH, N, toy_data, toy_views
+    from toy_method import build
+
+    from monai_transfer.ssl.checkpoint import TrainingCheckpoint
+    from monai_transfer.ssl.data import make_ssl_dataloader
+    from monai_transfer.ssl.trainer import SSLTrainer
+
+    def run(directory, resume_from=None):
+        method = build()
+        loader = make_ssl_dataloader(toy_data(N), toy_views(), batch_size=BATCH, seed=7, num_replicas=1, rank=0)
+        optimizer = torch.optim.SGD(method.parameters(), lr=0.1)
+        trainer = SSLTrainer("cpu", 2, loader, method, optimizer)
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
+        LrScheduleHandler(scheduler, print_lr=False).attach(trainer)
+        ckpt = TrainingCheckpoint(directory, every=2, objects={"lr_scheduler": scheduler})
+        ckpt.attach(trainer)
+        saves, losses = [], {}
+        trainer.add_event_handler(
+            Events.ITERATION_COMPLETED, lambda e: losses.__setitem__(e.state.iteration, float(e.state.output["loss"]))
+        )
+
+        @trainer.on(Events.EPOCH_COMPLETED)
+        def snapshot(engine):
+            if engine.state.epoch == 1:
+                shutil.copy(ckpt.path, tmp_path / "epoch1.pt")
+
+        original = ckpt.save
+        ckpt.save = lambda engine: saves.append(engine.state.iteration) or original(engine)
+        if resume_from is not None:
+            resume(trainer, resume_from, objects={"lr_scheduler": scheduler})
+        trainer.run()
+        return saves, losses, optimizer.param_groups[0]["lr"]
+
+    saves, losses, lr = run(tmp_path / "a")
+    assert saves == [2, 4, 6, 8]
+    assert load_training_checkpoint(tmp_path / "epoch1.pt")["objects"]["lr_scheduler"]["last_epoch"] == 1
+    _, rest, lr_resumed = run(tmp_path / "c", resume_from=tmp_path / "epoch1.pt")
+    assert rest == {i: losses[i] for i in range(5, 9)} and lr_resumed == lr == pytest.approx(0.025)
+    with pytest.raises(CheckpointLoadError, match="no state for 'missing'"):
+        resume(
+            SSLTrainer("cpu", 2, [], build(), torch.optim.SGD(build().parameters(), lr=0.1), epoch_length=4),
+            tmp_path / "epoch1.pt",
+            objects={"missing": None},
+            exact=False,
+        )
