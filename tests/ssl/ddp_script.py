@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from ignite.engine import Events
+from monai.engines.utils import IterationEvents
 from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -25,7 +26,7 @@ from toy_method import build, toy_data, toy_views  # noqa: E402
 
 from monai_transfer.ssl import distributed as dist_utils  # noqa: E402
 from monai_transfer.ssl.data import make_ssl_dataloader  # noqa: E402
-from monai_transfer.ssl.trainer import SSLTrainer  # noqa: E402
+from monai_transfer.ssl.trainer import NonFiniteLossError, SSLTrainer  # noqa: E402
 
 GLOBAL_BATCH, N = 8, 24
 NAMES = ("toy", "simclr")
@@ -83,6 +84,35 @@ def train(name: str = "toy") -> tuple[dict[str, torch.Tensor], list[float]]:
     return {k: v.clone() for k, v in method.state_dict().items()}, losses
 
 
+def nonfinite_on_one_rank(out: str) -> None:
+    """Rank 1 alone gets a NaN at iteration 2 (no gathering: rank 0's loss stays finite); every rank must raise
+    NonFiniteLossError at that step instead of waiting forever in DDP's gradient all-reduce. Writes
+    ``OUT_nan_rank<r>.json`` with what each rank saw."""
+    method = build(seed=0, norm="group", gather=False)
+    model = dist_utils.wrap_ddp(method, torch.device("cpu"))
+    loader = make_ssl_dataloader(toy_data(N), toy_views(), batch_size=GLOBAL_BATCH // dist_utils.world_size(), seed=3)
+    trainer = SSLTrainer("cpu", 1, loader, model, torch.optim.SGD(method.parameters(), lr=0.1))
+    local_losses = []
+
+    @trainer.on(Events.ITERATION_STARTED)
+    def poison(engine):
+        if engine.state.iteration == 2 and dist_utils.rank() == 1:
+            engine.state.batch["image_v1"][0, 0, 0, 0] = float("nan")
+
+    @trainer.on(IterationEvents.FORWARD_COMPLETED)
+    def record(engine):
+        local_losses.append(float(engine.state.output["loss"]))
+
+    try:
+        trainer.run()
+        seen = {"error": None}
+    except NonFiniteLossError as e:
+        seen = {"error": str(e), "iteration": e.iteration}
+    seen["local_losses"] = local_losses
+    with open(f"{out}_nan_rank{dist_utils.rank()}.json", "w", encoding="utf-8") as f:
+        json.dump(seen, f)
+
+
 def main() -> None:
     torch.set_num_threads(1)
     out = sys.argv[1]
@@ -92,6 +122,8 @@ def main() -> None:
             torch.save(weights, f"{out}_{name}.pt")
             with open(f"{out}_{name}.json", "w", encoding="utf-8") as f:
                 json.dump({"losses": losses, "world_size": dist_utils.world_size()}, f)
+    if dist_utils.world_size() > 1:
+        nonfinite_on_one_rank(out)
     dist_utils.cleanup()
 
 

@@ -12,6 +12,7 @@ uses plain SGD so a factor of ``W`` anywhere would show.
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -64,3 +65,27 @@ def test_two_gloo_ranks_match_one_process_on_the_global_batch(tmp_path):
             moved |= v.is_floating_point() and not torch.allclose(v, initial[k], atol=1e-3)
         assert moved, name  # the steps changed the weights: not a comparison of two initialisations
     assert int(torch.load(f"{out}_toy.pt", weights_only=True)["num_updates"]) == 3
+
+    # a NaN on rank 1 only: both ranks stop at iteration 2 with NonFiniteLossError (no hang in DDP's all-reduce)
+    seen = [json.loads(Path(f"{out}_nan_rank{r}.json").read_text()) for r in (0, 1)]
+    assert [s["iteration"] for s in seen] == [2, 2], seen
+    assert all("iteration 2" in s["error"] for s in seen)
+    assert math.isfinite(seen[0]["local_losses"][-1]) and math.isnan(seen[1]["local_losses"][-1])
+
+
+def test_single_process_helpers(monkeypatch):
+    from toy_method import build
+
+    from monai_transfer.ssl import distributed as dist_utils
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert dist_utils.init_distributed() is False and not dist_utils.is_distributed()
+    assert dist_utils.is_main_process() and dist_utils.world_size() == 1 and dist_utils.rank() == 0
+    method = build(norm="batch")
+    assert dist_utils.wrap_ddp(method, "cpu") is method  # no process group: unchanged, BatchNorm kept
+    assert isinstance(method.backbone.norm, torch.nn.BatchNorm2d)
+    assert dist_utils.unwrap(torch.nn.DataParallel(method)) is method
+    assert dist_utils.local_device("cpu") == torch.device("cpu")
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    assert dist_utils.local_device("cuda") == torch.device("cuda", 3)
+    dist_utils.cleanup()  # a no-op without a process group
