@@ -133,3 +133,29 @@ def test_handler_weight_decay_on_plain_groups_keeps_zero_groups_at_zero():
     assert handler.values(3)["weight_decay"] > 0
     assert optimizer.param_groups[0]["weight_decay"] == pytest.approx(handler.values(3)["weight_decay"])
     assert optimizer.param_groups[1]["weight_decay"] == 0.0
+
+
+def test_bundle_config_builds_the_handler():
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser(
+        {
+            "total": 20,
+            "lr": {
+                "_target_": "monai_transfer.ssl.schedules.CosineSchedule",
+                "total_steps": "@total",
+                "start": 1e-3,
+                "end": 1e-5,
+                "warmup_steps": 2,
+            },
+            "handler": {
+                "_target_": "monai_transfer.ssl.schedules.ScheduleHandler",
+                "total_steps": "@total",
+                "lr": "@lr",
+                "teacher_momentum": [0.99, 1.0],
+            },
+        }
+    )
+    handler = parser.get_parsed_content("handler")
+    assert isinstance(handler, ScheduleHandler)
+    assert handler.values(2)["lr"] == pytest.approx(1e-3) and handler.values(20)["teacher_momentum"] == 1.0

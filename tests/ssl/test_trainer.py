@@ -18,12 +18,14 @@ from monai_transfer.ssl.data import make_ssl_dataloader
 from monai_transfer.ssl.trainer import NonFiniteLossError, SSLTrainer
 
 
-def make_trainer(max_epochs: int = 2, n: int = 16, batch_size: int = 4, lr: float = 1e-2, **kwargs) -> SSLTrainer:
-    method = build(seed=0)
+def make_trainer(
+    max_epochs: int = 2, n: int = 16, batch_size: int = 4, lr: float = 1e-2, device: str = "cpu", **kwargs
+) -> SSLTrainer:
+    method = build(seed=0).to(device)
     loader = make_ssl_dataloader(toy_data(n), toy_views(), batch_size=batch_size, seed=0, num_replicas=1, rank=0)
     optimizer = torch.optim.Adam(method.parameter_groups(1e-4), lr=lr)
     return SSLTrainer(
-        device="cpu", max_epochs=max_epochs, train_data_loader=loader, method=method, optimizer=optimizer, **kwargs
+        device=device, max_epochs=max_epochs, train_data_loader=loader, method=method, optimizer=optimizer, **kwargs
     )
 
 
@@ -146,3 +148,22 @@ def test_forward_must_return_a_loss_dict():
     trainer.method.forward = lambda batch: torch.zeros(())  # type: ignore[method-assign]
     with pytest.raises(TypeError, match="dict with 'loss'"):
         trainer.run()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_fp16_amp_scales_clips_and_checkpoints_the_scaler(tmp_path):
+    from monai_transfer.ssl.checkpoint import resume
+
+    trainer = make_trainer(max_epochs=1, amp=True, grad_clip_norm=1.0, device="cuda")
+    assert trainer.amp_dtype == torch.float16 and trainer.scaler is not None
+    TrainingCheckpoint(tmp_path, every=2).attach(trainer)
+    trainer.run()
+    assert torch.isfinite(trainer.state.output["loss"]) and trainer.state.output["loss"].device.type == "cuda"
+    ckpt = load_training_checkpoint(tmp_path / "last.pt")
+    assert ckpt["scaler"] is not None and ckpt["engine"]["iteration"] == 4
+
+    fresh = make_trainer(max_epochs=1, amp=True, grad_clip_norm=1.0, device="cuda")
+    resume(fresh, tmp_path / "last.pt")
+    assert fresh.scaler.get_scale() == trainer.scaler.get_scale()
+    for k, v in trainer.method.state_dict().items():
+        assert torch.equal(fresh.method.state_dict()[k], v), k
