@@ -177,6 +177,8 @@ class SSLTrainer(Trainer):
         if amp:
             if device.type == "cuda":
                 amp_dtype = torch.float16 if amp_dtype is None else amp_dtype
+                if amp_dtype not in (torch.float16, torch.bfloat16):
+                    raise ValueError(f"amp_dtype must be torch.float16 or torch.bfloat16, got {amp_dtype}.")
             elif amp_dtype != torch.bfloat16:
                 raise ValueError(
                     f"amp on {device.type} needs amp_dtype=torch.bfloat16, asked for explicitly (float16 autocast is "

@@ -204,3 +204,23 @@ def test_epoch_end_checkpoint_follows_the_epoch_handlers_and_restores_objects(tm
             objects={"missing": None},
             exact=False,
         )
+
+
+@pytest.mark.slow
+def test_resuming_a_finished_run_trains_nothing(tmp_path):
+    from resume_script import BATCH, N, toy_data, toy_views
+    from toy_method import build
+
+    from monai_transfer.ssl.data import make_ssl_dataloader
+    from monai_transfer.ssl.trainer import SSLTrainer
+
+    _train(tmp_path / "full")  # the whole run: last.pt is at iteration 8 of 8
+    method = build(dropout=0.2)
+    loader = make_ssl_dataloader(toy_data(N), toy_views(), batch_size=BATCH, seed=7, num_replicas=1, rank=0)
+    trainer = SSLTrainer("cpu", 2, loader, method, torch.optim.AdamW(method.parameter_groups(0.05)))
+    with torch.random.fork_rng(devices=[]):
+        resume(trainer, tmp_path / "full" / "last.pt")
+    before = {k: v.clone() for k, v in method.state_dict().items()}
+    trainer.run()  # ignite alone would start a new run from iteration 0
+    assert trainer.state.iteration == 8
+    assert all(torch.equal(v, method.state_dict()[k]) for k, v in before.items())
