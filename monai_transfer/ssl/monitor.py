@@ -273,7 +273,8 @@ def monitor_sets(
             integer ``label``.
         spatial_dims: 2 or 3 (2D images are read as they are; 3D volumes as volumes).
         roi_size: the size every image is resized to (the SSL views' crop size).
-        modality: ``ct`` (soft-tissue window), ``mr`` or ``xr``: the intensity preset, unless ``intensity`` names one.
+        modality: ``ct``, ``mr`` or ``xr``: the pretraining views' intensity preset
+            (``monai_transfer.ssl.views.DEFAULT_INTENSITY``), unless ``intensity`` names one.
         train_key, val_key: datalist sections; without ``val_key`` the monitor cross-validates on the train set.
         intensity: an explicit ``monai_transfer.transforms.intensity_preset`` name.
 
@@ -288,12 +289,15 @@ def monitor_sets(
 
     if len(tuple(roi_size)) != spatial_dims:
         raise ValueError(f"roi_size {tuple(roi_size)} does not have spatial_dims={spatial_dims} values.")
-    preset = intensity or {"ct": "ct_soft_tissue", "mr": "mr", "xr": "xr"}.get(modality, modality)
+    from monai_transfer.ssl.views import DEFAULT_INTENSITY
+
+    # the same intensity mapping as the pretraining views, so the monitor embeds what the encoder was trained on
+    preset, preset_kwargs = (intensity, {}) if intensity else DEFAULT_INTENSITY.get(modality, (modality, {}))
     load = Compose(
         [
             LoadImaged(keys="image", image_only=True),
             EnsureChannelFirstd(keys="image"),
-            intensity_preset(preset, keys="image"),
+            intensity_preset(preset, keys="image", **preset_kwargs),
             Resized(keys="image", spatial_size=tuple(roi_size)),
         ]
     )

@@ -226,9 +226,11 @@ def pretrain(config: PretrainConfig | Mapping[str, Any] | None = None, **overrid
         engine.state.metrics["epoch_loss"] = epoch_losses[-1]
         running.update(sum=0.0, n=0)
 
+    # handlers run in the order attached: the monitor and the loss bookkeeping before the checkpoint that stores them
+    monitor = _attach_monitor(trainer, config, method, roi, device) if config.monitor_data else None
     ckpt_dir = out / "checkpoints"
+    objects = {"monitor": monitor} if monitor is not None else {}
     if main:
-        TrainingCheckpoint(ckpt_dir, every=config.checkpoint_every, config=config.to_dict()).attach(trainer)
         StatsHandler(
             name=logger.name, output_transform=from_engine(["loss"], first=True), iteration_log=False, tag_name="loss"
         ).attach(trainer)
@@ -237,15 +239,23 @@ def pretrain(config: PretrainConfig | Mapping[str, Any] | None = None, **overrid
             from ignite.handlers import ProgressBar
 
             ProgressBar(persist=False).attach(trainer, output_transform=from_engine(["loss"], first=True))
-    monitor = _attach_monitor(trainer, config, method, roi, device) if config.monitor_data else None
+        TrainingCheckpoint(
+            ckpt_dir,
+            every=config.checkpoint_every,
+            config=config.to_dict(),
+            objects=objects,
+            extra_state=lambda: {"epoch_losses": list(epoch_losses), "running": dict(running)},
+        ).attach(trainer)
 
     resumed_from = None
     if config.resume is not None:
         path = ckpt_dir / "last.pt" if config.resume == "auto" else Path(config.resume)
         if path.is_file():
-            previous = resume(trainer, path)
+            previous = resume(trainer, path, objects=objects)
             resumed_from = str(path)
-            epoch_losses.extend(previous.get("epoch_losses", []))
+            extra = previous.get("extra") or {}
+            epoch_losses.extend(extra.get("epoch_losses", []))
+            running.update(extra.get("running", {}))
             logger.info("resumed from %s at epoch %d, iteration %d", path, trainer.state.epoch, trainer.state.iteration)
         elif config.resume != "auto":
             raise FileNotFoundError(f"checkpoint to resume from not found: {path}")
