@@ -9,7 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from monai.networks.layers.utils import get_norm_layer
 from monai.networks.nets import ResNet
+from torch import nn
 
 from monai_transfer.networks.base import BackboneMixin, StageInfo, check_spatial_dims
 
@@ -22,6 +24,20 @@ RESNET_LAYOUTS: dict[int, tuple[str, tuple[int, int, int, int]]] = {
     34: ("basic", (3, 4, 6, 3)),
     50: ("bottleneck", (3, 4, 6, 3)),
 }
+
+
+def _apply_block_norm(net: nn.Module, norm: str | tuple, spatial_dims: int) -> None:
+    """Give the residual stages the requested norm.
+
+    MONAI 1.6's ``ResNet`` applies ``norm`` to the stem only: ``_make_layer`` is called without it, so the blocks
+    keep batch norm. Replacing each block norm in place keeps the state-dict keys of the MONAI layout.
+    """
+    for stage in ("layer1", "layer2", "layer3", "layer4"):
+        for name, module in list(getattr(net, stage).named_modules()):
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                parent_name, _, attr = name.rpartition(".")
+                parent = getattr(net, stage).get_submodule(parent_name) if parent_name else getattr(net, stage)
+                setattr(parent, attr, get_norm_layer(name=norm, spatial_dims=spatial_dims, channels=module.num_features))
 
 
 class ResNetBackbone(BackboneMixin, ResNet):
@@ -72,6 +88,8 @@ class ResNetBackbone(BackboneMixin, ResNet):
             act=act,
             norm=norm,
         )
+        if norm != "batch":
+            _apply_block_norm(self, norm, spatial_dims)
         self.depth = depth
         self.spatial_dims = spatial_dims
         self.in_channels = in_channels
