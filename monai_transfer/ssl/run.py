@@ -200,6 +200,8 @@ def pretrain(config: PretrainConfig | Mapping[str, Any] | None = None, **overrid
         method=model,
         optimizer=optimizer,
         amp=amp,
+        # asked-for mixed precision off CUDA means bfloat16 (float16 autocast is CUDA-only)
+        amp_dtype=torch.bfloat16 if amp and device.type != "cuda" else None,
         grad_clip_norm=config.grad_clip,
     )
     ScheduleHandler(
