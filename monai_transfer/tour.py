@@ -55,7 +55,7 @@ def run_tour(
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     summary: dict[str, Any] = {"seed": seed, "volume": [1, 1, size, size, size], "steps": {}}
-    steps = tqdm(total=8, desc="tour", disable=not progress, unit="step")
+    steps = tqdm(total=9, desc="tour", disable=not progress, unit="step")
 
     def done(name: str, info: dict[str, Any], t0: float) -> None:
         info["seconds"] = round(time.perf_counter() - t0, 2)
@@ -66,7 +66,7 @@ def run_tour(
     # 1. demo data, with DICOM series
     t0 = time.perf_counter()
     paths = make_demo_data(
-        out / "demo_data", n_subjects=n_subjects, size=size, dicom=True, seed=seed, overwrite=True, n_unlabeled=0
+        out / "demo_data", n_subjects=n_subjects, size=size, dicom=True, seed=seed, overwrite=True, n_unlabeled=4
     )
     done("demo_data", {"datalists": {k: v for k, v in paths.items() if k.endswith(("3d", "2d"))}}, t0)
 
@@ -174,6 +174,39 @@ def run_tour(
     rep2 = load_pretrained(again, str(saved))
     same = all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), net3d.state_dict().values()))
     done("save_and_reload", {"path": str(saved), "provenance_method": rep2.provenance.method, "identical": same}, t0)
+
+    # 8. self-supervised pretraining on the unlabeled pool (SimCLR, a few steps), then a strict load of its encoder
+    t0 = time.perf_counter()
+    from monai_transfer.ssl import pretrain
+
+    ssl = pretrain(
+        method="simclr",
+        backbone="resnet18",
+        spatial_dims=3,
+        data=paths["unlabeled"],
+        out=str(out / "pretrain_simclr"),
+        modality="mr",
+        roi_size=[32],
+        batch_size=2,
+        epochs=1,
+        warmup_epochs=0,
+        seed=seed,
+        progress=False,
+        tensorboard=False,
+    )
+    ssl_net = create_transfer_net(
+        "resnet18", "classification", 3, 1, num_classes=2, pretrained=ssl["encoder"]
+    )
+    done(
+        "ssl_pretrain",
+        {
+            "encoder": ssl["encoder"],
+            "iterations": ssl["iterations"],
+            "epoch_losses": ssl["epoch_losses"],
+            "fraction_loaded_into_classifier": ssl_net.backbone.load_report.fraction_loaded,
+        },
+        t0,
+    )
     steps.close()
 
     atomic_write_json(out / "summary.json", summary)

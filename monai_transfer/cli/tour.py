@@ -25,7 +25,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
             "Demo data (simulated on the MNI152 template) -> DICOM series -> index -> MetaTensor -> a 2D RGB "
             "checkpoint in torchvision's layout imported into a 3D 1-channel ResNet-18 (surgery, inflation, load "
             "report) -> classification and segmentation TransferNets on the scan -> TorchScript export, checked "
-            "-> weights saved with provenance and read back. Nothing is downloaded."
+            "-> weights saved with provenance and read back -> SimCLR pretraining (a few steps) on the unlabeled "
+            "pool, its encoder loaded strictly into a classifier. Nothing is downloaded."
         ),
     )
     p.add_argument("--out", required=True, help="output folder")

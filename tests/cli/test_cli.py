@@ -76,7 +76,10 @@ def test_tour_runs_end_to_end(tmp_path, capsys):
     assert steps["forward"]["output_shapes"] == {"classification": [1, 2], "segmentation": [1, 3, 64, 64, 64]}
     assert all(v["max_abs_diff_vs_eager"] < 1e-4 for v in steps["export"]["models"].values())
     assert steps["save_and_reload"]["identical"] is True
-    assert "load report" in capsys.readouterr().out
+    ssl = steps["ssl_pretrain"]
+    assert ssl["iterations"] == 2 and ssl["fraction_loaded_into_classifier"] == 1.0
+    assert all(v == v for v in ssl["epoch_losses"])  # finite, not NaN
+    assert "load report" in capsys.readouterr().out in capsys.readouterr().out
 
 
 def test_help_names_every_strategy_and_corruption(capsys):
