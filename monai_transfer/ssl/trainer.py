@@ -264,7 +264,7 @@ class SSLTrainer(Trainer):
         return bool(flag)
 
     def _iteration(self, engine: SSLTrainer, batchdata: Any) -> StepOutput:  # type: ignore[override]
-        """Forward, finite check, backward, (clip), step, teacher update; return ``{"loss", terms...}``."""
+        """Forward, finite check, backward, ``after_backward``, (clip), step, teacher update; return ``{"loss", ...}``."""
         if batchdata is None:
             raise ValueError("SSLTrainer needs a batch for every iteration (got None).")
         device = engine.state.device
@@ -298,6 +298,9 @@ class SSLTrainer(Trainer):
         else:
             loss.backward()
         engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
+        after_backward = getattr(unwrap(method), "after_backward", None)
+        if after_backward is not None:
+            after_backward(int(engine.state.epoch))  # gradient surgery a method prescribes (DINO's frozen last layer)
         if engine.grad_clip_norm is not None:
             if scaler is not None:
                 scaler.unscale_(engine.optimizer)

@@ -72,3 +72,27 @@ def test_real_method_trains_and_resumes_exactly(name, tmp_path):
     assert rest == {4: losses[4]}
     for (k, a), b in zip(method.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), k
+
+
+def test_dino_last_layer_is_frozen_in_epoch_one_only():
+    # the trainer calls the method's after_backward hook: DINO drops its last layer's gradients in epoch 1
+    from monai_transfer.ssl.views import make_views
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        method = create_method("dino", create_backbone("resnet10", spatial_dims=2, widen_factor=0.25),
+                               out_dim=32, hidden_dim=32, bottleneck_dim=16)  # fmt: skip
+    views = make_views("dino", 2, 24, "ct", num_local_views=0)
+    loader = make_ssl_dataloader(_images(), views, batch_size=4, seed=5, num_replicas=1, rank=0)
+    optimizer = torch.optim.AdamW(method.parameter_groups(0.0), lr=1e-2)
+    trainer = SSLTrainer("cpu", 2, loader, method, optimizer)
+    last = method.head.last_layer
+    snapshots = {}
+    trainer.add_event_handler(
+        Events.EPOCH_COMPLETED,
+        lambda e: snapshots.__setitem__(e.state.epoch, [p.detach().clone() for p in last.parameters()]),
+    )
+    before = [p.detach().clone() for p in last.parameters()]
+    trainer.run()
+    assert all(torch.equal(a, b) for a, b in zip(before, snapshots[1]))
+    assert not all(torch.equal(a, b) for a, b in zip(snapshots[1], snapshots[2]))
