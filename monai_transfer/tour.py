@@ -194,9 +194,7 @@ def run_tour(
         progress=False,
         tensorboard=False,
     )
-    ssl_net = create_transfer_net(
-        "resnet18", "classification", 3, 1, num_classes=2, pretrained=ssl["encoder"]
-    )
+    ssl_net = create_transfer_net("resnet18", "classification", 3, 1, num_classes=2, pretrained=ssl["encoder"])
     done(
         "ssl_pretrain",
         {

@@ -75,7 +75,11 @@ def config_from_args(args: argparse.Namespace):
         overrides["teacher_momentum"] = list(args.teacher_momentum)
     if args.amp is not None:
         overrides["amp"] = args.amp == "on"
-    for flag, field in (("method_arg", "method_kwargs"), ("backbone_arg", "backbone_kwargs"), ("view_arg", "view_kwargs")):
+    for flag, field in (
+        ("method_arg", "method_kwargs"),
+        ("backbone_arg", "backbone_kwargs"),
+        ("view_arg", "view_kwargs"),
+    ):
         given = _parse_kv(getattr(args, flag) or [])
         if given:
             overrides[field] = {**getattr(base, field), **given}
@@ -146,7 +150,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--optimizer", choices=["adamw", "sgd"], default=None, help="default: the method's")
     p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the method's)")
     p.add_argument("--min-lr", type=float, default=None, help="final learning rate of the cosine (default 1e-6)")
-    p.add_argument("--warmup-epochs", type=float, default=None, help="linear warm-up (default 10)")
+    p.add_argument(
+        "--warmup-epochs", type=float, default=None, help="linear warm-up (default: 10%% of the run, at most 10)"
+    )
     p.add_argument("--weight-decay", type=float, default=None, help="default: the method's")
     p.add_argument("--weight-decay-end", type=float, default=None, help="cosine end value (default: constant)")
     p.add_argument("--teacher-momentum", type=float, nargs=2, default=None, metavar=("START", "END"))

@@ -49,7 +49,7 @@ class PretrainConfig:
         optimizer: ``adamw`` or ``sgd`` (momentum 0.9); ``None``: the method's recommendation.
         lr: peak learning rate after warm-up; ``None``: the method's recommendation.
         min_lr: final learning rate of the cosine schedule.
-        warmup_epochs: linear warm-up length (may be fractional).
+        warmup_epochs: linear warm-up length (may be fractional); ``None``: 10 % of the run, at most 10 epochs.
         weight_decay: start of the weight-decay schedule; ``None``: the method's recommendation.
         weight_decay_end: end of the cosine weight-decay schedule; ``None``: constant.
         teacher_momentum: ``[start, end]`` of the EMA momentum (cosine); ``None``: the method's recommendation.
@@ -87,7 +87,7 @@ class PretrainConfig:
     optimizer: str | None = None
     lr: float | None = None
     min_lr: float = 1e-6
-    warmup_epochs: float = 10.0
+    warmup_epochs: float | None = None
     weight_decay: float | None = None
     weight_decay_end: float | None = None
     teacher_momentum: list[float] | None = None
@@ -150,8 +150,10 @@ class PretrainConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, (int, float)) or value < 0):
                 raise ValueError(f"{where}: {name} must be a non-negative number, got {value!r}")
-        if self.warmup_epochs < 0:
-            raise ValueError(f"{where}: warmup_epochs must be >= 0, got {self.warmup_epochs}")
+        if self.warmup_epochs is not None and not 0 <= self.warmup_epochs <= self.epochs:
+            raise ValueError(
+                f"{where}: warmup_epochs must be within [0, epochs={self.epochs}], got {self.warmup_epochs}"
+            )
         if self.roi_size is not None:
             roi = [self.roi_size] if isinstance(self.roi_size, int) else list(self.roi_size)
             if len(roi) not in (1, self.spatial_dims) or any(not isinstance(r, int) or r < 1 for r in roi):
@@ -161,7 +163,9 @@ class PretrainConfig:
         if self.teacher_momentum is not None and (
             len(self.teacher_momentum) != 2 or not all(0.0 <= float(m) <= 1.0 for m in self.teacher_momentum)
         ):
-            raise ValueError(f"{where}: teacher_momentum must be [start, end] within [0, 1], got {self.teacher_momentum}")
+            raise ValueError(
+                f"{where}: teacher_momentum must be [start, end] within [0, 1], got {self.teacher_momentum}"
+            )
         if self.teacher_temperature is not None and len(self.teacher_temperature) != 3:
             raise ValueError(
                 f"{where}: teacher_temperature must be [start, end, warmup_epochs], got {self.teacher_temperature}"

@@ -101,7 +101,9 @@ def get_method_spec(name: str) -> MethodSpec:
     _ensure_builtin()
     key = name.lower().replace("-", "_")
     if key not in _REGISTRY:
-        raise KeyError(f"Unknown SSL method {name!r}. Known: {sorted(_REGISTRY)} (see `monai-transfer pretrain --list`).")
+        raise KeyError(
+            f"Unknown SSL method {name!r}. Known: {sorted(_REGISTRY)} (see `monai-transfer pretrain --list`)."
+        )
     return _REGISTRY[key]
 
 

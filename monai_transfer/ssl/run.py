@@ -44,7 +44,9 @@ def resolve_config(config: PretrainConfig) -> PretrainConfig:
     values["lr"] = config.lr if config.lr is not None else float(d.get("lr", 1e-3))
     values["weight_decay"] = config.weight_decay if config.weight_decay is not None else float(d.get("weight_decay", 0))
     if config.weight_decay_end is None:
-        values["weight_decay_end"] = values["weight_decay"]
+        values["weight_decay_end"] = float(d.get("weight_decay_end", values["weight_decay"]))
+    if config.warmup_epochs is None:
+        values["warmup_epochs"] = min(10.0, 0.1 * config.epochs)
     if config.teacher_momentum is None and "teacher_momentum" in d:
         values["teacher_momentum"] = [float(m) for m in d["teacher_momentum"]]
     if config.teacher_temperature is None and spec.name == "dino":
@@ -124,10 +126,29 @@ def pretrain(config: PretrainConfig | Mapping[str, Any] | None = None, **overrid
     Returns:
         The summary also written to ``<out>/result.json``.
     """
+    from monai_transfer.ssl import distributed as dist_utils
+
+    if config is None:
+        config = PretrainConfig()
+    elif isinstance(config, Mapping):
+        config = PretrainConfig.from_dict(config)
+    config = resolve_config(config.merged(overrides))
+    # a process group the caller made is theirs to destroy; one made here (under torchrun) is destroyed here
+    owns_group = not dist_utils.is_distributed()
+    distributed = dist_utils.init_distributed()
+    try:
+        return _pretrain(config, distributed)
+    finally:
+        if owns_group:
+            dist_utils.cleanup()
+
+
+def _pretrain(config: PretrainConfig, distributed: bool) -> dict[str, Any]:
     from ignite.engine import Events
     from monai.handlers import StatsHandler, from_engine
 
     from monai_transfer.networks import create_backbone
+    from monai_transfer.networks.registry import get_backbone_config
     from monai_transfer.ssl import distributed as dist_utils
     from monai_transfer.ssl.checkpoint import TrainingCheckpoint, resume
     from monai_transfer.ssl.data import make_ssl_dataloader
@@ -138,15 +159,8 @@ def pretrain(config: PretrainConfig | Mapping[str, Any] | None = None, **overrid
     from monai_transfer.utils.atomic import atomic_write_json, atomic_write_text
     from monai_transfer.weights import Provenance, save_pretrained
 
-    if config is None:
-        config = PretrainConfig()
-    elif isinstance(config, Mapping):
-        config = PretrainConfig.from_dict(config)
-    config = resolve_config(config.merged(overrides))
     spec = get_method_spec(config.method)
     out = Path(config.out)
-
-    distributed = dist_utils.init_distributed()
     device = dist_utils.local_device(_device(config.device)) if distributed else _device(config.device)
     main = dist_utils.is_main_process()
     amp = bool(config.amp) if config.amp is not None else device.type == "cuda"
@@ -161,8 +175,6 @@ def pretrain(config: PretrainConfig | Mapping[str, Any] | None = None, **overrid
 
     # the weights' initialisation draws from a forked RNG seeded by the config: reproducible, no global side effect
     backbone_kwargs = dict(config.backbone_kwargs)
-    from monai_transfer.networks.registry import get_backbone_config
-
     if get_backbone_config(config.backbone).family == "vit":
         backbone_kwargs.setdefault("img_size", roi)
     with torch.random.fork_rng(devices=[]):
@@ -311,7 +323,6 @@ def pretrain(config: PretrainConfig | Mapping[str, Any] | None = None, **overrid
             "amp": amp,
         }
         atomic_write_json(out / "result.json", result)
-    dist_utils.cleanup()
     return result
 
 
@@ -353,9 +364,6 @@ def _attach_monitor(trainer: Any, config: PretrainConfig, method: Any, roi: tupl
     from monai_transfer.ssl.monitor import KNNMonitor, monitor_sets
 
     train_set, val_set = monitor_sets(config.monitor_data, config.spatial_dims, roi, modality=config.modality)
-    monitor = KNNMonitor(
-        method, train_set, val_set, every=config.monitor_every, k=config.monitor_k, device=device
-    )
+    monitor = KNNMonitor(method, train_set, val_set, every=config.monitor_every, k=config.monitor_k, device=device)
     monitor.attach(trainer)
     return monitor
-

@@ -79,6 +79,7 @@ def test_unknown_yaml_key_is_named_with_the_file(tmp_path):
         ({"roi_size": [32, 32, 32], "spatial_dims": 2}, "roi_size"),
         ({"teacher_momentum": [0.9, 1.2]}, "teacher_momentum"),
         ({"lr": -1.0}, "lr"),
+        ({"epochs": 5, "warmup_epochs": 6}, "warmup_epochs"),
     ],
 )
 def test_bad_values_raise_naming_the_option(values, match):
@@ -92,8 +93,11 @@ def test_resolve_fills_the_method_recommendations():
     assert config.optimizer == "sgd" and config.lr == pytest.approx(0.03)
     assert config.teacher_momentum == [0.999, 0.999]
     assert config.roi_size == [64, 64]
+    assert config.warmup_epochs == 10.0  # 10 % of the default 100 epochs
     dino = resolve_config(PretrainConfig(method="dino", backbone="resnet18", data="d", out="o", epochs=10))
     assert dino.teacher_temperature == [0.04, 0.07, 10.0]
+    assert (dino.weight_decay, dino.weight_decay_end) == (0.04, 0.4)  # DINO's cosine weight decay
+    assert dino.warmup_epochs == 1.0
 
 
 def test_user_values_win_over_the_method_recommendations():

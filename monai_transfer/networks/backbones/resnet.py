@@ -37,7 +37,9 @@ def _apply_block_norm(net: nn.Module, norm: str | tuple, spatial_dims: int) -> N
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
                 parent_name, _, attr = name.rpartition(".")
                 parent = getattr(net, stage).get_submodule(parent_name) if parent_name else getattr(net, stage)
-                setattr(parent, attr, get_norm_layer(name=norm, spatial_dims=spatial_dims, channels=module.num_features))
+                setattr(
+                    parent, attr, get_norm_layer(name=norm, spatial_dims=spatial_dims, channels=module.num_features)
+                )
 
 
 class ResNetBackbone(BackboneMixin, ResNet):

@@ -77,7 +77,13 @@ BUILTIN_METHODS: tuple[MethodSpec, ...] = (
         "non-contrastive",
         paper="Caron et al. 2021, Emerging Properties in Self-Supervised Vision Transformers, arXiv:2104.14294",
         description="self-distillation: student matches the centred, sharpened EMA teacher over multi-crop views",
-        defaults={"optimizer": "adamw", "lr": 5e-4, "weight_decay": 0.04, "teacher_momentum": (0.996, 1.0)},
+        defaults={
+            "optimizer": "adamw",
+            "lr": 5e-4,
+            "weight_decay": 0.04,
+            "weight_decay_end": 0.4,
+            "teacher_momentum": (0.996, 1.0),
+        },
     ),
     # --- reconstructive ---------------------------------------------------------------------------------------
     MethodSpec(
