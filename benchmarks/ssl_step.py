@@ -1,7 +1,6 @@
 """SSL training-step cost per method: ours, lightly's same method, and the bare backbone, in 2D and 3D.
 
-For every (method, spatial dims) three configurations are timed, each in its own process, so that peak memory is
-that configuration's alone:
+For every (method, spatial dims) up to three configurations run on one fixed synthetic batch:
 
 * ours      ``monai_transfer.ssl.create_method(name, create_backbone(...))`` on a fixed synthetic batch of the
             method's views (the keys of ``monai_transfer.ssl.base``), AdamW over ``method.parameter_groups``, and one
@@ -18,6 +17,24 @@ that configuration's alone:
             means, ``backward`` and an AdamW step over the backbone. For MAE this runs the ViT on all patches, while
             MAE's encoder sees only the visible quarter, so MAE's "overhead" can be negative.
 
+Timing (``--timing paired``, the default). Step times on a small shared CPU drift by 10-25 % between processes run
+minutes apart, more than the differences this benchmark looks for, so the configurations are timed side by side:
+ONE process per (method, dims) builds all of them (same seed, same backbone weights, same batch), runs ``--warmup``
+untimed steps of each, then ``--repeats`` rounds; every round times one complete step of each configuration
+(``time.perf_counter`` around the step, ``torch.cuda.synchronize`` before and after it on CUDA), and the order
+rotates every round (ours, lightly, base / lightly, base, ours / base, ours, lightly / ...) so that no configuration
+always goes first. Drift then hits the configurations of a round alike and cancels in the per-round ratios:
+  ours/lightly   = median over rounds of (lightly's step time / our step time) in the same round
+  ovh            = median over rounds of (our step time - baseline step time) / our step time in the same round
+each printed with its interquartile range over the rounds, "1.03 [0.98, 1.07]", so the noise is in sight.
+``--timing separate`` is the older way: each configuration timed in its own process, one after another (ratios of
+medians, no spread); use it only to compare with earlier results.
+
+Memory. Peak memory must be one configuration's alone, so it is measured after the timing, in a separate process per
+configuration that runs ``--memory-steps`` steps (default 2: the second step is the first whose forward pass runs
+with the optimizer state allocated); ``--no-memory`` skips it. With ``--timing separate`` memory comes from the
+timing processes, as before.
+
 Default inputs: ResNet-18 2D at 128x128, batch 32; ResNet-18 3D at 64x64x64, batch 4 (``--backbone3d`` to change);
 MAE on ``vit_small_patch16`` built with ``img_size`` = the input size (lightly: n/a, different backbone). Views:
 two views of the input size; DINO 2 global views + 4 (2D) / 2 (3D) local views of half the size; MAE / SimMIM one
@@ -25,28 +42,36 @@ two views of the input size; DINO 2 global views + 4 (2D) / 2 (3D) local views o
 32 px in 2D, 16 vox in 3D / 60 %); Models Genesis ``image_v1`` + ``image``; SwinUNETR-SSL two views, two targets
 and two rotation labels.
 
+Cost. The full default run (12 methods x 2D and 3D, 62 configurations with lightly where it has the method, each
+1 warm-up + 7 timed + 2 memory steps of about 2-3 s on 2 CPU cores) takes about 25 minutes on a 2-core CPU, about
+one minute per (method, dims); ``--no-memory`` saves a fifth of that. ``--quick`` takes about a minute for two
+methods in 2D.
+
 Columns:
   method, dims, backbone, input  what ran (input: views x size^dims; "m48/64" = masked / total patches)
   batch          samples per view
-  ours/s         our training steps per second (median step time over --repeats steps after --warmup steps)
+  ours/s         our training steps per second: 1 / the median of our step times over the rounds
   lightly/s      lightly's steps per second on the same backbone, views and batch, or n/a (reason below the table)
-  ours/lightly   speed ratio (ours/s / lightly/s): above 1 means ours is faster
+  ours/lightly   paired speed ratio (see above) [interquartile range over rounds]: above 1 means ours is faster
   base/s         steps per second of the backbone-only baseline
-  ovh%           method overhead = (our step time - baseline step time) / our step time: the time spent in heads,
-                 loss, teacher heads, EMA update and optimizer work on head parameters
-  ours MiB, lightly MiB   "growth/peak": on CPU, growth = how far the process's peak resident set size rose above
-                 its level right after building models, optimizer and batch (activations, gradients, optimizer
-                 state, teacher work); peak = the absolute peak RSS of the process (includes PyTorch itself; forked
-                 processes show less than fresh interpreters, so compare peaks within one --isolation). On a GPU
-                 both come from torch.cuda memory statistics (allocated bytes).
-  target         "ok" when ours/lightly >= 1 (or lightly n/a) and ovh% < 10, else what missed ("slower", "ovh")
-Each configuration runs in a process forked from a server that imported torch, MONAI and lightly once
-(``--isolation subprocess``: a fresh interpreter each, as benchmarks/backbones.py). Threads: torch's default, left
-alone and printed (``--threads`` to set; ``--quick`` uses 1, since on a small shared machine OpenMP threads waiting
-for each other make a tiny step take seconds). Timings on a shared machine are noisy: compare ratios near 1 over
-several runs, and run the full sizes on a quiet machine.
+  ovh%           paired method overhead in % of our step [interquartile range]: the time spent in heads, loss,
+                 teacher heads, EMA update and optimizer work on head parameters
+  ours MiB, lightly MiB   "growth/peak" from the memory processes ("-" with --no-memory): on CPU, growth = how far
+                 the process's peak resident set size rose above its level right after building models, optimizer
+                 and batch (activations, gradients, optimizer state, teacher work); peak = the absolute peak RSS of
+                 the process (includes PyTorch itself; forked processes show less than fresh interpreters, so
+                 compare peaks within one --isolation). On a GPU both come from torch.cuda memory statistics
+                 (allocated bytes).
+  target         "ok", or what missed: "slower" when ours is CLEARLY slower than lightly, i.e. the paired ratio's
+                 median < 1 AND its upper quartile < 1 (a ratio whose range straddles 1 is a tie within the noise,
+                 and "ok"); "ovh" when the paired overhead's median > 10 %; "?" when a configuration failed.
+Each process is forked from a server that imported torch, MONAI and lightly once (``--isolation subprocess``: a
+fresh interpreter each, as benchmarks/backbones.py). Threads: torch's default, left alone and printed
+(``--threads`` to set; ``--quick`` uses 1, since on a small shared machine OpenMP threads waiting for each other make
+a tiny step take seconds). Pairing removes slow drift, not contention from other work during a round: run the full
+sizes on an otherwise idle machine.
 
-    python benchmarks/ssl_step.py                                   # every method, 2D and 3D (slow on CPU)
+    python benchmarks/ssl_step.py                                   # every method, 2D and 3D (~25 min on 2 cores)
     python benchmarks/ssl_step.py --methods simclr byol --dims 2 --out ssl_step.json
     python benchmarks/ssl_step.py --quick --methods simclr byol --dims 2   # smoke run, tiny sizes (~1 min)
 """
@@ -62,6 +87,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 METHODS = (
@@ -114,7 +140,7 @@ DINO_LOCAL = {2: 4, 3: 2}
 MIN_SIZE = {"models_genesis": 64, "swin_unetr_ssl": 64}
 
 LR, WEIGHT_DECAY = 1e-4, 1e-5
-QUICK = {"size2d": 64, "size3d": 32, "batch2d": 4, "batch3d": 2, "warmup": 1, "repeats": 2, "threads": 1}
+QUICK = {"size2d": 64, "size3d": 32, "batch2d": 4, "batch3d": 2, "warmup": 1, "repeats": 3, "threads": 1}
 PRELOAD = ["torch", "monai.networks.nets", "monai_transfer.networks", "lightly.loss", "lightly.models.modules"]
 
 
@@ -529,10 +555,8 @@ _SHORT = {"projector": "proj", "projection_head": "proj", "predictor": "pred", "
 _SHORT.update(head="head", student_head="head")
 
 
-# -- one configuration -------------------------------------------------------------------------------------------------
-def run_one(method: str, impl: str, dims: int, cfg: dict) -> dict:
-    """Build one configuration, time ``cfg['warmup'] + cfg['repeats']`` training steps, return its row."""
-    import copy
+# -- configurations ----------------------------------------------------------------------------------------------------
+def _setup(cfg: dict) -> None:
     import warnings
 
     import torch
@@ -540,17 +564,34 @@ def run_one(method: str, impl: str, dims: int, cfg: dict) -> dict:
     warnings.filterwarnings("ignore")
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg["threads"]))
-    device = cfg["device"]
-    size = cfg["size"]
-    name, bkw = backbone_spec(method, dims, cfg)
+
+
+def _error_text(e: BaseException) -> str:
+    return f"{type(e).__name__}: {e}".splitlines()[0][:300]
+
+
+def _sync(device: str) -> Callable[[], None]:
+    import torch
+
+    return torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+
+
+def build_config(method: str, impl: str, dims: int, cfg: dict, batch: dict) -> tuple[Callable[[dict], None], dict]:
+    """``(run_step(batch), info)`` of one configuration on ``cfg['device']``: ``run_step`` is one complete training
+    step; ``info`` names the backbone and the heads. The backbone's weights come from ``cfg['seed']``, so every
+    configuration of a (method, dims) starts from the same backbone."""
+    import copy
+
+    import torch
+
     from monai_transfer.networks import create_backbone
 
-    torch.manual_seed(cfg["seed"])
-    batch_cpu, input_desc = make_batch(method, dims, size, cfg["batch"], seed=cfg["seed"] + 1)
+    device = cfg["device"]
+    name, bkw = backbone_spec(method, dims, cfg)
     heads = ""
     if impl == "lightly":
         h = our_head_sizes(method, name, dims, bkw)  # meta device: no memory, same defaults as ours
-        torch.manual_seed(cfg["seed"])
+    torch.manual_seed(cfg["seed"])
     backbone = create_backbone(name, spatial_dims=dims, in_channels=1, **bkw)
 
     if impl == "ours":
@@ -585,7 +626,7 @@ def run_one(method: str, impl: str, dims: int, cfg: dict) -> dict:
 
         model = backbone.to(device).train()
         skeys, ssep, tkeys, tsep = BASELINE_VIEWS[method]
-        skeys = tuple(_view_keys(batch_cpu)) if skeys is None else skeys
+        skeys = tuple(_view_keys(batch)) if skeys is None else skeys
         teacher = copy.deepcopy(model).requires_grad_(False) if tkeys else None
         opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
 
@@ -601,19 +642,33 @@ def run_one(method: str, impl: str, dims: int, cfg: dict) -> dict:
 
     else:
         raise ValueError(f"unknown implementation {impl!r}")
+    return run_step, {"backbone": name, "heads": heads}
 
-    batch = {k: v.to(device) for k, v in batch_cpu.items()}
-    del batch_cpu
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+
+def _device_batch(method: str, dims: int, cfg: dict) -> tuple[dict, str]:
+    batch_cpu, input_desc = make_batch(method, dims, cfg["size"], cfg["batch"], seed=cfg["seed"] + 1)
+    return {k: v.to(cfg["device"]) for k, v in batch_cpu.items()}, input_desc
+
+
+def run_one(method: str, impl: str, dims: int, cfg: dict) -> dict:
+    """Build one configuration alone in this process, run ``cfg['warmup'] + cfg['repeats']`` training steps, and
+    return its step times and peak memory over all of them (the memory measurement, and ``--timing separate``)."""
+    import torch
+
+    _setup(cfg)
+    device = cfg["device"]
+    batch, input_desc = _device_batch(method, dims, cfg)
+    run_step, info = build_config(method, impl, dims, cfg, batch)
+    sync = _sync(device)
     mem = _PeakMemory(device)
     mem.start()
     for _ in range(cfg["warmup"]):
-        run_step(batch)
+        run_step(dict(batch))
     sync()
     times = []
     for _ in range(cfg["repeats"]):
         t0 = time.perf_counter()
-        run_step(batch)
+        run_step(dict(batch))
         sync()
         times.append(time.perf_counter() - t0)
     peak = mem.peak()
@@ -622,10 +677,10 @@ def run_one(method: str, impl: str, dims: int, cfg: dict) -> dict:
         "method": method,
         "impl": impl,
         "dims": dims,
-        "backbone": name,
+        "backbone": info["backbone"],
         "input": input_desc,
         "batch": cfg["batch"],
-        "heads": heads,
+        "heads": info["heads"],
         "step_s_median": median,
         "step_s_all": times,
         "steps_per_s": 1.0 / median,
@@ -638,18 +693,94 @@ def run_one(method: str, impl: str, dims: int, cfg: dict) -> dict:
     }
 
 
+def _rotation(impls: list[str], r: int) -> list[str]:
+    k = r % len(impls) if impls else 0
+    return impls[k:] + impls[:k]
+
+
+def run_paired(method: str, dims: int, cfg: dict) -> dict:
+    """Build every configuration of ``cfg['impls']`` in this one process on the same batch, run ``cfg['warmup']``
+    untimed steps of each, then ``cfg['repeats']`` rounds that time one step of each configuration, in an order that
+    rotates every round. A configuration that fails to build or to step is reported in ``errors`` and left out of
+    the rounds from then on; the others go on."""
+    import torch
+
+    _setup(cfg)
+    device = cfg["device"]
+    batch, input_desc = _device_batch(method, dims, cfg)
+    sync = _sync(device)
+    steps: dict[str, Callable[[dict], None]] = {}
+    info: dict[str, dict] = {}
+    errors: dict[str, str] = {}
+    for impl in cfg["impls"]:
+        try:
+            steps[impl], info[impl] = build_config(method, impl, dims, cfg, batch)
+        except Exception as e:  # noqa: BLE001 - report the configuration, time the others
+            errors[impl] = _error_text(e)
+
+    def timed(impl: str) -> float | None:
+        try:
+            sync()
+            t0 = time.perf_counter()
+            steps[impl](dict(batch))  # a fresh dict per step: a method that adds keys cannot change the others' input
+            sync()
+            return time.perf_counter() - t0
+        except Exception as e:  # noqa: BLE001
+            errors[impl] = _error_text(e)
+            del steps[impl]
+            return None
+
+    for r in range(cfg["warmup"]):
+        for impl in _rotation([i for i in cfg["impls"] if i in steps], r):
+            timed(impl)
+    rounds = []
+    for r in range(cfg["repeats"]):
+        order = _rotation([i for i in cfg["impls"] if i in steps], r)
+        times = {}
+        for impl in order:
+            t = timed(impl)
+            if t is not None:
+                times[impl] = t
+        rounds.append({"order": order, "step_s": times})
+    configs = {}
+    for impl in steps:  # the configurations that ran every round
+        times = [rd["step_s"][impl] for rd in rounds]
+        median = statistics.median(times)
+        configs[impl] = {
+            "method": method,
+            "impl": impl,
+            "dims": dims,
+            "backbone": info[impl]["backbone"],
+            "input": input_desc,
+            "batch": cfg["batch"],
+            "heads": info[impl]["heads"],
+            "step_s_median": median,
+            "step_s_all": times,
+            "steps_per_s": 1.0 / median,
+            "device": device,
+            "threads": torch.get_num_threads(),
+        }
+    return {"configs": configs, "errors": errors, "rounds": rounds, "input": input_desc}
+
+
+def _run(method: str, impl: str, dims: int, cfg: dict) -> dict:
+    return run_paired(method, dims, cfg) if impl == "paired" else run_one(method, impl, dims, cfg)
+
+
 def _child(method: str, impl: str, dims: int, cfg: dict, conn: Any) -> None:
     try:
-        conn.send(("ok", run_one(method, impl, dims, cfg)))
+        conn.send(("ok", _run(method, impl, dims, cfg)))
     except BaseException as e:  # noqa: BLE001 - report any failure of the configuration to the parent
-        conn.send(("error", f"{type(e).__name__}: {e}".splitlines()[0][:300]))
+        conn.send(("error", _error_text(e)))
     finally:
         conn.close()
 
 
 class Runner:
-    """Runs each configuration in its own process: forked from a server that imported torch, MONAI and lightly once
-    (``forkserver``, the default: no per-configuration import cost), or a fresh interpreter (``subprocess``)."""
+    """Runs each job in its own process: forked from a server that imported torch, MONAI and lightly once
+    (``forkserver``, the default: no per-process import cost), or a fresh interpreter (``subprocess``). A job is
+    one configuration (``impl`` = ours / lightly / baseline) or a paired timing of several (``impl`` = "paired",
+    ``cfg['impls']``), whose time limit is the per-configuration ``timeout`` times their number."""
 
     def __init__(self, isolation: str, timeout: float | None) -> None:
         self.isolation, self.timeout = isolation, timeout
@@ -660,12 +791,15 @@ class Runner:
             self.ctx.set_forkserver_preload(PRELOAD)
 
     def __call__(self, method: str, impl: str, dims: int, cfg: dict) -> tuple[str, Any]:
+        timeout = self.timeout
+        if timeout is not None and impl == "paired":
+            timeout *= max(1, len(cfg["impls"]))
         if self.isolation == "subprocess":
             cmd = [sys.executable, os.path.abspath(__file__), "--one", method, impl, str(dims), json.dumps(cfg)]
             try:
-                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=self.timeout)
+                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
             except subprocess.TimeoutExpired:
-                return "error", f"timed out after {self.timeout} s"
+                return "error", f"timed out after {timeout:g} s"
             lines = proc.stdout.strip().splitlines()
             if proc.returncode != 0 or not lines:
                 err = (proc.stderr.strip().splitlines() or ["no output"])[-1]
@@ -677,34 +811,60 @@ class Runner:
         proc.start()
         child.close()
         try:
-            if not parent.poll(self.timeout):
+            if not parent.poll(timeout):
                 proc.kill()
                 proc.join()
-                return "error", f"timed out after {self.timeout} s"
+                return "error", f"timed out after {timeout:g} s"
             kind, payload = parent.recv()
         except EOFError:
-            kind, payload = "error", "the configuration's process died (out of memory?)"
+            kind, payload = "error", "the process died (out of memory?)"
         proc.join()
         if kind == "ok" and proc.exitcode not in (0, None):
             kind, payload = "error", f"exit code {proc.exitcode}"
         return kind, payload
 
 
-# -- table -------------------------------------------------------------------------------------------------------------
+# -- statistics and table ----------------------------------------------------------------------------------------------
+def spread(values: list[float]) -> dict | None:
+    """Median, interquartile range (inclusive quartiles), min, max and the values themselves; None when empty."""
+    if not values:
+        return None
+    if len(values) == 1:
+        q1 = q3 = values[0]
+    else:
+        q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return {
+        "median": statistics.median(values),
+        "q1": q1,
+        "q3": q3,
+        "min": min(values),
+        "max": max(values),
+        "n": len(values),
+        "values": list(values),
+    }
+
+
+def _point(value: float | None) -> dict | None:
+    """A single value (``--timing separate``: a ratio of medians) in the shape of ``spread``, without a range."""
+    if value is None:
+        return None
+    return {"median": value, "q1": None, "q3": None, "min": None, "max": None, "n": 1, "values": [value]}
+
+
 _COLS = [
     ("method", 15, "<"),
     ("dims", 4, ">"),
-    ("backbone", 18, ">"),
+    ("backbone", 17, ">"),
     ("input", 18, ">"),
-    ("batch", 6, ">"),
-    ("ours/s", 8, ">"),
-    ("lightly/s", 10, ">"),
-    ("ours/lightly", 13, ">"),
-    ("base/s", 8, ">"),
-    ("ovh%", 7, ">"),
-    ("ours MiB", 12, ">"),
-    ("lightly MiB", 12, ">"),
-    ("target", 11, ">"),
+    ("batch", 5, ">"),
+    ("ours/s", 7, ">"),
+    ("lightly/s", 9, ">"),
+    ("ours/lightly [IQR]", 18, ">"),
+    ("base/s", 7, ">"),
+    ("ovh% [IQR]", 20, ">"),
+    ("ours MiB", 11, ">"),
+    ("lightly MiB", 11, ">"),
+    ("target", 10, ">"),
 ]
 
 
@@ -717,35 +877,89 @@ def _rate(r: dict | None) -> str:
 
 
 def _mib(r: dict | None) -> str:
-    return f"{r['peak_growth_mib']:.0f}/{r['peak_mib']:.0f}" if r else "err"
+    if not r:
+        return "err"
+    if "peak_mib" not in r:
+        return "-"
+    return f"{r['peak_growth_mib']:.0f}/{r['peak_mib']:.0f}"
 
 
-def summarise(method: str, dims: int, res: dict[str, tuple[str, Any]]) -> dict:
-    """The table row of one (method, dims) from its configurations' results."""
+def _fmt_spread(s: dict | None, scale: float, digits: int) -> str:
+    text = f"{scale * s['median']:.{digits}f}"
+    if s["q1"] is not None:
+        text += f" [{scale * s['q1']:.{digits}f}, {scale * s['q3']:.{digits}f}]"
+    return text
+
+
+def _verdict(row: dict) -> str:
+    ours, light, base = row["ours"], row["lightly"], row["baseline"]
+    if ours is None or (light is None and row["lightly_na"] is None) or base is None:
+        return "?"
+    misses = []
+    ratio, ovh = row["ratio"], row["overhead_stats"]
+    upper = None if ratio is None else (ratio["q3"] if ratio["q3"] is not None else ratio["median"])
+    if ratio is not None and ratio["median"] < 1.0 and upper < 1.0:
+        misses.append("slower")
+    if ovh is not None and ovh["median"] > 0.10:
+        misses.append("ovh")
+    return ",".join(misses) or "ok"
+
+
+def summarise_paired(method: str, dims: int, timing: tuple[str, Any], impls: list[str], na: str | None) -> dict:
+    """The table row of one (method, dims) from its paired timing: per-configuration medians, and the ratio and
+    overhead as medians over rounds of the per-round paired quantities."""
+    row: dict[str, Any] = {"method": method, "dims": dims, "lightly_na": na, "errors": {}, "memory_errors": {}}
+    rounds: list[dict] = []
+    configs: dict[str, dict] = {}
+    if timing[0] == "ok":
+        configs, rounds = timing[1]["configs"], timing[1]["rounds"]
+        row["errors"].update(timing[1]["errors"])
+    else:
+        row["errors"].update({impl: timing[1] for impl in impls})
+    for impl in ("ours", "lightly", "baseline"):
+        row[impl] = configs.get(impl)
+    ratios = [
+        rd["step_s"]["lightly"] / rd["step_s"]["ours"]
+        for rd in rounds
+        if row["ours"] and row["lightly"] and "ours" in rd["step_s"] and "lightly" in rd["step_s"]
+    ]
+    overheads = [
+        (rd["step_s"]["ours"] - rd["step_s"]["baseline"]) / rd["step_s"]["ours"]
+        for rd in rounds
+        if row["ours"] and row["baseline"] and "ours" in rd["step_s"] and "baseline" in rd["step_s"]
+    ]
+    row["ratio"], row["overhead_stats"] = spread(ratios), spread(overheads)
+    row["rounds"] = rounds
+    return row
+
+
+def summarise_separate(method: str, dims: int, res: dict[str, tuple[str, Any]], na: str | None) -> dict:
+    """The table row of one (method, dims) from configurations timed in separate processes (ratios of medians)."""
     get = {k: (v[1] if v[0] == "ok" else None) for k, v in res.items()}
     ours, light, base = get.get("ours"), get.get("lightly"), get.get("baseline")
     row: dict[str, Any] = {"method": method, "dims": dims, "ours": ours, "lightly": light, "baseline": base}
     row["errors"] = {k: v[1] for k, v in res.items() if v[0] == "error"}
-    row["lightly_na"] = res["lightly"][1] if res["lightly"][0] == "n/a" else None
-    row["ratio_ours_over_lightly"] = ours["steps_per_s"] / light["steps_per_s"] if ours and light else None
-    row["overhead"] = (ours["step_s_median"] - base["step_s_median"]) / ours["step_s_median"] if ours and base else None
-    misses = []
-    if row["ratio_ours_over_lightly"] is not None and row["ratio_ours_over_lightly"] < 1.0:
-        misses.append("slower")
-    if row["overhead"] is not None and row["overhead"] >= 0.10:
-        misses.append("ovh")
-    if ours is None or (light is None and row["lightly_na"] is None) or base is None:
-        row["target"] = "?"
-    else:
-        row["target"] = ",".join(misses) or "ok"
-    ref = ours or light or base or {}
+    row["memory_errors"] = {}
+    row["lightly_na"] = na
+    row["ratio"] = _point(ours["steps_per_s"] / light["steps_per_s"] if ours and light else None)
+    ovh = (ours["step_s_median"] - base["step_s_median"]) / ours["step_s_median"] if ours and base else None
+    row["overhead_stats"] = _point(ovh)
+    return row
+
+
+def finish_row(row: dict) -> dict:
+    """Fill in the row's verdict, the plain ratio / overhead (medians) and what ran."""
+    row["ratio_ours_over_lightly"] = row["ratio"]["median"] if row["ratio"] else None
+    row["overhead"] = row["overhead_stats"]["median"] if row["overhead_stats"] else None
+    row["target"] = _verdict(row)
+    ref = row["ours"] or row["lightly"] or row["baseline"] or {}
     row.update({k: ref.get(k, "?") for k in ("backbone", "input", "batch")})
     return row
 
 
 def print_row(row: dict) -> None:
     ours, light, base = row["ours"], row["lightly"], row["baseline"]
-    ratio, ovh = row["ratio_ours_over_lightly"], row["overhead"]
+    ratio, ovh = row["ratio"], row["overhead_stats"]
     values = [
         row["method"],
         str(row["dims"]),
@@ -754,9 +968,9 @@ def print_row(row: dict) -> None:
         str(row["batch"]),
         _rate(ours),
         "n/a" if row["lightly_na"] else _rate(light),
-        f"{ratio:.2f}" if ratio is not None else ("n/a" if row["lightly_na"] else "-"),
+        _fmt_spread(ratio, 1.0, 2) if ratio is not None else ("n/a" if row["lightly_na"] else "-"),
         _rate(base),
-        f"{100 * ovh:.1f}" if ovh is not None else "-",
+        _fmt_spread(ovh, 100.0, 1) if ovh is not None else "-",
         _mib(ours),
         "n/a" if row["lightly_na"] else _mib(light),
         row["target"],
@@ -788,14 +1002,47 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="backbone of swin_unetr_ssl (default: the CNN backbone; e.g. swin_unetr)",
     )
-    parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 2)")
-    parser.add_argument("--repeats", type=int, default=None, help="timed steps; the median is reported (default 5)")
+    parser.add_argument(
+        "--timing",
+        choices=["paired", "separate"],
+        default="paired",
+        help="paired (default): all configurations of a (method, dims) in one process, timed in rounds of one "
+        "step each in a rotating order; ratio and overhead are medians of the per-round paired values, with "
+        "their interquartile range. separate: one process per configuration timed on its own, one after "
+        "another (ratios of medians; drifts between processes; for comparison with earlier results)",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=None,
+        help="untimed steps of each configuration before timing (default 1; --timing separate: 2)",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="paired: timed rounds, one step of each configuration per round (default 7: the full default run "
+        "takes about 25 min on 2 CPU cores, about 1 min per (method, dims)); separate: timed steps per "
+        "configuration (default 5)",
+    )
+    parser.add_argument(
+        "--memory-steps",
+        type=int,
+        default=2,
+        help="steps of the per-configuration memory process after the paired timing (default 2); its peak "
+        "covers all of them",
+    )
+    parser.add_argument(
+        "--no-memory",
+        action="store_true",
+        help="skip the per-configuration memory processes of the paired timing (MiB columns show '-')",
+    )
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument(
         "--threads",
         type=int,
         default=None,
-        help="torch.set_num_threads in every configuration (default: torch's default, left alone; "
+        help="torch.set_num_threads in every process (default: torch's default, left alone; "
         "--quick: 1, because on a small shared machine OpenMP threads that wait for each other "
         "make a tiny step take seconds)",
     )
@@ -803,33 +1050,55 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="smoke run: 2D 64^2 batch 4, 3D 32^3 batch 2, 1 warm-up + 2 timed steps, 1 thread "
+        help="smoke run: 2D 64^2 batch 4, 3D 32^3 batch 2, 1 warm-up + 3 timed rounds, 1 thread "
         "(Models Genesis / SwinUNETR-SSL at least 64); numbers are not meaningful",
     )
     parser.add_argument(
         "--isolation",
         choices=["forkserver", "subprocess"],
         default="forkserver",
-        help="how each configuration gets its own process: forked from a server that imported the "
-        "libraries once (default), or a fresh interpreter per configuration (slower to start)",
+        help="how each process is started: forked from a server that imported the libraries once (default), "
+        "or a fresh interpreter per process (slower to start)",
     )
-    parser.add_argument("--timeout", type=float, default=None, help="seconds per configuration (default: none)")
-    parser.add_argument("--out", default=None, help="also write the rows and settings to this JSON file")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds per configuration (a paired process gets this times its number of configurations; "
+        "default: none)",
+    )
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="also write the rows (with every round's step times and order) and settings to this JSON file",
+    )
     parser.add_argument("--one", nargs=4, metavar=("METHOD", "IMPL", "DIMS", "CFG"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.one:
         method, impl, dims, cfg = args.one
         try:
-            result = ["ok", run_one(method, impl, int(dims), json.loads(cfg))]
+            result = ["ok", _run(method, impl, int(dims), json.loads(cfg))]
         except Exception as e:  # noqa: BLE001
-            result = ["error", f"{type(e).__name__}: {e}".splitlines()[0][:300]]
+            result = ["error", _error_text(e)]
         print(json.dumps(result))
         return
 
-    defaults = {"size2d": 128, "size3d": 64, "batch2d": 32, "batch3d": 4, "warmup": 2, "repeats": 5, "threads": None}
+    paired = args.timing == "paired"
+    defaults = {
+        "size2d": 128,
+        "size3d": 64,
+        "batch2d": 32,
+        "batch3d": 4,
+        "warmup": 1 if paired else 2,
+        "repeats": 7 if paired else 5,
+        "threads": None,
+    }
     base = QUICK if args.quick else defaults
     opts = {k: getattr(args, k) if getattr(args, k) is not None else v for k, v in base.items()}
+    if opts["repeats"] < 1 or opts["warmup"] < 0 or args.memory_steps < 1:
+        parser.error("--repeats and --memory-steps must be at least 1, --warmup at least 0")
+    memory = not (paired and args.no_memory)
 
     import torch
 
@@ -846,10 +1115,18 @@ def main(argv: list[str] | None = None) -> None:
         f"device={args.device} torch={torch.__version__} lightly={lightly_version} threads={threads} "
         f"({'set' if opts['threads'] else 'torch default'}) cpus={os.cpu_count()} load={load_text}"
     )
+    if paired:
+        how = (
+            f"paired: one process per (method, dims), {opts['warmup']} warm-up step(s) of each configuration, then "
+            f"{opts['repeats']} rounds of one step each in rotating order; ratio and ovh = median over rounds "
+            "[interquartile range]; "
+            + (f"memory: one process per configuration, {args.memory_steps} step(s)" if memory else "no memory")
+        )
+    else:
+        how = f"separate: one process per configuration, median of {opts['repeats']} step(s) after {opts['warmup']}"
     print(
-        f"median of {opts['repeats']} step(s) after {opts['warmup']} warm-up; 2D {opts['size2d']}^2 batch "
-        f"{opts['batch2d']}, 3D {opts['size3d']}^3 batch {opts['batch3d']}; AdamW lr={LR} wd={WEIGHT_DECAY}; "
-        f"one process per configuration ({args.isolation})" + ("; QUICK (smoke run)" if args.quick else "")
+        f"{how}; 2D {opts['size2d']}^2 batch {opts['batch2d']}, 3D {opts['size3d']}^3 batch {opts['batch3d']}; "
+        f"AdamW lr={LR} wd={WEIGHT_DECAY}; {args.isolation}" + ("; QUICK (smoke run)" if args.quick else "")
     )
     header = _fmt_row([c[0] for c in _COLS])
     print(header)
@@ -875,13 +1152,31 @@ def main(argv: list[str] | None = None) -> None:
                 "mae_backbone": args.mae_backbone,
                 "swin_ssl_backbone": args.swin_ssl_backbone,
             }
-            res: dict[str, tuple[str, Any]] = {}
-            for impl in ("baseline", "ours", "lightly"):
-                if impl == "lightly" and (method in LIGHTLY_NA or lightly_version is None):
-                    res[impl] = ("n/a", LIGHTLY_NA.get(method, "lightly is not installed"))
-                    continue
-                res[impl] = runner(method, impl, dims, cfg)
-            row = summarise(method, dims, res)
+            na = None
+            if method in LIGHTLY_NA or lightly_version is None:
+                na = LIGHTLY_NA.get(method, "lightly is not installed")
+            impls = [i for i in ("ours", "lightly", "baseline") if not (i == "lightly" and na)]
+            if paired:
+                timing = runner(method, "paired", dims, {**cfg, "impls": impls})
+                row = summarise_paired(method, dims, timing, impls, na)
+                if memory:
+                    mem_cfg = {**cfg, "warmup": args.memory_steps - 1, "repeats": 1}
+                    for impl in impls:
+                        if row[impl] is None:
+                            continue
+                        kind, res = runner(method, impl, dims, mem_cfg)
+                        if kind != "ok":
+                            row["memory_errors"][impl] = res
+                            continue
+                        for key in ("base_mib", "peak_mib", "peak_growth_mib", "memory"):
+                            row[impl][key] = res[key]
+                        row[impl]["memory_run_step_s"] = res["step_s_all"]
+            else:
+                res = {
+                    impl: runner(method, impl, dims, cfg) for impl in ("baseline", "ours", "lightly") if impl in impls
+                }
+                row = summarise_separate(method, dims, res, na)
+            finish_row(row)
             row["config"] = cfg
             rows.append(row)
             print_row(row)
@@ -891,6 +1186,8 @@ def main(argv: list[str] | None = None) -> None:
         tag = f"{row['method']} {row['dims']}D"
         for impl, err in row["errors"].items():
             notes.append(f"  {tag} {impl} failed: {err}")
+        for impl, err in row["memory_errors"].items():
+            notes.append(f"  {tag} {impl} memory run failed: {err}")
         if row["lightly"] and row["lightly"].get("heads"):
             ours_heads = (row["ours"] or {}).get("heads", "?")
             same = " (same)" if ours_heads == row["lightly"]["heads"] else f"; ours: {ours_heads}"
@@ -916,6 +1213,8 @@ def main(argv: list[str] | None = None) -> None:
             "load": load,
             "quick": args.quick,
             "isolation": args.isolation,
+            "timing": args.timing,
+            "memory_steps": args.memory_steps if memory and paired else None,
             "lr": LR,
             "weight_decay": WEIGHT_DECAY,
             **opts,
