@@ -14,7 +14,7 @@ from torch import nn
 from monai_transfer.losses.negative_cosine import NegativeCosineSimilarity
 from monai_transfer.ssl.base import SSLMethod, ema_update
 from monai_transfer.ssl.heads import PredictionHead, ProjectionHead
-from monai_transfer.ssl.methods._common import forward_views, frozen_copy
+from monai_transfer.ssl.methods._common import frozen_copy, predictions_and_targets
 
 __all__ = ["BYOL"]
 
@@ -71,15 +71,7 @@ class BYOL(SSLMethod):
     def forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """``{"loss": symmetric negative cosine between predictions and target projections}``."""
         self.check_batch(batch)
-        views = [batch[k] for k in self.view_keys]
-        features = forward_views(self.backbone.forward_features, views, self.backbone, separate=True)
-        z = forward_views(self.projector, features, self.projector, separate=True)
-        p1, p2 = forward_views(self.predictor, z, self.predictor, separate=True)
-        with torch.no_grad():
-            t_features = forward_views(
-                self.teacher_backbone.forward_features, views, self.teacher_backbone, separate=True
-            )
-            t1, t2 = forward_views(self.teacher_projector, t_features, self.teacher_projector, separate=True)
+        (p1, p2), (t1, t2) = predictions_and_targets(self, [batch[k] for k in self.view_keys])
         return {"loss": 0.5 * (self.criterion(p1, t2) + self.criterion(p2, t1))}
 
     @torch.no_grad()

@@ -21,8 +21,8 @@ from monai_transfer.ssl.methods._common import (
     backbone_family,
     batch_shuffle_ddp,
     batch_unshuffle_ddp,
-    forward_views,
     frozen_copy,
+    predictions_and_targets,
 )
 
 __all__ = ["MoCoV2", "MoCoV3"]
@@ -161,15 +161,7 @@ class MoCoV3(SSLMethod):
     def forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """``{"loss": ctr(q1, k2) + ctr(q2, k1)}``."""
         self.check_batch(batch)
-        views = [batch[k] for k in self.view_keys]
-        features = forward_views(self.backbone.forward_features, views, self.backbone, separate=True)
-        z = forward_views(self.projector, features, self.projector, separate=True)
-        q1, q2 = forward_views(self.predictor, z, self.predictor, separate=True)
-        with torch.no_grad():
-            t_features = forward_views(
-                self.teacher_backbone.forward_features, views, self.teacher_backbone, separate=True
-            )
-            k1, k2 = forward_views(self.teacher_projector, t_features, self.teacher_projector, separate=True)
+        (q1, q2), (k1, k2) = predictions_and_targets(self, [batch[k] for k in self.view_keys])
         return {"loss": self.criterion(q1, k2, q2, k1)}
 
     @torch.no_grad()
