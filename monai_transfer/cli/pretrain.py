@@ -83,6 +83,8 @@ def config_from_args(args: argparse.Namespace):
         given = _parse_kv(getattr(args, flag) or [])
         if given:
             overrides[field] = {**getattr(base, field), **given}
+    if args.cache:
+        overrides["cache"] = True
     if args.no_tensorboard:
         overrides["tensorboard"] = False
     if args.quiet:
@@ -160,6 +162,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--amp", choices=["on", "off"], default=None, help="mixed precision (default: on with CUDA)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA when available)")
     p.add_argument("--num-workers", type=int, default=None, help="data-loading processes (default 0)")
+    p.add_argument(
+        "--cache", action="store_true", help="read and normalise every image once, keep it in memory (fast epochs)"
+    )
     p.add_argument("--seed", type=int, default=None, help="initialisation, data order and views (default 0)")
     p.add_argument("--pretrained", default=None, help="start from these weights (checkpoint, bundle or source)")
     p.add_argument("--checkpoint-every", type=int, default=None, help="iterations between checkpoints (default 100)")

@@ -58,6 +58,8 @@ class PretrainConfig:
         amp: mixed precision; ``None``: on for CUDA, off on CPU.
         device: ``cpu``, ``cuda``, ``cuda:1``...; ``None``: CUDA when available.
         num_workers: data-loading processes.
+        cache: read and normalise every image once and keep it in memory; only the random views run per epoch
+            (fast epochs; needs memory for the whole dataset). The views are identical with and without it.
         seed: seeds the weights' initialisation, the data order and every random view.
         pretrained: initialise the backbone from these weights (a checkpoint, bundle or known source) before SSL.
         checkpoint_every: iterations between training checkpoints (always also at each epoch end).
@@ -96,6 +98,7 @@ class PretrainConfig:
     amp: bool | None = None
     device: str | None = None
     num_workers: int = 0
+    cache: bool = False
     seed: int = 0
     pretrained: str | None = None
     checkpoint_every: int = 100

@@ -155,7 +155,7 @@ def _pretrain(config: PretrainConfig, distributed: bool) -> dict[str, Any]:
     from monai_transfer.ssl.registry import create_method, get_method_spec
     from monai_transfer.ssl.schedules import ScheduleHandler
     from monai_transfer.ssl.trainer import SSLTrainer
-    from monai_transfer.ssl.views import make_pretrain_transforms
+    from monai_transfer.ssl.views import make_load_transforms, make_pretrain_transforms
     from monai_transfer.utils.atomic import atomic_write_json, atomic_write_text
     from monai_transfer.weights import Provenance, save_pretrained
 
@@ -191,11 +191,23 @@ def _pretrain(config: PretrainConfig, distributed: bool) -> dict[str, Any]:
     optimizer = _optimizer(config, method)
     model = dist_utils.wrap_ddp(method, device) if distributed else method
 
-    transform = make_pretrain_transforms(
-        config.method, config.spatial_dims, roi, modality=config.modality, **_view_options(config, backbone, roi)
-    )
+    views = _view_options(config, backbone, roi)
+    if config.cache:
+        # the deterministic head (read + intensity) runs once per image; the random views every epoch
+        cache_transform = make_load_transforms(config.modality)
+        transform = make_pretrain_transforms(
+            config.method, config.spatial_dims, roi, modality=config.modality, load=False, intensity=None, **views
+        )
+    else:
+        cache_transform = None
+        transform = make_pretrain_transforms(config.method, config.spatial_dims, roi, modality=config.modality, **views)
     loader = make_ssl_dataloader(
-        images, transform, batch_size=config.batch_size, seed=config.seed, num_workers=config.num_workers
+        images,
+        transform,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        num_workers=config.num_workers,
+        cache_transform=cache_transform,
     )
     if len(loader) == 0:
         raise ValueError(

@@ -55,7 +55,15 @@ from monai_transfer.transforms.restoration import RandModelsGenesisd
 from monai_transfer.transforms.rotation import RandRotate90Classd
 from monai_transfer.transforms.ssl_augment import ssl_augmentations
 
-__all__ = ["DEFAULT_INTENSITY", "ViewRecipe", "VIEW_RECIPES", "make_views", "make_pretrain_transforms", "view_keys"]
+__all__ = [
+    "DEFAULT_INTENSITY",
+    "ViewRecipe",
+    "VIEW_RECIPES",
+    "make_load_transforms",
+    "make_views",
+    "make_pretrain_transforms",
+    "view_keys",
+]
 
 IMAGE = "image"
 
@@ -364,6 +372,34 @@ DEFAULT_INTENSITY: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
+def make_load_transforms(
+    modality: str = "ct",
+    image_key: str = "image",
+    load: bool = True,
+    intensity: str | None = "auto",
+    intensity_kwargs: Mapping[str, Any] | None = None,
+) -> Compose:
+    """The deterministic head of the pretraining pipeline: read (``load``), float32, the modality's intensity preset.
+
+    It is what ``make_pretrain_transforms`` starts with, and what a caching dataset can run once per image
+    (``make_ssl_dataloader(cache_transform=...)``) before the random views. Arguments as in
+    :func:`make_pretrain_transforms`.
+    """
+    steps: list[Any] = []
+    if load:
+        steps.append(LoadImaged(image_key, image_only=True, ensure_channel_first=True))
+    steps.append(EnsureTyped(image_key, dtype=torch.float32))
+    if intensity is not None:
+        if intensity == "auto":
+            if modality.lower() not in DEFAULT_INTENSITY:
+                raise ValueError(f"no default intensity preset for modality {modality!r}; pass intensity=<preset name>")
+            name, kw = DEFAULT_INTENSITY[modality.lower()]
+        else:
+            name, kw = intensity, {}
+        steps.append(intensity_preset(name, keys=image_key, **{**kw, **dict(intensity_kwargs or {})}))
+    return Compose(steps)
+
+
 def make_pretrain_transforms(
     method: str,
     spatial_dims: int,
@@ -400,18 +436,7 @@ def make_pretrain_transforms(
         A ``Compose`` mapping ``{image_key: path}`` to the method's keys only.
     """
     roi = _roi(spatial_dims, roi_size)
-    steps: list[Any] = []
-    if load:
-        steps.append(LoadImaged(image_key, image_only=True, ensure_channel_first=True))
-    steps.append(EnsureTyped(image_key, dtype=torch.float32))
-    if intensity is not None:
-        if intensity == "auto":
-            if modality.lower() not in DEFAULT_INTENSITY:
-                raise ValueError(f"no default intensity preset for modality {modality!r}; pass intensity=<preset name>")
-            name, kw = DEFAULT_INTENSITY[modality.lower()]
-        else:
-            name, kw = intensity, {}
-        steps.append(intensity_preset(name, keys=image_key, **{**kw, **dict(intensity_kwargs or {})}))
+    steps: list[Any] = [*make_load_transforms(modality, image_key, load, intensity, intensity_kwargs).transforms]
     steps.append(_SliceIfVolumed(image_key, slice_margin) if spatial_dims == 2 else _RequireVolumed(image_key))
     if image_key != IMAGE:
         steps += [CopyItemsd(image_key, names=IMAGE), DeleteItemsd(image_key)]

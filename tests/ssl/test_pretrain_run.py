@@ -87,6 +87,14 @@ def test_resume_auto_continues_a_finished_run_to_more_epochs(demo, run_2d, tmp_p
     assert after["epoch_losses"][:2] == before["epoch_losses"]
 
 
+def test_cached_images_give_the_same_run(demo, run_2d, tmp_path):
+    # --cache runs read + intensity once per image; the random views, hence the losses, must not change
+    out = tmp_path / "cached"
+    assert main(_flags(demo, out, "--epochs", "2", "--cache", "--no-tensorboard")) == 0
+    cached = json.loads((out / "result.json").read_text())
+    assert cached["epoch_losses"] == json.loads((run_2d / "result.json").read_text())["epoch_losses"]
+
+
 def test_missing_resume_checkpoint_is_an_error(demo, tmp_path, capsys):
     assert main(_flags(demo, tmp_path / "o", "--epochs", "1", "--resume", str(tmp_path / "none.pt"))) == 2
     assert "none.pt" in capsys.readouterr().err
