@@ -543,6 +543,8 @@ def head_signature(model: Any, names: tuple[str, ...]) -> str:
         if head is None:
             continue
         lin = _linears(head)
+        if not lin:  # a convolutional head (SimMIM's): no MLP widths to compare with lightly's
+            continue
         widths = [lin[0].in_features] + [m.out_features for m in lin]
         bn = sum(isinstance(m, torch.nn.BatchNorm1d) for m in head.modules())
         parts.append(f"{_SHORT[name]} {'-'.join(map(str, widths))}" + (f" bn{bn}" if bn else ""))
