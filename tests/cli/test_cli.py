@@ -79,7 +79,7 @@ def test_tour_runs_end_to_end(tmp_path, capsys):
     ssl = steps["ssl_pretrain"]
     assert ssl["iterations"] == 2 and ssl["fraction_loaded_into_classifier"] == 1.0
     assert all(v == v for v in ssl["epoch_losses"])  # finite, not NaN
-    assert "load report" in capsys.readouterr().out in capsys.readouterr().out
+    assert "load report" in capsys.readouterr().out
 
 
 def test_help_names_every_strategy_and_corruption(capsys):
