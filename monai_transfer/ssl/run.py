@@ -28,6 +28,10 @@ __all__ = ["pretrain", "resolve_config"]
 logger = logging.getLogger("monai_transfer.ssl")
 
 
+#: configuration fields holding local paths, left out of the provenance record published with the weights
+_PATH_FIELDS = ("data", "out", "pretrained", "resume", "monitor_data", "mlflow_uri")
+
+
 def resolve_config(config: PretrainConfig) -> PretrainConfig:
     """Fill the ``None`` fields from the method's recommendations and check the method/backbone pair."""
     from monai_transfer.ssl.registry import check_method_backbone
@@ -306,13 +310,18 @@ def _pretrain(config: PretrainConfig, distributed: bool) -> dict[str, Any]:
             intensity_normalisation=f"monai_transfer intensity preset {config.modality!r}",
             backbone_name=config.backbone,
             citation=spec.paper,
-            notes=f"initialised from {config.pretrained}" if config.pretrained else "random initialisation",
+            notes=(
+                f"initialised from {os.path.basename(config.pretrained)}"
+                if config.pretrained
+                else "random initialisation"
+            ),
             extra={
                 "epochs": int(trainer.state.epoch),
                 "iterations": int(trainer.state.iteration),
                 "final_epoch_loss": epoch_losses[-1] if epoch_losses else None,
                 "seed": config.seed,
-                "pretraining_config": config.to_dict(),
+                # paths stay out of published weights: folder names can carry patient or site names
+                "pretraining_config": {k: v for k, v in config.to_dict().items() if k not in _PATH_FIELDS},
             },
         )
         encoder_path = save_pretrained(encoder, out / "encoder.pt", provenance)
