@@ -175,7 +175,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--monitor-data", default=None, help="labelled datalist for the online kNN monitor")
     p.add_argument("--monitor-every", type=int, default=None, help="epochs between kNN evaluations (default 1)")
     p.add_argument("--monitor-k", type=int, default=None, help="kNN neighbours (default 20)")
-    p.add_argument("--mlflow-uri", default=None, help="MLflow tracking URI (e.g. file:runs/mlruns)")
+    p.add_argument("--mlflow-uri", default=None, help="MLflow tracking URI (e.g. sqlite:///runs/mlruns.db)")
     p.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard logs")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_pretrain)

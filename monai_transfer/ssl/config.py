@@ -71,7 +71,7 @@ class PretrainConfig:
         monitor_every: epochs between kNN evaluations.
         monitor_k: neighbours of the kNN monitor.
         tensorboard: write TensorBoard logs under ``<out>/tensorboard``.
-        mlflow_uri: MLflow tracking URI (for example ``file:runs/mlruns``); ``None``: no MLflow.
+        mlflow_uri: MLflow tracking URI (for example ``sqlite:///runs/mlruns.db``); ``None``: no MLflow.
         progress: show a progress bar.
     """
 

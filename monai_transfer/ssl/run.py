@@ -375,7 +375,9 @@ def _attach_tracking(trainer: Any, config: PretrainConfig, out: Path) -> None:
             experiment_name="monai_transfer_pretrain",
             run_name=f"{config.method}-{config.backbone}-{config.spatial_dims}d-seed{config.seed}",
             experiment_param={
-                k: v for k, v in config.to_dict().items() if isinstance(v, (int, float, str)) and k not in ("data",)
+                k: v
+                for k, v in config.to_dict().items()
+                if isinstance(v, (int, float, str)) and k not in _PATH_FIELDS  # no local paths in a shared tracker
             },
             tag_name="loss",
         ).attach(trainer)

@@ -155,6 +155,19 @@ def test_python_api_3d_with_knn_monitor_and_yaml(demo, tmp_path):
     assert not net.load_report.missing
 
 
+def test_mlflow_run_through_monai_handler(demo, tmp_path):
+    mlflow = pytest.importorskip("mlflow")
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"  # MLflow 3 has no file store; MONAI's handler refuses file: URIs
+    result = pretrain(method="simclr", backbone="resnet10", spatial_dims=2, data=demo["unlabeled"],
+                      out=str(tmp_path / "o"), modality="mr", roi_size=[32], batch_size=4, epochs=2, progress=False,
+                      tensorboard=False, mlflow_uri=uri, method_kwargs={"projection_dim": 16})  # fmt: skip
+    client = mlflow.tracking.MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("monai_transfer_pretrain").experiment_id])
+    assert len(client.get_metric_history(run.info.run_id, "loss")) == result["iterations"]
+    assert run.data.params["method"] == "simclr" and run.data.params["backbone"] == "resnet10"
+    assert not {"data", "out", "mlflow_uri"} & set(run.data.params)  # no local paths in a shared tracker
+
+
 @pytest.mark.integration
 def test_same_command_runs_under_torchrun(demo, tmp_path):
     out = tmp_path / "ddp"
