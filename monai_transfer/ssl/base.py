@@ -113,7 +113,7 @@ class SSLMethod(nn.Module):
         """Two optimizer groups: weights with ``weight_decay``; biases, norms, tokens and embeddings without.
 
         The split follows common SSL practice (DINO, MAE): 1-D parameters and position/mask/class tokens are not
-        decayed. Each group carries ``base_weight_decay`` so a weight-decay schedule can scale it.
+        decayed. Each group carries ``base_weight_decay``; a weight-decay schedule sets the groups whose value is above 0.
         """
         decay, no_decay = [], []
         for name, p in self.named_parameters():
