@@ -1,8 +1,9 @@
 """Robustness of a fine-tuned checkpoint: its test metric on clean and corrupted images, per corruption and severity.
 
 The images pass through the run's own evaluation pipeline (``monai_transfer.finetune.evaluate``) with the corruption
-inserted right after loading, before intensity normalisation, so a corruption acts on the scanner's intensities as it
-would in a real acquisition. Each case gets its own corruption seed, derived from the base seed, the image path and the
+inserted after intensity normalisation (and after resizing, for classification), so a corruption acts on what the
+network sees. Inserted before the per-image z-score, a contrast change was undone exactly and scored as no drop at all.
+Each case gets its own corruption seed, derived from the base seed, the image path and the
 corruption, and shared across severities: the report does not depend on case order, and severities are nested.
 """
 

@@ -263,8 +263,9 @@ def make_transforms(
         min_size: smallest padded edge for segmentation (default ``2 * divisible_by``: the deepest map has two
             voxels per axis, which instance norm in training needs).
         augment: random flips in training.
-        corruption: a dictionary transform applied to the loaded image before intensity normalisation (the
-            robustness suite's ``Corruptd``), so corruptions act on the scanner's intensities.
+        corruption: a dictionary transform applied to the image after intensity normalisation (and, for
+            classification, after resizing; for segmentation before padding): the robustness suite's ``Corruptd``
+            acts on what the network sees. Before normalisation the per-image z-score undid a contrast change.
     """
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
@@ -275,10 +276,11 @@ def make_transforms(
         EnsureChannelFirstd(keys=keys),
         CheckFinited(keys=image_key),
         CheckLabelRanged(keys=label_key, num_classes=num_classes, image_key=image_key),
-        *([corruption] if corruption is not None else []),
         NormalizeIntensityd(keys=image_key, channel_wise=True),
     ]
+    corrupt = [corruption] if corruption is not None else []  # after normalisation: z-score would undo contrast
     if seg:
+        xs += corrupt  # on the image's own grid: the padding stays clean
         m = min_size if min_size is not None else 2 * divisible_by
         xs.append(SpatialPadd(keys=keys, spatial_size=[m] * spatial_dims))
         xs.append(DivisiblePadd(keys=keys, k=divisible_by))
@@ -289,6 +291,8 @@ def make_transforms(
     elif spatial_size is not None:
         size = [spatial_size] * spatial_dims if isinstance(spatial_size, int) else list(spatial_size)
         xs.append(Resized(keys=image_key, spatial_size=size, mode="trilinear" if spatial_dims == 3 else "bilinear"))
+    if not seg:
+        xs += corrupt  # at the network's input size
     if train and augment:
         xs.append(RandFlipd(keys=keys, prob=0.5, spatial_axis=0))
     xs.append(EnsureTyped(keys=keys, dtype=torch.float32, track_meta=False))

@@ -21,7 +21,8 @@ contrast           contrast factor c: ``m + c (x - m)``         0.8, 0.65, 0.5, 
 gamma              gamma (or 1/gamma, drawn), MONAI             1.2, 1.4, 1.7, 2.0, 2.5
                    AdjustContrast on the min-max range
 bias_field         max |Legendre coefficient| (degree 3),       0.1, 0.2, 0.3, 0.45, 0.6
-                   MONAI RandBiasField, coefficients in [-c, c]
+                   MONAI RandBiasField, coefficients in [-c, c],
+                   multiplying the signal above the image's min
 gibbs_ringing      k-space share removed (MONAI GibbsNoise)     0.35, 0.5, 0.65, 0.75, 0.85
 kspace_spike       spike magnitude / max |k| (MONAI             0.02, 0.05, 0.1, 0.2, 0.35
                    KSpaceSpikeNoise), one spike
@@ -129,8 +130,11 @@ def _gamma(x: torch.Tensor, p: float, R: np.random.RandomState) -> torch.Tensor:
 def _bias_field(x: torch.Tensor, p: float, R: np.random.RandomState) -> torch.Tensor:
     t = RandBiasField(degree=3, coeff_range=(-p, p), prob=1.0, dtype=np.float32)
     t.set_random_state(state=R)
-    # MONAI draws R.random() for prob, then R.uniform(-p, p, n) = -p + 2p u: the field scales linearly with p
-    return t(x).to(x.dtype)
+    # MONAI draws R.random() for prob, then R.uniform(-p, p, n) = -p + 2p u: the field scales linearly with p.
+    # The field multiplies the signal above the image's minimum (the background): on z-scored intensities, where the
+    # background is negative, a plain product would pivot around the mean and brighten/darken the background
+    lo = x.reshape(x.shape[0], -1).min(1).values.reshape(-1, *([1] * (x.ndim - 1)))
+    return (t(x - lo) + lo).to(x.dtype)
 
 
 def _gibbs(x: torch.Tensor, p: float, R: np.random.RandomState) -> torch.Tensor:
