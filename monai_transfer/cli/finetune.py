@@ -45,8 +45,21 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from monai_transfer.evaluation import summarize_cases
     from monai_transfer.finetune import evaluate
 
+    from monai_transfer.evaluation.thresholds import decision_fields
+
+    if args.threshold == "youden" and args.threshold_section == args.section:
+        raise ValueError(
+            f"--threshold-section {args.threshold_section!r} is the evaluated section: choose the threshold on "
+            "held-out validation data, not on the cases it is scored on"
+        )
     metrics = evaluate(args.checkpoint, args.data, section=args.section, batch_size=args.batch_size)
     cases = metrics.pop("cases")
+    if cases and "prob" in cases[0]:  # classification: the decision rule behind accuracy, and its baseline
+        val_cases = None
+        if args.threshold == "youden":
+            val = evaluate(args.checkpoint, args.data, section=args.threshold_section, batch_size=args.batch_size)
+            val_cases = val["cases"]
+        metrics.update(decision_fields(cases, val_cases))
     metrics["summary"] = summarize_cases(cases, seed=args.seed)
     if args.out:
         from monai_transfer.utils.atomic import atomic_write_json
@@ -119,4 +132,16 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap confidence intervals")
     p.add_argument("--out", default=None, help="write the metrics and per-case records to this JSON file")
+    p.add_argument(
+        "--threshold",
+        choices=["argmax", "youden"],
+        default="argmax",
+        help="binary classification: besides argmax accuracy, report accuracy_at_threshold at the threshold that "
+        "maximises Youden's J on --threshold-section (default: argmax only)",
+    )
+    p.add_argument(
+        "--threshold-section",
+        default="validation",
+        help="datalist section the Youden threshold is chosen on (default: validation)",
+    )
     p.set_defaults(func=_cmd_evaluate)

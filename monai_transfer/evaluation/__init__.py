@@ -33,6 +33,7 @@ from .stats import (
     paired_test,
     rank_biserial,
 )
+from .thresholds import accuracy_at_threshold, decision_fields, majority_baseline, youden_threshold
 from .transferability import (
     knn_accuracy,
     linear_probe_accuracy,
@@ -88,4 +89,8 @@ __all__ = [
     "logme",
     "rank_correlation",
     "stratified_folds",
+    "accuracy_at_threshold",
+    "decision_fields",
+    "majority_baseline",
+    "youden_threshold",
 ]
