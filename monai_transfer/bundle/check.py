@@ -466,7 +466,10 @@ class _Checker:
                 text = local if isinstance(local, str) else value
                 for ref in ReferenceResolver.match_refs_pattern(text):
                     ref = ref.replace("::", "#")
-                    if ref and not _has_id(resolved, ref):
+                    if ref.startswith("_meta_"):  # the metadata, read by ConfigWorkflow under "_meta_"
+                        if not _has_id({"_meta_": self.json.get(META)}, ref):
+                            self.add(rel, key, f"unknown reference @{ref}: no such key in {META}")
+                    elif ref and not _has_id(resolved, ref):
                         self.add(rel, key, f"unknown reference @{ref}: no such id in the config")
 
     # ------------------------------------------------------------------ 8: workflow properties
@@ -672,8 +675,9 @@ class _Checker:
     def check_net_in_out(self) -> None:
         from monai.bundle import verify_net_in_out
 
-        if self.io_info() is None:
-            return
+        pred = (((self.json.get(META) or {}).get("network_data_format") or {}).get("outputs") or {}).get("pred")
+        if self.io_info() is None or not isinstance(pred, dict):
+            return  # the metadata check reports what is missing
         fmt = "network_data_format#outputs#pred"
         try:
             with _quiet(), _on_sys_path(str(self.root)):

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from .conftest import build_network, read_json, tree_digest, write_json
 
 from monai_transfer.bundle.check import SCHEMA_FILE, SCHEMA_MD5, BundleProblem, check_bundle
+
+from .conftest import build_network, read_json, tree_digest, write_json
 
 META = "configs/metadata.json"
 TRAIN = "configs/train.json"
@@ -153,6 +154,10 @@ def m_unknown_reference(root):
     edit_json(root, INFER, _set("@netwrk", "evaluator", "network"))
 
 
+def m_unknown_meta_reference(root):
+    edit_json(root, INFER, _set("@_meta_#network_data_format#outputs#pred#num_chanels", "num_classes"))
+
+
 def m_missing_train_trainer(root):
     edit_json(root, TRAIN, _pop("train", "trainer"))
 
@@ -200,6 +205,12 @@ MUTATIONS = [
     (m_invalid_json, TRAIN, "", "not valid JSON: line"),
     (m_duplicate_key, INFER, "device", "duplicate JSON key"),
     (m_missing_train_dataset_data, TRAIN, "train#dataset#data", "MONAI Label needs id train#dataset#data"),
+    (
+        m_unknown_meta_reference,
+        INFER,
+        "num_classes",
+        "unknown reference @_meta_#network_data_format#outputs#pred#num_chanels: no such key in configs/metadata.json",
+    ),
     (m_missing_train_trainer, TRAIN, "train#trainer", "missing property 'trainer' required by MONAI's ConfigWorkflow"),
     (m_missing_inference_property, INFER, "dataset", "missing property 'dataset' required by MONAI's ConfigWorkflow"),
     (
