@@ -13,11 +13,11 @@ from __future__ import annotations
 from monai_transfer.losses.barlow_twins import BarlowTwinsRedundancyLoss
 from monai_transfer.losses.cross_entropy import LabelCrossEntropyLoss, balanced_class_weights
 from monai_transfer.losses.dino import DINOLoss
-from monai_transfer.losses.distributed import gather_with_grad
 from monai_transfer.losses.moco import MoCoLoss
 from monai_transfer.losses.negative_cosine import NegativeCosineSimilarity
 from monai_transfer.losses.ntxent import NTXentLoss
 from monai_transfer.losses.vicreg import VICRegLoss
+from monai_transfer.utils.distributed import gather_with_grad
 
 __all__ = [
     "LabelCrossEntropyLoss",

@@ -16,7 +16,8 @@ import torch
 import torch.distributed.nn as dist_nn
 from torch.nn.modules.loss import _Loss
 
-from monai_transfer.losses.distributed import check_pair, is_distributed, world_size
+from monai_transfer.losses.checks import check_pair
+from monai_transfer.utils.distributed import is_distributed, world_size
 
 __all__ = ["BarlowTwinsRedundancyLoss"]
 

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.modules.loss import _Loss
 
-from monai_transfer.losses.distributed import all_reduce_mean
+from monai_transfer.utils.distributed import all_reduce_mean
 
 __all__ = ["DINOLoss"]
 

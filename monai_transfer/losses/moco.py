@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch.nn.modules.loss import _Loss
 
-from monai_transfer.losses.distributed import check_pair, gather_no_grad, is_distributed, rank
+from monai_transfer.losses.checks import check_pair
+from monai_transfer.utils.distributed import gather_no_grad, is_distributed, rank
 
 __all__ = ["MoCoLoss"]
 

@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch.nn.modules.loss import _Loss
 
-from monai_transfer.losses.distributed import check_pair, gather_with_grad, is_distributed
+from monai_transfer.losses.checks import check_pair
+from monai_transfer.utils.distributed import gather_with_grad, is_distributed
 
 __all__ = ["VICRegLoss"]
 

@@ -28,8 +28,8 @@ import torch
 from monai.data.utils import list_data_collate
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from monai_transfer.losses.distributed import rank as _rank
-from monai_transfer.losses.distributed import world_size as _world_size
+from monai_transfer.utils.distributed import rank as _rank
+from monai_transfer.utils.distributed import world_size as _world_size
 
 __all__ = ["sample_seed", "epoch_permutation", "SeededSampler", "SeededViewDataset", "make_ssl_dataloader"]
 

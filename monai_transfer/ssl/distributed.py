@@ -1,5 +1,8 @@
 """Helpers to run the SSL trainer under ``torchrun`` (one process per device).
 
+The helpers every layer needs (``rank``, ``world_size``, ``unwrap``, ``is_main_process``, gathers) live in
+:mod:`monai_transfer.utils.distributed` and are re-exported here; this module keeps the process-group set-up.
+
 ``torchrun --nproc_per_node N script.py`` sets ``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``, ``MASTER_ADDR`` and
 ``MASTER_PORT``; :func:`init_distributed` reads them and starts the process group (NCCL on CUDA, gloo on CPU).
 
@@ -20,7 +23,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from monai_transfer.losses.distributed import rank, world_size
+from monai_transfer.utils.distributed import is_initialized, is_main_process, rank, unwrap, world_size
 
 __all__ = [
     "init_distributed",
@@ -43,8 +46,11 @@ def _env_int(name: str, default: int) -> int:
 
 
 def is_distributed() -> bool:
-    """Whether a process group is initialised (with any number of ranks)."""
-    return dist.is_available() and dist.is_initialized()
+    """Whether a process group is initialised (with any number of ranks): ``utils.distributed.is_initialized``.
+
+    Not ``utils.distributed.is_distributed``, which also asks for more than one rank.
+    """
+    return is_initialized()
 
 
 def init_distributed(backend: str | None = None, timeout_s: float | None = None) -> bool:
@@ -107,18 +113,6 @@ def wrap_ddp(method: nn.Module, device: torch.device | str, **ddp_kwargs: Any) -
         method = nn.SyncBatchNorm.convert_sync_batchnorm(method)
         ddp_kwargs.setdefault("device_ids", [device.index if device.index is not None else torch.cuda.current_device()])
     return nn.parallel.DistributedDataParallel(method, **ddp_kwargs)
-
-
-def unwrap(module: nn.Module) -> nn.Module:
-    """The module inside ``DistributedDataParallel`` / ``DataParallel`` (or ``module`` itself)."""
-    while isinstance(module, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
-        module = module.module
-    return module
-
-
-def is_main_process() -> bool:
-    """Rank 0, or not distributed: the process that writes outputs."""
-    return rank() == 0
 
 
 def cleanup() -> None:

@@ -1,25 +1,41 @@
-"""Helpers for losses that need tensors or statistics from every DDP rank.
+"""DDP helpers shared by every layer: rank, world size, gathers and reductions across ranks, barrier, unwrap.
+
+Losses gather embeddings or statistics from every rank; SSL methods gather keys for queues; the data layer shards by
+rank; the run scaffold writes outputs on rank 0 only. Process-group *set-up* (``init_distributed``, ``wrap_ddp``)
+belongs to the run scaffold, not here.
 
 ``gather_with_grad`` follows the ``GatherLayer`` of solo-learn / lightly and the ``FullGatherLayer`` of the official
 VICReg code (Bardes et al. 2022, arXiv:2105.04906): ``all_gather`` in the forward pass, and in the backward pass the
 gradients of every rank's copy are summed (``all_reduce``) and the local slice is returned, so the gradient of the
 local part is kept. All helpers are no-ops when ``torch.distributed`` is not available or not initialised.
+
+Two predicates, not to be confused: :func:`is_initialized` (a process group exists, any number of ranks) and
+:func:`is_distributed` (a process group with more than one rank: the collectives would do something).
 """
 
 from __future__ import annotations
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 __all__ = [
     "all_reduce_mean",
-    "check_pair",
+    "barrier",
     "gather_no_grad",
     "gather_with_grad",
     "is_distributed",
+    "is_initialized",
+    "is_main_process",
     "rank",
+    "unwrap",
     "world_size",
 ]
+
+
+def is_initialized() -> bool:
+    """Whether ``torch.distributed`` is available and a process group is initialised (with any number of ranks)."""
+    return dist.is_available() and dist.is_initialized()
 
 
 def is_distributed() -> bool:
@@ -35,6 +51,24 @@ def world_size() -> int:
 def rank() -> int:
     """Rank of this process (0 when not distributed)."""
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def is_main_process() -> bool:
+    """Rank 0, or not distributed: the process that writes outputs."""
+    return rank() == 0
+
+
+def barrier() -> None:
+    """Wait for every rank (``torch.distributed.barrier``); a no-op without an initialised process group."""
+    if is_initialized():
+        dist.barrier()
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    """The module inside ``DistributedDataParallel`` / ``DataParallel`` (or ``module`` itself)."""
+    while isinstance(module, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+        module = module.module
+    return module
 
 
 class _GatherLayer(torch.autograd.Function):
@@ -85,15 +119,3 @@ def gather_no_grad(x: torch.Tensor) -> torch.Tensor:
         out = [torch.empty_like(x) for _ in range(dist.get_world_size())]
         dist.all_gather(out, x.detach().contiguous())
     return torch.cat(out, dim=0)
-
-
-def check_pair(name: str, z1: torch.Tensor, z2: torch.Tensor, min_batch: int = 1) -> None:
-    """Raise ``ValueError`` unless ``z1`` and ``z2`` are both ``(B, D)`` with the same shape and ``B >= min_batch``."""
-    if z1.ndim != 2 or z2.ndim != 2:
-        raise ValueError(f"{name} expects two embeddings of shape (B, D), got {tuple(z1.shape)} and {tuple(z2.shape)}.")
-    if z1.shape != z2.shape:
-        raise ValueError(
-            f"{name} expects inputs of the same shape (B, D), got {tuple(z1.shape)} and {tuple(z2.shape)}."
-        )
-    if z1.shape[0] < min_batch:
-        raise ValueError(f"{name} needs a batch size of at least {min_batch}, got {z1.shape[0]}.")

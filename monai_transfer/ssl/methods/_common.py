@@ -11,7 +11,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from monai_transfer.losses.distributed import gather_no_grad, is_distributed, rank, world_size
+from monai_transfer.utils.distributed import gather_no_grad, is_distributed, rank, world_size
 
 __all__ = [
     "backbone_family",

@@ -12,11 +12,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from monai_transfer.losses.distributed import gather_no_grad
 from monai_transfer.losses.vicreg import VICRegLoss, _covariance, _variance
 from monai_transfer.ssl.base import SSLMethod
 from monai_transfer.ssl.heads import ProjectionHead
 from monai_transfer.ssl.methods._common import forward_views
+from monai_transfer.utils.distributed import gather_no_grad
 
 __all__ = ["VICReg"]
 
