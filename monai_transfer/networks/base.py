@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from monai_transfer.utils.stages import stage_of_key  # re-exported: its home is below weights and networks
+
 __all__ = ["StageInfo", "BackboneMixin", "check_spatial_dims", "stage_of_key"]
 
 
@@ -35,15 +37,6 @@ def check_spatial_dims(name: str, spatial_dims: int, supported: Sequence[int] = 
     """Raise a clear ``ValueError`` for an unsupported ``spatial_dims``."""
     if spatial_dims not in supported:
         raise ValueError(f"{name} supports spatial_dims in {tuple(supported)}, got {spatial_dims!r}.")
-
-
-def stage_of_key(key: str, stages: dict[str, tuple[str, ...]]) -> str:
-    """Name of the stage a parameter/buffer key belongs to (``"other"`` when no prefix matches)."""
-    for stage, prefixes in stages.items():
-        for prefix in prefixes:
-            if key == prefix or key.startswith(prefix + "."):
-                return stage
-    return "other"
 
 
 class BackboneMixin:

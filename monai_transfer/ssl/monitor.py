@@ -24,8 +24,8 @@ import torch.nn.functional as F
 from ignite.engine import Engine, Events
 from monai.utils import optional_import
 
-from monai_transfer.evaluation.transferability import knn_accuracy as _cv_knn_accuracy
-from monai_transfer.ssl.distributed import unwrap
+from monai_transfer.utils.distributed import unwrap
+from monai_transfer.utils.knn import knn_accuracy as _cv_knn_accuracy
 
 LogisticRegression, has_sklearn = optional_import("sklearn.linear_model", name="LogisticRegression")
 
@@ -150,7 +150,7 @@ class KNNMonitor:
             ``export_encoder()`` is evaluated.
         train_data: labelled reference set (list of ``{"image", "label"}`` dicts, or an iterable of batches).
         val_data: labelled query set; ``None``: 5-fold cross-validated kNN on ``train_data``
-            (:func:`monai_transfer.evaluation.transferability.knn_accuracy`, unweighted votes).
+            (:func:`monai_transfer.utils.knn.knn_accuracy`, unweighted votes).
         every: epochs between evaluations.
         k: neighbours (DINO uses 20).
         temperature: vote temperature (DINO uses 0.07).

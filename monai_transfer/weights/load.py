@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from monai_transfer.networks.base import stage_of_key
+from monai_transfer.utils.stages import stage_of_key
 from monai_transfer.weights.adapters import (
     DEFAULTED_PATTERNS,
     Adapter,
