@@ -38,6 +38,7 @@ from torch import nn
 
 from monai_transfer.finetune.param_groups import backbone_stage_names, get_param_stages, stage_param_groups
 from monai_transfer.networks.base import stage_of_key
+from monai_transfer.utils.registry import Registry
 
 __all__ = [
     "FinetuneStrategy",
@@ -408,19 +409,20 @@ class LinearProbeThenFinetune(FinetuneStrategy):
         return {**super().to_dict(), "lp_epochs": self.lp_epochs, "ft_lr_scale": self.ft_lr_scale}
 
 
-STRATEGIES: dict[str, type[FinetuneStrategy]] = {
-    "full": FullFinetune,
-    "linear-probe": LinearProbe,
-    "freeze-k": PartialFreeze,
-    "llrd": LayerwiseLRDecay,
-    "gradual-unfreeze": GradualUnfreeze,
-    "lp-ft": LinearProbeThenFinetune,
-}
+def _strategy_key(name: str) -> str:
+    return name.strip().lower().replace("_", "-")
+
+
+STRATEGIES: Registry[type[FinetuneStrategy]] = Registry(
+    "fine-tuning strategy", normalize=_strategy_key, error=ValueError, note=" (and 'freeze-<k>')"
+)
+for _cls in (FullFinetune, LinearProbe, PartialFreeze, LayerwiseLRDecay, GradualUnfreeze, LinearProbeThenFinetune):
+    STRATEGIES.register(_cls, name=_cls.name)
 
 
 def list_strategies() -> list[str]:
     """Names accepted by ``create_strategy`` (``"freeze-<k>"`` also works, e.g. ``"freeze-2"``)."""
-    return list(STRATEGIES)
+    return STRATEGIES.names()
 
 
 def create_strategy(name: str | FinetuneStrategy, **kwargs: Any) -> FinetuneStrategy:
@@ -436,16 +438,14 @@ def create_strategy(name: str | FinetuneStrategy, **kwargs: Any) -> FinetuneStra
         if kwargs:
             raise ValueError("keyword arguments apply to a strategy name, not to a built strategy")
         return name
-    key = str(name).strip().lower().replace("_", "-")
+    key = STRATEGIES.key(name)
     m = re.fullmatch(r"freeze-(\d+)", key)
     if m:
         if "k" in kwargs and int(kwargs["k"]) != int(m.group(1)):
             raise ValueError(f"strategy {name!r} and k={kwargs['k']} disagree")
         key, kwargs = "freeze-k", {**kwargs, "k": int(m.group(1))}
     if key not in STRATEGIES:
-        raise ValueError(
-            f"unknown fine-tuning strategy {name!r}; known strategies: {list_strategies()} (and 'freeze-<k>')"
-        )
+        raise ValueError(STRATEGIES.unknown_message(name))
     cls = STRATEGIES[key]
     try:
         return cls(**kwargs)

@@ -8,12 +8,13 @@
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
+
+from monai_transfer.utils.registry import Registry
 
 __all__ = ["BackboneConfig", "register_backbone", "create_backbone", "list_backbones", "get_backbone_config"]
 
@@ -43,28 +44,22 @@ class BackboneConfig:
     description: str = ""
 
 
-_REGISTRY: dict[str, BackboneConfig] = {}
-
-
-def register_backbone(config: BackboneConfig, overwrite: bool = False) -> BackboneConfig:
-    """Add a backbone to the registry. Raise ``KeyError`` if the name is taken and ``overwrite`` is False."""
-    if config.name in _REGISTRY and not overwrite:
-        raise KeyError(f"A backbone named {config.name!r} is already registered; pass overwrite=True to replace it.")
-    _REGISTRY[config.name] = config
-    return config
-
-
-def _ensure_builtin() -> None:
+def _load_builtin() -> None:
     # importing the module registers the built-in backbones; done lazily to keep imports cheap and acyclic
     from monai_transfer.networks import backbones  # noqa: F401
 
 
+_REGISTRY: Registry[BackboneConfig] = Registry("backbone", loader=_load_builtin)
+
+
+def register_backbone(config: BackboneConfig, overwrite: bool = False) -> BackboneConfig:
+    """Add a backbone to the registry. Raise ``KeyError`` if the name is taken and ``overwrite`` is False."""
+    return _REGISTRY.register(config, overwrite=overwrite)
+
+
 def list_backbones(pattern: str | None = None, spatial_dims: int | None = None) -> list[str]:
     """Registered names, sorted, optionally filtered by a shell-style ``pattern`` and by ``spatial_dims``."""
-    _ensure_builtin()
-    names = sorted(_REGISTRY)
-    if pattern is not None:
-        names = [n for n in names if fnmatch.fnmatch(n, pattern)]
+    names = _REGISTRY.list(pattern)
     if spatial_dims is not None:
         names = [n for n in names if spatial_dims in _REGISTRY[n].spatial_dims]
     return names
@@ -72,12 +67,7 @@ def list_backbones(pattern: str | None = None, spatial_dims: int | None = None) 
 
 def get_backbone_config(name: str) -> BackboneConfig:
     """The config record of a registered backbone; a ``KeyError`` lists close names when unknown."""
-    _ensure_builtin()
-    if name not in _REGISTRY:
-        close = [n for n in _REGISTRY if n.split("_")[0] in name or name in n]
-        hint = f" Did you mean one of {close}?" if close else ""
-        raise KeyError(f"Unknown backbone {name!r}.{hint} Known: {sorted(_REGISTRY)}")
-    return _REGISTRY[name]
+    return _REGISTRY.get(name)
 
 
 def create_backbone(
@@ -109,8 +99,9 @@ def create_backbone(
     if spatial_dims not in config.spatial_dims:
         raise ValueError(f"Backbone {name!r} supports spatial_dims in {config.spatial_dims}, got {spatial_dims!r}.")
     if pretrained is not None:
-        # weights sit beside networks and are imported lazily; a published source may fix some architecture
-        # options (MedicalNet ResNet-18/34 use parameter-free "A" shortcuts), which explicit kwargs still override
+        # weights sit below networks (imported lazily, to keep importing networks cheap); a published source may fix
+        # some architecture options (MedicalNet ResNet-18/34 use parameter-free "A" shortcuts), which explicit kwargs
+        # still override
         from monai_transfer.weights.sources import source_backbone_kwargs
 
         kwargs = {**source_backbone_kwargs(pretrained, name), **kwargs}

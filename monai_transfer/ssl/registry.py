@@ -18,6 +18,8 @@ from typing import Any
 
 from torch import nn
 
+from monai_transfer.utils.registry import Registry
+
 __all__ = [
     "CNN_FAMILIES",
     "ALL_FAMILIES",
@@ -67,25 +69,26 @@ class MethodSpec:
         return getattr(importlib.import_module(module), attr)
 
 
-_REGISTRY: dict[str, MethodSpec] = {}
+def _load_builtin() -> None:
+    from monai_transfer.ssl import methods  # noqa: F401  (registers BUILTIN_METHODS)
+
+
+_REGISTRY: Registry[MethodSpec] = Registry(
+    "SSL method",
+    normalize=lambda name: name.lower().replace("-", "_"),
+    loader=_load_builtin,
+    note=" (see `monai-transfer pretrain --list`)",
+)
 
 
 def register_method(spec: MethodSpec, overwrite: bool = False) -> MethodSpec:
     """Add a method. Raise ``KeyError`` if the name is taken and ``overwrite`` is False."""
-    if spec.name in _REGISTRY and not overwrite:
-        raise KeyError(f"An SSL method named {spec.name!r} is already registered; pass overwrite=True to replace it.")
-    _REGISTRY[spec.name] = spec
-    return spec
-
-
-def _ensure_builtin() -> None:
-    from monai_transfer.ssl import methods  # noqa: F401  (registers BUILTIN_METHODS)
+    return _REGISTRY.register(spec, overwrite=overwrite)
 
 
 def list_methods(backbone: str | None = None, spatial_dims: int | None = None) -> list[str]:
     """Registered method names, sorted; optionally only those fitting ``backbone`` and ``spatial_dims``."""
-    _ensure_builtin()
-    names = sorted(_REGISTRY)
+    names = _REGISTRY.list()
     if spatial_dims is not None:
         names = [n for n in names if spatial_dims in _REGISTRY[n].spatial_dims]
     if backbone is not None:
@@ -97,14 +100,8 @@ def list_methods(backbone: str | None = None, spatial_dims: int | None = None) -
 
 
 def get_method_spec(name: str) -> MethodSpec:
-    """The spec of a registered method; a ``KeyError`` lists the known names when unknown."""
-    _ensure_builtin()
-    key = name.lower().replace("-", "_")
-    if key not in _REGISTRY:
-        raise KeyError(
-            f"Unknown SSL method {name!r}. Known: {sorted(_REGISTRY)} (see `monai-transfer pretrain --list`)."
-        )
-    return _REGISTRY[key]
+    """The spec of a registered method (``-`` and ``_`` interchangeable); a ``KeyError`` names close ones when unknown."""
+    return _REGISTRY.get(name)
 
 
 def check_method_backbone(method: str, backbone: str, spatial_dims: int) -> MethodSpec:

@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from monai_transfer.utils.registry import Registry
 from monai_transfer.weights.provenance import Provenance
 
 __all__ = [
@@ -251,15 +252,14 @@ _BUILTIN: tuple[WeightSource, ...] = (
     ),
 )
 
-_SOURCES: dict[str, WeightSource] = {s.name: s for s in _BUILTIN}
+_SOURCES: Registry[WeightSource] = Registry("weight source")
+for _source in _BUILTIN:
+    _SOURCES.register(_source)
 
 
 def register_source(source: WeightSource, overwrite: bool = False) -> WeightSource:
     """Add a source; ``KeyError`` when the name is taken and ``overwrite`` is False."""
-    if source.name in _SOURCES and not overwrite:
-        raise KeyError(f"A weight source named {source.name!r} is already registered; pass overwrite=True.")
-    _SOURCES[source.name] = source
-    return source
+    return _SOURCES.register(source, overwrite=overwrite)
 
 
 def is_source_name(name: Any) -> bool:
@@ -268,10 +268,8 @@ def is_source_name(name: Any) -> bool:
 
 
 def get_source(name: str) -> WeightSource:
-    """The registered source ``name``; ``KeyError`` listing the known ones otherwise."""
-    if name not in _SOURCES:
-        raise KeyError(f"Unknown weight source {name!r}; known: {sorted(_SOURCES)}.")
-    return _SOURCES[name]
+    """The registered source ``name``; ``KeyError`` naming close and known ones otherwise."""
+    return _SOURCES.get(name)
 
 
 def list_sources(backbone_name: str | None = None) -> list[str]:

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from monai_transfer.utils.registry import Registry
+
 __all__ = [
     "KeyFn",
     "Adapter",
@@ -160,27 +162,22 @@ def convert_state_dict(
     return out, dropped
 
 
-_ADAPTERS: dict[str, Adapter] = {}
+_ADAPTERS: Registry[Adapter] = Registry("checkpoint adapter", note=" (or source='auto')")
 
 
 def register_adapter(adapter: Adapter, overwrite: bool = False) -> Adapter:
     """Add an adapter; ``KeyError`` when the name is taken and ``overwrite`` is False."""
-    if adapter.name in _ADAPTERS and not overwrite:
-        raise KeyError(f"An adapter named {adapter.name!r} is already registered; pass overwrite=True to replace it.")
-    _ADAPTERS[adapter.name] = adapter
-    return adapter
+    return _ADAPTERS.register(adapter, overwrite=overwrite)
 
 
 def get_adapter(name: str) -> Adapter:
-    """The adapter registered under ``name``."""
-    if name not in _ADAPTERS:
-        raise KeyError(f"Unknown checkpoint adapter {name!r}; known: {sorted(_ADAPTERS)} (or source='auto').")
-    return _ADAPTERS[name]
+    """The adapter registered under ``name``; ``KeyError`` naming close and known ones otherwise."""
+    return _ADAPTERS.get(name)
 
 
 def list_adapters() -> list[str]:
     """Names of the registered adapters, in detection-priority order."""
-    return list(_ADAPTERS)
+    return _ADAPTERS.names()
 
 
 def detect_adapter(source: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]) -> Adapter:
