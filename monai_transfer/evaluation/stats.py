@@ -3,7 +3,9 @@ effect sizes.
 
 * :func:`bootstrap_ci` — percentile and BCa intervals (Efron and Tibshirani 1993, "An Introduction to the Bootstrap",
   ch. 13-14) for any statistic of one or several paired per-case arrays, resampling cases with a seeded
-  :class:`numpy.random.Generator`.
+  :class:`numpy.random.Generator`; with ``groups`` (e.g. the patient of each slice) whole groups are resampled
+  (cluster bootstrap, Davison and Hinkley 1997, "Bootstrap Methods and their Application", sec. 3.8), since cases of
+  one patient are not independent.
 * :func:`bootstrap_paired_difference` — CI of ``metric(model A) - metric(model B)`` on the same resampled cases.
 * :func:`paired_test` — paired t-test (with Cohen's ``d_z``) or Wilcoxon signed-rank test (with the matched-pairs
   rank-biserial correlation, Kerby 2014), e.g. across seeds or cases.
@@ -52,7 +54,9 @@ class BootstrapResult:
         confidence_level: e.g. 0.95.
         method: ``"percentile"`` or ``"bca"``.
         n_resamples: number of bootstrap resamples.
-        n_cases: number of cases resampled.
+        n_cases: number of cases.
+        n_units: number of independent units resampled (groups with ``groups``, else the cases): what the interval
+            rests on.
     """
 
     estimate: float
@@ -63,6 +67,11 @@ class BootstrapResult:
     method: str
     n_resamples: int
     n_cases: int
+    n_units: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.n_units:
+            self.n_units = self.n_cases
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -113,6 +122,22 @@ def _stat(statistic: Callable[..., Any], samples: Sequence[np.ndarray]) -> float
     return float(statistic(*samples))
 
 
+def _units(groups: Any, n: int) -> list[np.ndarray] | None:
+    """Case indices per independent unit, or None when every case is its own unit (plain case resampling)."""
+    if groups is None:
+        return None
+    g = [str(v) for v in np.asarray(groups, dtype=object).ravel()]
+    if len(g) != n:
+        raise ValueError(f"groups must give one unit per case: {len(g)} groups for {n} cases")
+    _, inverse = np.unique(np.asarray(g), return_inverse=True)
+    n_units = int(inverse.max()) + 1
+    if n_units < 2:
+        raise ValueError(f"all {n} cases belong to one unit: no independent units to resample")
+    if n_units == n:
+        return None
+    return [np.flatnonzero(inverse == u) for u in range(n_units)]
+
+
 def bootstrap_ci(
     data: Any,
     statistic: Callable[..., Any] | None = None,
@@ -121,11 +146,14 @@ def bootstrap_ci(
     method: str = "bca",
     seed: int | np.random.Generator = 0,
     return_distribution: bool = False,
+    groups: Any = None,
 ) -> BootstrapResult | tuple[BootstrapResult, np.ndarray]:
     """Bootstrap confidence interval of ``statistic`` over cases.
 
     Cases (axis 0) are resampled with replacement; when ``data`` is a tuple of arrays the same case indices are used
-    for every array (paired resampling: ``(y_true, y_score)`` for AUROC, or two models' scores).
+    for every array (paired resampling: ``(y_true, y_score)`` for AUROC, or two models' scores). With ``groups``,
+    whole groups are drawn with replacement (as many as there are groups) and the BCa acceleration comes from a
+    leave-one-group-out jackknife; when every group holds one case this is the plain case bootstrap.
 
     Args:
         data: per-case values ``(N, ...)``, or a tuple of such arrays with the same ``N``.
@@ -135,6 +163,7 @@ def bootstrap_ci(
         method: ``"percentile"`` or ``"bca"`` (bias-corrected and accelerated; jackknife acceleration).
         seed: an int or a :class:`numpy.random.Generator`.
         return_distribution: also return the bootstrap values.
+        groups: the independent unit of each case (e.g. ``patient_id`` of 2D slices), or None: cases are independent.
 
     Returns:
         A :class:`BootstrapResult` (and the bootstrap values when asked). Resamples where the statistic is undefined
@@ -153,8 +182,13 @@ def bootstrap_ci(
         raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     n = len(samples[0])
+    units = _units(groups, n)
     theta_hat = _stat(statistic, samples)
-    idx = rng.integers(0, n, (n_resamples, n))
+    if units is None:
+        idx = rng.integers(0, n, (n_resamples, n))
+    else:
+        draws = rng.integers(0, len(units), (n_resamples, len(units)))
+        idx = [np.concatenate([units[u] for u in d]) for d in draws]
     theta_b = np.array([_stat(statistic, [s[i] for s in samples]) for i in idx], dtype=np.float64)
     valid = theta_b[np.isfinite(theta_b)]
     alpha = (1 - confidence_level) / 2
@@ -167,7 +201,8 @@ def bootstrap_ci(
         p0 = (np.sum(valid < theta_hat) + 0.5 * np.sum(valid == theta_hat)) / valid.size
         z0 = ndtri(np.clip(p0, 1e-12, 1 - 1e-12))
         # acceleration from the jackknife (leave one case out)
-        theta_j = np.array([_stat(statistic, [np.delete(s, i, axis=0) for s in samples]) for i in range(n)])
+        left_out = [np.array([i]) for i in range(n)] if units is None else units
+        theta_j = np.array([_stat(statistic, [np.delete(s, i, axis=0) for s in samples]) for i in left_out])
         theta_j = theta_j[np.isfinite(theta_j)]
         u = theta_j.mean() - theta_j
         den = 6.0 * np.sum(u**2) ** 1.5
@@ -186,6 +221,7 @@ def bootstrap_ci(
         method=method,
         n_resamples=n_resamples,
         n_cases=n,
+        n_units=n if units is None else len(units),
     )
     return (res, theta_b) if return_distribution else res
 
@@ -199,6 +235,7 @@ def bootstrap_paired_difference(
     confidence_level: float = 0.95,
     method: str = "bca",
     seed: int | np.random.Generator = 0,
+    groups: Any = None,
 ) -> BootstrapResult:
     """CI of ``metric_fn(y_true, pred_a) - metric_fn(y_true, pred_b)``, both models scored on the same resampled cases.
 
@@ -213,6 +250,7 @@ def bootstrap_paired_difference(
         confidence_level: e.g. 0.95.
         method: ``"percentile"`` or ``"bca"``.
         seed: an int or a Generator.
+        groups: the independent unit of each case (patients of slices), as in :func:`bootstrap_ci`.
 
     Returns:
         A :class:`BootstrapResult`; an interval that excludes 0 indicates a difference at that level.
@@ -228,6 +266,7 @@ def bootstrap_paired_difference(
         confidence_level=confidence_level,
         method=method,
         seed=seed,
+        groups=groups,
     )
     assert isinstance(out, BootstrapResult)
     return out

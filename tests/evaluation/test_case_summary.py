@@ -49,3 +49,27 @@ def test_one_class_has_no_auroc_interval_and_bad_records_raise():
     assert "auroc_ci95" not in s
     with pytest.raises(ValueError, match="need 'dice' or 'label' and 'prob'"):
         summarize_cases([{"score": 1}])
+
+
+def test_cases_of_few_patients_are_resampled_by_patient_and_flagged():
+    # 8 slices of 2 patients (the example): the interval rests on 2 independent units, and says so
+    rng = np.random.default_rng(0)
+    cases = [{"index": i, "label": i % 2, "prob": [0.3, 0.7] if i % 2 else [0.6, 0.4]} for i in range(8)]
+    rows = [{"image": f"/data/p{i // 4}_z{i}.nii.gz", "patient_id": f"p{i // 4}"} for i in range(8)]
+    from monai_transfer.evaluation.case_summary import attach_ids
+
+    cases = attach_ids(cases, rows)
+    assert [c["patient_id"] for c in cases] == [r["patient_id"] for r in rows]
+    assert cases[0]["id"] == "p0_z0.nii.gz"  # the file name, no local path
+    with pytest.warns(UserWarning, match="2 independent units"):
+        s = summarize_cases(cases, n_resamples=200)
+    ci = s["accuracy_ci95"]
+    assert ci["n_cases"] == 8 and ci["n_units"] == 2 and ci["unit"] == "patient_id"
+    assert any("2 independent units" in w for w in s["warnings"])
+    # dice records too; one slice per patient: plain case resampling, units = cases
+    seg = [{"index": i, "dice": [float(v)]} for i, v in enumerate(rng.random(12))]
+    seg = attach_ids(seg, [{"image": f"x{i}.nii", "patient_id": f"q{i}"} for i in range(12)])
+    s = summarize_cases(seg, n_resamples=200)
+    assert s["mean_dice_ci95"]["n_units"] == 12 and s["mean_dice_ci95"]["unit"] == "case" and not s["warnings"]
+    with pytest.raises(ValueError, match="rows"):
+        attach_ids(seg, rows)

@@ -126,3 +126,46 @@ def test_compare_to_baseline_holm() -> None:
     assert by["imagenet"]["effect_size"] > 2
     with pytest.raises(ValueError, match="baseline"):
         compare_to_baseline(results, "nope")
+
+
+# --------------------------------------------------------------- cluster bootstrap (issue 12: slices of few patients)
+
+
+def _clustered(n_patients: int, per_patient: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Per-slice values dominated by a per-patient effect (slices of one patient are nearly identical)."""
+    rng = np.random.default_rng(seed)
+    effect = rng.normal(0.6, 0.15, n_patients)
+    values = np.repeat(effect, per_patient) + rng.normal(0, 0.01, n_patients * per_patient)
+    return values, np.repeat([f"p{i}" for i in range(n_patients)], per_patient)
+
+
+def test_cluster_bootstrap_resamples_patients() -> None:
+    values, patients = _clustered(12, 8)
+    naive = bootstrap_ci(values, n_resamples=1000, seed=0)
+    cluster = bootstrap_ci(values, n_resamples=1000, seed=0, groups=patients)
+    assert naive.n_units == naive.n_cases == 96 and cluster.n_units == 12 and cluster.n_cases == 96
+    assert cluster.estimate == pytest.approx(naive.estimate)
+    # 96 slices of 12 patients carry about 12 cases' worth of information: the interval widens accordingly
+    assert (cluster.high - cluster.low) > 2 * (naive.high - naive.low)
+    # reference: the interval of the 12 patient means, which is what the data can support
+    per_patient = bootstrap_ci(values.reshape(12, 8).mean(1), n_resamples=1000, seed=0)
+    assert (cluster.high - cluster.low) == pytest.approx(per_patient.high - per_patient.low, rel=0.35)
+
+
+def test_cluster_bootstrap_with_one_case_per_unit_is_the_case_bootstrap() -> None:
+    values = np.random.default_rng(1).normal(size=30)
+    a = bootstrap_ci(values, n_resamples=500, seed=3)
+    b = bootstrap_ci(values, n_resamples=500, seed=3, groups=[f"id{i}" for i in range(30)])
+    assert (a.low, a.high, a.n_units) == (b.low, b.high, b.n_units)
+    with pytest.raises(ValueError, match="groups"):
+        bootstrap_ci(values, groups=["a"] * 29)
+    with pytest.raises(ValueError, match="independent"):
+        bootstrap_ci(values, groups=["a"] * 30)
+
+
+def test_cluster_bootstrap_keeps_paired_samples_together() -> None:
+    y = np.array([0, 1] * 10)
+    s = np.where(y == 1, 0.8, 0.2) + np.random.default_rng(0).normal(0, 0.3, 20)
+    groups = np.repeat(np.arange(5), 4)
+    r = bootstrap_ci((y, s), lambda yy, ss: float(np.corrcoef(yy, ss)[0, 1]), n_resamples=300, seed=0, groups=groups)
+    assert r.n_units == 5 and r.low <= r.estimate <= r.high
