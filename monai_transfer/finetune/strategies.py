@@ -309,7 +309,8 @@ class StageUnfreezeHandler:
         for group in self.optimizer.param_groups:
             stage = group.get("stage")
             if stage is not None and stage != "other":
-                group["lr"] = self.strategy.stage_lr(net, stage) * scale
+                # base_lr: what a learning-rate schedule (engines.WarmupCosineHandler) multiplies
+                group["lr"] = group["base_lr"] = self.strategy.stage_lr(net, stage) * scale
         return due
 
 

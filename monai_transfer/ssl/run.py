@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from monai_transfer.ssl.config import PretrainConfig
+from monai_transfer.ssl.views import pretrain_intensity
 
 __all__ = ["pretrain", "resolve_config"]
 
@@ -308,6 +309,7 @@ def _pretrain(config: PretrainConfig, distributed: bool) -> dict[str, Any]:
             modality={"ct": "CT", "mr": "MR", "xr": "radiograph"}[config.modality],
             input_size=roi,
             intensity_normalisation=f"monai_transfer intensity preset {config.modality!r}",
+            preprocessing={"intensity": pretrain_intensity(config.modality)},
             backbone_name=config.backbone,
             citation=spec.paper,
             notes=(

@@ -400,6 +400,15 @@ def make_load_transforms(
     return Compose(steps)
 
 
+def pretrain_intensity(modality: str) -> dict[str, Any]:
+    """The intensity spec (``monai_transfer.transforms.preprocessing``) of a modality's pretraining preset, recorded
+    in the encoder's provenance so that fine-tuning feeds the encoder what it saw."""
+    if modality.lower() not in DEFAULT_INTENSITY:
+        raise ValueError(f"no default intensity preset for modality {modality!r}")
+    name, kw = DEFAULT_INTENSITY[modality.lower()]
+    return {"name": "preset", "preset": name, **kw}
+
+
 def make_pretrain_transforms(
     method: str,
     spatial_dims: int,

@@ -44,6 +44,9 @@ class Provenance:
         in_channels: number of input channels the weights expect.
         citation: the paper to cite.
         notes: anything else a user should know.
+        preprocessing: the same facts as data, read by fine-tuning, evaluation and inference to build their
+            transforms: ``{"intensity": {"name": "imagenet", "mean": [...], "std": [...]}}`` (schemes in
+            ``monai_transfer.transforms.preprocessing``); empty when unknown.
         extra: free-form metadata that fits no field above (kept on a round trip).
     """
 
@@ -61,6 +64,7 @@ class Provenance:
     in_channels: int | None = None
     citation: str = ""
     notes: str = ""
+    preprocessing: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -1,0 +1,1 @@
+"""MONAI bundles: templates, writer (any run -> bundle) and linter (``bundle check``)."""

@@ -1,0 +1,21 @@
+"""The run scaffold every run shares: device, learning-rate schedule, and running a bundle config.
+
+Pretraining, fine-tuning, evaluation and inference are MONAI bundle configs run by ``monai.bundle.ConfigWorkflow``
+(the code path of ``python -m monai.bundle run``); :func:`run_config` is how the command line and the Python API run
+them, after applying ``id=value`` overrides and saving the resolved config beside the outputs.
+"""
+
+from __future__ import annotations
+
+from monai_transfer.engines.device import default_device
+from monai_transfer.engines.lr_schedule import WarmupCosineHandler, warmup_cosine_factor
+from monai_transfer.engines.workflow import ConfigRun, parse_overrides, run_config
+
+__all__ = [
+    "default_device",
+    "WarmupCosineHandler",
+    "warmup_cosine_factor",
+    "ConfigRun",
+    "parse_overrides",
+    "run_config",
+]
