@@ -6,6 +6,12 @@ linear probe and LogME (:mod:`monai_transfer.evaluation.transferability`). With 
 domain gap (Frechet distance, MMD; :mod:`monai_transfer.evaluation.domain_gap`) between those and the target features
 is reported with each candidate. With real fine-tuning results given, the Kendall tau and Spearman rho between each
 estimate and the outcome are reported.
+
+Scores resting on few cases are flagged: with fewer than :data:`MIN_RANK_SAMPLES` target cases (or a class with fewer
+cases than folds) the cross-validated accuracies move in steps of one held-out case per fold, and a difference
+between candidates is mostly noise; ``too_few_samples`` and ``warnings`` say so (also as a ``UserWarning`` and under
+the table). MMD is reported as the biased V-statistic, which cannot read as a negative distance
+(:data:`monai_transfer.evaluation.domain_gap.MMD_ESTIMATOR`).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,12 +27,24 @@ from typing import Any
 import numpy as np
 import torch
 
-from monai_transfer.evaluation.domain_gap import domain_gap
+from monai_transfer.evaluation.domain_gap import MMD_ESTIMATOR, domain_gap
 from monai_transfer.evaluation.transferability import knn_accuracy, linear_probe_accuracy, logme, rank_correlation
 
-__all__ = ["RankingResult", "rank_backbones", "extract_features", "load_images", "candidate_label"]
+__all__ = [
+    "RankingResult",
+    "rank_backbones",
+    "extract_features",
+    "load_images",
+    "candidate_label",
+    "candidate_labels",
+    "sample_size_warnings",
+    "MIN_RANK_SAMPLES",
+]
 
 ESTIMATES = ("knn", "linear_probe", "logme")
+
+#: fewer target (or source) cases than this and the scores are flagged as resting on too few cases
+MIN_RANK_SAMPLES = 20
 
 
 @dataclass
@@ -39,16 +58,24 @@ class RankingResult:
         rank_by: the estimate used to order the rows.
         correlations: estimate -> rank correlation with the fine-tuning outcomes (empty without outcomes).
         n_samples: target samples used.
+        warnings: why the scores may not be trusted (too few target cases, a class with fewer cases than folds, few
+            source cases behind the domain gap); empty when none applies.
+        too_few_samples: the scores rest on too few cases (``warnings`` says which).
     """
 
     rows: list[dict[str, Any]]
     rank_by: str
     correlations: dict[str, dict[str, float]] = field(default_factory=dict)
     n_samples: int = 0
+    warnings: list[str] = field(default_factory=list)
+    too_few_samples: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rank_by": self.rank_by, "n_samples": self.n_samples, "rows": self.rows,
-                "correlations": self.correlations}  # fmt: skip
+        out = {"rank_by": self.rank_by, "n_samples": self.n_samples, "too_few_samples": self.too_few_samples,
+               "warnings": list(self.warnings), "rows": self.rows, "correlations": self.correlations}  # fmt: skip
+        if any("mmd" in r for r in self.rows):
+            out["mmd_estimator"] = MMD_ESTIMATOR
+        return out
 
     def to_json(self, path: str | os.PathLike) -> str:
         path = os.fspath(path)
@@ -72,7 +99,11 @@ class RankingResult:
             lines += ["", "| estimate | kendall_tau | spearman_rho | n |", "|---|---|---|---|"]
             for k, c in self.correlations.items():
                 lines.append(f"| {k} | {c['kendall_tau']:.3f} | {c['spearman_rho']:.3f} | {c['n']} |")
-        return "\n".join(lines)
+        notes = [f"{self.n_samples} target cases; ordered by {self.rank_by}."]
+        if "mmd" in cols:
+            notes.append(f"mmd: squared MMD (RBF kernel, median-heuristic bandwidth), {MMD_ESTIMATOR}.")
+        notes += [f"WARNING: {w}" for w in self.warnings]
+        return "\n".join(lines + [""] + notes)
 
 
 def candidate_label(name: str, pretrained: str | None) -> str:
@@ -80,6 +111,62 @@ def candidate_label(name: str, pretrained: str | None) -> str:
     if pretrained is None:
         return name
     return f"{name}:{os.path.basename(os.fspath(pretrained)) if os.path.sep in os.fspath(pretrained) else pretrained}"
+
+
+def candidate_labels(candidates: Sequence[tuple[str, str | None]]) -> list[str]:
+    """One distinct label per candidate: :func:`candidate_label`, lengthened with parent folders where two
+    checkpoints share a file name (``resnet18:ssl_a/encoder.pt`` and ``resnet18:ssl_b/encoder.pt``, not two
+    ``resnet18:encoder.pt``).
+
+    Raises:
+        ValueError: the same candidate is given twice.
+    """
+    short = [candidate_label(n, p) for n, p in candidates]
+    labels = list(short)
+    for i, (name, pretrained) in enumerate(candidates):
+        if pretrained is None or short.count(short[i]) == 1:
+            continue
+        parts = os.path.normpath(os.fspath(pretrained)).split(os.sep)
+        others = [os.path.normpath(os.fspath(p)).split(os.sep) for j, (n, p) in enumerate(candidates)
+                  if j != i and n == name and p is not None]  # fmt: skip
+        depth = 1
+        while depth < len(parts) and any(o[-depth:] == parts[-depth:] for o in others):
+            depth += 1
+        labels[i] = f"{name}:{'/'.join(parts[-depth:])}"
+    dupes = sorted({x for x in labels if labels.count(x) > 1})
+    if dupes:
+        raise ValueError(f"candidate(s) given more than once: {dupes}")
+    return labels
+
+
+def sample_size_warnings(
+    labels: np.ndarray, n_folds: int, n_source: int | None = None, minimum: int = MIN_RANK_SAMPLES
+) -> list[str]:
+    """Why scores on these labels may rest on too few cases (empty when none applies).
+
+    Args:
+        labels: target class labels.
+        n_folds: cross-validation folds of the kNN and linear-probe scores.
+        n_source: source cases behind the domain gap, or None.
+        minimum: the fewest cases a score may rest on without a warning.
+    """
+    n = len(labels)
+    out = []
+    if n < minimum:
+        per_fold = max(n // max(min(n_folds, n), 1), 1)
+        out.append(
+            f"kNN, linear-probe and LogME scores rest on {n} target cases (fewer than {minimum}): cross-validated "
+            f"accuracies move in steps of 1/{per_fold} per fold, so differences between candidates are mostly noise"
+        )
+    classes, counts = np.unique(labels, return_counts=True)
+    small = [f"{c} ({k})" for c, k in zip(classes.tolist(), counts.tolist()) if k < n_folds]
+    if small:
+        out.append(
+            f"class(es) {', '.join(small)} have fewer cases than the {n_folds} folds: some folds hold none of them"
+        )
+    if n_source is not None and n_source < minimum:
+        out.append(f"the domain gap (frechet, mmd) rests on {n_source} source cases (fewer than {minimum})")
+    return out
 
 
 def load_images(
@@ -139,6 +226,12 @@ def load_images(
     return torch.stack(images), labels
 
 
+def _progress(total: int, enabled: bool) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="rank", unit="candidate", disable=not enabled)
+
+
 @torch.no_grad()
 def extract_features(
     model: torch.nn.Module, images: torch.Tensor, batch_size: int = 16, device: Any = None
@@ -176,6 +269,7 @@ def rank_backbones(
     seed: int = 0,
     backbone_kwargs: Mapping[str, Any] | None = None,
     out_dir: str | os.PathLike | None = None,
+    progress: bool = False,
 ) -> RankingResult:
     """Rank starting points on a labelled target set by kNN, linear-probe and LogME scores of frozen features.
 
@@ -204,9 +298,11 @@ def rank_backbones(
         seed: seed of random initialisations and folds (the global torch RNG state is restored afterwards).
         backbone_kwargs: extra keyword arguments for ``create_backbone`` (e.g. ``img_size`` for ViTs).
         out_dir: when given, write ``ranking.json`` and ``ranking.md`` there.
+        progress: show a progress bar over the candidates (tqdm, on stderr).
 
     Returns:
-        A :class:`RankingResult`.
+        A :class:`RankingResult`; ``too_few_samples`` and ``warnings`` say when its scores rest on too few cases
+        (each warning is also issued as a ``UserWarning``).
     """
     from monai_transfer.networks import create_backbone
 
@@ -233,8 +329,14 @@ def rank_backbones(
         else:
             source = torch.as_tensor(np.asarray(source_data)).float()
 
+    notes = sample_size_warnings(labels, n_folds, None if source is None else len(source))
+    for note in notes:
+        warnings.warn(note, UserWarning, stacklevel=2)
+    labels_of = candidate_labels(candidates)
     rows = []
-    for name, pretrained in candidates:
+    bar = _progress(len(candidates), progress)
+    for (name, pretrained), label in zip(candidates, labels_of):
+        bar.set_postfix_str(label)
         t0 = time.perf_counter()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -243,7 +345,7 @@ def rank_backbones(
             )
         feats = extract_features(model, images, batch_size, device)
         row: dict[str, Any] = {
-            "candidate": candidate_label(name, pretrained),
+            "candidate": label,
             "backbone": name,
             "pretrained": None if pretrained is None else os.fspath(pretrained),
             "num_features": int(feats.shape[1]),
@@ -259,6 +361,8 @@ def rank_backbones(
             row["finetuned"] = float(finetune_results[row["candidate"]])
         row["seconds"] = time.perf_counter() - t0
         rows.append(row)
+        bar.update(1)
+    bar.close()
     rows.sort(key=lambda r: -r[rank_by])
     for i, r in enumerate(rows, start=1):
         r["rank"] = i
@@ -266,7 +370,10 @@ def rank_backbones(
     if finetune_results:
         for est in ESTIMATES:
             correlations[est] = rank_correlation({r["candidate"]: r[est] for r in rows}, finetune_results)
-    result = RankingResult(rows=rows, rank_by=rank_by, correlations=correlations, n_samples=len(labels))
+    result = RankingResult(
+        rows=rows, rank_by=rank_by, correlations=correlations, n_samples=len(labels), warnings=notes,
+        too_few_samples=bool(notes),
+    )  # fmt: skip
     if out_dir is not None:
         os.makedirs(out_dir, exist_ok=True)
         result.to_json(os.path.join(out_dir, "ranking.json"))

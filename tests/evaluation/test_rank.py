@@ -61,3 +61,28 @@ def test_rank_backbones_arrays_and_errors() -> None:
         rank_backbones([("resnet10", None)], (images, labels), spatial_dims=3, rank_by="nope")
     with pytest.raises(ValueError, match="two classes"):
         rank_backbones([("resnet10", None)], (images, np.zeros(12)), spatial_dims=3)
+
+
+def test_scores_on_few_samples_are_flagged_and_mmd_is_not_negative() -> None:
+    # issue 12: kNN and linear probes cross-validated on 6 samples were reported without a word, MMD as -0.136
+    r = np.random.default_rng(0)
+    images = r.normal(size=(6, 1, 16, 16)).astype(np.float32)
+    labels = np.arange(6) % 2
+    source = r.normal(size=(6, 1, 16, 16)).astype(np.float32)
+    with pytest.warns(UserWarning, match="6 target cases"):
+        res = rank_backbones([("resnet10", None)], (images, labels), spatial_dims=2, n_folds=3, source_data=source)
+    assert res.too_few_samples and any("6 target cases" in w for w in res.warnings)
+    assert res.to_dict()["too_few_samples"] is True and "6 target cases" in res.to_table()
+    assert res.rows[0]["mmd"] >= 0  # same distribution: the V-statistic is >= 0 (the U-statistic can dip below)
+    assert "V-statistic" in res.to_table()
+
+
+def test_candidates_with_one_file_name_get_distinct_labels() -> None:
+    # issue 12: two candidates named encoder.pt got the same label (and so one row of fine-tuning results)
+    from monai_transfer.evaluation.rank import candidate_labels
+
+    cands = [("resnet18", "runs/ssl_a/encoder.pt"), ("resnet18", "runs/ssl_b/encoder.pt"), ("resnet18", None)]
+    assert candidate_labels(cands) == ["resnet18:ssl_a/encoder.pt", "resnet18:ssl_b/encoder.pt", "resnet18"]
+    assert candidate_labels([("resnet18", "a/x.pt"), ("resnet10", "b/x.pt")]) == ["resnet18:x.pt", "resnet10:x.pt"]
+    with pytest.raises(ValueError, match="more than once"):
+        candidate_labels([("resnet18", "a/x.pt"), ("resnet18", "a/x.pt")])

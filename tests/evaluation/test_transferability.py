@@ -99,3 +99,12 @@ def test_rank_correlation() -> None:
     rev = rank_correlation(est, {k: -v for k, v in out.items()})
     assert rev["kendall_tau"] == pytest.approx(-1.0)
     assert np.isnan(rank_correlation({"a": 1.0}, {"a": 2.0})["kendall_tau"])
+
+
+def test_domain_gap_mmd_cannot_read_as_a_negative_distance() -> None:
+    r = np.random.default_rng(3)
+    for _ in range(20):
+        a, b = r.normal(size=(6, 16)), r.normal(size=(6, 16))
+        gap = domain_gap(a, b)
+        assert gap["mmd"] >= 0
+        assert gap["mmd"] == pytest.approx(max(mmd(a, b, bandwidth=gap["mmd_bandwidth"], unbiased=False), 0.0))
