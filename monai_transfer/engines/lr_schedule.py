@@ -31,7 +31,9 @@ class WarmupCosineHandler:
 
     Args:
         optimizer: the optimizer whose groups are scheduled.
-        max_epochs: the run's epochs (the schedule spans ``max_epochs * epoch_length`` iterations).
+        max_epochs: the run's epochs (the schedule spans ``max_epochs * epoch_length`` iterations); ``None``: the
+            engine's own ``max_epochs`` (so that an override of ``train#trainer#max_epochs``, as MONAI Label makes,
+            keeps the schedule consistent).
         warmup_epochs: epochs of linear warm-up (fractions allowed; 0: none).
         final_factor: the multiplier at the end of the run.
         schedule: ``"cosine"`` (warm-up then cosine) or ``"constant"`` (warm-up then flat).
@@ -40,17 +42,17 @@ class WarmupCosineHandler:
     def __init__(
         self,
         optimizer: Any,
-        max_epochs: int,
+        max_epochs: int | None = None,
         warmup_epochs: float = 0.0,
         final_factor: float = 0.0,
         schedule: str = "cosine",
     ) -> None:
         if schedule not in ("cosine", "constant"):
             raise ValueError(f"schedule must be 'cosine' or 'constant', got {schedule!r}")
-        if warmup_epochs < 0 or max_epochs < 1:
+        if warmup_epochs < 0 or (max_epochs is not None and max_epochs < 1):
             raise ValueError(f"need max_epochs >= 1 and warmup_epochs >= 0, got {max_epochs} and {warmup_epochs}")
         self.optimizer = optimizer
-        self.max_epochs = int(max_epochs)
+        self.max_epochs = None if max_epochs is None else int(max_epochs)
         self.warmup_epochs = float(warmup_epochs)
         self.final_factor = float(final_factor)
         self.schedule = schedule
@@ -60,16 +62,19 @@ class WarmupCosineHandler:
 
         engine.add_event_handler(Events.ITERATION_STARTED, self)
 
-    def factor(self, iteration: int, epoch_length: int) -> float:
+    def factor(self, iteration: int, epoch_length: int, max_epochs: int | None = None) -> float:
         """The multiplier of 1-based ``iteration``."""
-        total = self.max_epochs * epoch_length
+        epochs = self.max_epochs if self.max_epochs is not None else max_epochs
+        if epochs is None:
+            raise ValueError("max_epochs is unknown: give it, or attach the handler to an engine")
+        total = int(epochs) * epoch_length
         warm = int(round(self.warmup_epochs * epoch_length))
         if self.schedule == "constant":
             return (iteration) / warm if iteration <= warm and warm > 0 else 1.0
         return warmup_cosine_factor(iteration - 1, total, warm, self.final_factor)
 
     def __call__(self, engine: Any) -> None:
-        f = self.factor(int(engine.state.iteration), int(engine.state.epoch_length))
+        f = self.factor(int(engine.state.iteration), int(engine.state.epoch_length), engine.state.max_epochs)
         for group in self.optimizer.param_groups:
             base = group.setdefault("base_lr", group["lr"])
             group["lr"] = base * f

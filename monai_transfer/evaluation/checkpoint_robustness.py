@@ -23,7 +23,10 @@ __all__ = ["checkpoint_robustness", "CaseSeededCorruptd"]
 
 
 class CaseSeededCorruptd:
-    """Corrupt ``data[image_key]`` with a seed derived from ``(seed, crc32(image path), corruption index)``."""
+    """Corrupt ``data[image_key]`` with a seed derived from ``(seed, crc32(image file name), corruption index)``.
+
+    The file name, not its folder: the same case gets the same corruption wherever the data sits.
+    """
 
     def __init__(self, name: str, severity: int, seed: int = 0, image_key: str = "image") -> None:
         if name not in CORRUPTIONS:
@@ -34,7 +37,7 @@ class CaseSeededCorruptd:
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
         image = d[self.image_key]
-        path = str(getattr(image, "meta", {}).get("filename_or_obj", ""))
+        path = os.path.basename(str(getattr(image, "meta", {}).get("filename_or_obj", "")))
         case = zlib.crc32(path.encode())
         case_seed = int(np.random.SeedSequence([self.seed, case, self._index]).generate_state(1)[0])
         d[self.image_key] = Corrupt(self.name, self.severity, seed=case_seed)(image)
@@ -52,6 +55,7 @@ def checkpoint_robustness(
     out_dir: str | os.PathLike | None = None,
     batch_size: int = 8,
     device: str | None = None,
+    progress: bool = False,
 ) -> RobustnessReport:
     """Evaluate a ``finetune`` checkpoint on clean and corrupted copies of a datalist section.
 
@@ -66,6 +70,7 @@ def checkpoint_robustness(
             back to ``accuracy`` when the section has one class).
         out_dir: when given, writes ``robustness.json``, ``robustness.md`` and ``robustness.png``.
         batch_size, device: passed to ``evaluate``.
+        progress: show a progress bar over the clean and corrupted evaluations (tqdm, on stderr).
 
     Returns:
         A ``RobustnessReport`` (higher is better for every metric used here).
@@ -76,7 +81,12 @@ def checkpoint_robustness(
     unknown = [n for n in names if n not in CORRUPTIONS]
     if unknown:
         raise ValueError(f"unknown corruption {unknown[0]!r}; known: {list(CORRUPTIONS)}")
+    from tqdm import tqdm
+
+    bar = tqdm(total=1 + len(names) * len(severities), desc="robustness", unit="run", disable=not progress)
+    bar.set_postfix_str("clean")
     clean_metrics = evaluate(checkpoint, datalist, section=section, batch_size=batch_size, device=device, cases=False)
+    bar.update(1)
     if metric is None:
         metric = "mean_dice" if "mean_dice" in clean_metrics else "auroc"
         if clean_metrics.get(metric) is None:
@@ -86,6 +96,7 @@ def checkpoint_robustness(
     report = RobustnessReport(clean=float(clean_metrics[metric]), higher_is_better=True, seed=int(seed))
     for name in names:
         for s in severities:
+            bar.set_postfix_str(f"{name} {s}")
             m = evaluate(
                 checkpoint,
                 datalist,
@@ -105,6 +116,8 @@ def checkpoint_robustness(
                     "relative_drop": drop / abs(report.clean) if report.clean else float("nan"),
                 }
             )
+            bar.update(1)
+    bar.close()
     if out_dir is not None:
         report.write(out_dir, metric_name=metric)
     return report

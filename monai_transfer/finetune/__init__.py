@@ -11,6 +11,7 @@ from monai_transfer.finetune.param_groups import (
     stage_param_groups,
     trainable_parameter_names,
 )
+from monai_transfer.finetune.cases import datalist_cases
 from monai_transfer.finetune.run import evaluate, finetune
 from monai_transfer.finetune.strategies import (
     STRATEGIES,
@@ -22,6 +23,7 @@ from monai_transfer.finetune.strategies import (
     LinearProbeThenFinetune,
     PartialFreeze,
     StageUnfreezeHandler,
+    StrategyHandlers,
     create_strategy,
     freeze_stages,
     list_strategies,
@@ -38,6 +40,8 @@ __all__ = [
     "LinearProbeThenFinetune",
     "PartialFreeze",
     "StageUnfreezeHandler",
+    "StrategyHandlers",
+    "datalist_cases",
     "backbone_stage_names",
     "create_strategy",
     "evaluate",

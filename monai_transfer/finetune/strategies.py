@@ -49,6 +49,7 @@ __all__ = [
     "GradualUnfreeze",
     "LinearProbeThenFinetune",
     "StageUnfreezeHandler",
+    "StrategyHandlers",
     "STRATEGIES",
     "create_strategy",
     "list_strategies",
@@ -408,6 +409,23 @@ class LinearProbeThenFinetune(FinetuneStrategy):
 
     def to_dict(self) -> dict[str, Any]:
         return {**super().to_dict(), "lp_epochs": self.lp_epochs, "ft_lr_scale": self.ft_lr_scale}
+
+
+class StrategyHandlers:
+    """One handler for a bundle config's ``train#handlers``: attaches the strategy's own handlers (unfreezing
+    schedules) for ``optimizer`` to the trainer.
+
+    Args:
+        strategy: the built strategy (``@finetune_strategy``).
+        optimizer: the optimizer over ``strategy.apply(network)``'s groups.
+    """
+
+    def __init__(self, strategy: FinetuneStrategy, optimizer: Any) -> None:
+        self.handlers = list(strategy.handlers(optimizer))
+
+    def attach(self, engine: Any) -> None:
+        for h in self.handlers:
+            h.attach(engine)
 
 
 def _strategy_key(name: str) -> str:

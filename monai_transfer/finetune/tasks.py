@@ -41,6 +41,8 @@ __all__ = [
     "check_num_classes",
     "class_counts",
     "make_transforms",
+    "transform_components",
+    "instantiate",
     "make_loader",
 ]
 
@@ -231,7 +233,7 @@ def class_counts(
     return counts.tolist()
 
 
-def make_transforms(
+def transform_components(
     task: str,
     spatial_dims: int,
     num_classes: int,
@@ -241,16 +243,18 @@ def make_transforms(
     divisible_by: int = 32,
     min_size: int | None = None,
     augment: bool = True,
+    intensity: Mapping[str, Any] | None = None,
+    in_channels: int = 1,
     image_key: str = "image",
     label_key: str = "label",
-    corruption: Callable | None = None,
-) -> Compose:
-    """The dictionary transform chain of one task.
+) -> tuple[list[dict[str, Any]], int]:
+    """The dictionary transform chain of one task as bundle components (``_target_`` dicts), and where a corruption
+    goes.
 
-    Load -> channel first -> ``CheckFinited`` -> ``CheckLabelRanged`` -> z-score intensity -> (classification:
-    optional ``Resized`` to ``spatial_size``; segmentation: pad to at least ``min_size`` and to a multiple of
-    ``divisible_by`` so that every backbone stage has a map, then in training an optional random ``patch_size``
-    crop) -> training flips -> tensors.
+    Load -> channel first -> ``CheckFinited`` -> ``CheckLabelRanged`` -> intensity (the starting point's mapping,
+    ``monai_transfer.transforms.preprocessing``; default z-score) -> (classification: optional ``Resized`` to
+    ``spatial_size``; segmentation: pad to at least ``min_size`` and to a multiple of ``divisible_by`` so that every
+    backbone stage has a map, then in training an optional random ``patch_size`` crop) -> training flips -> tensors.
 
     Args:
         task: ``"classification"`` or ``"segmentation"``.
@@ -263,41 +267,77 @@ def make_transforms(
         min_size: smallest padded edge for segmentation (default ``2 * divisible_by``: the deepest map has two
             voxels per axis, which instance norm in training needs).
         augment: random flips in training.
-        corruption: a dictionary transform applied to the image after intensity normalisation (and, for
-            classification, after resizing; for segmentation before padding): the robustness suite's ``Corruptd``
-            acts on what the network sees. Before normalisation the per-image z-score undid a contrast change.
+        intensity: the intensity spec (``{"name": "imagenet", ...}``); ``None``: z-score.
+        in_channels: image channels (per-channel statistics of a spec are fitted to them).
+
+    Returns:
+        The components, and the index at which a corruption acts on what the network sees: after intensity
+        normalisation (a per-image z-score would undo a contrast change made before it), at the network's input size
+        for classification and on the image's own grid for segmentation (the padding stays clean).
     """
+    from monai_transfer.transforms.preprocessing import intensity_components
+
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     seg = task == "segmentation"
     keys = [image_key, label_key] if seg else [image_key]
-    xs: list = [
-        LoadImaged(keys=keys, image_only=True),
-        EnsureChannelFirstd(keys=keys),
-        CheckFinited(keys=image_key),
-        CheckLabelRanged(keys=label_key, num_classes=num_classes, image_key=image_key),
-        NormalizeIntensityd(keys=image_key, channel_wise=True),
-    ]
-    corrupt = [corruption] if corruption is not None else []  # after normalisation: z-score would undo contrast
+    here = "monai_transfer.finetune.tasks"
+    xs: list[dict[str, Any]] = [
+        {"_target_": "LoadImaged", "keys": keys, "image_only": True},
+        {"_target_": "EnsureChannelFirstd", "keys": keys},
+        {"_target_": f"{here}.CheckFinited", "keys": image_key},
+        {"_target_": f"{here}.CheckLabelRanged", "keys": label_key, "num_classes": int(num_classes),
+         "image_key": image_key},
+        *intensity_components(intensity, keys=image_key, in_channels=in_channels),
+    ]  # fmt: skip
+    corrupt_at = len(xs)
     if seg:
-        xs += corrupt  # on the image's own grid: the padding stays clean
         m = min_size if min_size is not None else 2 * divisible_by
-        xs.append(SpatialPadd(keys=keys, spatial_size=[m] * spatial_dims))
-        xs.append(DivisiblePadd(keys=keys, k=divisible_by))
+        xs.append({"_target_": "SpatialPadd", "keys": keys, "spatial_size": [int(m)] * spatial_dims})
+        xs.append({"_target_": "DivisiblePadd", "keys": keys, "k": int(divisible_by)})
         if train and patch_size is not None:
-            roi = [patch_size] * spatial_dims if isinstance(patch_size, int) else list(patch_size)
-            xs.append(SpatialPadd(keys=keys, spatial_size=roi))
-            xs.append(RandSpatialCropd(keys=keys, roi_size=roi, random_size=False))
+            roi = [int(patch_size)] * spatial_dims if isinstance(patch_size, int) else [int(v) for v in patch_size]
+            xs.append({"_target_": "SpatialPadd", "keys": keys, "spatial_size": roi})
+            xs.append({"_target_": "RandSpatialCropd", "keys": keys, "roi_size": roi, "random_size": False})
     elif spatial_size is not None:
-        size = [spatial_size] * spatial_dims if isinstance(spatial_size, int) else list(spatial_size)
-        xs.append(Resized(keys=image_key, spatial_size=size, mode="trilinear" if spatial_dims == 3 else "bilinear"))
-    if not seg:
-        xs += corrupt  # at the network's input size
+        size = [int(spatial_size)] * spatial_dims if isinstance(spatial_size, int) else [int(v) for v in spatial_size]
+        mode = "trilinear" if spatial_dims == 3 else "bilinear"
+        xs.append({"_target_": "Resized", "keys": image_key, "spatial_size": size, "mode": mode})
+        corrupt_at = len(xs)
     if train and augment:
-        xs.append(RandFlipd(keys=keys, prob=0.5, spatial_axis=0))
-    xs.append(EnsureTyped(keys=keys, dtype=torch.float32, track_meta=False))
+        xs.append({"_target_": "RandFlipd", "keys": keys, "prob": 0.5, "spatial_axis": 0})
+    xs.append({"_target_": "EnsureTyped", "keys": keys, "dtype": "$torch.float32", "track_meta": False})
     if seg:
-        xs.append(EnsureTyped(keys=label_key, dtype=torch.long, track_meta=False))
+        xs.append({"_target_": "EnsureTyped", "keys": label_key, "dtype": "$torch.long", "track_meta": False})
+    return xs, corrupt_at
+
+
+def instantiate(component: Any) -> Any:
+    """Build a bundle component (``_target_`` dict, or a list of them) as MONAI's ``ConfigParser`` does."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser({"imports": ["$import torch", "$import monai"], "c": component})
+    return parser.get_parsed_content("c", instantiate=True)
+
+
+def make_transforms(
+    task: str,
+    spatial_dims: int,
+    num_classes: int,
+    train: bool,
+    corruption: Callable | None = None,
+    **kwargs: Any,
+) -> Compose:
+    """The task's transform chain (:func:`transform_components`, same arguments) as a ``Compose``.
+
+    Args:
+        corruption: a dictionary transform applied where :func:`transform_components` says a corruption acts on
+            what the network sees (robustness runs).
+    """
+    comps, at = transform_components(task, spatial_dims, num_classes, train, **kwargs)
+    xs = list(instantiate(comps))
+    if corruption is not None:
+        xs.insert(at, corruption)
     return Compose(xs)
 
 

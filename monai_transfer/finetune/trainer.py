@@ -46,6 +46,8 @@ __all__ = [
     "make_postprocessing",
     "make_evaluator",
     "make_trainer",
+    "stack_for_accuracy",
+    "EarlyStopOnMetric",
     "KEY_METRICS",
 ]
 
@@ -83,7 +85,8 @@ def make_postprocessing(task: str, num_classes: int) -> Compose:
     return Compose([Activationsd(keys="pred", softmax=True), AsDiscreted(keys="label", to_onehot=num_classes)])
 
 
-def _stack_for_accuracy(output: Sequence[Mapping[str, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+def stack_for_accuracy(output: Sequence[Mapping[str, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """ignite ``Accuracy``'s input from a decollated batch: stacked probabilities and class indices."""
     preds = torch.stack([torch.as_tensor(o["pred"]) for o in output])
     labels = torch.stack([torch.as_tensor(o["label"]) for o in output]).argmax(1)
     return preds, labels
@@ -103,6 +106,8 @@ class AtomicBestCheckpoint:
         mode: ``"max"`` or ``"min"``.
         epoch_fn: returns the training epoch to record (default: the evaluator's own epoch).
         extra: plain data stored beside the weights (e.g. the network's build config).
+        weights_only: save the bare ``state_dict`` (a bundle's ``models/model.pt``, read by MONAI's
+            ``CheckpointLoader``, ``ckpt_export`` and MONAI Label); ``extra`` is then not saved.
     """
 
     def __init__(
@@ -113,6 +118,7 @@ class AtomicBestCheckpoint:
         mode: str = "max",
         epoch_fn: Callable[[], int] | None = None,
         extra: Mapping[str, Any] | None = None,
+        weights_only: bool = False,
     ) -> None:
         if mode not in ("max", "min"):
             raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
@@ -122,6 +128,7 @@ class AtomicBestCheckpoint:
         self.mode = mode
         self.epoch_fn = epoch_fn
         self.extra = dict(extra or {})
+        self.weights_only = bool(weights_only)
         self.best_metric: float | None = None
         self.best_epoch: int | None = None
 
@@ -141,8 +148,12 @@ class AtomicBestCheckpoint:
             return
         epoch = int(self.epoch_fn() if self.epoch_fn is not None else engine.state.epoch)
         self.best_metric, self.best_epoch = value, epoch
-        state = {k: v.detach().cpu() for k, v in self.network.state_dict().items()}
+        net = getattr(self.network, "module", self.network)  # the bare network under DistributedDataParallel
+        state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
         payload = {"network": state, "epoch": epoch, "metric": value, "metric_name": self.metric_name, **self.extra}
+        if self.weights_only:
+            payload = state
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
         with atomic_write(self.path) as tmp:
             torch.save(payload, tmp)
         logger.info("best %s %.4f at epoch %d -> %s", self.metric_name, value, epoch, self.path)
@@ -210,7 +221,7 @@ def make_evaluator(
     if task == "segmentation":
         metrics: dict[str, Any] = {"mean_dice": MeanDice(include_background=False, output_transform=out)}
     else:
-        metrics = {"auroc": ROCAUC(output_transform=out), "accuracy": Accuracy(output_transform=_stack_for_accuracy)}
+        metrics = {"auroc": ROCAUC(output_transform=out), "accuracy": Accuracy(output_transform=stack_for_accuracy)}
     key_metrics = {key: metrics.pop(key)}
     evaluator = SupervisedEvaluator(
         device=device,
@@ -303,6 +314,42 @@ def make_trainer(
         else:
             logger.warning("TensorBoard logging is off: the tensorboard package is not installed")
     return trainer
+
+
+class EarlyStopOnMetric:
+    """Stop training when the evaluator's ``metric_name`` has not improved for ``patience`` validations.
+
+    MONAI's ``EarlyStopHandler`` (ignite ``EarlyStopping``) with a NaN-safe score; ``patience=None`` disables it, so
+    that a bundle config can hold the handler and switch it with one value. Attach to the evaluator; give the trainer
+    at construction or later with :meth:`set_trainer` (a config cannot reference the trainer from the evaluator's
+    handlers without a cycle).
+    """
+
+    def __init__(self, patience: int | None, metric_name: str, trainer: Engine | None = None) -> None:
+        self.patience = None if patience is None else int(patience)
+        self.metric_name = metric_name
+        self._handler: EarlyStopHandler | None = None
+        if self.patience is not None:
+            self._handler = EarlyStopHandler(
+                patience=self.patience, score_function=_nan_safe(stopping_fn_from_metric(metric_name)), trainer=trainer
+            )
+
+    def set_trainer(self, trainer: Engine) -> None:
+        if self._handler is not None:
+            self._handler.set_trainer(trainer)
+
+    def attach(self, engine: Engine) -> None:
+        if self._handler is not None:
+            self._handler.attach(engine)
+
+    def state_dict(self) -> dict[str, Any]:
+        stopper = getattr(self._handler, "_handler", None)
+        return stopper.state_dict() if stopper is not None else {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        stopper = getattr(self._handler, "_handler", None)
+        if stopper is not None and state:
+            stopper.load_state_dict(dict(state))
 
 
 def _nan_safe(fn: Callable[[Engine], float]) -> Callable[[Engine], float]:

@@ -76,6 +76,7 @@ def create_backbone(
     in_channels: int = 1,
     pretrained: str | None = None,
     strict: bool = True,
+    pretrained_source: str | None = None,
     **kwargs: Any,
 ) -> nn.Module:
     """Build a registered backbone, optionally initialised from pretrained weights.
@@ -88,6 +89,9 @@ def create_backbone(
             (``monai_transfer.weights.list_sources(name)``). Weights are adapted to ``spatial_dims`` and
             ``in_channels`` (inflation and channel surgery) and loaded strictly.
         strict: passed to ``load_pretrained``; a non-strict load still returns and logs its report.
+        pretrained_source: the layout of a ``pretrained`` file: a source name (a published file a bundle's
+            ``large_files.yml`` fetched, read with that source's adapter and architecture options) or an adapter name;
+            ``None``: the source's own for a source name, else detected.
         kwargs: override the registry's default keyword arguments (for ViT: ``img_size``, ``patch_size``...).
 
     Returns:
@@ -104,11 +108,11 @@ def create_backbone(
         # still override
         from monai_transfer.weights.sources import source_backbone_kwargs
 
-        kwargs = {**source_backbone_kwargs(pretrained, name), **kwargs}
+        kwargs = {**source_backbone_kwargs(pretrained_source or pretrained, name), **kwargs}
     model = config.factory(spatial_dims=spatial_dims, in_channels=in_channels, **{**config.kwargs, **kwargs})
     model.backbone_name = name
     if pretrained is not None:
         from monai_transfer.weights.load import load_pretrained
 
-        model.load_report = load_pretrained(model, pretrained, strict=strict)
+        model.load_report = load_pretrained(model, pretrained, source=pretrained_source, strict=strict)
     return model

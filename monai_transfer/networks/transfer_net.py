@@ -110,6 +110,8 @@ def create_transfer_net(
     strict: bool = True,
     backbone_kwargs: Mapping[str, Any] | None = None,
     head_kwargs: Mapping[str, Any] | None = None,
+    seed: int | None = None,
+    pretrained_source: str | None = None,
 ) -> TransferNet:
     """Build a ``TransferNet`` from keyword arguments (the ``_target_`` of a bundle's ``network_def``).
 
@@ -124,10 +126,18 @@ def create_transfer_net(
         pretrained: for a named backbone, ``None``, a checkpoint path or a known source name, loaded by
             ``create_backbone`` into the backbone (its ``load_report`` stays on ``net.backbone``).
         strict: passed to ``create_backbone`` with ``pretrained``.
+        pretrained_source: the layout of a ``pretrained`` file (a source or adapter name; ``create_backbone``).
         backbone_kwargs: extra arguments of the backbone (e.g. ``{"img_size": 96}`` for a ViT).
         head_kwargs: arguments of ``ClassificationHead`` (``hidden_dims``, ``dropout``, ``multi_label``...) or of
             ``create_decoder`` (``kind``, ``feature_size``, ``decoder_channels``, ``norm``...).
+        seed: initialise the new layers from this seed, on a forked RNG: the same network for the same seed, and
+            the caller's global RNG untouched (``None``: the global RNG, as torch modules do).
     """
+    if seed is not None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(seed))
+            return create_transfer_net(backbone, task, spatial_dims, in_channels, num_classes, out_channels,
+                                       pretrained, strict, backbone_kwargs, head_kwargs, None, pretrained_source)  # fmt: skip
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}.")
     if num_classes is None and out_channels is None:
@@ -147,6 +157,7 @@ def create_transfer_net(
             in_channels=1 if in_channels is None else in_channels,
             pretrained=pretrained,
             strict=strict,
+            pretrained_source=pretrained_source,
             **dict(backbone_kwargs or {}),
         )
     elif isinstance(backbone, nn.Module):

@@ -1,0 +1,416 @@
+"""Write a complete MONAI bundle for a starting point (fine-tuning) or a fine-tuned network (inference).
+
+``create_bundle`` writes the model-zoo layout::
+
+    configs/metadata.json        schema meta_schema_20240725, network_data_format, channel_def, changelog
+    configs/train.json           fine-tuning (bundle.templates.finetune_config)
+    configs/evaluate.json        merged over train.json: models/model.pt on the test section
+    configs/multi_gpu_train.json merged over train.json under torchrun (when the DDP template is available)
+    configs/inference.json       label maps with the input's geometry, or class probabilities
+    configs/logging.conf
+    docs/README.md               the starting point, its provenance and licence, the expected input, how to run
+    LICENSE
+    models/model.pt              the fine-tuned weights (inference bundle), or none yet (starting-point bundle)
+    models/pretrained/...        a local starting checkpoint (copied), or
+    large_files.yml              the published starting weights: URL and hash as the publisher gives them
+
+The bundle is assembled in a temporary folder beside ``out_dir`` and renamed into place, so a failure leaves nothing
+half-written; an existing ``out_dir`` is refused unless ``overwrite``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from monai_transfer.bundle.templates.finetune import evaluate_config, finetune_config, inference_config
+from monai_transfer.transforms.preprocessing import describe_intensity, intensity_of
+from monai_transfer.utils.atomic import atomic_write_json, atomic_write_text
+
+__all__ = ["create_bundle", "starting_point", "SCHEMA_URL", "LOGGING_CONF", "BundleExistsError"]
+
+SCHEMA_URL = "https://github.com/Project-MONAI/MONAI-extra-test-data/releases/download/0.8.1/meta_schema_20240725.json"
+
+LOGGING_CONF = """[loggers]
+keys=root
+
+[handlers]
+keys=consoleHandler
+
+[formatters]
+keys=fullFormatter
+
+[logger_root]
+level=INFO
+handlers=consoleHandler
+
+[handler_consoleHandler]
+class=StreamHandler
+level=INFO
+formatter=fullFormatter
+args=(sys.stdout,)
+
+[formatter_fullFormatter]
+format=%(asctime)s - %(name)s - %(levelname)s - %(message)s
+"""
+
+
+class BundleExistsError(FileExistsError):
+    """The output folder exists and ``overwrite`` was not given."""
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("monai_transfer")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+def starting_point(pretrained: str | os.PathLike | None, backbone: str) -> dict[str, Any]:
+    """What a bundle needs to know of a starting point: its kind, provenance, and how its weights reach the bundle.
+
+    Returns:
+        ``{"kind": "random" | "source" | "file", "provenance": dict, "file": Path | None, "large_file": dict | None,
+        "name": str}``.
+    """
+    from monai_transfer.weights.provenance import Provenance
+    from monai_transfer.weights.sources import get_source, is_source_name, resolve_source
+
+    if pretrained is None:
+        return {"kind": "random", "provenance": {}, "file": None, "large_file": None, "name": "random initialisation"}
+    if is_source_name(pretrained):
+        source, wfile = resolve_source(str(pretrained), backbone)
+        prov = source.provenance_for(backbone)
+        filename = wfile.filename or os.path.basename(wfile.url.split("?")[0])
+        sha = wfile.sha256 or ""
+        entry = {"path": f"models/pretrained/{filename}", "url": wfile.url,
+                 "hash_val": sha if len(sha) == 64 else "", "hash_type": "sha256" if len(sha) == 64 else ""}  # fmt: skip
+        return {"kind": "source", "provenance": asdict(prov), "file": None, "large_file": entry,
+                "name": str(pretrained), "source": get_source(str(pretrained)).name}  # fmt: skip
+    path = Path(pretrained)
+    if not path.is_file():
+        raise FileNotFoundError(f"pretrained checkpoint not found: {path} (give a file or a source name)")
+    from monai_transfer.weights.checkpoint import load_checkpoint
+
+    _, prov, _, _ = load_checkpoint(path)
+    prov_dict = asdict(prov) if isinstance(prov, Provenance) else (dict(prov) if isinstance(prov, Mapping) else {})
+    return {"kind": "file", "provenance": prov_dict, "file": path, "large_file": None, "name": path.name}
+
+
+def _network_facts(backbone: str, spatial_dims: int, in_channels: int, task: str, num_classes: int,
+                   backbone_kwargs: Mapping[str, Any] | None, pretrained_source: str | None) -> dict[str, Any]:  # fmt: skip
+    from monai_transfer.networks import create_transfer_net
+    from monai_transfer.weights.sources import source_backbone_kwargs
+
+    kwargs = {**source_backbone_kwargs(pretrained_source, backbone), **dict(backbone_kwargs or {})}
+    net = create_transfer_net(backbone, task=task, spatial_dims=spatial_dims, in_channels=in_channels,
+                              num_classes=num_classes, backbone_kwargs=kwargs, seed=0)  # fmt: skip
+    stride = int(max(s.stride for s in net.backbone.feature_info))
+    img = getattr(net.backbone, "img_size", None)
+    return {"divisible_by": stride, "backbone_kwargs": kwargs, "img_size": img,
+            "n_params": sum(p.numel() for p in net.parameters())}  # fmt: skip
+
+
+def _metadata(task: str, spatial_dims: int, in_channels: int, labels: Sequence[str], shape: list, name: str,
+              description: str, version: str, changelog: str, start: Mapping[str, Any], modality: str,
+              intensity: Mapping[str, Any] | None, extra: Mapping[str, Any]) -> dict[str, Any]:  # fmt: skip
+    import monai
+    import numpy as np
+    import torch
+
+    prov = start.get("provenance") or {}
+    seg = task == "segmentation"
+    channels = {str(i): lab for i, lab in enumerate(labels)}
+    pred = {
+        "type": "image" if seg else "probabilities",
+        "format": "segmentation" if seg else "classes",
+        "num_channels": len(labels),
+        "spatial_shape": shape if seg else [1, len(labels)],
+        "dtype": "float32",
+        "value_range": [0, 1],
+        "is_patch_data": False,
+        "channel_def": channels,
+    }
+    refs = [c for c in [prov.get("citation")] if c] or ["MONAI Consortium, MONAI: Medical Open Network for AI"]
+    return {
+        "schema": SCHEMA_URL,
+        "version": version,
+        "changelog": {version: changelog},
+        "monai_version": monai.__version__.split("+")[0],
+        "pytorch_version": torch.__version__.split("+")[0],
+        "numpy_version": np.__version__,
+        "required_packages_version": {"monai_transfer": _version()},
+        "supported_apps": {},
+        "name": name,
+        "task": f"{spatial_dims}D {task}",
+        "description": description,
+        "authors": "monai_transfer",
+        "copyright": "Copyright (c) the bundle's authors; weights under the licence in LICENSE",
+        "data_source": str(prov.get("source_data") or "the user's datalist"),
+        "data_type": "nibabel",
+        "image_classes": f"{in_channels} channel {modality or 'medical'} image; intensity: "
+        f"{describe_intensity(intensity)}",
+        "label_classes": ", ".join(f"{i} {lab}" for i, lab in enumerate(labels)),
+        "pred_classes": ", ".join(f"{i} {lab}" for i, lab in enumerate(labels)),
+        "eval_metrics": dict(extra.get("eval_metrics") or {}),
+        "intended_use": "Research only; not for clinical use.",
+        "references": refs,
+        "network_data_format": {
+            "inputs": {
+                "image": {
+                    "type": "image",
+                    "format": "magnitude",
+                    "modality": modality or "MR",
+                    "num_channels": int(in_channels),
+                    "spatial_shape": shape,
+                    "dtype": "float32",
+                    "value_range": [],
+                    "is_patch_data": False,
+                    "channel_def": {str(i): f"image channel {i}" for i in range(int(in_channels))},
+                }
+            },
+            "outputs": {"pred": pred},
+        },
+        "monai_transfer": {"starting_point": start.get("name"), "kind": start.get("kind"),
+                           "provenance": _plain(prov), **{k: _plain(v) for k, v in extra.items()}},  # fmt: skip
+    }
+
+
+def _plain(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, default=str))
+
+
+def _readme(name: str, description: str, task: str, spatial_dims: int, in_channels: int, labels: Sequence[str],
+            shape: list, start: Mapping[str, Any], intensity: Mapping[str, Any] | None, has_model: bool,
+            load_report: str | None) -> str:  # fmt: skip
+    prov = start.get("provenance") or {}
+    lines = [f"# {name}", "", description, "", "## Starting point", ""]
+    if start["kind"] == "random":
+        lines.append("Random initialisation (no pretrained weights).")
+    else:
+        lines.append(f"`{start['name']}`.")
+        for key in ("method", "source_data", "modality", "url", "sha256", "licence", "citation", "notes"):
+            if prov.get(key):
+                lines.append(f"- {key.replace('_', ' ')}: {prov[key]}")
+    if start.get("large_file"):
+        lines += ["", "The starting weights are not stored in the bundle: fetch them (URL and hash in "
+                  "`large_files.yml`) with", "", "```bash",
+                  "python -m monai.bundle download_large_files --bundle_path .", "```"]  # fmt: skip
+    if load_report:
+        lines += ["", "What loaded into the backbone:", "", "```", load_report.rstrip(), "```"]
+    lines += [
+        "",
+        "## Expected input",
+        "",
+        f"{spatial_dims}D images with {in_channels} channel(s), spatial shape {shape}; intensity mapping "
+        f"`{describe_intensity(intensity)}` (the starting point's own, applied by the configs).",
+        f"Output: {'a label map' if task == 'segmentation' else 'class probabilities'} over {list(labels)}.",
+        "",
+        "## Run",
+        "",
+        "Data: a datalist JSON (MSD layout, sections `training`, `validation`, `test`) at `data/datalist.json`, or",
+        "give its place with `--dataset_dir DIR --datalist FILE`.",
+        "",
+        "```bash",
+        "# fine-tune (writes models/model.pt, the best validation checkpoint)",
+        "python -m monai.bundle run --config_file configs/train.json --bundle_root .",
+        "# evaluate models/model.pt on the test section",
+        "python -m monai.bundle run --config_file \"['configs/train.json','configs/evaluate.json']\" --bundle_root .",
+        "# fine-tune on 2 GPUs",
+        "torchrun --nproc_per_node 2 -m monai.bundle run "
+        "--config_file \"['configs/train.json','configs/multi_gpu_train.json']\" --bundle_root .",
+        "# predict every image in DIR (eval/)",
+        "python -m monai.bundle run --config_file configs/inference.json --bundle_root . --dataset_dir DIR",
+        "```",
+        "",
+        "Any value can be changed on the command line, e.g. `--lr 1e-4 --label_fraction 0.1` or "
+        "`--train#trainer#max_epochs 5`.",
+        "",
+        "In Python:",
+        "",
+        "```python",
+        "from monai_transfer.bundle import load_bundle_network",
+        "net = load_bundle_network('.')" + ("  # models/model.pt loaded" if has_model else "  # starting weights"),
+        "```",
+        "",
+        "Written by `monai_transfer` (`monai-transfer bundle create`); check it with `monai-transfer bundle check .`.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _license(start: Mapping[str, Any]) -> str:
+    licence = (start.get("provenance") or {}).get("licence") or ""
+    weights = f"The starting weights: {licence}." if licence else "The starting weights: see docs/README.md."
+    return (
+        "Configs and documentation of this bundle: Apache License, Version 2.0\n"
+        "(https://www.apache.org/licenses/LICENSE-2.0).\n\n"
+        f"{weights}\nWeights fine-tuned from them inherit those terms and the terms of the data they were trained on.\n"
+    )
+
+
+def create_bundle(
+    out_dir: str | os.PathLike,
+    backbone: str,
+    task: str,
+    spatial_dims: int,
+    num_classes: int,
+    in_channels: int = 1,
+    labels: Sequence[str] | None = None,
+    pretrained: str | os.PathLike | None = None,
+    weights: str | os.PathLike | None = None,
+    strategy: str = "full",
+    strategy_kwargs: Mapping[str, Any] | None = None,
+    intensity: Mapping[str, Any] | None = None,
+    spatial_size: Sequence[int] | int | None = None,
+    patch_size: Sequence[int] | int | None = None,
+    backbone_kwargs: Mapping[str, Any] | None = None,
+    head_kwargs: Mapping[str, Any] | None = None,
+    train_values: Mapping[str, Any] | None = None,
+    name: str | None = None,
+    description: str | None = None,
+    modality: str | None = None,
+    version: str = "0.1.0",
+    changelog: str = "initial version",
+    extra_metadata: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write a bundle (layout in the module docstring) and return its folder.
+
+    Args:
+        out_dir: the bundle folder (refused when it exists, unless ``overwrite``).
+        backbone, task, spatial_dims, num_classes, in_channels: the network (``create_transfer_net``).
+        labels: class names (background first for segmentation); default ``class_0``...
+        pretrained: the starting point: a weight source name (its file goes to ``large_files.yml``), a checkpoint
+            path (copied into ``models/pretrained/``), or ``None`` (random initialisation).
+        weights: fine-tuned weights (a ``state_dict`` file) to ship as ``models/model.pt``; hard-linked when the
+            file system allows (no second copy on disk), copied otherwise.
+        strategy, strategy_kwargs: the fine-tuning strategy of ``train.json``.
+        intensity: the intensity spec; default the starting point's recorded preprocessing (z-score when none).
+        spatial_size: classification input size (a ViT's ``img_size`` by default).
+        patch_size: segmentation training crop (3D: the sliding window).
+        backbone_kwargs, head_kwargs: passed to ``create_transfer_net``.
+        train_values: top-level values of ``train.json`` to set (``{"lr": 1e-4, "batch_size": 4}``).
+        name, description, modality: for the metadata and README.
+        version, changelog: the bundle's version and its changelog entry.
+        extra_metadata: kept under ``monai_transfer`` in the metadata (``eval_metrics`` goes to the top level).
+        overwrite: replace an existing ``out_dir``.
+    """
+    out = Path(out_dir)
+    if out.exists() and not overwrite:
+        raise BundleExistsError(f"{out} exists; choose another folder or pass overwrite=True (--overwrite)")
+    labels = list(labels) if labels else [f"class_{i}" for i in range(int(num_classes))]
+    if len(labels) != int(num_classes):
+        raise ValueError(f"{len(labels)} labels {labels} for num_classes={num_classes}")
+    start = starting_point(pretrained, backbone)
+    spec = dict(intensity) if intensity is not None else intensity_of((start["provenance"] or {}).get("preprocessing"))
+    facts = _network_facts(backbone, spatial_dims, in_channels, task, num_classes, backbone_kwargs,
+                           start.get("source"))  # fmt: skip
+    if task == "classification" and spatial_size is None and facts["img_size"] is not None:
+        spatial_size = facts["img_size"]
+    d = facts["divisible_by"]
+    if task == "classification" and spatial_size is not None:
+        size = [int(spatial_size)] * spatial_dims if isinstance(spatial_size, int) else [int(v) for v in spatial_size]
+        shape: list = size
+    else:
+        shape = [f"{d}*n"] * spatial_dims
+    pretrained_ref: str | None = None
+    if start["kind"] == "source":
+        pretrained_ref = f"$@bundle_root + '/{start['large_file']['path']}'"
+    elif start["kind"] == "file":
+        pretrained_ref = f"$@bundle_root + '/models/pretrained/{start['file'].name}'"
+    common = {"backbone": backbone, "task": task, "spatial_dims": spatial_dims, "num_classes": num_classes,
+              "in_channels": in_channels, "labels": labels, "intensity": spec, "divisible_by": d,
+              "spatial_size": spatial_size, "patch_size": patch_size, "backbone_kwargs": facts["backbone_kwargs"],
+              "head_kwargs": head_kwargs}  # fmt: skip
+    train = finetune_config(pretrained=pretrained_ref, strategy=strategy, strategy_kwargs=strategy_kwargs,
+                            sections=("training", "validation"), **common)  # fmt: skip
+    if start.get("source"):
+        train["network_def"]["pretrained_source"] = start["source"]
+    for key, value in dict(train_values or {}).items():
+        if key not in train:
+            raise KeyError(f"train.json has no top-level id {key!r}")
+        train[key] = value
+    infer = inference_config(**{k: v for k, v in common.items() if k != "labels"}, labels=labels)
+    load_report = None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        (tmp / "configs").mkdir()
+        (tmp / "docs").mkdir()
+        (tmp / "models").mkdir()
+        configs = {"train.json": train, "evaluate.json": evaluate_config(), "inference.json": infer}
+        multi = _multi_gpu(train)
+        if multi is not None:
+            configs["multi_gpu_train.json"] = multi
+        for fname, cfg in configs.items():
+            atomic_write_json(tmp / "configs" / fname, cfg, indent=4)
+        atomic_write_text(tmp / "configs" / "logging.conf", LOGGING_CONF)
+        if start["kind"] == "file":
+            (tmp / "models" / "pretrained").mkdir()
+            shutil.copy2(start["file"], tmp / "models" / "pretrained" / start["file"].name)
+            load_report = _load_report(tmp, train)
+        if start["large_file"] is not None:
+            import yaml
+
+            text = yaml.safe_dump({"large_files": [start["large_file"]]}, sort_keys=False, default_style=None)
+            atomic_write_text(tmp / "large_files.yml", text)
+        if weights is not None:
+            _link_or_copy(Path(weights), tmp / "models" / "model.pt")
+        title = name or f"{backbone} {spatial_dims}D {task} from {start['name']}"
+        desc = description or (
+            f"{backbone} ({facts['n_params'] / 1e6:.1f} M parameters) for {spatial_dims}D {task} of "
+            f"{', '.join(labels)}, starting from {start['name']}."
+        )
+        extra = {**dict(extra_metadata or {}), "load_report": load_report}
+        meta = _metadata(task, spatial_dims, in_channels, labels, shape, title, desc, version, changelog, start,
+                         modality or str((start["provenance"] or {}).get("modality") or ""), spec, extra)  # fmt: skip
+        atomic_write_json(tmp / "configs" / "metadata.json", meta, indent=4)
+        atomic_write_text(tmp / "docs" / "README.md", _readme(title, desc, task, spatial_dims, in_channels, labels,
+                                                             shape, start, spec, weights is not None, load_report))
+        atomic_write_text(tmp / "LICENSE", _license(start))
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _multi_gpu(train: Mapping[str, Any]) -> dict[str, Any] | None:
+    try:
+        from monai_transfer.bundle.templates.multi_gpu import multi_gpu_overrides
+    except ImportError:  # the DDP template is optional for a bundle
+        return None
+    return multi_gpu_overrides(dict(train))
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    if not src.is_file():
+        raise FileNotFoundError(f"weights file not found: {src}")
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _load_report(root: Path, train: Mapping[str, Any]) -> str | None:
+    """The load report of the bundle's starting weights into its network (strict), as text."""
+    from monai_transfer.networks import create_transfer_net
+
+    nd = dict(train["network_def"])
+    pretrained = str(root / "models" / "pretrained" / Path(str(nd["pretrained"]).rstrip("'")).name)
+    net = create_transfer_net(backbone=nd["backbone"], task=train["task"], spatial_dims=train["spatial_dims"],
+                              in_channels=train["in_channels"], num_classes=train["num_classes"],
+                              pretrained=pretrained, backbone_kwargs=nd.get("backbone_kwargs"),
+                              pretrained_source=nd.get("pretrained_source"))  # fmt: skip
+    report = getattr(net.backbone, "load_report", None)
+    return None if report is None else str(report)
