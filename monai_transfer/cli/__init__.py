@@ -11,8 +11,10 @@ Subcommands (one module each in this package):
     robustness  a fine-tuned checkpoint under 9 corruptions x 5 severities
     tour        the longest end-to-end path on the demo data (the quickstart's main job)
 
-User errors (a file that is not there, a checkpoint that does not fit, a bad datalist) print one ``error:`` line
-and exit with status 2; anything else is a bug and keeps its traceback.
+User errors (a file that is not there, a checkpoint that does not fit or is not a checkpoint, weights that cannot be
+downloaded, a bad datalist) print one ``error:`` line and exit with status 2; anything else is a bug and keeps its
+traceback. ``main`` also shows MONAI's "nvImageCodec is not available" message at most once per process (it repeats
+for every image loader otherwise); nothing else is filtered.
 """
 
 from __future__ import annotations
@@ -22,13 +24,20 @@ import sys
 from collections.abc import Sequence
 
 from monai_transfer.cli import data, evaluation, finetune, networks, pretrain, tour, weights
+from monai_transfer.cli._common import finish_help, quiet_optional_decoder_messages
 
 __all__ = ["main", "build_parser"]
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     from monai_transfer.data import DatalistError, QuarantineError
-    from monai_transfer.weights import HashMismatchError, PretrainedLoadError, UnsafeCheckpointError
+    from monai_transfer.weights import (
+        CheckpointReadError,
+        DownloadError,
+        HashMismatchError,
+        PretrainedLoadError,
+        UnsafeCheckpointError,
+    )
 
     return (
         DatalistError,
@@ -36,6 +45,8 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         PretrainedLoadError,
         UnsafeCheckpointError,
         HashMismatchError,
+        CheckpointReadError,
+        DownloadError,
         FileNotFoundError,
         FileExistsError,
         KeyError,
@@ -61,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for module in (networks, data, weights, pretrain, finetune, evaluation, tour):
         module.add_parsers(sub)
-    return parser
+    return finish_help(parser)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -70,6 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    quiet_optional_decoder_messages()
     try:
         return int(args.func(args) or 0)
     except _user_errors() as err:

@@ -1,9 +1,15 @@
-"""Helpers shared by the command modules: tables and KEY=VALUE parsing."""
+"""Helpers shared by the command modules: tables, KEY=VALUE parsing, the help formatter, the noise filter for MONAI's
+optional-decoder messages, and the checks that turn a bad fine-tuning checkpoint into one named error."""
 
 from __future__ import annotations
 
+import argparse
 import json
-from collections.abc import Sequence
+import logging
+import os
+import warnings
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 
 def _table(rows: list[dict]) -> str:
@@ -25,3 +31,163 @@ def _parse_kv(items: Sequence[str]) -> dict:
         except json.JSONDecodeError:
             out[key] = value
     return out
+
+
+# ----------------------------------------------------------------------------------------------------------- help
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``ArgumentDefaultsHelpFormatter`` that shows a default only where it tells the reader something.
+
+    No ``(default: None)`` on required options or options without a default, no ``(default: False)`` on flags, and no
+    second default where the help text already states one.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            "%(default)" in text
+            or "default" in text.lower()
+            or default is None
+            or default is argparse.SUPPRESS
+            or getattr(action, "required", False)
+            or not action.option_strings
+            or isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction))
+            or default == []
+        ):
+            return action.help
+        return f"{text} (default: %(default)s)".lstrip()
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):  # aliases map to one parser
+                yield sub
+                yield from _subparsers(sub)
+
+
+def finish_help(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Give every command the same :class:`HelpFormatter`, and each option without help text its default.
+
+    Called once on the whole parser tree by ``build_parser``, so that every command module gets it.
+    """
+    for sub in _subparsers(parser):
+        if sub.formatter_class in (argparse.HelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+            sub.formatter_class = HelpFormatter
+        for action in sub._actions:
+            if action.help is None and action.option_strings and action.default not in (None, argparse.SUPPRESS):
+                action.help = "(default: %(default)s)"
+    return parser
+
+
+# ------------------------------------------------------------------------------------------------------ log noise
+
+#: MONAI builds its optional nvImageCodec DICOM reader for every ``LoadImage`` and says each time that the codec is
+#: missing (a logging record and a ``UserWarning``): dozens of identical lines per run on a machine without it.
+NVIMGCODEC_LOGGER = "monai.data.nvimgcodec_pydicom_plugin"
+NVIMGCODEC_LOG = "nvImageCodec is not available"
+NVIMGCODEC_WARNING = r"NvImgCodecPydicomReader: nvImageCodec decoder plugin did not register"
+
+
+class _OnceFilter(logging.Filter):
+    """Lets the first record whose message starts with ``prefix`` through, drops the repeats; passes all others."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+        self.seen = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith(self.prefix):
+            return True
+        if self.seen:
+            return False
+        self.seen = True
+        return True
+
+
+def quiet_optional_decoder_messages() -> None:
+    """Show MONAI's "nvImageCodec is not available" at most once per process and drop the ``UserWarning`` that repeats
+    it; every other record and warning passes. Installed by the command's entry point (idempotent), never at import
+    time of the library."""
+    log = logging.getLogger(NVIMGCODEC_LOGGER)
+    if not any(isinstance(f, _OnceFilter) for f in log.filters):
+        log.addFilter(_OnceFilter(NVIMGCODEC_LOG))
+    warnings.filterwarnings("ignore", message=NVIMGCODEC_WARNING, category=UserWarning)
+
+
+# ------------------------------------------------------------------------------------------------ checkpoints
+
+
+def finetune_checkpoint_path(checkpoint: str | os.PathLike) -> str:
+    """The ``best_model.pt`` a ``finetune`` checkpoint argument names (the file, or the run folder holding it)."""
+    path = os.fspath(checkpoint)
+    if os.path.isdir(path):
+        inside = os.path.join(path, "best_model.pt")
+        if not os.path.isfile(inside):
+            raise FileNotFoundError(f"{path}: no best_model.pt in this folder (is it a 'monai-transfer finetune' run?)")
+        return inside
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: checkpoint not found")
+    return path
+
+
+def check_finetune_checkpoint(checkpoint: str | os.PathLike) -> str:
+    """Read a ``finetune`` checkpoint once, safely, and say in one line what is wrong with it.
+
+    Returns:
+        The checkpoint file's path.
+
+    Raises:
+        FileNotFoundError: no such file (or no ``best_model.pt`` in the folder).
+        CheckpointReadError: the file is not a readable PyTorch checkpoint (random bytes, truncated, empty).
+        UnsafeCheckpointError: it holds pickled objects that ``weights_only`` refuses.
+        ValueError: it is a checkpoint, but not one ``finetune`` wrote (a raw state dict, a pretrained encoder).
+    """
+    from monai_transfer.weights import read_checkpoint
+
+    path = finetune_checkpoint_path(checkpoint)
+    payload = read_checkpoint(path)
+    if not isinstance(payload, dict) or "network" not in payload or "config" not in payload:
+        keys = list(payload)[:5] if isinstance(payload, dict) else type(payload).__name__
+        hint = (
+            " (it looks like a state dict of weights: pass it to 'finetune --pretrained', not here)"
+            if isinstance(payload, dict) and payload and all(hasattr(v, "shape") for v in payload.values())
+            else ""
+        )
+        raise ValueError(
+            f"{path}: not a checkpoint written by 'monai-transfer finetune' (needs 'network' and 'config'; "
+            f"has {keys}){hint}"
+        )
+    return path
+
+
+def state_dict_mismatch(path: str, err: BaseException) -> ValueError | None:
+    """A one-line ``ValueError`` for torch's multi-line "Error(s) in loading state_dict" ``RuntimeError``, else None."""
+    text = str(err)
+    if "Error(s) in loading state_dict" not in text:
+        return None
+    detail = " ".join(line.strip() for line in text.splitlines()[1:] if line.strip())
+    detail = detail if len(detail) <= 300 else detail[:297] + "..."
+    return ValueError(
+        f"{path}: its weights do not fit the network its config describes (edited or mixed-up checkpoint): {detail}"
+    )
+
+
+def load_errors(path: str) -> Any:
+    """A context manager that turns torch's state-dict mismatch into :func:`state_dict_mismatch`'s one line."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def _ctx() -> Iterator[None]:
+        try:
+            yield
+        except RuntimeError as err:
+            named = state_dict_mismatch(path, err)
+            if named is None:
+                raise
+            raise named from None
+
+    return _ctx()

@@ -1,9 +1,64 @@
-"""The ``rank`` (choosing a starting point) and ``robustness`` (corruption suite) commands."""
+"""The ``evaluate`` (metrics with intervals), ``rank`` (choosing a starting point) and ``robustness`` (corruption
+suite) commands."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
+import warnings
+from typing import Any
+
+from monai_transfer.cli._common import check_finetune_checkpoint, load_errors
+
+
+def _section_rows(datalist: str, section: str) -> tuple[list[dict[str, Any]], Any]:
+    """The section's rows in the order ``evaluate`` reads them, and the datalist's ``labels`` property."""
+    from monai_transfer.data.datalist import load_datalist, load_datalist_file
+
+    props = load_datalist_file(datalist)
+    return load_datalist(datalist, section, required_keys=("image", "label")), props.get("labels")
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from monai_transfer.evaluation import summarize_cases
+    from monai_transfer.evaluation.case_summary import class_names, name_cases
+    from monai_transfer.evaluation.thresholds import decision_fields
+    from monai_transfer.finetune import evaluate
+
+    if args.threshold == "youden" and args.threshold_section == args.section:
+        raise ValueError(
+            f"--threshold-section {args.threshold_section!r} is the evaluated section: choose the threshold on "
+            "held-out validation data, not on the cases it is scored on"
+        )
+    path = check_finetune_checkpoint(args.checkpoint)
+    rows, labels = _section_rows(args.data, args.section)
+    with load_errors(path):
+        metrics = evaluate(path, args.data, section=args.section, batch_size=args.batch_size)
+    # each record names its case (the row's id, else its image's file name) and patient, so that intervals resample
+    # patients rather than the slices of one patient as if they were independent
+    cases = name_cases(metrics.pop("cases"), rows, labels)
+    if class_names(labels):
+        metrics["class_names"] = [name for _, name in sorted(class_names(labels).items())]
+    if cases and "prob" in cases[0]:  # classification: the decision rule behind accuracy, and its baseline
+        val_cases = None
+        if args.threshold == "youden":
+            with load_errors(path):
+                val = evaluate(path, args.data, section=args.threshold_section, batch_size=args.batch_size)
+            val_cases = val["cases"]
+        metrics.update(decision_fields(cases, val_cases))
+    with warnings.catch_warnings():  # printed below as warning: lines, once each
+        warnings.filterwarnings("ignore", message=r".*independent units", category=UserWarning)
+        metrics["summary"] = summarize_cases(cases, seed=args.seed)
+    for note in metrics["summary"].get("warnings", []):
+        print(f"warning: {note}", file=sys.stderr)
+    if args.out:
+        from monai_transfer.utils.atomic import atomic_write_json
+
+        atomic_write_json(args.out, {**metrics, "cases": cases})
+    print(json.dumps(metrics, indent=2, default=str))
+    return 0
 
 
 def _cmd_rank(args: argparse.Namespace) -> int:
@@ -17,18 +72,22 @@ def _cmd_rank(args: argparse.Namespace) -> int:
     if args.finetune_results:
         with open(args.finetune_results) as f:
             finetune_results = json.load(f)
-    result = rank_backbones(
-        candidates,
-        args.data,
-        spatial_dims=args.spatial_dims,
-        in_channels=args.in_channels,
-        label_key=args.label_key,
-        finetune_results=finetune_results,
-        source_data=args.source_data,
-        rank_by=args.rank_by,
-        seed=args.seed,
-        out_dir=args.out,
-    )
+    with warnings.catch_warnings():  # the sample-size warnings are printed under the table
+        warnings.filterwarnings("ignore", message=r".*(target|source) cases", category=UserWarning)
+        warnings.filterwarnings("ignore", message=r".*fewer cases than the", category=UserWarning)
+        result = rank_backbones(
+            candidates,
+            args.data,
+            spatial_dims=args.spatial_dims,
+            in_channels=args.in_channels,
+            label_key=args.label_key,
+            finetune_results=finetune_results,
+            source_data=args.source_data,
+            rank_by=args.rank_by,
+            seed=args.seed,
+            out_dir=args.out,
+            progress=not args.quiet,
+        )
     print(result.to_table())
     return 0
 
@@ -36,22 +95,66 @@ def _cmd_rank(args: argparse.Namespace) -> int:
 def _cmd_robustness(args: argparse.Namespace) -> int:
     from monai_transfer.evaluation import checkpoint_robustness
 
-    report = checkpoint_robustness(
-        args.checkpoint,
-        args.data,
-        section=args.section,
-        corruptions=args.corruption,
-        severities=args.severity,
-        seed=args.seed,
-        metric=args.metric,
-        out_dir=args.out,
-    )
+    path = check_finetune_checkpoint(args.checkpoint)
+    with load_errors(path):
+        report = checkpoint_robustness(
+            path,
+            args.data,
+            section=args.section,
+            corruptions=args.corruption,
+            severities=args.severity,
+            seed=args.seed,
+            metric=args.metric,
+            out_dir=args.out,
+            progress=not args.quiet,
+        )
     print(report.to_table())
-    print(f"wrote {args.out}/robustness.json, robustness.md and robustness.png")
+    print(f"wrote {os.path.join(args.out, 'robustness.json')}, robustness.md and robustness.png")
     return 0
 
 
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    if "evaluate" in sub._name_parser_map:
+        # registered by cli/finetune.py before this module owned the command: this definition replaces it
+        del sub._name_parser_map["evaluate"]
+        sub._choices_actions[:] = [a for a in sub._choices_actions if a.dest != "evaluate"]
+    p = sub.add_parser(
+        "evaluate",
+        help="evaluate a fine-tuned checkpoint on a datalist section, with 95%% intervals over patients",
+        description=(
+            "Evaluate best_model.pt (or a finetune output folder) on a datalist section. Prints the metrics "
+            "(classification: AUROC per class and mean, AUPRC, accuracy with its decision threshold and the "
+            "majority-class baseline, balanced accuracy, F1, ECE; segmentation: Dice, HD95 and surface Dice per class "
+            "and mean) with 95% BCa bootstrap intervals. When several cases share a patient_id (2D slices of one "
+            "volume), the intervals resample patients, not cases; each says how many independent units it rests on, "
+            "and fewer than 10 are warned about. --out also keeps one record per case, named by the datalist row's "
+            "id (else its image file name) with its patient_id and class names. A file that is not a finetune "
+            "checkpoint is named in a one-line error (exit code 2)."
+        ),
+    )
+    p.add_argument("checkpoint", help="best_model.pt or the folder 'monai-transfer finetune' wrote")
+    p.add_argument("--data", required=True, help="datalist JSON")
+    p.add_argument("--section", default="test", help="datalist section to evaluate")
+    p.add_argument("--batch-size", type=int, default=8, help="evaluation batch size")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap confidence intervals")
+    p.add_argument("--out", default=None, help="write the metrics and per-case records to this JSON file")
+    p.add_argument(
+        "--threshold",
+        choices=["argmax", "youden"],
+        default="argmax",
+        help="binary classification: besides argmax accuracy, report accuracy_at_threshold at the threshold that "
+        "maximises Youden's J on --threshold-section (default: argmax only)",
+    )
+    p.add_argument(
+        "--threshold-section",
+        default="validation",
+        help="datalist section the Youden threshold is chosen on (default: validation)",
+    )
+    p.set_defaults(func=_cmd_evaluate)
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
+    _add_evaluate(sub)
     p = sub.add_parser(
         "rank",
         help="rank candidate starting points on a labelled set before fine-tuning (kNN, linear probe, LogME)",
@@ -59,9 +162,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
             "Extract pooled features of the labelled target set with each candidate backbone and score them with "
             "cross-validated kNN accuracy, a linear probe and LogME (You et al., 2021), in minutes rather than a "
             "fine-tuning run each. With --finetune-results (JSON: candidate -> metric) it reports Kendall's tau "
-            "and Spearman's rho between each estimate and the real outcome."
+            "and Spearman's rho between each estimate and the real outcome. Scores resting on fewer than 20 cases "
+            "(or a class with fewer cases than folds) are flagged under the table; MMD is the biased V-statistic, "
+            "never negative."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument(
         "--candidate",
@@ -71,10 +175,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="e.g. resnet18 (random init) resnet18:resnet18-f37072fd.pth resnet50:torchvision-imagenet1k-v2",
     )
     p.add_argument("--data", required=True, help="labelled datalist JSON")
-    p.add_argument("--spatial-dims", type=int, choices=[2, 3], required=True)
-    p.add_argument("--in-channels", type=int, default=1)
-    p.add_argument("--label-key", default="label")
-    p.add_argument("--rank-by", choices=["logme", "knn", "linear_probe"], default="logme")
+    p.add_argument("--spatial-dims", type=int, choices=[2, 3], required=True, help="2D or 3D backbones and images")
+    p.add_argument("--in-channels", type=int, default=1, help="image channels")
+    p.add_argument("--label-key", default="label", help="class-label key of the datalist entries")
+    p.add_argument(
+        "--rank-by",
+        choices=["logme", "knn", "linear_probe"],
+        default="logme",
+        help="the estimate that orders the table",
+    )
     p.add_argument(
         "--source-data",
         default=None,
@@ -82,8 +191,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "(Frechet distance and MMD in each backbone's feature space) between it and the target set",
     )
     p.add_argument("--finetune-results", default=None, help="JSON mapping candidate label -> fine-tuned metric")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None, help="folder for ranking.json and the table")
+    p.add_argument("--seed", type=int, default=0, help="seed of random initialisations and folds")
+    p.add_argument("--out", default=None, help="folder for ranking.json and ranking.md")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_rank)
 
     p = sub.add_parser(
@@ -93,13 +203,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
             "Evaluate a 'monai-transfer finetune' checkpoint on clean and corrupted copies of a datalist section "
             "(Gaussian noise, blur, contrast, gamma, bias field, Gibbs ringing, k-space spikes, motion ghosting, "
             "resolution loss; severity table in docs/evaluation.md). Deterministic for --seed. Writes a JSON, a "
-            "Markdown table and a PNG plot of metric vs severity."
+            "Markdown table and a PNG plot of metric vs severity. A file that is not a finetune checkpoint is named "
+            "in a one-line error (exit code 2)."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("checkpoint", help="best_model.pt or the folder 'monai-transfer finetune' wrote")
     p.add_argument("--data", required=True, help="datalist JSON")
-    p.add_argument("--section", default="test")
+    p.add_argument("--section", default="test", help="datalist section to evaluate")
     p.add_argument(
         "--corruption",
         nargs="+",
@@ -107,8 +217,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="names among gaussian_noise, blur, contrast, gamma, bias_field, gibbs_ringing, kspace_spike, "
         "motion_ghosting, resolution_loss (default: all); an unknown name is refused with the list",
     )
-    p.add_argument("--severity", nargs="+", type=int, default=[1, 2, 3, 4, 5], choices=[1, 2, 3, 4, 5])
+    p.add_argument(
+        "--severity", nargs="+", type=int, default=[1, 2, 3, 4, 5], choices=[1, 2, 3, 4, 5], help="severities"
+    )
     p.add_argument("--metric", default=None, help="default: mean_dice (segmentation) or auroc (classification)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="base seed of the corruptions")
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_robustness)

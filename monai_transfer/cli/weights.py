@@ -4,14 +4,29 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # torch is imported by the commands, not by --help
     import torch
 
 from monai_transfer.cli._common import _table
+
+
+def hash_check(sha256: str | None) -> str:
+    """How a download of a file with this published hash is checked: ``"full sha256"``, ``"sha256 prefix (N hex)"``
+    or ``"not checked"`` (no hash published; the digest of the downloaded file is logged and recorded)."""
+    if not sha256:
+        return "not checked"
+    return "full sha256" if len(sha256) == 64 else f"sha256 prefix ({len(sha256)} hex)"
+
+
+def _short_licence(licence: str) -> str:
+    """The licence's own name (``"BSD-3-Clause"``), without the notes on the training data that follow it."""
+    return licence.split(";")[0].split(" (")[0].strip() or "unknown"
 
 
 def _cmd_weights_sources(args: argparse.Namespace) -> int:
@@ -23,6 +38,7 @@ def _cmd_weights_sources(args: argparse.Namespace) -> int:
         for backbone, f in sorted(src.files.items()):
             if args.backbone and backbone != args.backbone:
                 continue
+            licence = src.provenance.licence or "unknown"
             rows.append(
                 {
                     "source": name,
@@ -30,14 +46,25 @@ def _cmd_weights_sources(args: argparse.Namespace) -> int:
                     "dims": f.spatial_dims,
                     "channels": f.in_channels,
                     "data": src.provenance.source_data if args.json else src.provenance.source_data[:40],
-                    "sha256": (f.sha256 or "unpublished")[:16],
+                    "licence": licence if args.json else _short_licence(licence),
+                    # the full published value: a 64-digit digest, or the prefix the publisher gives
+                    "sha256": f.sha256 or ("" if args.json else "none published"),
+                    "checked": hash_check(f.sha256),
                     "url": f.url,
                 }
             )
     if not rows:
         print(f"no known weights for backbone {args.backbone!r}", file=sys.stderr)
         return 1
-    print(json.dumps(rows, indent=2) if args.json else _table(rows))
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(_table(rows))
+    print(
+        "\nchecked: how a download is verified. Files with a published sha256 (or the prefix in torchvision's file "
+        "names) are checked before use; the others are not (their digest is logged and kept in the load report). "
+        "Licences in full: --json."
+    )
     return 0
 
 
@@ -61,9 +88,33 @@ def _cmd_weights_inspect(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _same_file(checkpoint: str, out: str) -> bool:
+    """Whether ``out`` names the checkpoint file itself (or, for a bundle folder, its weights file)."""
+    if "://" in checkpoint:
+        return False
+    src = Path(checkpoint)
+    if src.is_dir():
+        from monai_transfer.weights.checkpoint import find_bundle_weights
+
+        try:
+            src = find_bundle_weights(src)
+        except FileNotFoundError:
+            return False
+    if not src.exists():
+        return False
+    dst = Path(out)
+    if dst.exists():
+        return os.path.samefile(src, dst)
+    return src.resolve() == dst.resolve()
+
+
 def _cmd_weights_convert(args: argparse.Namespace) -> int:
     from monai_transfer.weights import Provenance, save_pretrained
 
+    if _same_file(args.checkpoint, args.out):
+        raise FileExistsError(
+            f"--out {args.out} is the checkpoint being converted: refusing to overwrite the input; choose another file"
+        )
     model = _load_for_cli(args)
     report = model.load_report
     base = report.provenance or Provenance()
@@ -113,7 +164,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         description="Pretrained-weight commands. Checkpoints load with torch.load(weights_only=True), strictly.",
     )
     wsub = weights.add_subparsers(dest="weights_command", metavar="WEIGHTS_COMMAND")
-    p = wsub.add_parser("sources", help="list known published weights", description="List known published weights.")
+    p = wsub.add_parser(
+        "sources",
+        help="list known published weights (URL, sha256, licence)",
+        description=(
+            "List known published weights: URL, the published sha256 (a full digest, or the 8-digit prefix torchvision "
+            "puts in its file names) and whether downloads are checked against it, and the licence. Exit code 1 when "
+            "no weights are known for --backbone."
+        ),
+    )
     p.add_argument("--backbone", default=None, help="only weights for this backbone")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=_cmd_weights_sources)
@@ -124,7 +183,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
             "Load CHECKPOINT into a backbone (adapters for torchvision, timm, MedicalNet, SwinUNETR-SSL, lightly, "
             "solo-learn, TorchXRayVision and MONAI bundles are chosen from the keys; channel surgery, 2D-to-3D "
             "inflation and position-embedding resampling are applied as needed) and print what loaded per stage. "
-            "Exit code 1 when something did not fit."
+            "Exit codes: 0 when everything fitted; 2 when the checkpoint cannot be read or downloaded, or does not fit "
+            "(a strict load stops and names the keys); with --allow-partial, 1 when something did not fit. "
+            "Offline, a source name fails with the URL and where to put a copy downloaded elsewhere."
         ),
     )
     _add_load_arguments(p)
@@ -135,11 +196,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="load, adapt and save a checkpoint for a backbone, with its provenance",
         description=(
             "Load CHECKPOINT into a backbone as 'inspect' does, then save the adapted weights with a provenance "
-            "record (written atomically; .safetensors or .pt by the suffix of --out)."
+            "record (written atomically; .safetensors or .pt by the suffix of --out). --out may not be the input "
+            "checkpoint itself. Exit code 2 when the checkpoint cannot be read or does not fit."
         ),
     )
     _add_load_arguments(p)
-    p.add_argument("--out", required=True, help="output file (.pt or .safetensors)")
+    p.add_argument("--out", required=True, help="output file (.pt or .safetensors); never the input checkpoint")
     p.add_argument(
         "--provenance",
         nargs="*",

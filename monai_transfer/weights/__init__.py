@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from monai_transfer.weights.adapters import Adapter, detect_adapter, get_adapter, list_adapters, register_adapter
 from monai_transfer.weights.checkpoint import (
+    CheckpointReadError,
+    DownloadError,
     HashMismatchError,
     UnsafeCheckpointError,
     default_cache_dir,
@@ -43,6 +45,8 @@ from monai_transfer.weights.surgery import (
 
 __all__ = [
     "Adapter",
+    "CheckpointReadError",
+    "DownloadError",
     "HashMismatchError",
     "LoadReport",
     "PretrainedLoadError",

@@ -6,7 +6,11 @@
   an interrupted save leaves the previous file (or nothing), never a truncated one.
 * Downloading streams into a temporary file in the cache folder, hashes it on the way, and renames it into place
   only when the SHA-256 matches (the full digest, or the prefix of at least 8 hex digits that torchvision puts
-  in its file names, ``resnet18-f37072fd.pth``).
+  in its file names, ``resnet18-f37072fd.pth``). A download that cannot happen (offline, blocked, 404) raises
+  :class:`DownloadError`, one sentence that names the URL and how to use a local copy instead.
+* A file that is not a checkpoint at all (random bytes, an empty or truncated download, an HTML error page, a Git LFS
+  pointer) raises :class:`CheckpointReadError` saying so; only a real pickle with disallowed objects raises
+  :class:`UnsafeCheckpointError`.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import os
 import pickle
 import re
 import shutil
+import socket
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
@@ -31,7 +37,9 @@ from monai_transfer.weights.provenance import Provenance
 
 __all__ = [
     "UnsafeCheckpointError",
+    "CheckpointReadError",
     "HashMismatchError",
+    "DownloadError",
     "WRAPPER_KEYS",
     "default_cache_dir",
     "sha256_file",
@@ -72,8 +80,26 @@ class UnsafeCheckpointError(RuntimeError):
     """The file holds pickled Python objects that ``torch.load(weights_only=True)`` refuses to unpickle."""
 
 
+class CheckpointReadError(ValueError):
+    """The file is not a checkpoint that can be read: empty, truncated, random bytes or another format."""
+
+
 class HashMismatchError(RuntimeError):
     """A downloaded or local file does not have the SHA-256 it should have."""
+
+
+class DownloadError(RuntimeError):
+    """Published weights could not be downloaded (no network, a blocked host, a moved file).
+
+    Attributes:
+        url: the address tried.
+        target: where the file is looked for in the cache (copy a local download there to use it).
+        reason: what the network layer said.
+    """
+
+    def __init__(self, message: str, url: str = "", target: str = "", reason: str = "") -> None:
+        super().__init__(message)
+        self.url, self.target, self.reason = url, target, reason
 
 
 def default_cache_dir() -> Path:
@@ -126,20 +152,46 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
             whole model saved with ``torch.save(model)``), which would need arbitrary code execution to read.
     """
     path = Path(path)
+    if path.is_file() and path.stat().st_size == 0:
+        raise _unreadable(path, "the file is empty (an interrupted download or copy?)")
     if path.suffix == ".safetensors":
         from safetensors import safe_open
         from safetensors.torch import load_file
 
-        tensors = load_file(str(path), device="cpu")
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
+        try:
+            tensors = load_file(str(path), device="cpu")
+            with safe_open(str(path), framework="pt") as f:
+                metadata = f.metadata() or {}
+        except Exception as err:  # safetensors raises its own SafetensorError (and OSError) for a bad header
+            if isinstance(err, FileNotFoundError):
+                raise
+            raise _unreadable(path, f"not a valid safetensors file ({_first_line(err)})") from None
         out: dict[str, Any] = {"state_dict": tensors}
         if "provenance" in metadata:
             out["provenance"] = Provenance.from_json(metadata["provenance"]).to_dict()
         return out
+    with open(path, "rb") as f:
+        head = f.read(64)
+    kind = _sniff(head)
+    if kind is not None:
+        raise _unreadable(path, kind)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
+    except EOFError:
+        raise _unreadable(path, "it ends early (a truncated download or an interrupted save)") from None
+    except RuntimeError as err:
+        if "unexpected EOF" in str(err) or "might be corrupted" in str(err):
+            raise _unreadable(path, "it ends early (a truncated download or an interrupted save)") from None
+        if "PytorchStreamReader" not in str(err) and "zip archive" not in str(err):
+            raise
+        why = f"a zip archive PyTorch cannot read: truncated, corrupt or not written by torch.save ({_first_line(err)})"
+        raise _unreadable(path, why) from None
     except pickle.UnpicklingError as err:
+        if "Unsupported global" not in _torch_reason(err):
+            # the stream is not a pickle torch.save could have written (an opcode it never emits): corrupt data
+            raise _unreadable(
+                path, f"its contents are not a valid PyTorch pickle: corrupt or truncated ({_torch_reason(err)})"
+            ) from None
         raise UnsafeCheckpointError(
             f"{path} holds pickled Python objects that torch.load(weights_only=True) refuses to unpickle, because "
             "unpickling can run arbitrary code. This usually means a whole model was saved with torch.save(model) "
@@ -151,6 +203,44 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
             "`with torch.serialization.safe_globals([argparse.Namespace]): load_pretrained(...)`. "
             f"(torch said: {_torch_reason(err)})"
         ) from err
+
+
+def _first_line(err: BaseException) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[0].split(". ")[0][:200] if lines else type(err).__name__
+
+
+def _unreadable(path: Path, reason: str) -> CheckpointReadError:
+    return CheckpointReadError(
+        f"{path} is not a readable checkpoint: {reason}. Pass a file written by torch.save (.pt, .pth, .ckpt) or a "
+        ".safetensors file; if it was downloaded, download it again."
+    )
+
+
+def _sniff(head: bytes) -> str | None:
+    """Why the first bytes of a file cannot start a PyTorch checkpoint, or None when they can.
+
+    torch.save writes a zip archive (``PK\x03\x04``) or, in the legacy format, a pickle (protocol 2+: ``\x80``).
+    """
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"\x80"):
+        return None
+    known = {
+        b"\x1f\x8b": "gzip-compressed data (decompress it first)",
+        b"\x89HDF": "an HDF5 file (Keras/TensorFlow weights?), not a PyTorch checkpoint",
+        b"\x93NUMPY": "a NumPy .npy array, not a PyTorch checkpoint",
+        b"version https://git-lfs": "a Git LFS pointer, not the weights themselves (run 'git lfs pull')",
+        b"<!DOCTYPE": "an HTML page (a failed download or a login page?)",
+        b"<html": "an HTML page (a failed download or a login page?)",
+        b"{": "a text (JSON?) file, not a checkpoint",
+    }
+    for magic, what in known.items():
+        if head.lstrip().lower().startswith(magic.lower()):
+            return what
+    text = head.decode("utf-8", errors="replace")
+    if "\ufffd" not in text[:-3] and all(c.isprintable() or c.isspace() for c in text[:-3]):
+        return "a text file, not a checkpoint"
+    shown = " ".join(f"{b:02x}" for b in head[:8])
+    return f"not a PyTorch zip archive or pickle (it starts with bytes {shown}: random or foreign data)"
 
 
 def _torch_reason(err: Exception) -> str:
@@ -306,6 +396,7 @@ def download_checkpoint(
     filename: str | None = None,
     progress: bool = False,
     opener: Callable[[str], Any] | None = None,
+    what: str | None = None,
 ) -> Path:
     """Download ``url`` into the cache (once) and verify its SHA-256.
 
@@ -318,11 +409,14 @@ def download_checkpoint(
         filename: name in the cache; default the last component of the URL path.
         progress: log progress every ~10%.
         opener: replaces ``urllib.request.urlopen`` (for tests and proxies).
+        what: how the user named these weights (a source name), for the message when the download fails.
 
     Returns:
         The cached file.
 
     Raises:
+        DownloadError: the address cannot be reached (offline, blocked, not found); the message names it and the
+            cache path where a copy downloaded elsewhere is picked up.
         HashMismatchError: the downloaded (or already cached) file has the wrong hash. A wrong download leaves
             nothing in the cache.
     """
@@ -342,8 +436,12 @@ def download_checkpoint(
     open_url = opener if opener is not None else urllib.request.urlopen
     digest = hashlib.sha256()
     logger.info("Downloading %s to %s", url, target)
+    try:
+        response_cm = open_url(url)
+    except (urllib.error.URLError, socket.timeout, ConnectionError, TimeoutError) as err:
+        raise _download_error(url, target, err, what) from None
     with atomic_write(target) as tmp:
-        with open_url(url) as response, open(tmp, "wb") as out:
+        with response_cm as response, open(tmp, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0) if hasattr(response, "headers") else 0
             done, next_report = 0, 0.1
             while True:
@@ -365,6 +463,19 @@ def download_checkpoint(
             got,
         )
     return target
+
+
+def _download_error(url: str, target: Path, err: BaseException, what: str | None) -> DownloadError:
+    reason = getattr(err, "reason", None) or err
+    if isinstance(err, urllib.error.HTTPError):
+        reason = f"HTTP {err.code} {err.reason}"
+    name = f"the weights {what!r}" if what else "the weights"
+    message = (
+        f"Could not download {name} from {url} ({reason}); to use a copy downloaded elsewhere, put it at {target} "
+        "(checked against its published sha256 where there is one) or pass the file's path instead "
+        "(pretrained='/path/to/file', or the CHECKPOINT argument of 'monai-transfer weights inspect')."
+    )
+    return DownloadError(message, url=url, target=str(target), reason=str(reason))
 
 
 def copy_into_cache(src: str | os.PathLike, cache_dir: str | os.PathLike, sha256: str | None = None) -> Path:

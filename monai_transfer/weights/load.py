@@ -125,6 +125,8 @@ def load_pretrained(
         PretrainedLoadError: strict load of a checkpoint that does not fit.
         UnsafeCheckpointError: the file holds pickled objects (e.g. a whole model) that ``weights_only`` refuses.
         HashMismatchError: a downloaded or given file has the wrong SHA-256.
+        DownloadError: a source name or URL could not be downloaded (offline); the message says where to put a copy.
+        CheckpointReadError: the file is not a readable checkpoint (empty, truncated, random bytes, another format).
     """
     if inflate_mode not in INFLATE_MODES:
         raise ValueError(f"inflate_mode must be one of {INFLATE_MODES}, got {inflate_mode!r}.")
@@ -145,8 +147,9 @@ def load_pretrained(
                 f"spatial_dims={wfile.spatial_dims}."
             )
         path = download_checkpoint(
-            wfile.url, wfile.sha256, cache_dir=cache_dir, filename=wfile.filename, progress=progress
-        )
+            wfile.url, wfile.sha256, cache_dir=cache_dir, filename=wfile.filename, progress=progress,
+            what=f"{name} ({backbone_name})",
+        )  # fmt: skip
         known_provenance = known.provenance_for(str(backbone_name))
         default_adapter = known.adapter_for(str(backbone_name))
         description = f"{name} ({path})"

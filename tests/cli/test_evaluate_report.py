@@ -1,0 +1,151 @@
+"""``monai-transfer evaluate`` on a 2D classification of several slices per patient (issue 12).
+
+* The decision behind ``accuracy`` is reported (``threshold``, ``threshold_rule``) with the majority-class baseline
+  beside it, and ``--threshold youden`` selects a threshold on the validation section (``accuracy_at_threshold``).
+* Confidence intervals resample patients (the datalist's ``patient_id``) when a patient has several cases, say how
+  many independent units they rest on (``n_units``) and warn when those are few.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from monai_transfer.cli import main
+from monai_transfer.data import make_demo_data
+from monai_transfer.finetune import finetune
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("evalcls")
+    demo = make_demo_data(root / "demo", n_subjects=12, size=32, n_unlabeled=1, seed=0)
+    seg = json.loads(open(demo["tissue_seg_2d"]).read())
+    datalist = {k: v for k, v in seg.items() if not isinstance(v, list)}
+    datalist.pop("labels", None)
+    for section in ("training", "validation", "test"):
+        # slices of a patient become classification cases; both classes in every section
+        datalist[section] = [
+            {"image": e["image"], "label": i % 2, "patient_id": e["patient_id"]} for i, e in enumerate(seg[section])
+        ]
+    path = root / "demo" / "slice_cls_2d.json"
+    path.write_text(json.dumps(datalist))
+    out = root / "ft"
+    finetune(
+        backbone="resnet10", pretrained=None, task="classification", strategy="full", label_fraction=1.0, seed=0,
+        datalist=path, out_dir=out, epochs=1, batch_size=8, lr=1e-3, tensorboard=False,
+    )  # fmt: skip
+    return out, path, datalist, root
+
+
+def test_decision_threshold_and_majority_baseline(run, capsys):
+    ckpt, path, datalist, root = run
+    assert main(["evaluate", str(ckpt), "--data", str(path), "--out", str(root / "plain.json")]) == 0
+    plain = json.loads((root / "plain.json").read_text())
+    n1 = sum(e["label"] for e in datalist["test"])
+    assert plain["threshold"] == 0.5 and plain["threshold_rule"] == "argmax"
+    assert plain["majority_baseline"] == pytest.approx(max(n1, len(datalist["test"]) - n1) / len(datalist["test"]))
+    assert "accuracy" in plain and "accuracy_at_threshold" not in plain
+    capsys.readouterr()
+    args = ["evaluate", str(ckpt), "--data", str(path), "--threshold", "youden", "--out", str(root / "tuned.json")]
+    assert main(args) == 0
+    tuned = json.loads((root / "tuned.json").read_text())
+    assert tuned["threshold_rule"] == "youden_validation" and 0 <= tuned["threshold"] <= 1
+    assert tuned["n_threshold_cases"] == len(datalist["validation"])
+    assert 0 <= tuned["accuracy_at_threshold"] <= 1 and tuned["accuracy"] == plain["accuracy"]
+    # choosing the threshold on the section it reports is refused
+    bad = ["evaluate", str(ckpt), "--data", str(path), "--threshold", "youden", "--threshold-section", "test"]
+    assert main(bad) == 2
+    assert "threshold" in capsys.readouterr().err
+
+
+def test_intervals_resample_patients_and_warn_when_few(run, capsys):
+    ckpt, path, datalist, root = run
+    assert main(["evaluate", str(ckpt), "--data", str(path), "--out", str(root / "ci.json")]) == 0
+    captured = capsys.readouterr()
+    saved = json.loads((root / "ci.json").read_text())
+    patients = {e["patient_id"] for e in datalist["test"]}
+    assert len(patients) < len(datalist["test"])  # several slices per patient
+    ci = saved["summary"]["accuracy_ci95"]
+    assert ci["n_units"] == len(patients) and ci["unit"] == "patient_id" and ci["n_cases"] == len(datalist["test"])
+    assert [c["patient_id"] for c in saved["cases"]] == [e["patient_id"] for e in datalist["test"]]
+    assert "independent" in captured.err and "patient" in captured.err  # few units: warned
+
+
+def test_cases_are_named_by_id_with_class_names(run, tmp_path):
+    ckpt, path, datalist, root = run
+    named = dict(datalist, labels={"0": "even", "1": "odd"})
+    named["test"] = [dict(e, id=f"case-{i:02d}") for i, e in enumerate(datalist["test"])]
+    dl = root / "demo" / "slice_cls_named.json"  # beside the images: relative paths resolve
+    dl.write_text(json.dumps(named))
+    assert main(["evaluate", str(ckpt), "--data", str(dl), "--out", str(tmp_path / "named.json")]) == 0
+    saved = json.loads((tmp_path / "named.json").read_text())
+    assert [c["id"] for c in saved["cases"]] == [e["id"] for e in named["test"]]
+    assert saved["class_names"] == ["even", "odd"]
+    for c, e in zip(saved["cases"], named["test"]):
+        assert c["label_name"] == ("odd" if e["label"] else "even")
+        assert c["predicted_name"] in ("even", "odd") and c["predicted"] in (0, 1)
+    # without ids the image's file name (never a local path) names the case
+    assert main(["evaluate", str(ckpt), "--data", str(path), "--out", str(tmp_path / "plain.json")]) == 0
+    plain = json.loads((tmp_path / "plain.json").read_text())
+    assert [c["id"] for c in plain["cases"]] == [e["image"].rsplit("/", 1)[-1] for e in datalist["test"]]
+
+
+def _bad_checkpoints(ckpt, tmp_path):
+    import os
+
+    import torch
+
+    good = ckpt / "best_model.pt"
+    payload = torch.load(good, weights_only=True)
+    rand = tmp_path / "random.pt"
+    rand.write_bytes(os.urandom(4096))
+    trunc = tmp_path / "truncated.pt"
+    trunc.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    raw = tmp_path / "raw_state_dict.pt"
+    torch.save(payload["network"], raw)
+    edited = tmp_path / "edited.pt"
+    net = dict(payload["network"])
+    net.pop(sorted(net)[0])
+    torch.save({**payload, "network": net}, edited)
+    return {rand: "not a readable checkpoint", trunc: "not a readable checkpoint",
+            raw: "not a checkpoint written by 'monai-transfer finetune'", edited: "do not fit the network"}  # fmt: skip
+
+
+@pytest.mark.parametrize("command", ["evaluate", "robustness"])
+def test_bad_checkpoints_are_named_in_one_line(run, tmp_path, capsys, command):
+    ckpt, path, datalist, root = run
+    for bad, reason in _bad_checkpoints(ckpt, tmp_path).items():
+        out = tmp_path / f"out_{bad.stem}"
+        args = [command, str(bad), "--data", str(path), "--out", str(out)]
+        if command == "robustness":
+            args += ["--corruption", "blur", "--severity", "1", "--quiet"]
+        capsys.readouterr()
+        assert main(args) == 2, bad
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and str(bad) in err and reason in err, err
+        assert len(err.splitlines()) == 1 and "Traceback" not in err
+        assert not out.exists()
+
+
+def test_help_of_evaluation_commands(capsys):
+    # issue 12: options without help or default, "(default: None)" on required options, a literal "95%%"
+    import argparse
+
+    from monai_transfer.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name in ("evaluate", "rank", "robustness"):
+        p = sub.choices[name]
+        for action in p._actions:
+            if action.option_strings and action.dest != "help":
+                assert action.help, f"{name} {action.option_strings[0]} has no help text"
+        text = p.format_help()
+        assert "(default: None)" not in text and "%%" not in text, name
+    assert "(default: logme)" in sub.choices["rank"].format_help()
+    assert "(default: test)" in sub.choices["evaluate"].format_help()
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "95%" in capsys.readouterr().out
