@@ -6,7 +6,8 @@ Subcommands (one module each in this package):
     weights     known published weights (sources); how a checkpoint fits a backbone (inspect); convert one
     pretrain    self-supervised pretraining (SimCLR, MoCo, BYOL, SimSiam, Barlow Twins, VICReg, DINO, MAE, SimMIM,
                 Models Genesis, SwinUNETR multi-task) in 2D/3D, resumable, under torchrun too
-    finetune    fine-tune a backbone with a named strategy; evaluate: metrics with bootstrap intervals
+    finetune    fine-tune a backbone with a named strategy
+    evaluate    a fine-tuned checkpoint's metrics with bootstrap intervals (over patients where cases share one)
     rank        rank starting points before fine-tuning (kNN, linear probe, LogME, domain gap)
     robustness  a fine-tuned checkpoint under 9 corruptions x 5 severities
     tour        the longest end-to-end path on the demo data (the quickstart's main job)
