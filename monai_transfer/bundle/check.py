@@ -237,13 +237,24 @@ class _Checker:
     def exists(self, rel: str) -> bool:
         return (self.root / rel).is_file()
 
+    def is_starting_point(self) -> bool:
+        """A starting-point bundle (``monai_transfer.kind`` in its metadata, a ``pretrained`` start in train.json):
+        ``models/model.pt`` is what its ``train.json`` writes, so it need not exist yet."""
+        try:
+            meta = json.loads((self.root / META).read_text())
+            train = json.loads((self.root / TRAIN).read_text())
+        except (OSError, ValueError):
+            return False
+        kind = (meta.get("monai_transfer") or {}).get("kind") if isinstance(meta, dict) else None
+        return kind in ("random", "source", "file") and isinstance(train, dict) and "network_def" in train
+
     # ------------------------------------------------------------------ 1, 7: files
     def check_files(self) -> None:
         for rel in REQUIRED_FILES:
             if not self.exists(rel):
                 self.add(rel, "", "required file is missing")
         self.check_large_files()
-        if not self.exists(MODEL) and MODEL not in self.large_files:
+        if not self.exists(MODEL) and MODEL not in self.large_files and not self.is_starting_point():
             self.add(MODEL, "", "required file is missing (and large_files.yml does not list it)")
         for path in sorted(self.root.rglob("*")):
             if not path.is_file() or path.is_symlink():

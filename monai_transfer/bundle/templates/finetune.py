@@ -285,7 +285,8 @@ def finetune_config(
 def evaluate_config(section: str = "test") -> dict[str, Any]:
     """``evaluate.json``: merged over ``train.json``, it loads ``models/model.pt`` and evaluates ``section``.
 
-    Metrics go to ``eval/`` (MONAI's ``MetricsSaver``: the summary and per-case values).
+    Metrics go to ``eval/metrics.csv`` (MONAI's ``MetricsSaver``); per-case records and intervals come from
+    ``monai-transfer evaluate``.
     """
     return {
         "network_def#pretrained": None,
@@ -295,8 +296,7 @@ def evaluate_config(section: str = "test") -> dict[str, Any]:
             {"_target_": "CheckpointLoader", "load_path": "$@ckpt_dir + '/model.pt'", "load_dict": {"model": "@network"},
              "map_location": "cpu"},
             {"_target_": "StatsHandler", "iteration_log": False},
-            {"_target_": "MetricsSaver", "save_dir": "@output_dir", "metrics": "*", "metric_details": "*",
-             "batch_transform": "$monai.handlers.from_engine(['image'])", "summary_ops": "*"},
+            {"_target_": "MetricsSaver", "save_dir": "@output_dir", "metrics": "*"},
         ],  # fmt: skip
         "initialize": [],
         "run": ["$@validate#evaluator.run()"],
