@@ -1,4 +1,5 @@
-"""The run scaffold every run shares: device, learning-rate schedule, and running a bundle config.
+"""The run scaffold every run shares: device, learning-rate schedule, running a bundle config, the one versioned
+atomic checkpoint with exact resume (``RunCheckpoint``, ``EpochSampler``, ``EpochSeedHandler``) and the DDP set-up.
 
 Pretraining, fine-tuning, evaluation and inference are MONAI bundle configs run by ``monai.bundle.ConfigWorkflow``
 (the code path of ``python -m monai.bundle run``); :func:`run_config` is how the command line and the Python API run
@@ -7,8 +8,18 @@ them, after applying ``id=value`` overrides and saving the resolved config besid
 
 from __future__ import annotations
 
+from monai_transfer.engines.checkpoint import CheckpointLoadError, RunCheckpoint, RunExistsError, load_checkpoint
 from monai_transfer.engines.device import default_device
+from monai_transfer.engines.distributed import (
+    cleanup,
+    init_distributed,
+    local_device,
+    main_process_handlers,
+    per_rank_batch_size,
+    wrap_ddp,
+)
 from monai_transfer.engines.lr_schedule import WarmupCosineHandler, warmup_cosine_factor
+from monai_transfer.engines.sampling import EpochSampler, EpochSeedHandler, epoch_seed
 from monai_transfer.engines.workflow import ConfigRun, parse_overrides, run_config
 
 __all__ = [
@@ -18,4 +29,17 @@ __all__ = [
     "ConfigRun",
     "parse_overrides",
     "run_config",
+    "RunCheckpoint",
+    "RunExistsError",
+    "CheckpointLoadError",
+    "load_checkpoint",
+    "EpochSampler",
+    "EpochSeedHandler",
+    "epoch_seed",
+    "init_distributed",
+    "local_device",
+    "wrap_ddp",
+    "cleanup",
+    "per_rank_batch_size",
+    "main_process_handlers",
 ]

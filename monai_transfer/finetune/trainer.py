@@ -135,6 +135,20 @@ class AtomicBestCheckpoint:
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.EPOCH_COMPLETED, self)
 
+    def state_dict(self) -> dict[str, Any]:
+        """The best metric and its epoch, so that a resumed run (``RunCheckpoint`` objects) compares with them."""
+        return {"best_metric": self.best_metric, "best_epoch": self.best_epoch, "metric_name": self.metric_name}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict` (the metric name must match)."""
+        if state.get("metric_name", self.metric_name) != self.metric_name:
+            raise ValueError(
+                f"best-checkpoint state is for {state['metric_name']!r}, this one tracks {self.metric_name!r}"
+            )
+        best, epoch = state.get("best_metric"), state.get("best_epoch")
+        self.best_metric = None if best is None else float(best)
+        self.best_epoch = None if epoch is None else int(epoch)
+
     def _better(self, value: float) -> bool:
         if math.isnan(value):
             return False

@@ -1,11 +1,12 @@
 """Atomic training checkpoints and exact resume for the SSL trainer.
 
-``TrainingCheckpoint`` writes ``<dir>/last.pt`` every ``every`` iterations and at each epoch end::
+``TrainingCheckpoint`` writes ``<dir>/last.pt`` every ``every`` iterations and at each epoch end, in the one
+checkpoint format of :mod:`monai_transfer.engines.checkpoint` (the module is stored under ``"method"``: the unwrapped
+SSL method, teacher and buffers included; ``"extra"`` holds the dict of ``extra_state()``)::
 
-    {"method": state_dict of the unwrapped method (teacher and buffers included), "optimizer": ...,
-     "scaler": GradScaler state or None, "engine": {"epoch", "iteration", "epoch_length", "max_epochs"},
-     "rng": {"torch": CPU generator state, "cuda": [per-device states]}, "config": <json-able dict>,
-     "objects": {name: obj.state_dict()}, "extra": <dict from extra_state()>, "format": 1}
+    {"format": 1, "method": ..., "optimizer": ..., "scaler": ..., "engine": {"epoch", "iteration", "epoch_length",
+     "max_epochs"}, "rng": {"torch", "cuda", "numpy", "python"}, "finished": ..., "config": ..., "objects": ...,
+     "extra": ...}
 
 The previous checkpoint is kept as ``<dir>/last.prev.pt``. The order of the file operations makes every moment
 safe: the new file is written and fsync-ed under a temporary name, ``last.pt`` is hard-linked (or copied) to a
@@ -13,7 +14,7 @@ temporary name and renamed onto ``last.prev.pt``, then the new file is renamed o
 leaves a complete ``last.pt`` (old or new) and a complete ``last.prev.pt``. ``<dir>/last.json`` (epoch, iteration,
 loss) is written the same way for humans.
 
-Exact resume (:func:`resume`): the method, optimizer, scaler and torch RNG states are restored, and the engine's
+Exact resume (:func:`resume`): the method, optimizer, scaler and RNG states are restored, and the engine's
 ``iteration`` / ``epoch`` are set. Ignite then restarts the data iterator at the start of the interrupted epoch while
 counting from the iteration inside it; so :func:`resume` tells the loader's :class:`~monai_transfer.ssl.data.
 SeededSampler` to skip the ``(iteration % epoch_length) * batch_size`` samples already consumed in that epoch, and
@@ -27,7 +28,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -35,24 +35,25 @@ from typing import Any
 import torch
 from ignite.engine import Engine, Events
 
-from monai_transfer.ssl.data import SeededSampler
-from monai_transfer.ssl.distributed import unwrap
-from monai_transfer.utils.atomic import atomic_write, atomic_write_json
+from monai_transfer.engines.checkpoint import (
+    CHECKPOINT_FORMAT,
+    CheckpointLoadError,
+    clean_stale_tmp,
+    load_checkpoint,
+    restore_objects,
+    save_checkpoint,
+    training_payload,
+)
+from monai_transfer.engines.checkpoint import prev_path as _prev_path
+from monai_transfer.engines.checkpoint import restore_rng as restore_rng_states
+from monai_transfer.engines.sampling import EpochSampler
+from monai_transfer.ssl.distributed import is_main_process, unwrap
 
 __all__ = ["TrainingCheckpoint", "CheckpointLoadError", "load_training_checkpoint", "resume", "CHECKPOINT_FORMAT"]
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_FORMAT = 1
 _REQUIRED = ("method", "optimizer", "engine")
-
-
-class CheckpointLoadError(RuntimeError):
-    """A training checkpoint cannot be read (truncated, corrupted, not a training checkpoint) or does not fit."""
-
-
-def _prev_path(path: Path) -> Path:
-    return path.with_name(path.name[: -len(".pt")] + ".prev.pt") if path.name.endswith(".pt") else Path(f"{path}.prev")
 
 
 class TrainingCheckpoint:
@@ -114,51 +115,27 @@ class TrainingCheckpoint:
 
     def payload(self, engine: Engine) -> dict[str, Any]:
         """The checkpoint dictionary for the engine's current state (tensors moved to the CPU)."""
-        method = unwrap(self.method if self.method is not None else engine.method)
+        method = self.method if self.method is not None else engine.method
         optimizer = self.optimizer if self.optimizer is not None else engine.optimizer
-        scaler = getattr(engine, "scaler", None)
         st = engine.state
-        rng: dict[str, Any] = {"torch": torch.get_rng_state()}
-        if torch.cuda.is_available() and torch.cuda.is_initialized():
-            rng["cuda"] = torch.cuda.get_rng_state_all()
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "method": {k: v.detach().cpu() for k, v in method.state_dict().items()},
-            "optimizer": optimizer.state_dict(),
-            "scaler": scaler.state_dict() if scaler is not None else None,
-            "engine": {
-                "epoch": int(st.epoch),
-                "iteration": int(st.iteration),
-                "epoch_length": None if st.epoch_length is None else int(st.epoch_length),
-                "max_epochs": None if st.max_epochs is None else int(st.max_epochs),
-            },
-            "rng": rng,
-            "config": self.config,
-            "objects": {name: obj.state_dict() for name, obj in self.objects.items()},
-            "extra": dict(self.extra_state()) if self.extra_state is not None else {},
-        }
+        return training_payload(
+            engine,
+            {"method": method},
+            optimizer,
+            scaler=getattr(engine, "scaler", None),
+            objects=self.objects,
+            config=self.config,
+            extra=self.extra_state() if self.extra_state is not None else None,
+            finished=st.max_epochs is not None and st.epoch_length is not None
+            and st.iteration >= st.max_epochs * st.epoch_length,
+        )
 
     def save(self, engine: Engine) -> Path:
         """Write the checkpoint now (atomic; the old ``last.pt`` becomes ``last.prev.pt``)."""
-        payload = self.payload(engine)
-        with atomic_write(self.path) as tmp:
-            torch.save(payload, tmp)
-            if self.path.exists():
-                self._keep_previous()
-        # atomic_write has now replaced last.pt with the new file
+        save_checkpoint(self.payload(engine), self.path, keep_previous=True, summary=self._summary(engine))
         self._last_saved_iteration = int(engine.state.iteration)
-        atomic_write_json(self.json_path, self._summary(engine))
         logger.debug("checkpoint at iteration %d -> %s", engine.state.iteration, self.path)
         return self.path
-
-    def _keep_previous(self) -> None:
-        # last.pt -> last.prev.pt without ever removing last.pt: link (or copy) to a temporary name, then rename
-        with atomic_write(self.prev_path) as tmp_prev:
-            tmp_prev.unlink()
-            try:
-                os.link(self.path, tmp_prev)
-            except OSError:  # file systems without hard links
-                shutil.copyfile(self.path, tmp_prev)
 
     @staticmethod
     def _summary(engine: Engine) -> dict[str, Any]:
@@ -193,36 +170,22 @@ def load_training_checkpoint(path: str | os.PathLike, map_location: str | torch.
         CheckpointLoadError: the file is truncated or corrupted, or lacks the training-checkpoint keys; the message
             names the file and, when there is one, the previous checkpoint to fall back to.
     """
-    path = Path(path)
-    if path.is_dir():
-        path = path / "last.pt"
-    if not path.is_file():
-        raise FileNotFoundError(f"training checkpoint not found: {path}")
-    prev = _prev_path(path)
-    hint = f" The previous checkpoint {prev} may be intact: resume from it." if prev.is_file() and prev != path else ""
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # truncated zip, bad pickle, foreign file: all mean "cannot use this file"
-        raise CheckpointLoadError(
-            f"cannot load training checkpoint {path} ({path.stat().st_size} bytes): it is truncated, corrupted or not "
-            f"a torch checkpoint ({type(e).__name__}: {e}).{hint}"
-        ) from e
-    if not isinstance(ckpt, Mapping) or any(k not in ckpt for k in _REQUIRED):
-        found = sorted(ckpt) if isinstance(ckpt, Mapping) else type(ckpt).__name__
-        raise CheckpointLoadError(
-            f"{path} is not a training checkpoint of monai_transfer.ssl (needs keys {list(_REQUIRED)}, found {found}). "
-            f"Encoder weights are loaded with monai_transfer.weights, not resumed."
-        )
-    return dict(ckpt)
+    return load_checkpoint(
+        path,
+        required=_REQUIRED,
+        what="a training checkpoint of monai_transfer.ssl",
+        hint="Encoder weights are loaded with monai_transfer.weights, not resumed.",
+        map_location=map_location,
+    )
 
 
 def _find_sampler(loader: Any) -> Any:
     sampler = getattr(loader, "sampler", None)
-    if isinstance(sampler, SeededSampler):
+    if isinstance(sampler, EpochSampler):
         return sampler
     batch_sampler = getattr(loader, "batch_sampler", None)
     inner = getattr(batch_sampler, "sampler", None)
-    return inner if isinstance(inner, SeededSampler) else sampler
+    return inner if isinstance(inner, EpochSampler) else sampler
 
 
 def resume(
@@ -281,7 +244,7 @@ def resume(
     in_epoch = iteration % int(epoch_length) if epoch_length else 0
     loader = getattr(trainer, "data_loader", None)
     sampler = _find_sampler(loader)
-    if in_epoch and not isinstance(sampler, SeededSampler):
+    if in_epoch and not isinstance(sampler, EpochSampler):
         problems.append(
             f"the checkpoint is {in_epoch} iteration(s) into epoch {iteration // int(epoch_length) + 1} but the loader "
             f"has no SeededSampler to skip them (build it with monai_transfer.ssl.data.make_ssl_dataloader)"
@@ -311,16 +274,11 @@ def resume(
     scaler = getattr(trainer, "scaler", None)
     if scaler is not None and ckpt.get("scaler") is not None:
         scaler.load_state_dict(ckpt["scaler"])
-    if restore_rng and "rng" in ckpt:
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        if "cuda" in ckpt["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
-
-    saved_objects = ckpt.get("objects", {})
-    for name, obj in (objects or {}).items():
-        if name not in saved_objects:
-            raise CheckpointLoadError(f"{path} has no state for {name!r}; it holds {sorted(saved_objects)}.")
-        obj.load_state_dict(saved_objects[name])
+    if restore_rng:
+        restore_rng_states(ckpt, path)
+    restore_objects(objects, ckpt, path)
+    if is_main_process():
+        clean_stale_tmp(path.parent, path.name.split(".")[0])
 
     max_epochs = st.max_epochs
     if eng.get("max_epochs") is not None and eng["max_epochs"] != max_epochs:
@@ -330,7 +288,7 @@ def resume(
         )  # fmt: skip
     length = int(epoch_length) if epoch_length is not None else st.epoch_length
     trainer.load_state_dict({"iteration": iteration, "epoch_length": length, "max_epochs": max_epochs})
-    if isinstance(sampler, SeededSampler):
+    if isinstance(sampler, EpochSampler):
         # MONAI's Workflow sets the epoch at EPOCH_STARTED; setting it here too serves loaders iterated otherwise
         sampler.set_epoch(iteration // length + 1 if length else 1)
         batch_size = getattr(loader, "batch_size", None) or 1

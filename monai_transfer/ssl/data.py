@@ -1,9 +1,9 @@
 """Exact, resumable data for SSL pretraining: every sample's random views are a pure function of (seed, epoch, index).
 
-* :class:`SeededSampler` shuffles with a generator seeded by ``(seed, epoch)``, splits the order across DDP ranks
-  (strided, as ``torch.utils.data.DistributedSampler``) and yields ``(index, sample_seed)`` pairs with
-  ``sample_seed = sample_seed(seed, epoch, index)``. It subclasses ``DistributedSampler`` so MONAI's ``Workflow``
-  calls ``set_epoch(engine.state.epoch)`` at every ``EPOCH_STARTED``. ``skip(n)`` drops the first ``n`` samples of the
+* :class:`SeededSampler` (a :class:`~monai_transfer.engines.EpochSampler`) shuffles with a generator seeded by
+  ``(seed, epoch)``, splits the order across DDP ranks (strided, as ``torch.utils.data.DistributedSampler``) and yields
+  ``(index, sample_seed)`` pairs with ``sample_seed = sample_seed(seed, epoch, index)``. It subclasses
+  ``DistributedSampler`` so MONAI's ``Workflow`` calls ``set_epoch(engine.state.epoch)`` at every ``EPOCH_STARTED``. ``skip(n)`` drops the first ``n`` samples of the
   next pass, which is how a run resumed in the middle of an epoch continues with the batches it has not seen.
 * :class:`SeededViewDataset` reseeds the view transform (``Compose.set_random_state`` propagates to every random
   transform) with the item's own seed before applying it, so the views do not depend on the worker that builds them,
@@ -23,48 +23,25 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence, Sized
 from typing import Any
 
-import numpy as np
 import torch
 from monai.data.utils import list_data_collate
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset
 
-from monai_transfer.utils.distributed import rank as _rank
-from monai_transfer.utils.distributed import world_size as _world_size
+from monai_transfer.engines.sampling import MAX_SEED, EpochSampler, check_seed, epoch_permutation, sample_seed
 
 __all__ = ["sample_seed", "epoch_permutation", "SeededSampler", "SeededViewDataset", "make_ssl_dataloader"]
 
-_MAX_SEED = 2**32  # MONAI's Randomizable.set_random_state accepts seeds in [0, 2**32)
+_MAX_SEED = MAX_SEED
+_check_seed = check_seed
 
 
-def _check_seed(seed: int) -> int:
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
-    return int(seed)
-
-
-def sample_seed(seed: int, epoch: int, index: int) -> int:
-    """The seed of sample ``index``'s random views in ``epoch``: a hash of the three numbers, in ``[0, 2**32)``.
-
-    NumPy's ``SeedSequence`` mixes the words, so nearby seeds, epochs and indices give unrelated streams.
-    """
-    return int(np.random.SeedSequence([_check_seed(seed), int(epoch), int(index)]).generate_state(1, np.uint32)[0])
-
-
-def epoch_permutation(n: int, seed: int, epoch: int, shuffle: bool = True) -> np.ndarray:
-    """The order of the ``n`` samples in ``epoch`` (identity when not shuffling)."""
-    if not shuffle:
-        return np.arange(n, dtype=np.int64)
-    # a 2-word entropy ([seed, epoch]) never collides with the 3-word one of sample_seed
-    return np.random.default_rng([_check_seed(seed), int(epoch)]).permutation(n).astype(np.int64)
-
-
-class SeededSampler(DistributedSampler):
+class SeededSampler(EpochSampler):
     """Deterministic, rank-split, resumable sampler yielding ``(index, sample_seed)``.
 
-    Like ``DistributedSampler``: every rank gets ``num_samples`` indices of the epoch's permutation, rank ``r`` the
-    positions ``r, r + num_replicas, ...`` (so the per-rank batches of one step together are exactly the global
-    batch a single process would draw); with ``drop_last`` the tail that does not divide evenly is dropped,
-    otherwise the order is padded with its head.
+    An :class:`~monai_transfer.engines.EpochSampler` (order a pure function of ``(seed, epoch)``, strided rank split,
+    ``skip``) whose items carry the sample's own seed ``sample_seed(seed, epoch, index)`` for
+    :class:`SeededViewDataset`. Unlike ``EpochSampler`` it drops the uneven tail by default (SSL losses want full
+    batches).
 
     Args:
         data_source: the dataset (only its length is used).
@@ -84,50 +61,14 @@ class SeededSampler(DistributedSampler):
         shuffle: bool = True,
         drop_last: bool = True,
     ) -> None:
-        num_replicas = _world_size() if num_replicas is None else int(num_replicas)
-        rank = _rank() if rank is None else int(rank)
-        super().__init__(
-            data_source, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=_check_seed(seed),
-            drop_last=drop_last,
-        )  # fmt: skip
-        self._skip = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch (MONAI's ``Workflow`` calls this with ``engine.state.epoch``, 1-based)."""
-        self.epoch = int(epoch)
-
-    def skip(self, n: int) -> None:
-        """Drop the first ``n`` samples (of this rank) in the next pass only; used when resuming mid-epoch."""
-        n = int(n)
-        if not 0 <= n <= self.num_samples:
-            raise ValueError(f"skip must be in [0, {self.num_samples}] (samples per rank per epoch), got {n}.")
-        self._skip = n
-
-    @property
-    def pending_skip(self) -> int:
-        """Samples the next pass will drop."""
-        return self._skip
-
-    def indices(self, epoch: int | None = None) -> list[int]:
-        """This rank's dataset indices for ``epoch`` (default: the current one), before any skip."""
-        epoch = self.epoch if epoch is None else int(epoch)
-        order = epoch_permutation(len(self.dataset), self.seed, epoch, self.shuffle).tolist()
-        if self.drop_last:
-            order = order[: self.total_size]
-        elif len(order) < self.total_size:
-            pad = self.total_size - len(order)
-            order += (order * (pad // max(len(order), 1) + 1))[:pad]
-        return order[self.rank : self.total_size : self.num_replicas]
+        super().__init__(data_source, seed=seed, num_replicas=num_replicas, rank=rank, shuffle=shuffle,
+                         drop_last=drop_last)  # fmt: skip
 
     def __iter__(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
-        skip, self._skip = self._skip, 0  # one-shot: the following epochs are whole
+        skip = self._take_skip()
         epoch = self.epoch
         for index in self.indices(epoch)[skip:]:
             yield index, sample_seed(self.seed, epoch, index)
-
-    def __len__(self) -> int:
-        # the full per-epoch length, also after skip(): ignite and MONAI take epoch_length from len(loader)
-        return self.num_samples
 
 
 class SeededViewDataset(Dataset):
