@@ -1,7 +1,7 @@
 """A bundle's network in research code, in two lines::
 
-    from monai_transfer.bundle import load_bundle_network
-    net = load_bundle_network("bundles/resnet50_imagenet_cls2d")
+from monai_transfer.bundle import load_bundle_network
+net = load_bundle_network("bundles/resnet50_imagenet_cls2d")
 """
 
 from __future__ import annotations

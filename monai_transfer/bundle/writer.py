@@ -373,8 +373,22 @@ def create_bundle(
         meta = _metadata(task, spatial_dims, in_channels, labels, shape, title, desc, version, changelog, start,
                          modality or str((start["provenance"] or {}).get("modality") or ""), spec, extra)  # fmt: skip
         atomic_write_json(tmp / "configs" / "metadata.json", meta, indent=4)
-        atomic_write_text(tmp / "docs" / "README.md", _readme(title, desc, task, spatial_dims, in_channels, labels,
-                                                             shape, start, spec, weights is not None, load_report))
+        atomic_write_text(
+            tmp / "docs" / "README.md",
+            _readme(
+                title,
+                desc,
+                task,
+                spatial_dims,
+                in_channels,
+                labels,
+                shape,
+                start,
+                spec,
+                weights is not None,
+                load_report,
+            ),
+        )
         atomic_write_text(tmp / "LICENSE", _license(start))
         if out.exists():
             shutil.rmtree(out)

@@ -19,17 +19,8 @@ from monai.config import KeysCollection
 from monai.data import CacheDataset, DataLoader, Dataset
 from monai.transforms import (
     Compose,
-    DivisiblePadd,
-    EnsureChannelFirstd,
-    EnsureTyped,
     LoadImage,
-    LoadImaged,
     MapTransform,
-    NormalizeIntensityd,
-    RandFlipd,
-    RandSpatialCropd,
-    Resized,
-    SpatialPadd,
 )
 
 __all__ = [

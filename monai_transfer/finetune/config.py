@@ -1,0 +1,305 @@
+"""The fine-tuning and evaluation configs of a run (a bundle's ``train.json`` and ``evaluate.json``), as dicts in MONAI's
+model-zoo layout.
+
+``finetune_config`` is the ``train.json`` every fine-tuning run executes (the command line's ``finetune`` builds it
+from its flags, ``bundle create`` writes it): MONAI's ``SupervisedTrainer`` validated every epoch by a
+``SupervisedEvaluator``, the network from ``monai_transfer.networks.create_transfer_net``, the optimizer over the
+fine-tuning strategy's parameter groups, warm-up + cosine learning rates, the starting point's intensity mapping, the
+best checkpoint written atomically to ``models/model.pt`` (a bare ``state_dict``, as MONAI's ``CheckpointLoader``,
+``ckpt_export`` and MONAI Label read it). Ids follow the model zoo (``bundle_root``, ``ckpt_dir``, ``dataset_dir``,
+``network_def``, ``train#trainer#max_epochs``, ``train#dataset#data``...) so that MONAI's workflow properties and
+MONAI Label's bundle tasks find what they read. Scalars a user tunes sit at the top level (``lr``, ``batch_size``,
+``label_fraction``, ``seed``...) where ``--set lr=1e-4`` reaches them.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from monai_transfer.finetune.tasks import TASKS, transform_components
+
+__all__ = ["finetune_config", "evaluate_config", "KEY_METRIC_DEFAULT", "LOSSES", "inferer_component"]
+
+KEY_METRIC_DEFAULT = {"classification": "auroc", "segmentation": "mean_dice"}
+
+#: loss name -> (component, tasks it fits); "auto" picks the first entry fitting the task
+LOSSES: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
+    "dice-ce": ({"_target_": "DiceCELoss", "to_onehot_y": True, "softmax": True}, ("segmentation",)),
+    "ce": ({"_target_": "monai_transfer.losses.LabelCrossEntropyLoss"}, ("classification", "segmentation")),
+    "focal": ({"_target_": "FocalLoss", "to_onehot_y": True, "use_softmax": True, "gamma": 2.0},
+              ("classification", "segmentation")),
+}  # fmt: skip
+
+_OPTIMIZERS = {
+    "adamw": {"_target_": "torch.optim.AdamW"},
+    "sgd": {"_target_": "torch.optim.SGD", "momentum": 0.9},
+}
+
+_FROM_LOSS = "$monai.handlers.from_engine(['loss'], first=True)"
+_FROM_PRED_LABEL = "$monai.handlers.from_engine(['pred', 'label'])"
+
+
+def _loss(task: str, loss: str, class_weights: Sequence[float] | None) -> dict[str, Any]:
+    if loss == "auto":
+        loss = "dice-ce" if task == "segmentation" else "ce"
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; known: {['auto', *LOSSES]}")
+    comp, tasks = LOSSES[loss]
+    if task not in tasks:
+        raise ValueError(f"loss {loss!r} is for {' and '.join(tasks)}, not {task}")
+    out = copy.deepcopy(comp)
+    if class_weights is not None:
+        out["weight"] = f"$torch.tensor({[float(w) for w in class_weights]})"
+    return out
+
+
+def _metrics(task: str) -> dict[str, dict[str, Any]]:
+    if task == "segmentation":
+        return {
+            "mean_dice": {"_target_": "MeanDice", "include_background": False, "output_transform": _FROM_PRED_LABEL}
+        }
+    return {
+        "auroc": {"_target_": "ROCAUC", "output_transform": _FROM_PRED_LABEL},
+        "accuracy": {"_target_": "ignite.metrics.Accuracy",
+                     "output_transform": "$monai_transfer.finetune.trainer.stack_for_accuracy"},
+    }  # fmt: skip
+
+
+def _postprocessing(task: str) -> dict[str, Any]:
+    if task == "segmentation":
+        xs = [
+            {"_target_": "Activationsd", "keys": "pred", "softmax": True},
+            {"_target_": "AsDiscreted", "keys": ["pred", "label"], "argmax": [True, False],
+             "to_onehot": ["@num_classes", "@num_classes"]},
+        ]  # fmt: skip
+    else:
+        xs = [
+            {"_target_": "Activationsd", "keys": "pred", "softmax": True},
+            {"_target_": "AsDiscreted", "keys": "label", "to_onehot": "@num_classes"},
+        ]
+    return {"_target_": "Compose", "transforms": xs}
+
+
+def inferer_component(task: str, spatial_dims: int, patch_size: Any) -> dict[str, Any]:
+    if task == "segmentation" and spatial_dims == 3 and patch_size is not None:
+        return {"_target_": "SlidingWindowInferer", "roi_size": "@patch_size", "sw_batch_size": 4, "overlap": 0.25,
+                "mode": "gaussian"}  # fmt: skip
+    return {"_target_": "SimpleInferer"}
+
+
+def _dataset(section: str, train: bool) -> dict[str, Any]:
+    part = "train" if train else "validate"
+    fraction = "@label_fraction" if train else "1.0"
+    data = (f"$monai_transfer.finetune.datalist_cases(@datalist, '{section}', task=@task, num_classes=@num_classes, "
+            f"label_fraction={fraction}, seed=@seed)")  # fmt: skip
+    return {"_target_": "CacheDataset", "data": data, "transform": f"@{part}#preprocessing", "cache_rate": 1.0,
+            "num_workers": 0, "progress": False}  # fmt: skip
+
+
+def finetune_config(
+    backbone: str,
+    task: str,
+    spatial_dims: int,
+    num_classes: int,
+    in_channels: int = 1,
+    pretrained: str | None = None,
+    labels: Sequence[str] | None = None,
+    strategy: str = "full",
+    strategy_kwargs: Mapping[str, Any] | None = None,
+    intensity: Mapping[str, Any] | None = None,
+    divisible_by: int = 32,
+    spatial_size: Sequence[int] | int | None = None,
+    patch_size: Sequence[int] | int | None = None,
+    loss: str = "auto",
+    class_weights: Sequence[float] | None = None,
+    optimizer: str = "adamw",
+    key_metric: str | None = None,
+    augment: bool = True,
+    backbone_kwargs: Mapping[str, Any] | None = None,
+    head_kwargs: Mapping[str, Any] | None = None,
+    sections: Sequence[str] = ("training", "validation"),
+    dataset_dir: str = "$@bundle_root + '/data'",
+    datalist: str = "$@dataset_dir + '/datalist.json'",
+    bundle_root: str = ".",
+    max_epochs: int = 10,
+    tensorboard: bool = True,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """The ``train.json`` of a fine-tuning run.
+
+    Args:
+        backbone: registry name (``monai_transfer.networks.list_backbones()``).
+        task: ``"classification"`` or ``"segmentation"``.
+        spatial_dims: 2 or 3.
+        num_classes: classes (background included for segmentation).
+        in_channels: image channels.
+        pretrained: a weight source name, a checkpoint path (relative to the bundle: ``"$@bundle_root + '/...'"``) or
+            ``None`` (random initialisation).
+        labels: class names (the datalist's ``labels``); kept as ``labels`` for MONAI Label and the metadata.
+        strategy: fine-tuning strategy name (``monai_transfer.finetune.list_strategies()``).
+        strategy_kwargs: its further arguments.
+        intensity: the starting point's intensity spec (its provenance ``preprocessing``); ``None``: z-score.
+        divisible_by: the backbone's largest stride (segmentation inputs are padded to a multiple).
+        spatial_size: classification input size, or ``None`` to keep the images' size.
+        patch_size: segmentation training crop (3D: also the sliding window at evaluation).
+        loss: ``"auto"``, ``"ce"``, ``"focal"`` or ``"dice-ce"`` (:data:`LOSSES`).
+        class_weights: per-class loss weights, or ``None``.
+        optimizer: ``"adamw"`` or ``"sgd"``.
+        key_metric: ``"mean_dice"``, ``"auroc"`` or ``"accuracy"``; default by task.
+        augment: random flips in training.
+        backbone_kwargs, head_kwargs: passed to ``create_transfer_net``.
+        sections: the datalist's training and validation sections.
+        dataset_dir, datalist: where the data is (config expressions, or paths for a run on this machine).
+        bundle_root: the folder outputs go under (``models/``, ``eval/``, ``tensorboard/``).
+        max_epochs: epochs (``train#trainer#max_epochs``).
+        tensorboard: write TensorBoard logs through MONAI's ``TensorBoardStatsHandler``.
+        progress: a progress bar over iterations (ignite ``ProgressBar``).
+    """
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    if optimizer not in _OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {sorted(_OPTIMIZERS)}, got {optimizer!r}")
+    key = key_metric or KEY_METRIC_DEFAULT[task]
+    metrics = _metrics(task)
+    if key not in metrics:
+        raise ValueError(f"key_metric for {task} must be one of {sorted(metrics)}, got {key!r}")
+    names = list(labels) if labels else [f"class_{i}" for i in range(int(num_classes))]
+    if len(names) != int(num_classes):
+        raise ValueError(f"{len(names)} label names for num_classes={num_classes}")
+    xform = {"spatial_size": spatial_size, "patch_size": patch_size, "divisible_by": divisible_by,
+             "intensity": intensity, "in_channels": in_channels}  # fmt: skip
+    train_xs, _ = transform_components(task, spatial_dims, num_classes, True, augment=augment, **xform)
+    val_xs, _ = transform_components(task, spatial_dims, num_classes, False, **xform)
+    train_handlers: list[Any] = [
+        {"_target_": "monai_transfer.engines.WarmupCosineHandler", "optimizer": "@optimizer",
+         "warmup_epochs": "@warmup_epochs", "final_factor": "@final_lr_factor", "schedule": "@lr_schedule"},
+        {"_target_": "monai_transfer.finetune.StrategyHandlers", "strategy": "@finetune_strategy",
+         "optimizer": "@optimizer"},
+        {"_target_": "ValidationHandler", "validator": "@validate#evaluator", "epoch_level": True,
+         "interval": "@val_interval"},
+        {"_target_": "StatsHandler", "tag_name": "train_loss", "output_transform": _FROM_LOSS, "iteration_log": False},
+    ]  # fmt: skip
+    val_handlers: list[Any] = [
+        {"_target_": "StatsHandler", "iteration_log": False},
+        {"_target_": "monai_transfer.finetune.trainer.AtomicBestCheckpoint", "path": "$@ckpt_dir + '/model.pt'",
+         "network": "@network", "metric_name": key, "weights_only": True},
+        {"_target_": "monai_transfer.finetune.trainer.EarlyStopOnMetric", "patience": "@patience",
+         "metric_name": key},
+    ]  # fmt: skip
+    if tensorboard:
+        train_handlers.append({"_target_": "TensorBoardStatsHandler", "log_dir": "@tensorboard_dir",
+                               "tag_name": "train_loss", "output_transform": _FROM_LOSS})  # fmt: skip
+        val_handlers.append({"_target_": "TensorBoardStatsHandler", "log_dir": "@tensorboard_dir",
+                             "iteration_log": False})  # fmt: skip
+    if progress:
+        train_handlers.append({"_target_": "ignite.handlers.ProgressBar", "persist": False})
+    strategy_args = {"lr": "@lr", "weight_decay": "@weight_decay", "head_lr_mult": "@head_lr_mult",
+                     **dict(strategy_kwargs or {})}  # fmt: skip
+    key_metric_comp = {key: metrics.pop(key)}
+    return {
+        "imports": ["$import torch", "$import monai", "$import monai_transfer"],
+        "bundle_root": bundle_root,
+        "ckpt_dir": "$@bundle_root + '/models'",
+        "output_dir": "$@bundle_root + '/eval'",
+        "tensorboard_dir": "$@bundle_root + '/tensorboard'",
+        "dataset_dir": dataset_dir,
+        "datalist": datalist,
+        "device": "$monai_transfer.engines.default_device()",
+        "seed": 0,
+        "task": task,
+        "spatial_dims": int(spatial_dims),
+        "in_channels": int(in_channels),
+        "num_classes": int(num_classes),
+        "labels": names,
+        "pretrained": pretrained,
+        "label_fraction": 1.0,
+        "batch_size": 8,
+        "num_workers": 0,
+        "lr": 1e-3,
+        "weight_decay": 1e-4,
+        "head_lr_mult": 1.0,
+        "lr_schedule": "cosine",
+        "warmup_epochs": 0.0,
+        "final_lr_factor": 0.0,
+        "patience": None,
+        "val_interval": 1,
+        "amp": False,
+        "patch_size": None if patch_size is None else patch_size,
+        "network_def": {
+            "_target_": "monai_transfer.networks.create_transfer_net",
+            "backbone": backbone,
+            "task": "@task",
+            "spatial_dims": "@spatial_dims",
+            "in_channels": "@in_channels",
+            "num_classes": "@num_classes",
+            "pretrained": "@pretrained",
+            "strict": True,
+            "backbone_kwargs": dict(backbone_kwargs or {}),
+            "head_kwargs": dict(head_kwargs or {}),
+            "seed": "@seed",
+        },
+        "network": "$@network_def.to(@device)",
+        "finetune_strategy": {"_target_": "monai_transfer.finetune.create_strategy", "name": strategy, **strategy_args},
+        "optimizer": {**_OPTIMIZERS[optimizer], "params": "$@finetune_strategy.apply(@network)", "lr": "@lr",
+                      "weight_decay": "@weight_decay"},  # fmt: skip
+        "loss": _loss(task, loss, class_weights),
+        "train": {
+            "preprocessing": {"_target_": "Compose", "transforms": train_xs},
+            "dataset": _dataset(sections[0], train=True),
+            "dataloader": {"_target_": "DataLoader", "dataset": "@train#dataset", "batch_size": "@batch_size",
+                           "shuffle": True, "num_workers": "@num_workers",
+                           "generator": "$torch.Generator().manual_seed(@seed)",
+                           "drop_last": "$len(@train#dataset) % @batch_size == 1 and len(@train#dataset) > 1"},
+            "inferer": {"_target_": "SimpleInferer"},
+            "handlers": train_handlers,
+            "trainer": {"_target_": "SupervisedTrainer", "max_epochs": int(max_epochs), "device": "@device",
+                        "train_data_loader": "@train#dataloader", "network": "@network", "optimizer": "@optimizer",
+                        "loss_function": "@loss", "inferer": "@train#inferer", "train_handlers": "@train#handlers",
+                        "amp": "@amp"},
+        },  # fmt: skip
+        "validate": {
+            "preprocessing": {"_target_": "Compose", "transforms": val_xs},
+            "dataset": _dataset(sections[1], train=False),
+            "dataloader": {"_target_": "DataLoader", "dataset": "@validate#dataset", "batch_size": "@batch_size",
+                           "shuffle": False, "num_workers": "@num_workers"},
+            "inferer": inferer_component(task, spatial_dims, patch_size),
+            "postprocessing": _postprocessing(task),
+            "key_metric": key_metric_comp,
+            "additional_metrics": metrics,
+            "handlers": val_handlers,
+            "evaluator": {"_target_": "SupervisedEvaluator", "device": "@device",
+                          "val_data_loader": "@validate#dataloader", "network": "@network",
+                          "inferer": "@validate#inferer", "postprocessing": "@validate#postprocessing",
+                          "key_val_metric": "@validate#key_metric", "additional_metrics": "@validate#additional_metrics",
+                          "val_handlers": "@validate#handlers", "amp": "@amp"},
+        },  # fmt: skip
+        "initialize": [
+            "$@train#preprocessing.set_random_state(seed=@seed)",
+            "$[h.set_trainer(@train#trainer) for h in @validate#handlers if hasattr(h, 'set_trainer')]",
+        ],
+        "run": ["$@train#trainer.run()"],
+        "finalize": [],
+    }
+
+
+def evaluate_config(section: str = "test") -> dict[str, Any]:
+    """``evaluate.json``: merged over ``train.json``, it loads ``models/model.pt`` and evaluates ``section``.
+
+    Metrics go to ``eval/metrics.csv`` (MONAI's ``MetricsSaver``); per-case records and intervals come from
+    ``monai-transfer evaluate``.
+    """
+    return {
+        "network_def#pretrained": None,
+        "validate#dataset#data": f"$monai_transfer.finetune.datalist_cases(@datalist, '{section}', task=@task, "
+        "num_classes=@num_classes)",
+        "validate#handlers": [
+            {"_target_": "CheckpointLoader", "load_path": "$@ckpt_dir + '/model.pt'", "load_dict": {"model": "@network"},
+             "map_location": "cpu"},
+            {"_target_": "StatsHandler", "iteration_log": False},
+            {"_target_": "MetricsSaver", "save_dir": "@output_dir", "metrics": "*"},
+        ],  # fmt: skip
+        "initialize": [],
+        "run": ["$@validate#evaluator.run()"],
+    }
