@@ -226,6 +226,21 @@ def load_images(
     return torch.stack(images), labels
 
 
+def _check_candidates(candidates: Sequence[tuple[str, str | None]]) -> None:
+    """Fail before any work on a backbone name that is not registered or a checkpoint file that is not there."""
+    from monai_transfer.networks import get_backbone_config
+    from monai_transfer.weights.sources import is_source_name
+
+    for name, pretrained in candidates:
+        get_backbone_config(name)  # KeyError with close matches
+        if pretrained is None or is_source_name(pretrained) or "://" in os.fspath(pretrained):
+            continue
+        if not os.path.exists(pretrained):
+            raise FileNotFoundError(
+                f"candidate {name}:{pretrained}: checkpoint {pretrained} does not exist (and is not a known source name)"
+            )
+
+
 def _progress(total: int, enabled: bool) -> Any:
     from tqdm import tqdm
 
@@ -310,6 +325,7 @@ def rank_backbones(
         raise ValueError(f"rank_by must be one of {ESTIMATES}, got {rank_by!r}")
     if not candidates:
         raise ValueError("no candidates given")
+    _check_candidates(candidates)
     if isinstance(data, tuple) and len(data) == 2:
         images = torch.as_tensor(np.asarray(data[0]) if not isinstance(data[0], torch.Tensor) else data[0]).float()
         labels = np.asarray(data[1]).ravel().astype(np.int64)

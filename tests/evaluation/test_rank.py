@@ -86,3 +86,11 @@ def test_candidates_with_one_file_name_get_distinct_labels() -> None:
     assert candidate_labels([("resnet18", "a/x.pt"), ("resnet10", "b/x.pt")]) == ["resnet18:x.pt", "resnet10:x.pt"]
     with pytest.raises(ValueError, match="more than once"):
         candidate_labels([("resnet18", "a/x.pt"), ("resnet18", "a/x.pt")])
+
+
+def test_missing_candidate_checkpoint_fails_before_any_work(tmp_path) -> None:
+    images, labels = np.zeros((4, 1, 8, 8), np.float32), np.arange(4) % 2
+    with pytest.raises(FileNotFoundError, match="candidate resnet10:.*encoder.pt does not exist"):
+        rank_backbones([("resnet10", None), ("resnet10", str(tmp_path / "encoder.pt"))], (images, labels), 2)
+    with pytest.raises(KeyError, match="resnet1"):
+        rank_backbones([("resnet1", None)], (images, labels), 2)
