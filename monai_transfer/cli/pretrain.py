@@ -1,4 +1,9 @@
-"""The ``pretrain`` command: self-supervised pretraining from flags or a YAML config."""
+"""The ``pretrain`` command: self-supervised pretraining from flags, a YAML file of options, or a bundle config.
+
+The flags (and a YAML file of the same options) build a MONAI bundle config
+(``monai_transfer.bundle.templates.pretrain.pretrain_config``); ``--set ID=VALUE`` then sets any value of it, and
+``--config`` also takes such a bundle config (a saved ``configs/pretrain.json``) to run instead of the flags.
+"""
 
 from __future__ import annotations
 
@@ -63,6 +68,20 @@ def _list_methods() -> int:
     return 0
 
 
+def _bundle_file(path: str | None) -> bool:
+    """Whether ``--config`` names a bundle config (rather than a YAML file of pretraining options)."""
+    if not path:
+        return False
+    from monai_transfer.bundle.templates.pretrain import is_bundle_config
+    from monai_transfer.engines.workflow import load_config
+
+    try:
+        values = load_config(path)
+    except (ValueError, TypeError):  # not a mapping: the options loader names the problem
+        return False
+    return is_bundle_config(values)
+
+
 def config_from_args(args: argparse.Namespace):
     """The ``PretrainConfig`` of a parsed command line: the YAML file (if any), then the flags given."""
     from monai_transfer.ssl.config import PretrainConfig, load_config
@@ -83,8 +102,16 @@ def config_from_args(args: argparse.Namespace):
         given = _parse_kv(getattr(args, flag) or [])
         if given:
             overrides[field] = {**getattr(base, field), **given}
+    if args.intensity is not None or args.intensity_arg:
+        name = args.intensity or (base.intensity or {}).get("name")
+        if name is None:
+            raise ValueError("--intensity-arg needs --intensity NAME (or an intensity in the --config file)")
+        same = base.intensity if base.intensity and base.intensity.get("name") == name else {}
+        overrides["intensity"] = {**dict(same or {}), "name": name, **_parse_kv(args.intensity_arg or [])}
     if args.cache:
         overrides["cache"] = True
+    if args.overwrite:
+        overrides["overwrite"] = True
     if args.no_tensorboard:
         overrides["tensorboard"] = False
     if args.quiet:
@@ -95,17 +122,34 @@ def config_from_args(args: argparse.Namespace):
 def _cmd_pretrain(args: argparse.Namespace) -> int:
     if args.list:
         return _list_methods()
-    config = config_from_args(args)
-    if args.print_config:
-        import yaml
+    from monai_transfer.bundle.templates.pretrain import pretrain, pretrain_config, run_pretrain_config
 
-        from monai_transfer.ssl.run import resolve_config
+    if _bundle_file(args.config):
+        given = [f"--{n.replace('_', '-')}" for n in _SIMPLE if n != "out" and getattr(args, n) is not None]
+        if given:
+            raise ValueError(f"{args.config} is a bundle config: set its values with --set ID=VALUE, not {given}")
+        if args.print_config:
+            from monai_transfer.engines.workflow import apply_overrides, load_config, parse_overrides
 
-        sys.stdout.write(yaml.safe_dump(resolve_config(config).to_dict(), sort_keys=False))
-        return 0
-    from monai_transfer.ssl.run import pretrain
+            sys.stdout.write(json.dumps(apply_overrides(load_config(args.config), parse_overrides(args.set)), indent=4))
+            return 0
+        result = run_pretrain_config(args.config, args.out, args.set)
+    else:
+        config = config_from_args(args)
+        if args.print_config:
+            import yaml
 
-    result = pretrain(config)
+            from monai_transfer.ssl.run import resolve_config
+
+            sys.stdout.write(yaml.safe_dump(resolve_config(config).to_dict(), sort_keys=False))
+            return 0
+        if args.print_bundle:
+            from monai_transfer.engines.workflow import apply_overrides, parse_overrides
+
+            bundle = apply_overrides(pretrain_config(config), parse_overrides(args.set))
+            sys.stdout.write(json.dumps(bundle, indent=4) + "\n")
+            return 0
+        result = pretrain(config, overrides=args.set)
     if result:
         print(json.dumps({k: v for k, v in result.items() if k != "epoch_losses"}, indent=2, default=str))
     return 0
@@ -124,27 +168,67 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
             "(weights + provenance, loads with load_pretrained and 'finetune --pretrained'), result.json, loss.png "
             "and TensorBoard logs.\n\n"
             "Options come from --config (YAML with the same names, underscores) and then the flags given.\n"
-            "Unset options take the method's recommended values: see --print-config."
+            "Unset options take the method's recommended values: see --print-config.\n\n"
+            "The run is a MONAI bundle config (saved as OUT/configs/pretrain.json; --print-bundle shows it): --set "
+            "ID=VALUE sets any value of it (MONAI ids, '#' between levels: --set train#chance#patience=5), and "
+            "--config also runs such a config instead of the flags (python -m monai.bundle run runs it too).\n\n"
+            "Before training, a sample of images and views is checked: a run whose intensity mapping collapses the "
+            "images (constant views) stops with the mapping named; a contrastive loss that stays at its chance value "
+            "is flagged in the log and in result.json. A folder holding a run is resumed (--resume auto) or refused, "
+            "unless --overwrite."
         ),
         epilog=(
             "examples:\n"
             "  monai-transfer pretrain --list\n"
             "  monai-transfer pretrain --method simclr --backbone resnet18 --spatial-dims 2 --data d.json --out runs/s\n"
             "  monai-transfer pretrain --config pretrain.yaml --epochs 5\n"
+            "  monai-transfer pretrain ... --modality mr --intensity minmax        # uint8 or already-normalised data\n"
+            "  monai-transfer pretrain --config runs/s/configs/pretrain.json --out runs/t --set epochs=200\n"
             "  torchrun --nproc_per_node 2 -m monai_transfer.cli pretrain --config pretrain.yaml"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--list", action="store_true", help="list the methods and the backbones each fits, then exit")
-    p.add_argument("--config", default=None, help="YAML file of options (names as below, with underscores)")
+    p.add_argument(
+        "--config",
+        default=None,
+        help="YAML file of options (names as below, with underscores), or a bundle config to run (configs/pretrain.json)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="ID=VALUE",
+        help="set a value of the bundle config (repeatable; JSON values; ids '#'-separated: train#chance#patience=5)",
+    )
     p.add_argument("--print-config", action="store_true", help="print the resolved configuration as YAML and exit")
+    p.add_argument("--print-bundle", action="store_true", help="print the bundle config (after --set) and exit")
     p.add_argument("--method", default=None, help="SSL method (see --list)")
     p.add_argument("--backbone", default=None, help="registry backbone ('monai-transfer backbones')")
     p.add_argument("--spatial-dims", type=int, choices=[2, 3], default=None, help="2 or 3 (default 2)")
     p.add_argument("--data", default=None, help="datalist JSON of unlabeled images ({'image': path} entries)")
     p.add_argument("--section", default=None, help="datalist section (default: 'unlabeled', else 'training')")
     p.add_argument("--out", default=None, help="output folder")
-    p.add_argument("--modality", choices=["ct", "mr", "xr"], default=None, help="intensity and augmentation preset")
+    p.add_argument(
+        "--modality",
+        choices=["ct", "mr", "xr"],
+        default=None,
+        help="augmentation preset and default intensity mapping (default ct; xr is 2-D)",
+    )
+    p.add_argument(
+        "--intensity",
+        default=None,
+        metavar="NAME",
+        help="intensity mapping: minmax, percentile (over all voxels), zscore, range (fixed a_min..a_max), none, "
+        "imagenet, or a preset (ct_soft_tissue, ct_lung..., mr, xr); default: the modality's preset",
+    )
+    p.add_argument(
+        "--intensity-arg",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="parameters of --intensity (lower=0.5 upper=99.5; a_min=-1000 a_max=1000; minv=0 maxv=1)",
+    )
     p.add_argument("--roi-size", type=int, nargs="+", default=None, help="view crop size (default 64 per axis)")
     p.add_argument("--in-channels", type=int, default=None)
     p.add_argument("--epochs", type=int, default=None, help="default 100")
@@ -169,6 +253,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pretrained", default=None, help="start from these weights (checkpoint, bundle or source)")
     p.add_argument("--checkpoint-every", type=int, default=None, help="iterations between checkpoints (default 100)")
     p.add_argument("--resume", default=None, help="'auto' (from OUT/checkpoints/last.pt if present) or a checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier run in --out")
     p.add_argument("--method-arg", nargs="*", default=[], metavar="KEY=VALUE", help="method options (temperature=0.2)")
     p.add_argument("--backbone-arg", nargs="*", default=[], metavar="KEY=VALUE", help="backbone options")
     p.add_argument("--view-arg", nargs="*", default=[], metavar="KEY=VALUE", help="view options (mask_ratio=0.6)")

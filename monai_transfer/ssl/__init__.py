@@ -1,7 +1,9 @@
 """Self-supervised pretraining: method specs (views + heads + loss + teacher) and the SSL trainer.
 
 Importing this package is cheap: methods, views and the trainer are imported when used
-(``monai_transfer.ssl.views.make_views``, ``monai_transfer.ssl.trainer.SSLTrainer``, ``monai_transfer.ssl.run.pretrain``).
+(``monai_transfer.ssl.views.make_views``, ``monai_transfer.ssl.trainer.SSLTrainer``). A pretraining run is a MONAI
+bundle config whose parts live in :mod:`monai_transfer.ssl.workflow`; it is built and run by
+``monai_transfer.bundle.templates.pretrain`` (``pretrain_config``, ``pretrain``), one layer up.
 """
 
 from __future__ import annotations
@@ -16,12 +18,11 @@ from monai_transfer.ssl.registry import (
     list_methods,
     register_method,
 )
-from monai_transfer.ssl.run import pretrain, resolve_config
+from monai_transfer.ssl.run import resolve_config
 
 __all__ = [
     "PretrainConfig",
     "load_config",
-    "pretrain",
     "resolve_config",
     "MethodSpec",
     "MissingViewError",

@@ -24,10 +24,62 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-__all__ = ["PretrainConfig", "load_config", "DEFAULT_ROI"]
+__all__ = ["PretrainConfig", "load_config", "intensity_spec", "INTENSITY_PARAMS", "DEFAULT_ROI"]
 
 #: crop size per spatial dimension when none is given (the demo volumes are 64^3)
 DEFAULT_ROI: dict[int, tuple[int, ...]] = {2: (64, 64), 3: (64, 64, 64)}
+
+
+#: parameters each intensity scheme of ``monai_transfer.transforms.preprocessing`` reads (``preset`` passes any
+#: further keyword arguments on to the named preset's transform); an unknown key is an error, never ignored
+INTENSITY_PARAMS: dict[str, tuple[str, ...] | None] = {
+    "zscore": ("nonzero",),
+    "imagenet": ("mean", "std"),
+    "range": ("a_min", "a_max", "b_min", "b_max", "clip"),
+    "minmax": ("minv", "maxv"),
+    "percentile": ("lower", "upper", "b_min", "b_max"),
+    "preset": None,
+    "none": (),
+}
+
+
+def intensity_spec(value: Any, where: str = "config") -> dict[str, Any]:
+    """Check an intensity spec and return it as a dict: ``"minmax"`` -> ``{"name": "minmax"}``; a preset name
+    (``"ct_lung"``, ``"mr"``) -> ``{"name": "preset", "preset": "ct_lung"}``.
+
+    Raises:
+        ValueError: an unknown scheme or preset, an unknown or missing parameter, named with ``where``.
+    """
+    from monai_transfer.transforms.intensity import PRESETS
+    from monai_transfer.transforms.preprocessing import INTENSITY_SCHEMES, intensity_components
+
+    if isinstance(value, str):
+        value = {"name": value}
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{where}: intensity must be a scheme name or a mapping with 'name', got {value!r}")
+    spec = dict(value)
+    name = str(spec.get("name", ""))
+    if name not in INTENSITY_SCHEMES and name.lower() in PRESETS:
+        spec = {**spec, "name": "preset", "preset": name.lower()}
+        name = "preset"
+    if name not in INTENSITY_SCHEMES:
+        raise ValueError(
+            f"{where}: unknown intensity {name!r}; schemes: {sorted(INTENSITY_SCHEMES)}, presets: {list(PRESETS)}"
+        )
+    accepted = INTENSITY_PARAMS.get(name, None)
+    if accepted is not None:
+        unknown = sorted(set(spec) - {"name", *accepted})
+        if unknown:
+            raise ValueError(
+                f"{where}: intensity {name!r} has no parameter {unknown[0]!r}; it accepts {list(accepted) or 'none'}"
+            )
+    if name == "preset" and str(spec.get("preset", "")).lower() not in PRESETS:
+        raise ValueError(f"{where}: intensity preset {spec.get('preset')!r} is unknown; known: {list(PRESETS)}")
+    try:
+        intensity_components(spec)
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from None
+    return spec
 
 
 @dataclass
@@ -41,7 +93,11 @@ class PretrainConfig:
         data: datalist JSON with an ``unlabeled`` (else ``training``) section of ``{"image": path}`` entries.
         out: output folder (checkpoints, encoder, logs, plots).
         section: datalist section; ``None``: ``unlabeled`` if present, else ``training``.
-        modality: ``ct``, ``mr`` or ``xr``: picks the intensity normalisation and augmentation preset.
+        modality: ``ct``, ``mr`` or ``xr``: picks the augmentation preset and the default intensity normalisation.
+        intensity: the intensity normalisation as a spec of ``monai_transfer.transforms.preprocessing``
+            (``{"name": "minmax"}``, ``{"name": "percentile", "lower": 0.5, "upper": 99.5}``, ``{"name": "none"}``,
+            ``{"name": "preset", "preset": "ct_lung"}``...; a bare name is accepted); ``None``: the modality's preset.
+            It is recorded in the encoder's provenance, so fine-tuning feeds the encoder what it saw.
         roi_size: crop size of a view, one value per axis (or one value for all); default 64 per axis.
         in_channels: image channels.
         epochs: passes over the data.
@@ -64,6 +120,8 @@ class PretrainConfig:
         pretrained: initialise the backbone from these weights (a checkpoint, bundle or known source) before SSL.
         checkpoint_every: iterations between training checkpoints (always also at each epoch end).
         resume: ``None``; ``"auto"`` (continue from ``<out>/checkpoints/last.pt`` if it exists); or a path.
+        overwrite: replace the outputs of an earlier run in ``out`` (without it, and without ``resume``, a folder
+            holding a run is refused).
         method_kwargs: the method's own options (``temperature``, ``mask_ratio``, ``out_dim``...).
         backbone_kwargs: backbone options (ViT ``img_size`` defaults to ``roi_size``).
         view_kwargs: view-recipe options (``mask_patch_size``, ``num_local_views``...).
@@ -82,6 +140,7 @@ class PretrainConfig:
     out: str = ""
     section: str | None = None
     modality: str = "ct"
+    intensity: dict[str, Any] | None = None
     roi_size: list[int] | None = None
     in_channels: int = 1
     epochs: int = 100
@@ -103,6 +162,7 @@ class PretrainConfig:
     pretrained: str | None = None
     checkpoint_every: int = 100
     resume: str | None = None
+    overwrite: bool = False
     method_kwargs: dict[str, Any] = field(default_factory=dict)
     backbone_kwargs: dict[str, Any] = field(default_factory=dict)
     view_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -123,7 +183,10 @@ class PretrainConfig:
         unknown = sorted(set(values) - set(cls.field_names()))
         if unknown:
             raise ValueError(f"{where}: unknown pretraining option(s) {unknown}; known: {cls.field_names()}")
-        config = cls(**dict(values))
+        values = dict(values)
+        if values.get("intensity") is not None:
+            values["intensity"] = intensity_spec(values["intensity"], where=where)
+        config = cls(**values)
         config.validate(where)
         return config
 
@@ -139,8 +202,15 @@ class PretrainConfig:
         """Raise ``ValueError`` naming the first option that cannot work (type and range checks only)."""
         if self.spatial_dims not in (2, 3):
             raise ValueError(f"{where}: spatial_dims must be 2 or 3, got {self.spatial_dims!r}")
+        if self.intensity is not None and not isinstance(self.intensity, dict):
+            raise ValueError(f"{where}: intensity must be a mapping, got {self.intensity!r}")
         if self.modality not in ("ct", "mr", "xr"):
             raise ValueError(f"{where}: modality must be 'ct', 'mr' or 'xr', got {self.modality!r}")
+        if self.modality == "xr" and self.spatial_dims == 3:
+            raise ValueError(
+                f"{where}: modality 'xr' (radiograph augmentations) is 2-D; for 3-D data choose modality 'ct' or 'mr' "
+                f"and the intensity mapping that fits the data (--intensity minmax, percentile, zscore, range, none)"
+            )
         for name in ("epochs", "batch_size", "in_channels", "checkpoint_every", "monitor_every", "monitor_k"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:

@@ -264,23 +264,27 @@ def monitor_sets(
     modality: str = "ct",
     train_key: str = "training",
     val_key: str = "validation",
-    intensity: str | None = None,
+    intensity: str | Mapping[str, Any] | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
     """Load a labelled datalist into monitor sets: images read, channel first, intensity-normalised, resized.
 
     Args:
         datalist: JSON datalist whose ``train_key`` (and optionally ``val_key``) entries have ``image`` and an
             integer ``label``.
-        spatial_dims: 2 or 3 (2D images are read as they are; 3D volumes as volumes).
+        spatial_dims: 2 or 3: the images must have that many spatial dimensions (the pretraining's).
         roi_size: the size every image is resized to (the SSL views' crop size).
-        modality: ``ct``, ``mr`` or ``xr``: the pretraining views' intensity preset
-            (``monai_transfer.ssl.views.DEFAULT_INTENSITY``), unless ``intensity`` names one.
+        modality: ``ct``, ``mr`` or ``xr``: the pretraining views' default intensity preset
+            (``monai_transfer.ssl.views.DEFAULT_INTENSITY``), unless ``intensity`` is given.
         train_key, val_key: datalist sections; without ``val_key`` the monitor cross-validates on the train set.
-        intensity: an explicit ``monai_transfer.transforms.intensity_preset`` name.
+        intensity: the pretraining's intensity mapping: a spec of ``monai_transfer.transforms.preprocessing``
+            (``{"name": "minmax"}``) or a ``monai_transfer.transforms.intensity_preset`` name.
 
     Returns:
         ``(train, val)`` lists of ``{"image": tensor (C, *roi_size), "label": int}``; ``val`` is ``None`` when the
         datalist has no ``val_key`` section.
+
+    Raises:
+        ValueError: an image whose dimensions are not ``spatial_dims`` (a 3-D datalist for 2-D pretraining), named.
     """
     from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged, Resized
 
@@ -289,27 +293,36 @@ def monitor_sets(
 
     if len(tuple(roi_size)) != spatial_dims:
         raise ValueError(f"roi_size {tuple(roi_size)} does not have spatial_dims={spatial_dims} values.")
-    from monai_transfer.ssl.views import DEFAULT_INTENSITY
-
     # the same intensity mapping as the pretraining views, so the monitor embeds what the encoder was trained on
-    preset, preset_kwargs = (intensity, {}) if intensity else DEFAULT_INTENSITY.get(modality, (modality, {}))
-    load = Compose(
-        [
-            LoadImaged(keys="image", image_only=True),
-            EnsureChannelFirstd(keys="image"),
-            intensity_preset(preset, keys="image", **preset_kwargs),
-            Resized(keys="image", spatial_size=tuple(roi_size)),
-        ]
-    )
+    if isinstance(intensity, Mapping):
+        from monai_transfer.ssl.workflow import intensity_transforms
+
+        scale = intensity_transforms(intensity, "image")
+    else:
+        from monai_transfer.ssl.views import DEFAULT_INTENSITY
+
+        preset, preset_kwargs = (intensity, {}) if intensity else DEFAULT_INTENSITY.get(modality, (modality, {}))
+        scale = [intensity_preset(preset, keys="image", **preset_kwargs)]
+    read_image = Compose([LoadImaged(keys="image", image_only=True), EnsureChannelFirstd(keys="image"), *scale])
+    resize = Resized(keys="image", spatial_size=tuple(roi_size))
     sections = load_datalist_file(datalist)
 
     def read(key: str) -> list[dict[str, Any]]:
         rows = load_datalist(datalist, key=key, required_keys=("image", "label"))
         out = []
         for r in rows:
-            item = load({"image": r["image"]})
+            item = read_image({"image": r["image"]})
+            dims = torch.as_tensor(item["image"]).ndim - 1
+            if dims != spatial_dims:
+                raise ValueError(
+                    f"{datalist}: monitor image {os.path.basename(str(r['image']))} has {dims} spatial dimensions but "
+                    f"pretraining is {spatial_dims}-D; give --monitor-data a {spatial_dims}-D labelled datalist"
+                )
             out.append(
-                {"image": torch.as_tensor(item["image"]).float(), "label": int(np.asarray(r["label"]).ravel()[0])}
+                {
+                    "image": torch.as_tensor(resize(item)["image"]).float(),
+                    "label": int(np.asarray(r["label"]).ravel()[0]),
+                }
             )
         return out
 

@@ -21,6 +21,7 @@ from torch import nn
 from monai_transfer.utils.registry import Registry
 
 __all__ = [
+    "BACKBONE_DEFAULTS",
     "CNN_FAMILIES",
     "ALL_FAMILIES",
     "MethodSpec",
@@ -34,6 +35,10 @@ __all__ = [
 #: backbone families (``BackboneConfig.family``) whose output is a convolutional feature pyramid
 CNN_FAMILIES: tuple[str, ...] = ("resnet", "densenet", "efficientnet", "segresnet")
 ALL_FAMILIES: tuple[str, ...] = CNN_FAMILIES + ("vit", "swin")
+
+#: per backbone family, backbone options pretraining sets unless the user does (bundle-config values): a ViT has one
+#: input size, the view crop
+BACKBONE_DEFAULTS: dict[str, dict[str, Any]] = {"vit": {"img_size": "@roi_size"}}
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,14 @@ class MethodSpec:
         defaults: recommended optimiser settings (``lr``, ``weight_decay``, ``optimizer``, ``teacher_momentum``...),
             used by ``pretrain`` where the user gives none.
         reason: why the method is limited to ``families`` (shown when a pair does not fit).
+        view_defaults: per backbone family, view-recipe options the backbone imposes unless the user sets them, as
+            bundle-config values (``{"vit": {"mask_patch_size": "$list(@network_def.patch_size)"}}``: MAE masks
+            exactly the ViT's patches).
+        chance_loss: for a contrastive loss, its value when the embeddings carry no information (every candidate
+            equally likely), as an expression in ``batch`` (the samples competing as candidates: the global batch
+            when the loss gathers across ranks), ``queue_size``, ``temperature`` (read from the method's loss) and
+            ``log``; ``None``: no chance level (non-contrastive and reconstructive losses). ``pretrain`` warns when
+            the loss stays there.
     """
 
     name: str
@@ -62,6 +75,8 @@ class MethodSpec:
     description: str = ""
     defaults: dict[str, Any] = field(default_factory=dict)
     reason: str = ""
+    view_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
+    chance_loss: str | None = None
 
     def resolve(self) -> type:
         """Import and return the method class."""

@@ -20,6 +20,7 @@ BUILTIN_METHODS: tuple[MethodSpec, ...] = (
         paper="Chen et al. 2020, A Simple Framework for Contrastive Learning of Visual Representations, arXiv:2002.05709",
         description="two views, MLP projector, NT-Xent over the (gathered) batch",
         defaults={"optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-6},
+        chance_loss="log(2 * batch - 1)",  # each of 2B rows picks its positive among 2B - 1 candidates
     ),
     MethodSpec(
         "moco_v2",
@@ -28,6 +29,7 @@ BUILTIN_METHODS: tuple[MethodSpec, ...] = (
         paper="Chen et al. 2020, Improved Baselines with Momentum Contrastive Learning, arXiv:2003.04297",
         description="momentum key encoder, FIFO queue of negatives, InfoNCE",
         defaults={"optimizer": "sgd", "lr": 0.03, "weight_decay": 1e-4, "teacher_momentum": (0.999, 0.999)},
+        chance_loss="log(queue_size + 1)",  # the positive among itself and the queue's negatives
     ),
     MethodSpec(
         "moco_v3",
@@ -37,6 +39,7 @@ BUILTIN_METHODS: tuple[MethodSpec, ...] = (
         "arXiv:2104.02057",
         description="momentum encoder, predictor, symmetric InfoNCE within the batch (no queue)",
         defaults={"optimizer": "adamw", "lr": 1.5e-4, "weight_decay": 0.1, "teacher_momentum": (0.99, 1.0)},
+        chance_loss="4 * temperature * log(batch)",  # ctr(q1, k2) + ctr(q2, k1), each 2 * tau * CE over B keys
     ),
     # --- joint embedding: non-contrastive ---------------------------------------------------------------------
     MethodSpec(
@@ -83,7 +86,11 @@ BUILTIN_METHODS: tuple[MethodSpec, ...] = (
             "weight_decay": 0.04,
             "weight_decay_end": 0.4,
             "teacher_momentum": (0.996, 1.0),
+            # teacher temperature 0.04 -> 0.07 over the first 30 epochs (the paper's ViT-S/16 recipe); a shorter run
+            # warms up over all of its epochs
+            "teacher_temperature": (0.04, 0.07, 30.0),
         },
+        view_defaults={"vit": {"local_roi_size": "@roi_size"}},  # our ViT takes only its img_size
     ),
     # --- reconstructive ---------------------------------------------------------------------------------------
     MethodSpec(
@@ -94,6 +101,7 @@ BUILTIN_METHODS: tuple[MethodSpec, ...] = (
         paper="He et al. 2022, Masked Autoencoders Are Scalable Vision Learners, arXiv:2111.06377",
         description="encode the visible patches only; a light decoder reconstructs the masked ones",
         defaults={"optimizer": "adamw", "lr": 1.5e-4, "weight_decay": 0.05},
+        view_defaults={"vit": {"mask_patch_size": "$list(@network_def.patch_size)"}},  # mask exactly the ViT's patches
         reason="MAE drops masked patch tokens before the encoder, which needs a ViT (a CNN has no tokens).",
     ),
     MethodSpec(
