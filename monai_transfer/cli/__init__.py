@@ -10,6 +10,7 @@ Subcommands (one module each in this package):
     evaluate    a fine-tuned checkpoint's metrics with bootstrap intervals (over patients where cases share one)
     rank        rank starting points before fine-tuning (kNN, linear probe, LogME, domain gap)
     robustness  a fine-tuned checkpoint under 9 corruptions x 5 severities
+    bundle      write a MONAI bundle for a starting point (create); lint a bundle (check)
     tour        the longest end-to-end path on the demo data (the quickstart's main job)
 
 User errors (a file that is not there, a checkpoint that does not fit or is not a checkpoint, weights that cannot be
@@ -24,7 +25,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from monai_transfer.cli import data, evaluation, finetune, networks, pretrain, tour, weights
+from monai_transfer.cli import bundle, data, evaluation, finetune, networks, pretrain, tour, weights
 from monai_transfer.cli._common import finish_help, quiet_optional_decoder_messages
 
 __all__ = ["main", "build_parser"]
@@ -71,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"monai_transfer {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    for module in (networks, data, weights, pretrain, finetune, evaluation, tour):
+    for module in (networks, data, weights, pretrain, finetune, evaluation, bundle, tour):
         module.add_parsers(sub)
     return finish_help(parser)
 
