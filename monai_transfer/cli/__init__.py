@@ -87,7 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except _user_errors() as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        message = str(err.args[0] if isinstance(err, KeyError) and err.args else err)
+        if "Error(s) in loading state_dict" in message:  # torch's key lists, one per line: keep them on one
+            message = " ".join(message.split())
         print(f"error: {message}", file=sys.stderr)
         return 2
 

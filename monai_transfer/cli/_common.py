@@ -121,46 +121,40 @@ def quiet_optional_decoder_messages() -> None:
 # ------------------------------------------------------------------------------------------------ checkpoints
 
 
-def finetune_checkpoint_path(checkpoint: str | os.PathLike) -> str:
-    """The ``best_model.pt`` a ``finetune`` checkpoint argument names (the file, or the run folder holding it)."""
+#: where a fine-tuning run keeps its best weights: the run-folder layout (a bundle's), then the earlier single file
+RUN_WEIGHTS = ("models/model.pt", "best_model.pt")
+
+
+def run_weights_file(checkpoint: str | os.PathLike) -> str | None:
+    """The weights file a ``finetune`` checkpoint argument names: the file itself, or the run folder's weights file;
+    None for a folder without one (``evaluate`` then says what the folder lacks)."""
     path = os.fspath(checkpoint)
     if os.path.isdir(path):
-        inside = os.path.join(path, "best_model.pt")
-        if not os.path.isfile(inside):
-            raise FileNotFoundError(f"{path}: no best_model.pt in this folder (is it a 'monai-transfer finetune' run?)")
-        return inside
-    if not os.path.isfile(path):
+        found = [os.path.join(path, name) for name in RUN_WEIGHTS if os.path.isfile(os.path.join(path, name))]
+        return found[0] if found else None
+    if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: checkpoint not found")
     return path
 
 
-def check_finetune_checkpoint(checkpoint: str | os.PathLike) -> str:
-    """Read a ``finetune`` checkpoint once, safely, and say in one line what is wrong with it.
+def check_readable_weights(checkpoint: str | os.PathLike) -> str | None:
+    """Read a fine-tuning run's weights file once, safely, so that a file that is not a checkpoint at all is named in
+    one line before any network is built. What the file must hold (and whether it fits its config) is ``evaluate``'s
+    to check; its errors name the file too.
 
     Returns:
-        The checkpoint file's path.
+        The weights file (None for a folder without one).
 
     Raises:
-        FileNotFoundError: no such file (or no ``best_model.pt`` in the folder).
-        CheckpointReadError: the file is not a readable PyTorch checkpoint (random bytes, truncated, empty).
+        FileNotFoundError: no such file.
+        CheckpointReadError: the file is not a readable PyTorch checkpoint (random bytes, truncated, empty, gzip...).
         UnsafeCheckpointError: it holds pickled objects that ``weights_only`` refuses.
-        ValueError: it is a checkpoint, but not one ``finetune`` wrote (a raw state dict, a pretrained encoder).
     """
     from monai_transfer.weights import read_checkpoint
 
-    path = finetune_checkpoint_path(checkpoint)
-    payload = read_checkpoint(path)
-    if not isinstance(payload, dict) or "network" not in payload or "config" not in payload:
-        keys = list(payload)[:5] if isinstance(payload, dict) else type(payload).__name__
-        hint = (
-            " (it looks like a state dict of weights: pass it to 'finetune --pretrained', not here)"
-            if isinstance(payload, dict) and payload and all(hasattr(v, "shape") for v in payload.values())
-            else ""
-        )
-        raise ValueError(
-            f"{path}: not a checkpoint written by 'monai-transfer finetune' (needs 'network' and 'config'; "
-            f"has {keys}){hint}"
-        )
+    path = run_weights_file(checkpoint)
+    if path is not None:
+        read_checkpoint(path)
     return path
 
 

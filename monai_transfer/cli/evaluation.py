@@ -10,7 +10,7 @@ import sys
 import warnings
 from typing import Any
 
-from monai_transfer.cli._common import check_finetune_checkpoint, load_errors
+from monai_transfer.cli._common import check_readable_weights, load_errors
 
 
 def _section_rows(datalist: str, section: str) -> tuple[list[dict[str, Any]], Any]:
@@ -32,10 +32,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             f"--threshold-section {args.threshold_section!r} is the evaluated section: choose the threshold on "
             "held-out validation data, not on the cases it is scored on"
         )
-    path = check_finetune_checkpoint(args.checkpoint)
+    path = check_readable_weights(args.checkpoint) or args.checkpoint
     rows, labels = _section_rows(args.data, args.section)
     with load_errors(path):
-        metrics = evaluate(path, args.data, section=args.section, batch_size=args.batch_size)
+        metrics = evaluate(args.checkpoint, args.data, section=args.section, batch_size=args.batch_size)
     # each record names its case (the row's id, else its image's file name) and patient, so that intervals resample
     # patients rather than the slices of one patient as if they were independent
     cases = name_cases(metrics.pop("cases"), rows, labels)
@@ -45,7 +45,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         val_cases = None
         if args.threshold == "youden":
             with load_errors(path):
-                val = evaluate(path, args.data, section=args.threshold_section, batch_size=args.batch_size)
+                val = evaluate(args.checkpoint, args.data, section=args.threshold_section, batch_size=args.batch_size)
             val_cases = val["cases"]
         metrics.update(decision_fields(cases, val_cases))
     with warnings.catch_warnings():  # printed below as warning: lines, once each
@@ -95,10 +95,10 @@ def _cmd_rank(args: argparse.Namespace) -> int:
 def _cmd_robustness(args: argparse.Namespace) -> int:
     from monai_transfer.evaluation import checkpoint_robustness
 
-    path = check_finetune_checkpoint(args.checkpoint)
+    path = check_readable_weights(args.checkpoint) or args.checkpoint
     with load_errors(path):
         report = checkpoint_robustness(
-            path,
+            args.checkpoint,
             args.data,
             section=args.section,
             corruptions=args.corruption,

@@ -92,41 +92,52 @@ def test_cases_are_named_by_id_with_class_names(run, tmp_path):
     assert [c["id"] for c in plain["cases"]] == [e["image"].rsplit("/", 1)[-1] for e in datalist["test"]]
 
 
-def _bad_checkpoints(ckpt, tmp_path):
+def _bad_runs(ckpt, tmp_path):
+    """Copies of the run folder whose weights file is random bytes, truncated, or a state dict missing a key."""
     import os
+    import shutil
 
     import torch
 
-    good = ckpt / "best_model.pt"
-    payload = torch.load(good, weights_only=True)
-    rand = tmp_path / "random.pt"
-    rand.write_bytes(os.urandom(4096))
-    trunc = tmp_path / "truncated.pt"
-    trunc.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
-    raw = tmp_path / "raw_state_dict.pt"
-    torch.save(payload["network"], raw)
-    edited = tmp_path / "edited.pt"
-    net = dict(payload["network"])
+    from monai_transfer.cli._common import run_weights_file
+
+    weights = os.path.relpath(run_weights_file(ckpt), ckpt)
+    good = (ckpt / weights).read_bytes()
+    payload = torch.load(ckpt / weights, weights_only=True)
+    net = dict(payload.get("network", payload))
     net.pop(sorted(net)[0])
-    torch.save({**payload, "network": net}, edited)
-    return {rand: "not a readable checkpoint", trunc: "not a readable checkpoint",
-            raw: "not a checkpoint written by 'monai-transfer finetune'", edited: "do not fit the network"}  # fmt: skip
+    variants = {
+        "random": (b"\x13" + os.urandom(4095), "not a readable checkpoint"),
+        "truncated": (good[: len(good) // 2], "not a readable checkpoint"),
+        "edited": ({**payload, "network": net} if "network" in payload else net, "not fit"),
+    }
+    out = {}
+    for name, (content, reason) in variants.items():
+        run = tmp_path / f"run_{name}"
+        shutil.copytree(ckpt, run)
+        if isinstance(content, bytes):
+            (run / weights).write_bytes(content)
+        else:
+            torch.save(content, run / weights)
+        out[run / weights] = reason
+    return out
 
 
 @pytest.mark.parametrize("command", ["evaluate", "robustness"])
 def test_bad_checkpoints_are_named_in_one_line(run, tmp_path, capsys, command):
     ckpt, path, datalist, root = run
-    for bad, reason in _bad_checkpoints(ckpt, tmp_path).items():
-        out = tmp_path / f"out_{bad.stem}"
-        args = [command, str(bad), "--data", str(path), "--out", str(out)]
-        if command == "robustness":
-            args += ["--corruption", "blur", "--severity", "1", "--quiet"]
-        capsys.readouterr()
-        assert main(args) == 2, bad
-        err = capsys.readouterr().err.strip()
-        assert err.startswith("error: ") and str(bad) in err and reason in err, err
-        assert len(err.splitlines()) == 1 and "Traceback" not in err
-        assert not out.exists()
+    for bad, reason in _bad_runs(ckpt, tmp_path).items():
+        out = tmp_path / f"out_{bad.parent.name}"
+        for arg in {str(bad.parent) if bad.name == "best_model.pt" else str(bad.parent.parent), str(bad)}:
+            args = [command, arg, "--data", str(path), "--out", str(out)]
+            if command == "robustness":
+                args += ["--corruption", "blur", "--severity", "1", "--quiet"]
+            capsys.readouterr()
+            assert main(args) == 2, (bad, arg)
+            err = capsys.readouterr().err.strip()
+            assert err.startswith("error: ") and str(bad) in err and reason in err, err
+            assert len(err.splitlines()) == 1 and "Traceback" not in err
+            assert not out.exists()
 
 
 def test_help_of_evaluation_commands(capsys):
@@ -149,3 +160,16 @@ def test_help_of_evaluation_commands(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     assert "95%" in capsys.readouterr().out
+
+
+def test_long_commands_show_progress(run, tmp_path, capsys):
+    ckpt, path, datalist, root = run
+    args = ["robustness", str(ckpt), "--data", str(path), "--corruption", "blur", "--severity", "1",
+            "--out", str(tmp_path / "rob")]  # fmt: skip
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "robustness" in err and "2/2" in err
+    assert main(["rank", "--candidate", "resnet10", "--data", str(path), "--spatial-dims", "2"]) == 0
+    captured = capsys.readouterr()
+    assert "rank" in captured.err and "1/1" in captured.err
+    assert "48 target cases" in captured.out
