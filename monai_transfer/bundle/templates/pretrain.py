@@ -124,7 +124,7 @@ def pretrain_config(config: PretrainConfig) -> dict[str, Any]:
     options = {k: v for k, v in config.to_dict().items() if k not in PATH_FIELDS}
     return {
         "imports": ["$import math", "$import torch", "$import monai", "$import monai_transfer",
-                    f"$import {_WF}", "$import monai_transfer.engines.distributed",
+                    f"$import {_WF}", "$import monai_transfer.ssl.distributed",
                     "$import monai_transfer.bundle.templates.pretrain"],  # fmt: skip
         "bundle_root": config.out,
         "output_dir": "@bundle_root",
@@ -150,8 +150,8 @@ def pretrain_config(config: PretrainConfig) -> dict[str, Any]:
         "checkpoint_every": config.checkpoint_every,
         "resume": config.resume,
         # True when this run started the process group (under torchrun), so that it also ends it
-        "owns_group": "$not monai_transfer.engines.distributed.is_distributed() and "
-        "monai_transfer.engines.distributed.init_distributed()",
+        "owns_group": "$not monai_transfer.ssl.distributed.is_distributed() and "
+        "monai_transfer.ssl.distributed.init_distributed()",
         "device": {"_target_": f"{_WF}.run_device", "device": config.device},
         "amp": "$@device.type == 'cuda'" if config.amp is None else bool(config.amp),
         "network_def": {"_target_": f"{_WF}.build_backbone", "name": config.backbone, "spatial_dims": "@spatial_dims",
@@ -159,11 +159,7 @@ def pretrain_config(config: PretrainConfig) -> dict[str, Any]:
                         **backbone_kwargs},  # fmt: skip
         "method": {"_target_": f"{_WF}.build_method", "name": spec.name, "backbone": "@network_def", "seed": "@seed",
                    "device": "@device", **config.method_kwargs},  # fmt: skip
-        "network": {
-            "_target_": "monai_transfer.engines.distributed.wrap_ddp",
-            "module": "@method",
-            "device": "@device",
-        },
+        "network": "$monai_transfer.ssl.distributed.wrap_ddp(@method, @device)",
         "optimizer": {**_OPTIMIZERS[str(config.optimizer)], "params": "$@method.parameter_groups(@weight_decay)",
                       "lr": "@lr"},  # fmt: skip
         "train": {
@@ -263,7 +259,7 @@ def pretrain_config(config: PretrainConfig) -> dict[str, Any]:
         ],
         "finalize": [
             f"${_WF}.close_writers(@train#handlers)",
-            "$monai_transfer.engines.distributed.cleanup() if @owns_group else None",
+            "$monai_transfer.ssl.distributed.cleanup() if @owns_group else None",
         ],
     }
 
