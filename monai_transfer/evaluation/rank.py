@@ -188,7 +188,7 @@ def load_images(
         label_key: class-label key (an integer per entry), or None for unlabeled data.
         spatial_size: resize every image to this size (needed when sizes differ).
     """
-    from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged, Resized, ScaleIntensityRangePercentilesd
+    from monai.transforms import Compose, EnsureChannelFirst, LoadImage, Resized, ScaleIntensityRangePercentilesd
 
     if isinstance(data, (str, os.PathLike)):
         from monai_transfer.data.datalist import load_datalist, load_datalist_file
@@ -201,17 +201,16 @@ def load_images(
     if not entries:
         raise ValueError("no entries to load")
     keys = [image_key]
-    ts: list[Any] = [
-        LoadImaged(keys, image_only=True),
-        EnsureChannelFirstd(keys),
-        ScaleIntensityRangePercentilesd(keys, 0.5, 99.5, 0.0, 1.0, clip=True),
-    ]
+    ts: list[Any] = [ScaleIntensityRangePercentilesd(keys, 0.5, 99.5, 0.0, 1.0, clip=True)]
     if spatial_size is not None:
         ts.append(Resized(keys, spatial_size=tuple(spatial_size)))
     tf = Compose(ts)
+    if label_key is not None and any(label_key not in e for e in entries):
+        raise ValueError(f"every entry needs the class label {label_key!r}")
+    load = Compose([LoadImage(image_only=True), EnsureChannelFirst()])
     images = []
     for e in entries:
-        img = torch.as_tensor(tf({image_key: e[image_key]})[image_key]).float()
+        img = torch.as_tensor(_load_one(load, tf, e, image_key)).float()
         if img.ndim != spatial_dims + 1:
             raise ValueError(f"{e[image_key]}: expected {spatial_dims}D images, got shape {tuple(img.shape)}")
         images.append(img)
@@ -220,8 +219,6 @@ def load_images(
         raise ValueError(f"images differ in shape {sorted(shapes)[:3]}...; pass spatial_size")
     labels = None
     if label_key is not None:
-        if any(label_key not in e for e in entries):
-            raise ValueError(f"every entry needs the class label {label_key!r}")
         labels = np.asarray([int(e[label_key]) for e in entries])
     return torch.stack(images), labels
 
@@ -237,7 +234,8 @@ def _check_candidates(candidates: Sequence[tuple[str, str | None]]) -> None:
             continue
         if not os.path.exists(pretrained):
             raise FileNotFoundError(
-                f"candidate {name}:{pretrained}: checkpoint {pretrained} does not exist (and is not a known source name)"
+                f"candidate {name}:{pretrained}: checkpoint {pretrained} does not exist "
+                "(and is not a known source name)"
             )
 
 
@@ -245,6 +243,28 @@ def _progress(total: int, enabled: bool) -> Any:
     from tqdm import tqdm
 
     return tqdm(total=total, desc="rank", unit="candidate", disable=not enabled)
+
+
+def _load_one(load: Any, tf: Any, entry: Mapping[str, Any], image_key: str) -> Any:
+    """Load (``load``) and scale (``tf``) one image; a file that cannot be read, or holds NaN or infinite values, is
+    named in one line (not MONAI's "applying transform <LoadImaged ...>" traceback, nor "SVD did not converge"
+    later)."""
+    path = entry[image_key]
+    try:
+        raw = load(path)
+    except Exception as err:  # noqa: BLE001 - any reader failure becomes one line naming the file
+        raise ValueError(f"{path}: cannot be read as an image ({_root_cause(err)})") from None
+    if not torch.isfinite(torch.as_tensor(raw)).all():
+        raise ValueError(f"{path}: holds NaN or infinite values; fix or drop this image")
+    return tf({image_key: raw})[image_key]
+
+
+def _root_cause(err: BaseException) -> str:
+    """The innermost error's first line, past MONAI's "applying transform" wrappers."""
+    while err.__cause__ is not None:
+        err = err.__cause__
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0][:200]}" if text else type(err).__name__
 
 
 @torch.no_grad()

@@ -94,3 +94,29 @@ def test_missing_candidate_checkpoint_fails_before_any_work(tmp_path) -> None:
         rank_backbones([("resnet10", None), ("resnet10", str(tmp_path / "encoder.pt"))], (images, labels), 2)
     with pytest.raises(KeyError, match="resnet1"):
         rank_backbones([("resnet1", None)], (images, labels), 2)
+
+
+def test_unreadable_or_non_finite_images_are_named(tmp_path) -> None:
+    # issue 12: a truncated NIfTI gave MONAI's "applying transform" traceback, a NaN image "SVD did not converge"
+    import nibabel as nib
+
+    from monai_transfer.cli import main
+
+    entries = []
+    for i in range(4):
+        path = tmp_path / f"img{i}.nii.gz"
+        nib.save(nib.Nifti1Image(np.random.default_rng(i).normal(size=(16, 16)).astype(np.float32), np.eye(4)), path)
+        entries.append({"image": str(path), "label": i % 2})
+    nan = np.ones((16, 16), np.float32)
+    nan[3, 4] = np.nan
+    nib.save(nib.Nifti1Image(nan, np.eye(4)), tmp_path / "nan.nii.gz")
+    truncated = tmp_path / "truncated.nii.gz"
+    truncated.write_bytes((tmp_path / "img0.nii.gz").read_bytes()[:200])
+    for bad, reason in ((truncated, "cannot be read as an image"), (tmp_path / "nan.nii.gz", "NaN or infinite")):
+        rows = [*entries, {"image": str(bad), "label": 1}]
+        with pytest.raises(ValueError, match=reason) as info:
+            rank_backbones([("resnet10", None)], rows, spatial_dims=2)
+        assert str(bad) in str(info.value) and len(str(info.value).splitlines()) == 1
+    dl = tmp_path / "dl.json"
+    dl.write_text(json.dumps({"training": [*entries, {"image": str(truncated), "label": 1}]}))
+    assert main(["rank", "--candidate", "resnet10", "--data", str(dl), "--spatial-dims", "2", "--quiet"]) == 2
