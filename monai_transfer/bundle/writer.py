@@ -81,8 +81,8 @@ def starting_point(pretrained: str | os.PathLike | None, backbone: str) -> dict[
         ``{"kind": "random" | "source" | "file", "provenance": dict, "file": Path | None, "large_file": dict | None,
         "name": str}``.
     """
-    from monai_transfer.weights.provenance import Provenance
     from monai_transfer.weights.sources import get_source, is_source_name, resolve_source
+    from monai_transfer.weights.starting_point import starting_provenance
 
     if pretrained is None:
         return {"kind": "random", "provenance": {}, "file": None, "large_file": None, "name": "random initialisation"}
@@ -98,10 +98,7 @@ def starting_point(pretrained: str | os.PathLike | None, backbone: str) -> dict[
     path = Path(pretrained)
     if not path.is_file():
         raise FileNotFoundError(f"pretrained checkpoint not found: {path} (give a file or a source name)")
-    from monai_transfer.weights.checkpoint import load_checkpoint
-
-    _, prov, _, _ = load_checkpoint(path)
-    prov_dict = asdict(prov) if isinstance(prov, Provenance) else (dict(prov) if isinstance(prov, Mapping) else {})
+    prov_dict = starting_provenance(path)
     return {"kind": "file", "provenance": prov_dict, "file": path, "large_file": None, "name": path.name}
 
 

@@ -18,7 +18,15 @@ from typing import Any
 
 from monai_transfer.utils.atomic import atomic_write_json
 
-__all__ = ["ConfigRun", "parse_overrides", "apply_overrides", "load_config", "run_config", "OverrideError"]
+__all__ = [
+    "ConfigRun",
+    "parse_overrides",
+    "apply_overrides",
+    "load_config",
+    "run_config",
+    "OverrideError",
+    "unwrap_config_error",
+]
 
 
 class OverrideError(KeyError):
@@ -195,10 +203,28 @@ def run_config(
         logging_file=str(logging_file) if logging_file.exists() else False,
         workflow_type=workflow_type,
     )
-    workflow.initialize()
-    if run:
-        try:
-            workflow.run()
-        finally:
-            workflow.finalize()
+    try:
+        workflow.initialize()
+        if run:
+            try:
+                workflow.run()
+            finally:
+                workflow.finalize()
+    except RuntimeError as err:
+        raise unwrap_config_error(err) from None
     return ConfigRun(config_file=config_file, workflow=workflow, config=raw)
+
+
+_WRAPPERS = ("Failed to evaluate", "Failed to instantiate", "applying transform")
+
+
+def unwrap_config_error(err: BaseException) -> BaseException:
+    """The error a component raised, from under MONAI's "Failed to evaluate/instantiate ..." wrappers.
+
+    MONAI's config parser (and ``Compose``) wrap a component's own exception in ``RuntimeError`` chains; the message
+    that names the bad file or value is the innermost one, so that one is what a user should see.
+    """
+    inner = err
+    while inner.__cause__ is not None and (isinstance(inner, RuntimeError) and any(w in str(inner) for w in _WRAPPERS)):
+        inner = inner.__cause__
+    return inner

@@ -4,6 +4,8 @@ parameter groups, MONAI ``SupervisedTrainer``/``SupervisedEvaluator`` wiring, ta
 
 from __future__ import annotations
 
+from monai_transfer.finetune.cases import datalist_cases
+from monai_transfer.finetune.evaluate import evaluate, load_run
 from monai_transfer.finetune.param_groups import (
     backbone_stage_names,
     get_param_stages,
@@ -11,8 +13,7 @@ from monai_transfer.finetune.param_groups import (
     stage_param_groups,
     trainable_parameter_names,
 )
-from monai_transfer.finetune.cases import datalist_cases
-from monai_transfer.finetune.run import evaluate, finetune
+from monai_transfer.finetune.run import finetune
 from monai_transfer.finetune.strategies import (
     STRATEGIES,
     FinetuneStrategy,
@@ -45,6 +46,7 @@ __all__ = [
     "backbone_stage_names",
     "create_strategy",
     "evaluate",
+    "load_run",
     "finetune",
     "freeze_stages",
     "get_param_stages",

@@ -27,14 +27,15 @@ def section_names(datalist: str | os.PathLike) -> list[str]:
 
 
 def check_class_labels(
-    rows: Sequence[Mapping[str, Any]], num_classes: int, where: str, declared: Mapping[str, Any] | None = None
+    rows: Sequence[Mapping[str, Any]], num_classes: int | None, where: str, declared: Mapping[str, Any] | None = None
 ) -> None:
-    """Every classification label is an integer class in ``[0, num_classes)`` (and among ``declared`` labels).
+    """Every classification label is an integer class in ``[0, num_classes)`` (and among ``declared`` labels;
+    ``num_classes=None``: any integer >= 0).
 
     Raises:
         ValueError: the first bad case named by its id (or image file) and the section.
     """
-    allowed = {int(k) for k in declared} if declared else set(range(int(num_classes)))
+    allowed = {int(k) for k in declared} if declared else None
     for i, e in enumerate(rows):
         v = e.get("label")
         case = e.get("id") or os.path.basename(os.fspath(e.get("image", f"case {i}")))
@@ -42,11 +43,12 @@ def check_class_labels(
             f = float(v)  # type: ignore[arg-type]
         except (TypeError, ValueError):
             raise ValueError(f"{where}: label {v!r} of case {case} is not a class index") from None
-        if not math.isfinite(f) or f != int(f) or int(f) not in allowed or not 0 <= f < num_classes:
+        bad = not math.isfinite(f) or f != int(f) or f < 0 or (num_classes is not None and f >= num_classes)
+        if bad or (allowed is not None and int(f) not in allowed):
             names = f" (declared labels {dict(declared)})" if declared else ""
+            classes = f"one of the classes 0..{int(num_classes) - 1}" if num_classes is not None else "a class index"
             raise ValueError(
-                f"{where}: label {v!r} of case {case} is not one of the classes 0..{num_classes - 1}{names}; "
-                "fix the datalist or num_classes"
+                f"{where}: label {v!r} of case {case} is not {classes}{names}; fix the datalist or num_classes"
             )
 
 
@@ -66,7 +68,8 @@ def datalist_cases(
         section: the section (``"training"``, ``"validation"``, ``"test"``).
         task: ``"classification"`` (labels are class indices, checked against ``num_classes`` and the datalist's
             ``labels`` property) or ``"segmentation"`` (label maps, checked voxel-wise when loaded).
-        num_classes: classes (background included for segmentation).
+        num_classes: classes (background included for segmentation); ``None``: the datalist's ``labels``, or any
+            class index when it declares none.
         label_fraction: share of the section kept, in ``(0, 1]``: the class-stratified, patient-level subset of
             ``monai_transfer.data.label_fractions`` for ``seed`` (a smaller fraction is a subset of a larger one).
         seed: seed of the subset.
@@ -89,8 +92,6 @@ def datalist_cases(
     if task == "classification" and rows:
         declared = props.get("labels") if isinstance(props.get("labels"), Mapping) else None
         n = int(num_classes) if num_classes is not None else (len(declared) if declared else None)
-        if n is None:
-            raise ValueError(f"{where}: give num_classes (the datalist declares no 'labels')")
         check_class_labels(rows, n, where, declared)
     if float(label_fraction) >= 1 or not rows:
         return rows

@@ -89,6 +89,16 @@ def inferer_component(task: str, spatial_dims: int, patch_size: Any) -> dict[str
     return {"_target_": "SimpleInferer"}
 
 
+def _crop_from_patch_size(xs: list[dict[str, Any]]) -> None:
+    """Point the training crop (and the padding to it) at the top-level ``patch_size``, in place, so that one value
+    (``--patch_size``) sets both the crop and the sliding window, as it does in the model zoo's configs."""
+    for i, x in enumerate(xs):
+        if x.get("_target_") == "RandSpatialCropd":
+            x["roi_size"] = "@patch_size"
+            if i > 0 and xs[i - 1].get("_target_") == "SpatialPadd":
+                xs[i - 1]["spatial_size"] = "@patch_size"
+
+
 def _dataset(section: str, train: bool) -> dict[str, Any]:
     part = "train" if train else "validate"
     fraction = "@label_fraction" if train else "1.0"
@@ -126,6 +136,7 @@ def finetune_config(
     max_epochs: int = 10,
     tensorboard: bool = True,
     progress: bool = False,
+    resume: str = "overwrite",
 ) -> dict[str, Any]:
     """The ``train.json`` of a fine-tuning run.
 
@@ -156,6 +167,9 @@ def finetune_config(
         max_epochs: epochs (``train#trainer#max_epochs``).
         tensorboard: write TensorBoard logs through MONAI's ``TensorBoardStatsHandler``.
         progress: a progress bar over iterations (ignite ``ProgressBar``).
+        resume: what a run does with an earlier run's ``checkpoints/last.pt`` (``RunCheckpoint``): ``"never"``
+            (refuse), ``"auto"`` (continue it), ``"overwrite"`` (start again: a bundle's default, since MONAI Label
+            retrains in the same folder).
     """
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
@@ -171,7 +185,8 @@ def finetune_config(
     xform = {"spatial_size": spatial_size, "patch_size": patch_size, "divisible_by": divisible_by,
              "intensity": intensity, "in_channels": in_channels}  # fmt: skip
     train_xs, _ = transform_components(task, spatial_dims, num_classes, True, augment=augment, **xform)
-    val_xs, _ = transform_components(task, spatial_dims, num_classes, False, **xform)
+    _crop_from_patch_size(train_xs)
+    val_xs, corrupt_at = transform_components(task, spatial_dims, num_classes, False, **xform)
     train_handlers: list[Any] = [
         {"_target_": "monai_transfer.engines.WarmupCosineHandler", "optimizer": "@optimizer",
          "warmup_epochs": "@warmup_epochs", "final_factor": "@final_lr_factor", "schedule": "@lr_schedule"},
@@ -180,6 +195,14 @@ def finetune_config(
         {"_target_": "ValidationHandler", "validator": "@validate#evaluator", "epoch_level": True,
          "interval": "@val_interval"},
         {"_target_": "StatsHandler", "tag_name": "train_loss", "output_transform": _FROM_LOSS, "iteration_log": False},
+        # the order of batches and augmentations of epoch e is a function of (seed, e): resumable exactly
+        {"_target_": "monai_transfer.engines.EpochSeedHandler", "seed": "@seed", "transform": "@train#preprocessing",
+         "loader": "@train#dataloader"},
+        # last.pt at every epoch end (after validation): exact resume; "never" refuses to overwrite a run
+        {"_target_": "monai_transfer.engines.RunCheckpoint", "save_dir": "@run_checkpoint_dir", "network": "@network",
+         "optimizer": "@optimizer", "resume": "@resume", "config": {"seed": "@seed"},
+         "objects": {"best": "@validate#handlers#1", "early_stop": "@validate#handlers#2",
+                     "evaluator": "@validate#evaluator"}},
     ]  # fmt: skip
     val_handlers: list[Any] = [
         {"_target_": "StatsHandler", "iteration_log": False},
@@ -204,6 +227,8 @@ def finetune_config(
         "ckpt_dir": "$@bundle_root + '/models'",
         "output_dir": "$@bundle_root + '/eval'",
         "tensorboard_dir": "$@bundle_root + '/tensorboard'",
+        "run_checkpoint_dir": "$@bundle_root + '/checkpoints'",
+        "resume": resume,
         "dataset_dir": dataset_dir,
         "datalist": datalist,
         "device": "$monai_transfer.engines.default_device()",
@@ -227,6 +252,10 @@ def finetune_config(
         "val_interval": 1,
         "amp": False,
         "patch_size": None if patch_size is None else patch_size,
+        # facts of the transform chain above, for readers and for the inference bundle made from this run
+        "spatial_size": spatial_size,
+        "divisible_by": int(divisible_by),
+        "intensity": dict(intensity) if intensity is not None else None,
         "network_def": {
             "_target_": "monai_transfer.networks.create_transfer_net",
             "backbone": backbone,
@@ -248,8 +277,10 @@ def finetune_config(
         "train": {
             "preprocessing": {"_target_": "Compose", "transforms": train_xs},
             "dataset": _dataset(sections[0], train=True),
+            "sampler": {"_target_": "monai_transfer.engines.EpochSampler", "data_source": "@train#dataset",
+                        "seed": "@seed", "shuffle": True},
             "dataloader": {"_target_": "DataLoader", "dataset": "@train#dataset", "batch_size": "@batch_size",
-                           "shuffle": True, "num_workers": "@num_workers",
+                           "sampler": "@train#sampler", "shuffle": False, "num_workers": "@num_workers",
                            "generator": "$torch.Generator().manual_seed(@seed)",
                            "drop_last": "$len(@train#dataset) % @batch_size == 1 and len(@train#dataset) > 1"},
             "inferer": {"_target_": "SimpleInferer"},
@@ -261,6 +292,8 @@ def finetune_config(
         },  # fmt: skip
         "validate": {
             "preprocessing": {"_target_": "Compose", "transforms": val_xs},
+            # where a robustness corruption acts on what the network sees (monai_transfer.finetune.evaluate)
+            "corruption_index": corrupt_at,
             "dataset": _dataset(sections[1], train=False),
             "dataloader": {"_target_": "DataLoader", "dataset": "@validate#dataset", "batch_size": "@batch_size",
                            "shuffle": False, "num_workers": "@num_workers"},
@@ -276,7 +309,6 @@ def finetune_config(
                           "val_handlers": "@validate#handlers", "amp": "@amp"},
         },  # fmt: skip
         "initialize": [
-            "$@train#preprocessing.set_random_state(seed=@seed)",
             "$[h.set_trainer(@train#trainer) for h in @validate#handlers if hasattr(h, 'set_trainer')]",
         ],
         "run": ["$@train#trainer.run()"],

@@ -36,7 +36,7 @@ def test_unknown_strategy(demo, tmp_path):
 
 
 def test_wrong_num_classes_classification(demo, tmp_path):
-    with pytest.raises(ValueError, match=r"num_classes=3 but the labels found in the datalist are \[0, 1\]"):
+    with pytest.raises(ValueError, match=r"num_classes=3 but the datalist declares 2 labels"):
         finetune(task="classification", num_classes=3, datalist=demo["lesion_cls_3d"], out_dir=tmp_path, **FAST)
 
 
@@ -50,8 +50,20 @@ def test_label_outside_range_classification(demo, tmp_path):
         obj["validation"][0]["label"] = 5
 
     dl = _edit(demo["lesion_cls_3d"], tmp_path / "bad.json", edit)
-    with pytest.raises(ValueError, match=r"label 5 of .*_T1w\.nii\.gz is outside \[0, 2\)"):
+    with pytest.raises(ValueError, match=r"\[validation\]: label 5 of case sub-\d+_T1w\.nii\.gz is not one of the classes"):
         finetune(task="classification", num_classes=2, datalist=dl, out_dir=tmp_path / "o", **FAST)
+    assert not (tmp_path / "o").exists()  # checked before anything is written
+
+
+def test_label_outside_declared_labels_is_named_not_a_bigger_head(demo, tmp_path):
+    # issue 12: labels {0, 1} declared and a case labelled 7 built an 8-class head and exited 0
+    def edit(obj):
+        obj["training"][2]["label"] = 7
+
+    dl = _edit(demo["lesion_cls_3d"], tmp_path / "bad.json", edit)
+    with pytest.raises(ValueError, match=r"\[training\]: label 7 of case .* is not one of the classes 0\.\.1 \(declared"):
+        finetune(task="classification", datalist=dl, out_dir=tmp_path / "o", **FAST)
+    assert not (tmp_path / "o").exists()
 
 
 def test_label_outside_range_segmentation(demo, tmp_path):
@@ -70,6 +82,7 @@ def test_label_outside_range_segmentation(demo, tmp_path):
     dl = _edit(demo["tissue_seg_2d"], tmp_path / "bad.json", edit)
     with pytest.raises(ValueError, match=r"label map .*bad_seg\.nii\.gz holds values \[.*7\] outside \[0, 4\)"):
         finetune(task="segmentation", datalist=dl, out_dir=tmp_path / "o", **FAST)
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())  # a failed start leaves nothing
 
 
 def test_nan_image(demo, tmp_path):

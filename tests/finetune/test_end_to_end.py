@@ -24,6 +24,8 @@ SEG = {
     "batch_size": 4,
     "lr": 3e-3,
     "tensorboard": False,
+    # 4 epochs are too few for the default cosine decay to zero; a flat rate also tests that overrides reach the config
+    "overrides": ["lr_schedule=constant"],
 }
 
 
@@ -61,8 +63,16 @@ def test_segmentation_2d_beats_chance(demo, tmp_path, fraction):
     # result.json and the checkpoint were written atomically (no temporary file left) inside out_dir only
     saved = json.loads((out / "result.json").read_text())
     assert saved["best_metric"] == pytest.approx(result["best_metric"])
-    assert sorted(os.listdir(out)) == ["best_model.pt", "result.json", "test_cases.json"]
-    # evaluate() rebuilds the network from the checkpoint and reproduces the test metrics
+    assert sorted(os.listdir(out)) == ["checkpoints", "configs", "models", "result.json", "test_cases.json"]
+    assert sorted(os.listdir(out / "models")) == ["model.pt"] and sorted(os.listdir(out / "checkpoints")) == [
+        "last.json",
+        "last.pt",
+    ]
+    # the resolved config that ran is saved, and it is a bundle config MONAI can parse
+    config = json.loads((out / "configs" / "train.json").read_text())
+    assert config["label_fraction"] == fraction and config["train"]["trainer"]["max_epochs"] == 4
+    assert config["lr_schedule"] == "constant" and result["overrides"] == {"lr_schedule": "constant"}
+    # evaluate() rebuilds the network from the run's config and reproduces the test metrics
     again = evaluate(out, demo["tissue_seg_2d"], section="test")
     assert again["mean_dice"] == pytest.approx(result["test"]["mean_dice"], abs=1e-5)
     assert len(again["cases"]) == again["n"] == 12
@@ -88,11 +98,12 @@ def test_classification_3d_runs(demo, tmp_path):
         out_dir=out, epochs=2, batch_size=4, lr=1e-3, strategy_kwargs={"lp_epochs": 1}, class_weights="balanced",
         loss="focal", patience=5, tensorboard=True,
     )  # fmt: skip
-    assert (out / "result.json").is_file() and (out / "best_model.pt").is_file()
+    assert (out / "result.json").is_file() and (out / "models" / "model.pt").is_file()
     assert result["best_metric_name"] in ("auroc", "accuracy")
     assert result["strategy"]["name"] == "lp-ft" and result["loss"] == "focal"
+    assert result["labels"] == ["no_lesion", "lesion"]  # the datalist's class names
     assert len(result["class_weights"]) == 2
     assert 0.0 <= result["test"]["accuracy"] <= 1.0
-    metrics = evaluate(out / "best_model.pt", demo["lesion_cls_3d"], section="test")
+    metrics = evaluate(out / "models" / "model.pt", demo["lesion_cls_3d"], section="test")
     assert metrics["accuracy"] == pytest.approx(result["test"]["accuracy"])
     assert all(len(c["prob"]) == 2 for c in metrics["cases"])

@@ -1,0 +1,131 @@
+"""Evaluate a fine-tuning run's best weights on a datalist section, per case, rebuilt from the run's saved config.
+
+The run folder holds what ran: ``configs/train.json`` (the resolved config) and ``models/model.pt`` (the best
+weights, a bare ``state_dict``). The network (``network_def``), the validation transforms and the inferer are built
+from that config, so evaluation sees the data exactly as validation did, intensity mapping included.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from monai_transfer.engines.device import default_device
+from monai_transfer.finetune.cases import datalist_cases
+from monai_transfer.finetune.tasks import make_loader
+from monai_transfer.finetune.trainer import make_evaluator
+
+__all__ = ["evaluate", "load_run", "RunLoadError", "MODEL_FILE", "CONFIG_FILE"]
+
+MODEL_FILE = "models/model.pt"
+CONFIG_FILE = "configs/train.json"
+
+
+class RunLoadError(ValueError):
+    """A run folder (or checkpoint) that cannot be evaluated: missing, unreadable or not fitting its config."""
+
+
+def load_run(run_dir: str | os.PathLike, device: str | torch.device | None = None) -> tuple[Any, Any, dict[str, Any]]:
+    """The network (best weights loaded strictly) and the resolved config parser of a fine-tuning run folder.
+
+    Args:
+        run_dir: the folder ``finetune`` wrote (or a bundle folder with ``models/model.pt``), or its ``model.pt``.
+
+    Returns:
+        ``(network, parser, facts)`` with ``facts``: ``task``, ``num_classes``, ``spatial_dims``, ``labels``.
+
+    Raises:
+        RunLoadError: what is missing or wrong, naming the file.
+    """
+    from monai.bundle import ConfigParser
+
+    root = Path(run_dir)
+    if root.is_file():  # .../models/model.pt
+        root = root.parent.parent
+    config, model = root / CONFIG_FILE, root / MODEL_FILE
+    for f in (config, model):
+        if not f.is_file():
+            raise RunLoadError(f"{f} not found: {root} is not a finished fine-tuning run (or bundle)")
+    parser = ConfigParser()
+    try:
+        parser.read_config(str(config))
+    except (OSError, ValueError) as err:
+        raise RunLoadError(f"{config}: not a readable config ({err})") from None
+    parser["bundle_root"] = str(root)
+    parser["network_def#pretrained"] = None  # the best weights replace the starting ones; nothing to download
+    try:
+        state = torch.load(str(model), map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - truncated zip, pickled objects, random bytes
+        raise RunLoadError(f"{model}: not a readable weights file ({type(err).__name__}: {str(err)[:160]})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise RunLoadError(f"{model}: not a state_dict of the run's network")
+    net = parser.get_parsed_content("network_def")
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise RunLoadError(f"{model} does not fit the network of {config}: {str(err)[:300]}") from None
+    net = net.to(default_device(device)).eval()
+    facts = {k: parser[k] for k in ("task", "num_classes", "spatial_dims", "labels")}
+    return net, parser, facts
+
+
+def evaluate(
+    checkpoint: str | os.PathLike,
+    datalist: str | os.PathLike,
+    section: str = "test",
+    batch_size: int = 8,
+    device: str | torch.device | None = None,
+    amp: bool | None = None,
+    cases: bool = True,
+    corruption: Callable | None = None,
+) -> dict[str, Any]:
+    """Evaluate a run's best weights (``finetune``'s output folder) on one datalist section.
+
+    Args:
+        checkpoint: the run folder (or its ``models/model.pt``).
+        datalist: MSD-style datalist JSON.
+        section: the section evaluated.
+        batch_size: evaluation batch size.
+        device: default CUDA when available, else CPU.
+        amp: mixed precision; default on for CUDA.
+        cases: include per-case records (``"cases"``: classification ``label``/``prob``, segmentation ``dice``,
+            ``hd95_voxels``, ``surface_dice_1voxel`` per foreground class), in the section's order.
+        corruption: a dictionary transform inserted where the run's config says corruptions act on what the network
+            sees (``validate#corruption_index``: after intensity normalisation) - robustness runs.
+
+    Returns:
+        ``{"section", "n", <metrics>, "checkpoint", ["cases"]}``: ``mean_dice`` for segmentation; ``auroc`` (``None``
+        when the section has one class) and ``accuracy`` for classification.
+    """
+    from monai.transforms import Compose
+
+    net, parser, facts = load_run(checkpoint, device)
+    task, n_cls = facts["task"], int(facts["num_classes"])
+    rows = datalist_cases(datalist, section, task=task, num_classes=n_cls)
+    if not rows:
+        raise ValueError(f"section {section!r} of {os.fspath(datalist)} is empty")
+    xs = list(parser.get_parsed_content("validate#preprocessing#transforms"))
+    if corruption is not None:
+        xs.insert(int(parser.get("validate#corruption_index", len(xs) - 1)), corruption)
+    dev = next(net.parameters()).device
+    use_amp = (dev.type == "cuda") if amp is None else bool(amp)
+    loader = make_loader(rows, Compose(xs), batch_size, False, cache=False)
+    key = None
+    if task == "classification":
+        key = "auroc" if len({int(float(e["label"])) for e in rows}) > 1 else "accuracy"
+    inferer = parser.get_parsed_content("validate#inferer")
+    evaluator = make_evaluator(net, loader, task, n_cls, dev, inferer, use_amp, key, collect_cases=True)
+    evaluator.run()
+    root = Path(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint).parent.parent
+    metrics: dict[str, Any] = {"section": section, "n": len(rows), "checkpoint": str(root / MODEL_FILE)}
+    for name, value in evaluator.state.metrics.items():
+        metrics[name] = float(value)
+    if task == "classification":
+        metrics.setdefault("auroc", None)
+    if cases:
+        metrics["cases"] = evaluator.case_collector.cases
+    return metrics
