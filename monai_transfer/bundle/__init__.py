@@ -4,7 +4,16 @@ and the linter (``bundle check``)."""
 from __future__ import annotations
 
 from monai_transfer.bundle.check import BundleProblem, check_bundle
+from monai_transfer.bundle.from_run import bundle_from_run, run_inference
 from monai_transfer.bundle.load import load_bundle_network
 from monai_transfer.bundle.writer import BundleExistsError, create_bundle
 
-__all__ = ["create_bundle", "check_bundle", "BundleProblem", "BundleExistsError", "load_bundle_network"]
+__all__ = [
+    "create_bundle",
+    "check_bundle",
+    "BundleProblem",
+    "BundleExistsError",
+    "load_bundle_network",
+    "bundle_from_run",
+    "run_inference",
+]

@@ -13,7 +13,7 @@ from monai_transfer.finetune.param_groups import (
     stage_param_groups,
     trainable_parameter_names,
 )
-from monai_transfer.finetune.run import finetune
+from monai_transfer.finetune.run import finetune, finetune_config_run
 from monai_transfer.finetune.strategies import (
     STRATEGIES,
     FinetuneStrategy,
@@ -48,6 +48,7 @@ __all__ = [
     "evaluate",
     "load_run",
     "finetune",
+    "finetune_config_run",
     "freeze_stages",
     "get_param_stages",
     "list_strategies",

@@ -26,14 +26,15 @@ from typing import Any
 import torch
 
 from monai_transfer.engines.checkpoint import RunExistsError
-from monai_transfer.engines.workflow import ConfigRun, parse_overrides, run_config
+from monai_transfer.engines.workflow import ConfigRun, apply_overrides, parse_overrides, run_config
+from monai_transfer.finetune.cases import section_names
 from monai_transfer.finetune.evaluate import MODEL_FILE, evaluate
 from monai_transfer.finetune.plan import plan_finetune
 from monai_transfer.finetune.strategies import FinetuneStrategy
 from monai_transfer.finetune.trainer import AtomicBestCheckpoint
 from monai_transfer.utils.atomic import atomic_write, atomic_write_json
 
-__all__ = ["finetune", "evaluate", "RESULT_NAME", "summarize_run"]
+__all__ = ["finetune", "finetune_config_run", "evaluate", "RESULT_NAME", "summarize_run"]
 
 logger = logging.getLogger(__name__)
 
@@ -111,8 +112,11 @@ def finetune(
               "weight_decay": weight_decay, "head_lr_mult": head_lr_mult, "warmup_epochs": warmup_epochs,
               "patience": patience, "num_workers": num_workers, "resume": resume}  # fmt: skip
     sections = (options.pop("train_section", "training"), options.pop("val_section", "validation"), test_section)
+    print_config = options.pop("print_config", False)
     plan = plan_finetune(backbone, pretrained, task, strategy, datalist, out_dir, values, sections=sections, **options)
     user = parse_overrides(overrides)
+    if print_config:  # the config that would run, nothing written
+        return apply_overrides(plan.config, user)
     before = set(os.listdir(out)) if out.is_dir() else None
     try:
         run = run_config(plan.config, out, overrides=user, name="train.json", workflow_type="train")
@@ -121,14 +125,53 @@ def finetune(
         raise
     result = summarize_run(run, plan.facts, out)
     if test_section and plan.facts["n_test"]:
-        test = evaluate(out, datalist, section=test_section, batch_size=batch_size, device=options.get("device"))
-        cases = test.pop("cases", None)
-        atomic_write_json(out / "test_cases.json", {"section": test_section, "labels": plan.facts["labels"],
-                                                    "cases": _named_cases(cases, datalist, test_section)})  # fmt: skip
-        result["test"] = test
+        result["test"] = _test(out, datalist, test_section, plan.facts["labels"], batch_size, options.get("device"))
     result.update(overrides=user, duration_s=round(time.perf_counter() - t0, 3))
-    atomic_write_json(out / RESULT_NAME, _json_safe(result))
+    atomic_write_json(out / RESULT_NAME, _json_safe({k: v for k, v in result.items() if k != "load_report_table"}))
     return result
+
+
+def finetune_config_run(
+    config: str | os.PathLike | Mapping[str, Any],
+    out_dir: str | os.PathLike,
+    overrides: Mapping[str, Any] | Sequence[str] | None = None,
+    resume: str = "never",
+    test_section: str | None = "test",
+) -> dict[str, Any]:
+    """Run a fine-tuning bundle config (a saved ``configs/train.json``, or a bundle's) with ``out_dir`` as its
+    ``bundle_root``, then evaluate its best weights on ``test_section`` of its datalist when it has one."""
+    t0 = time.perf_counter()
+    out = Path(out_dir).resolve()
+    done = _finished_result(out, resume)
+    if done is not None:
+        return done
+    user = {"bundle_root": str(out), "resume": resume, **parse_overrides(overrides)}
+    before = set(os.listdir(out)) if out.is_dir() else None
+    try:
+        run = run_config(config, out, overrides=user, name="train.json", workflow_type="train")
+    except BaseException:
+        _clean_failed_start(out, before)
+        raise
+    n_train = len(run.get("train#dataset"))
+    facts = {"task": run.get("task"), "labels": run.get("labels"), "label_fraction": run.get("label_fraction"),
+             "seed": run.get("seed"), "n_train": n_train, "n_train_total": n_train, "datalist": run.get("datalist"),
+             "pretrained": run.workflow.parser["network_def"].get("pretrained")}  # fmt: skip
+    result = summarize_run(run, facts, out)
+    datalist = facts["datalist"]
+    if test_section and isinstance(datalist, str) and test_section in section_names(datalist):
+        result["test"] = _test(out, datalist, test_section, facts["labels"], int(run.get("batch_size")), None)
+    result.update(overrides=user, duration_s=round(time.perf_counter() - t0, 3))
+    atomic_write_json(out / RESULT_NAME, _json_safe({k: v for k, v in result.items() if k != "load_report_table"}))
+    return result
+
+
+def _test(out: Path, datalist: Any, section: str, labels: Any, batch_size: int, device: Any) -> dict[str, Any]:
+    """The best weights on the test section; per-case records (named by case id) to ``test_cases.json``."""
+    test = evaluate(out, datalist, section=section, batch_size=batch_size, device=device)
+    cases = test.pop("cases", None)
+    atomic_write_json(out / "test_cases.json", {"section": section, "labels": labels,
+                                                "cases": _named_cases(cases, datalist, section)})  # fmt: skip
+    return test
 
 
 def _finished_result(out: Path, resume: str) -> dict[str, Any] | None:
@@ -177,9 +220,8 @@ def summarize_run(run: ConfigRun, facts: Mapping[str, Any], out: Path) -> dict[s
     if best.best_epoch is not None and best.best_epoch == epochs_run:
         notes.append(f"the best {best.metric_name} came at the last epoch ({epochs_run}): training may not have "
                      "levelled off; more epochs could help")  # fmt: skip
-    if facts["n_train"] < facts["n_train_total"] * facts["label_fraction"] - 0.5 or (
-        facts["n_train"] > facts["n_train_total"] * facts["label_fraction"] + 1
-    ):
+    frac = facts.get("label_fraction")
+    if frac is not None and abs(facts["n_train"] - facts["n_train_total"] * float(frac)) > 1:
         notes.append(f"label_fraction {facts['label_fraction']} kept {facts['n_train']} of {facts['n_train_total']} "
                      "training cases (one per class at least, whole patients)")  # fmt: skip
     return {
@@ -193,6 +235,7 @@ def summarize_run(run: ConfigRun, facts: Mapping[str, Any], out: Path) -> dict[s
         "result_json": str(out / RESULT_NAME),
         "out_dir": str(out),
         "load_report": None if report is None else report.to_dict(),
+        "load_report_table": None if report is None else report.to_table(),
         "notes": notes,
         **dict(facts),
     }

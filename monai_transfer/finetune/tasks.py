@@ -27,6 +27,7 @@ __all__ = [
     "TASKS",
     "CheckFinited",
     "CheckLabelRanged",
+    "CheckSpatialDimsd",
     "source_name",
     "infer_spatial_dims",
     "check_num_classes",
@@ -71,6 +72,31 @@ class CheckFinited(MapTransform):
                 raise ValueError(
                     f"{key} {source_name(d, key)} contains NaN or infinite values ({n_nan} NaN, {n_inf} Inf voxels); "
                     "fix or exclude the file"
+                )
+        return d
+
+
+class CheckSpatialDimsd(MapTransform):
+    """Raise a ``ValueError`` naming the file when a channel-first image does not have ``spatial_dims`` axes
+    (a 2D slice in a 3D datalist, a volume given to a 2D network) - instead of a collate or padding traceback.
+
+    Args:
+        keys: keys to check (``"image"``).
+        spatial_dims: 2 or 3.
+    """
+
+    def __init__(self, keys: KeysCollection, spatial_dims: int, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.spatial_dims = int(spatial_dims)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            shape = tuple(np.shape(d[key]))
+            if len(shape) - 1 != self.spatial_dims:
+                raise ValueError(
+                    f"{key} {source_name(d, key)} has {len(shape) - 1} spatial axes (shape {shape}, channel first) "
+                    f"but the network is {self.spatial_dims}D; fix or exclude the file"
                 )
         return d
 
@@ -277,6 +303,7 @@ def transform_components(
         {"_target_": "LoadImaged", "keys": keys, "image_only": True},
         {"_target_": "EnsureChannelFirstd", "keys": keys},
         {"_target_": f"{here}.CheckFinited", "keys": image_key},
+        {"_target_": f"{here}.CheckSpatialDimsd", "keys": image_key, "spatial_dims": int(spatial_dims)},
         {"_target_": f"{here}.CheckLabelRanged", "keys": label_key, "num_classes": int(num_classes),
          "image_key": image_key},
         *intensity_components(intensity, keys=image_key, in_channels=in_channels),

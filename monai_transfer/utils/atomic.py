@@ -6,6 +6,7 @@ temporary file behind (checkpoints, indices, datalists and reports all go throug
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
@@ -15,6 +16,14 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["atomic_write", "atomic_save", "atomic_write_bytes", "atomic_write_text", "atomic_write_json"]
+
+
+@functools.lru_cache(maxsize=1)
+def _umask() -> int:
+    # read once: os.umask can only be read by setting it, which is not thread-safe to repeat
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _full_suffix(name: str) -> str:
@@ -41,6 +50,8 @@ def atomic_write(path: str | os.PathLike, suffix: str | None = None) -> Iterator
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        # mkstemp makes 0600 files; outputs get the mode any new file would (0666 less the umask)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

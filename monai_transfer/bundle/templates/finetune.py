@@ -47,6 +47,11 @@ def inference_config(
         {"_target_": "LoadImaged", "keys": "image", "image_only": True},
         {"_target_": "EnsureChannelFirstd", "keys": "image"},
         {"_target_": "monai_transfer.finetune.tasks.CheckFinited", "keys": "image"},
+        {
+            "_target_": "monai_transfer.finetune.tasks.CheckSpatialDimsd",
+            "keys": "image",
+            "spatial_dims": int(spatial_dims),
+        },
         *intensity_components(intensity, keys="image", in_channels=in_channels),
     ]
     if seg:
