@@ -75,8 +75,8 @@ def _handlers(config: PretrainConfig, spec: Any) -> list[Any]:
     if config.monitor_data:
         handlers.append("@train#monitor")  # before the checkpoint that stores its history
     # its own logger: MONAI's StatsHandler makes the logger it is given print to stdout and stop propagating
-    handlers.append({"_target_": "StatsHandler", "_disabled_": _NOT_MAIN, "name": f"{logger.name}.train", "tag_name": "loss",
-                     "output_transform": _FROM_LOSS, "iteration_log": False})  # fmt: skip
+    handlers.append({"_target_": "StatsHandler", "_disabled_": _NOT_MAIN, "name": f"{logger.name}.train",
+                     "tag_name": "loss", "output_transform": _FROM_LOSS, "iteration_log": False})  # fmt: skip
     if config.tensorboard:
         from monai.utils import optional_import
 
