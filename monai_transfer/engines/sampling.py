@@ -47,7 +47,7 @@ __all__ = ["MAX_SEED", "check_seed", "sample_seed", "epoch_seed", "epoch_permuta
 logger = logging.getLogger(__name__)
 
 MAX_SEED = 2**32  # MONAI's Randomizable.set_random_state accepts seeds in [0, 2**32)
-_EPOCH_STREAM = 0x45504F43  # "EPOC": a 4-word entropy never collides with the 2- and 3-word ones below
+_EPOCH_STREAM = 0x45504F43  # "EPOC": a 5-word entropy never collides with the 2- and 3-word ones below
 
 
 def check_seed(seed: Any) -> int:
@@ -65,9 +65,9 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
     return int(np.random.SeedSequence([check_seed(seed), int(epoch), int(index)]).generate_state(1, np.uint32)[0])
 
 
-def epoch_seed(seed: int, epoch: int, stream: int = 0) -> int:
-    """The seed of the random transforms in ``epoch`` (``stream``: one per seeded object), in ``[0, 2**32)``."""
-    words = [check_seed(seed), int(epoch), int(stream), _EPOCH_STREAM]
+def epoch_seed(seed: int, epoch: int, stream: int = 0, rank: int = 0) -> int:
+    """The seed of the random transforms in ``epoch`` (``stream``: one per seeded object; ``rank``: the DDP rank)."""
+    words = [check_seed(seed), int(epoch), int(stream), int(rank), _EPOCH_STREAM]
     return int(np.random.SeedSequence(words).generate_state(1, np.uint32)[0])
 
 
@@ -160,9 +160,10 @@ class EpochSampler(DistributedSampler):
 class EpochSeedHandler:
     """Re-seed random transforms (and optionally a loader's generator) at every ``EPOCH_STARTED``.
 
-    The seed of epoch ``e`` is :func:`epoch_seed` ``(seed, e)``, so the augmentations of an epoch do not depend on
-    the epochs before it and a run resumed at an epoch boundary draws the same ones. Attach it to the trainer (in a
-    bundle: one of ``train#handlers``).
+    The seed of epoch ``e`` is :func:`epoch_seed` ``(seed, e, stream, rank)``, so the augmentations of an epoch do not
+    depend on the epochs before it and a run resumed at an epoch boundary draws the same ones. Under DDP each rank
+    gets its own seed (the ranks' samples are not augmented alike); the augmentations then depend on the number of
+    ranks, unlike the data order. Attach it to the trainer (in a bundle: one of ``train#handlers``).
 
     Args:
         seed: base seed (the run's ``seed``).
@@ -192,8 +193,8 @@ class EpochSeedHandler:
         engine.add_event_handler(Events.EPOCH_STARTED, self)
 
     def seed_for(self, epoch: int) -> int:
-        """The seed used in ``epoch`` (1-based)."""
-        return epoch_seed(self.seed, epoch, self.stream)
+        """The seed used in ``epoch`` (1-based) on this rank."""
+        return epoch_seed(self.seed, epoch, self.stream, _rank())
 
     def apply(self, epoch: int) -> int:
         """Re-seed for ``epoch`` now; returns the seed."""

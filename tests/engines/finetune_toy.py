@@ -27,6 +27,7 @@ import torch
 from ignite.engine import Engine, Events
 
 KILL_ENV = "MT_TEST_KILL_AT_EPOCH"
+_FROM_PRED_LABEL = "$monai.handlers.from_engine(['pred', 'label'])"
 
 
 def toy_train_config(
@@ -125,8 +126,7 @@ def toy_train_config(
             "evaluator": {"_target_": "SupervisedEvaluator", "device": "@device",
                           "val_data_loader": "@validate#dataloader", "network": "@network",
                           "postprocessing": "@validate#postprocessing",
-                          "key_val_metric": {"auroc": {"_target_": "ROCAUC",
-                                                       "output_transform": "$monai.handlers.from_engine(['pred', 'label'])"}},
+                          "key_val_metric": {"auroc": {"_target_": "ROCAUC", "output_transform": _FROM_PRED_LABEL}},
                           "val_handlers": "@validate#handlers"},
         },
         "initialize": [
