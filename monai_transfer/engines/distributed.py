@@ -43,6 +43,7 @@ __all__ = [
     "cleanup",
     "per_rank_batch_size",
     "main_process_handlers",
+    "validation_sampler",
     "MAIN_PROCESS_ONLY",
 ]
 
@@ -196,3 +197,13 @@ def main_process_handlers(
         return handlers
     names = set(main_only)
     return [h for h in handlers if not (_qualnames(h) & names)]
+
+
+def validation_sampler(dataset: Any) -> Any:
+    """Under DDP, MONAI's ``DistributedSampler`` over ``dataset`` without shuffling or padding (each case is
+    evaluated once; MONAI's metric handlers gather the ranks' cases); with one process ``None`` (the loader's order)."""
+    if world_size() <= 1:
+        return None
+    from monai.data import DistributedSampler
+
+    return DistributedSampler(dataset, shuffle=False, even_divisible=False)
