@@ -38,6 +38,25 @@ def _value(name: str, value: Any, epochs: int) -> Any:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
 
 
+def _check_view_kwargs(method: str, config: PretrainConfig) -> None:
+    """An option the method's view recipe does not take is named now (its values are checked when the run builds the
+    views, with the backbone's own values for the options a backbone family imposes)."""
+    import inspect
+
+    from monai_transfer.ssl.views import make_pretrain_transforms, make_views
+
+    own = set(inspect.signature(make_pretrain_transforms).parameters)
+    options = {k: v for k, v in config.view_kwargs.items() if k not in own}
+    if not options:
+        return
+    try:
+        make_views(method, config.spatial_dims, config.roi(), config.modality, **options)
+    except TypeError as e:
+        raise ValueError(f"view_kwargs: the view recipe of {method!r} does not take {sorted(options)} ({e})") from None
+    except ValueError:
+        pass
+
+
 def resolve_config(config: PretrainConfig) -> PretrainConfig:
     """Fill the ``None`` fields from the method's recommendations (``MethodSpec.defaults``) and check the
     method/backbone pair and the method's options.
@@ -55,6 +74,7 @@ def resolve_config(config: PretrainConfig) -> PretrainConfig:
             raise ValueError(f"pretraining needs {name!r} (see `monai-transfer pretrain --help`)")
     spec = check_method_backbone(config.method, config.backbone, config.spatial_dims)
     check_method_kwargs(spec.name, config.method_kwargs)
+    _check_view_kwargs(spec.name, config)
     values = config.to_dict()
     values["method"] = spec.name
     values["roi_size"] = list(config.roi())

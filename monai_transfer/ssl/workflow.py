@@ -86,7 +86,10 @@ def build_backbone(
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(_seeded(seed, 0))
-        return create_backbone(name, spatial_dims, in_channels, pretrained=pretrained, **kwargs)
+        try:
+            return create_backbone(name, spatial_dims, in_channels, pretrained=pretrained, **kwargs)
+        except TypeError as e:  # an option the network does not take: name it, without a traceback
+            raise ValueError(f"backbone_kwargs: backbone {name!r} does not take {sorted(kwargs)}: {e}") from None
 
 
 def _options(name: str) -> tuple[str, dict[str, inspect.Parameter], bool]:

@@ -155,3 +155,7 @@ def test_a_run_that_fails_validation_writes_nothing(images_2d, tmp_path, capsys)
     assert "no full batch of 32" in capsys.readouterr().err and not out.exists()
     assert main(_flags(images_2d, out, 2, "--epochs", "1", "--resume", str(tmp_path / "none.pt"))) == 2
     assert "none.pt" in capsys.readouterr().err and not out.exists()
+    # an option the backbone does not take surfaces when the network is built: still one named line, nothing left
+    assert main(_flags(images_2d, out, 2, "--epochs", "1", "--backbone-arg", "widen=2")) == 2
+    err = capsys.readouterr().err
+    assert "backbone_kwargs" in err and "'widen'" in err and "Traceback" not in err and not out.exists()

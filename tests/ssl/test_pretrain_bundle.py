@@ -127,6 +127,12 @@ def test_unknown_or_mistyped_method_args_name_the_key(arg, words, capsys):
     assert all(w in err for w in words), err
 
 
+def test_an_unknown_view_arg_is_named(capsys):
+    assert main([*FLAGS, "--print-config", "--view-arg", "mask_ratio=0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "view_kwargs" in err and "'simclr'" in err and "mask_ratio" in err and "Traceback" not in err
+
+
 def test_yaml_method_kwargs_are_checked_too(tmp_path, capsys):
     path = tmp_path / "p.yaml"
     path.write_text("method: byol\nbackbone: resnet10\ndata: d.json\nout: o\nmethod_kwargs: {out_dimm: 64}\n")
