@@ -484,6 +484,16 @@ def close_writers(handlers: Sequence[Any] | None) -> None:
             close()
 
 
+def _remove_stale_temporaries(checkpoint_dir: Path) -> None:
+    """Remove the temporary files of atomic writes a killed run left (``.last.pt.tmp-*``, ``.encoder.pt.tmp-*``) in the
+    checkpoint folder and the run's folder: nothing writes them any more once a run resumes."""
+    for folder in (checkpoint_dir, checkpoint_dir.parent):
+        for tmp in folder.glob(".*.tmp-*") if folder.is_dir() else ():
+            if tmp.is_file():
+                logger.info("removing %s, left by an interrupted write", tmp)
+                tmp.unlink(missing_ok=True)
+
+
 def resume_run(
     trainer: Engine,
     resume: str | None,
@@ -491,7 +501,7 @@ def resume_run(
     objects: Mapping[str, Any] | None = None,
 ) -> str | None:
     """Continue ``trainer`` from a checkpoint when asked: ``"auto"`` (``checkpoint_dir/last.pt`` when it exists) or a
-    path. Returns the checkpoint used, or ``None``.
+    path. Returns the checkpoint used, or ``None``. Temporary files of writes a kill interrupted are removed first.
 
     Raises:
         FileNotFoundError: an explicit checkpoint that does not exist.
@@ -500,6 +510,8 @@ def resume_run(
 
     if resume is None:
         return None
+    if is_main_process():
+        _remove_stale_temporaries(Path(checkpoint_dir))
     path = Path(checkpoint_dir) / "last.pt" if resume == "auto" else Path(resume)
     if not path.is_file():
         if resume != "auto":

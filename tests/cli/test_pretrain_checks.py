@@ -145,6 +145,10 @@ def test_a_folder_holding_a_run_is_resumed_or_refused(images_2d, tmp_path, capsy
     err = capsys.readouterr().err
     assert "--resume auto" in err and "--overwrite" in err
     assert (out / "checkpoints" / "last.pt").read_bytes() == before  # the earlier run is intact
+    finished = json.loads((out / "result.json").read_text())
+    assert main([*flags, "--resume", "auto"]) == 0  # a finished run resumed trains nothing and keeps its timing
+    again = json.loads((out / "result.json").read_text())
+    assert again["iterations"] == finished["iterations"] and again["seconds"] == finished["seconds"] > 0
     assert main([*flags, "--overwrite"]) == 0
     assert json.loads((out / "result.json").read_text())["resumed_from"] is None
 

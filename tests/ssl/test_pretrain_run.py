@@ -81,7 +81,11 @@ def test_resume_auto_continues_a_finished_run_to_more_epochs(demo, run_2d, tmp_p
 
     out = tmp_path / "continued"
     shutil.copytree(run_2d, out)
+    left = [out / "checkpoints" / ".last.pt.tmp-x1y2z3.pt", out / ".encoder.pt.tmp-a1b2c3.pt"]  # as a kill leaves them
+    for tmp in left:
+        tmp.write_bytes(b"partial")
     assert main(_flags(demo, out, "--epochs", "3", "--resume", "auto")) == 0
+    assert not any(tmp.exists() for tmp in left)  # the resume cleans what the killed writes left
     before = json.loads((run_2d / "result.json").read_text())
     after = json.loads((out / "result.json").read_text())
     assert after["resumed_from"].endswith("last.pt")
