@@ -421,6 +421,8 @@ class ChanceLossMonitor:
         batch_size: per rank.
         patience: epochs at chance before the run is flagged.
         rtol: relative distance from chance still counted as chance.
+        warmup_epochs: epochs of learning-rate warm-up, not counted (a loss may rest at chance while the rate is
+            tiny).
     """
 
     def __init__(
@@ -431,12 +433,14 @@ class ChanceLossMonitor:
         batch_size: int,
         patience: int = 3,
         rtol: float = 0.01,
+        warmup_epochs: float = 0.0,
     ) -> None:
         self.losses = losses
         self.formula = formula
         self.chance = chance_loss(formula, method, batch_size)
         self.patience = max(1, int(patience))
         self.rtol = float(rtol)
+        self.skip = int(math.ceil(float(warmup_epochs or 0.0)))
         self.warnings: list[str] = []
 
     def attach(self, engine: Engine) -> None:
@@ -445,7 +449,7 @@ class ChanceLossMonitor:
 
     def stuck(self) -> bool:
         """Whether every iteration loss of the last ``patience`` epochs lay at chance."""
-        last = self.losses.ranges[-self.patience :]
+        last = self.losses.ranges[self.skip :][-self.patience :]
         if self.chance is None or len(last) < self.patience:
             return False
         tol = self.rtol * abs(self.chance)

@@ -272,6 +272,9 @@ def test_chance_monitor_flags_a_loss_stuck_at_chance_but_not_one_that_scatters_a
     assert monitor(stuck).warnings and "chance value 1.9459" in monitor(stuck).warnings[0]
     assert not monitor(learning).warnings
     assert not monitor(_feed(None, [[chance, chance]] * 2)).warnings  # fewer epochs than the patience
+    warm = ChanceLossMonitor(stuck, "log(2 * batch - 1)", torch.nn.Identity(), 4, patience=3, warmup_epochs=1)
+    warm(_Engine())
+    assert not warm.warnings  # warm-up epochs do not count: 2 epochs left
     # the state travels with the checkpoint: a resumed tracker decides the same
     restored = _feed(None, [])
     restored.load_state_dict(stuck.state_dict())

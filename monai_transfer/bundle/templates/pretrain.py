@@ -197,7 +197,7 @@ def pretrain_config(config: PretrainConfig) -> dict[str, Any]:
             "epoch_losses": {"_target_": f"{_WF}.EpochLosses"},
             "chance": {"_target_": f"{_WF}.ChanceLossMonitor", "losses": "@train#epoch_losses",
                        "formula": spec.chance_loss, "method": "@method", "batch_size": "@batch_size",
-                       "patience": 3, "rtol": 0.01},
+                       "patience": 3, "rtol": 0.01, "warmup_epochs": "@warmup_epochs"},
             "monitor_sets": {"_target_": "monai_transfer.ssl.monitor.monitor_sets", "datalist": config.monitor_data,
                              "spatial_dims": "@spatial_dims", "roi_size": "@roi_size", "intensity": "@intensity"},
             "monitor": {"_target_": "monai_transfer.ssl.monitor.KNNMonitor", "method": None,
