@@ -173,7 +173,8 @@ def test_rng_state_round_trip_and_loads_weights_only(tmp_path):
 
 def test_stale_temporary_files_are_removed_on_resume(tmp_path):
     _tiny_run(tmp_path, stop_at=2)
-    stale = [tmp_path / ".last.pt.tmp-abc123.pt", tmp_path / ".last.json.tmp-x.json", tmp_path / ".last.prev.pt.tmp-q.pt"]
+    names = [".last.pt.tmp-abc123.pt", ".last.json.tmp-x.json", ".last.prev.pt.tmp-q.pt"]
+    stale = [tmp_path / name for name in names]
     for p in stale:
         p.write_bytes(b"half a checkpoint")  # what a kill -9 during torch.save leaves
     (tmp_path / "keep.txt").write_text("not ours")
@@ -203,7 +204,7 @@ def test_a_different_epoch_length_is_refused(tmp_path):
         _tiny_run(tmp_path, resume="auto")
 
 
-# -- the proof: a bundle-config fine-tuning run SIGKILLed after epoch 1, resumed in a fresh process ---------------------
+# -- the proof: a bundle-config fine-tuning run SIGKILLed after epoch 1, resumed in a fresh process -------------------
 def _script(out: Path, result: Path, *args: str, kill_at: int | None = None) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(HERE), os.environ.get("PYTHONPATH", "")]),
                OMP_NUM_THREADS="1")  # fmt: skip

@@ -1,4 +1,5 @@
-"""Fine-tuning under ``torchrun`` (2 gloo ranks on the CPU) gives the single-process result on the global batch.
+"""Fine-tuning under ``torchrun`` (2 gloo ranks on the CPU) gives the single-process result on the global batch, and
+a DDP run killed with SIGKILL resumes bit-identically.
 
 The toy bundle config of ``tests/engines/finetune_toy.py`` (ResNet-10 with group norm, plain SGD, 3 epochs of 4 steps,
 global batch 4) runs once in one process and once with ``multi_gpu_overrides`` merged over it under
@@ -48,8 +49,8 @@ def _env() -> dict[str, str]:
 def test_two_gloo_ranks_match_one_process_on_the_global_batch(tmp_path):
     script = str(TOY / "finetune_toy.py")
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    ddp = subprocess.Popen([*torchrun, script, str(tmp_path / "ddp"), str(tmp_path / "ddp.pt"), "--multi-gpu", *ARGS],
-                           cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    ddp_cmd = [*torchrun, script, str(tmp_path / "ddp"), str(tmp_path / "ddp.pt"), "--multi-gpu", *ARGS]
+    ddp = subprocess.Popen(ddp_cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     single = subprocess.run([sys.executable, script, str(tmp_path / "one"), str(tmp_path / "one.pt"), *ARGS], cwd=ROOT,
                             env=_env(), capture_output=True, text=True, timeout=300)  # fmt: skip
     out, _ = ddp.communicate(timeout=300)
@@ -81,3 +82,34 @@ def test_two_gloo_ranks_match_one_process_on_the_global_batch(tmp_path):
     assert not any(k.startswith("module.") for k in ckpt["network"])
     best = torch.load(tmp_path / "ddp" / "models" / "model.pt", weights_only=True)
     assert best.keys() == initial.keys()
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not available")
+def test_killed_ddp_run_resumes_with_bit_identical_weights(tmp_path):
+    """2 gloo ranks, batch norm, a dropout head, AdamW and random augmentations: SIGKILLed at the start of epoch 2 and
+    resumed with ``resume=auto`` under torchrun, the run ends bit-identical to the uninterrupted one (each rank gets
+    its own RNG streams back from ``rng_ranks``)."""
+    script = str(TOY / "finetune_toy.py")
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+
+    def launch(name: str, *args: str, kill_at: int | None = None) -> subprocess.CompletedProcess:
+        env = _env()
+        if kill_at is not None:
+            env["MT_TEST_KILL_AT_EPOCH"] = str(kill_at)
+        cmd = [*torchrun, script, str(tmp_path / name), str(tmp_path / f"{name}.pt"), "--multi-gpu", *args]
+        return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+    full = launch("full")
+    assert full.returncode == 0, full.stderr[-4000:]
+    killed = launch("cut", kill_at=2)
+    assert killed.returncode != 0  # torchrun reports the SIGKILLed ranks
+    assert torch.load(tmp_path / "cut" / "models" / "last.pt", weights_only=True)["engine"]["epoch"] == 1
+    resumed = launch("cut", "--resume", "auto")
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    ref, got = torch.load(tmp_path / "full.pt", weights_only=True), torch.load(tmp_path / "cut.pt", weights_only=True)
+    assert got["resumed_from"] and sorted(got["losses"]) == list(range(5, 13))
+    assert got["losses"] == {i: ref["losses"][i] for i in range(5, 13)}
+    for k, v in ref["weights"].items():
+        assert torch.equal(got["weights"][k], v), k
