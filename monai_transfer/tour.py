@@ -177,7 +177,7 @@ def run_tour(
 
     # 8. self-supervised pretraining on the unlabeled pool (SimCLR, a few steps), then a strict load of its encoder
     t0 = time.perf_counter()
-    from monai_transfer.bundle.templates.pretrain import pretrain
+    from monai_transfer.ssl import pretrain
 
     ssl = pretrain(
         method="simclr",

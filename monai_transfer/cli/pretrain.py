@@ -72,8 +72,8 @@ def _bundle_file(path: str | None) -> bool:
     """Whether ``--config`` names a bundle config (rather than a YAML file of pretraining options)."""
     if not path:
         return False
-    from monai_transfer.bundle.templates.pretrain import is_bundle_config
     from monai_transfer.engines.workflow import load_config
+    from monai_transfer.ssl.bundle_config import is_bundle_config
 
     try:
         values = load_config(path)
@@ -122,7 +122,8 @@ def config_from_args(args: argparse.Namespace):
 def _cmd_pretrain(args: argparse.Namespace) -> int:
     if args.list:
         return _list_methods()
-    from monai_transfer.bundle.templates.pretrain import pretrain, pretrain_config, run_pretrain_config
+    from monai_transfer.ssl.bundle_config import pretrain_config
+    from monai_transfer.ssl.run import pretrain, run_pretrain_config
 
     if _bundle_file(args.config):
         given = [f"--{n.replace('_', '-')}" for n in _SIMPLE if n != "out" and getattr(args, n) is not None]

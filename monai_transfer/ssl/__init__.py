@@ -1,9 +1,9 @@
 """Self-supervised pretraining: method specs (views + heads + loss + teacher) and the SSL trainer.
 
 Importing this package is cheap: methods, views and the trainer are imported when used
-(``monai_transfer.ssl.views.make_views``, ``monai_transfer.ssl.trainer.SSLTrainer``). A pretraining run is a MONAI
-bundle config whose parts live in :mod:`monai_transfer.ssl.workflow`; it is built and run by
-``monai_transfer.bundle.templates.pretrain`` (``pretrain_config``, ``pretrain``), one layer up.
+(``monai_transfer.ssl.views.make_views``, ``monai_transfer.ssl.trainer.SSLTrainer``). A pretraining run
+(:func:`pretrain`) is a MONAI bundle config (``monai_transfer.ssl.bundle_config.pretrain_config``) whose parts live in
+:mod:`monai_transfer.ssl.workflow`.
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ from monai_transfer.ssl.registry import (
     list_methods,
     register_method,
 )
-from monai_transfer.ssl.run import resolve_config
+from monai_transfer.ssl.run import pretrain, resolve_config
 
 __all__ = [
     "PretrainConfig",
     "load_config",
+    "pretrain",
     "resolve_config",
     "MethodSpec",
     "MissingViewError",

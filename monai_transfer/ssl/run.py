@@ -1,17 +1,33 @@
-"""A pretraining configuration resolved: every option the user left unset takes the method's recommended value.
+"""``pretrain``: one self-supervised run, from its options to published encoder weights, as a MONAI bundle config.
 
-The run itself is a MONAI bundle config (``monai_transfer.bundle.templates.pretrain``: ``pretrain_config`` builds it
-from a resolved :class:`~monai_transfer.ssl.config.PretrainConfig`, ``pretrain`` runs it); its parts live in
-:mod:`monai_transfer.ssl.workflow`.
+:func:`resolve_config` fills every option the user left unset with the method's recommended value;
+:func:`~monai_transfer.ssl.bundle_config.pretrain_config` builds the run's bundle config from it; :func:`pretrain`
+(or :func:`run_pretrain_config`, for a saved or hand-written config) applies ``--set`` overrides and runs it with
+MONAI's ``ConfigWorkflow``. Writes into ``out`` only:
+
+* ``configs/pretrain.json`` (+ ``metadata.json``): the config that ran (``python -m monai.bundle run`` repeats it);
+  ``config.yaml``: the resolved options;
+* ``checkpoints/last.pt`` (+ ``last.prev.pt``, ``last.json``): atomic training checkpoints for exact resume;
+* ``encoder.pt``: the encoder's weights with a provenance record (its intensity mapping as data);
+* ``result.json``: losses per epoch, kNN monitor history, warnings, timings; ``loss.png``: the loss curve;
+* ``tensorboard/`` (and an MLflow run when ``mlflow_uri`` is set); ``bundle/``: a fine-tuning bundle of the encoder.
+
+Everything is built and checked before training starts; a run that fails there leaves ``out`` as it found it.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+from monai_transfer.ssl.bundle_config import CONFIG_NAME
 from monai_transfer.ssl.config import PretrainConfig
 
-__all__ = ["resolve_config", "PATH_FIELDS", "SCHEDULE_DEFAULTS"]
+__all__ = ["pretrain", "run_pretrain_config", "resolve_config", "PATH_FIELDS", "SCHEDULE_DEFAULTS"]
+
 
 #: configuration fields holding local paths, left out of the provenance record published with the weights and of
 #: shared trackers (folder names can carry patient or site names)
@@ -88,3 +104,142 @@ def resolve_config(config: PretrainConfig) -> PretrainConfig:
     if values["intensity"] is None:
         values["intensity"] = pretrain_intensity(config.modality)
     return PretrainConfig.from_dict(values, where="resolved config")
+
+
+#: the outputs of a run, removed by ``overwrite`` before a new run starts in the same folder
+_OUTPUTS = ("checkpoints", "tensorboard", "bundle", "encoder.pt", "result.json", "loss.png", "config.yaml",
+            f"configs/{CONFIG_NAME}")  # fmt: skip
+
+
+def _metadata(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """``configs/metadata.json`` of a pretraining run (MONAI reads it into ``_meta_``)."""
+    import monai
+    import numpy
+    import torch
+
+    from monai_transfer import __version__
+
+    method = raw.get("method", {}).get("name", "?") if isinstance(raw.get("method"), Mapping) else "?"
+    backbone = raw.get("network_def", {}).get("name", "?") if isinstance(raw.get("network_def"), Mapping) else "?"
+    return {
+        "version": "0.1.0",
+        "changelog": {"0.1.0": "pretraining run"},
+        "monai_version": monai.__version__,
+        "pytorch_version": torch.__version__.split("+")[0],
+        "numpy_version": numpy.__version__,
+        "required_packages_version": {"monai_transfer": __version__},
+        "name": f"{method} pretraining of {backbone}",
+        "task": "self-supervised pretraining",
+        "description": f"{method} self-supervised pretraining of a {backbone} encoder (monai_transfer)",
+        "authors": "",
+        "copyright": "",
+    }
+
+
+def _snapshot(out: Path) -> tuple[bool, set[Path], bytes | None]:
+    saved = out / "configs" / CONFIG_NAME
+    existing = set(out.rglob("*")) if out.exists() else set()
+    return out.exists(), existing, saved.read_bytes() if saved.is_file() else None
+
+
+def _undo(out: Path, snapshot: tuple[bool, set[Path], bytes | None]) -> None:
+    """Remove what a run that failed before training wrote into ``out`` (and ``out`` itself if it made it)."""
+    existed, before, saved = snapshot
+    if not existed:
+        shutil.rmtree(out, ignore_errors=True)
+        return
+    for path in sorted(set(out.rglob("*")) - before, key=lambda p: len(p.parts), reverse=True):
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    if saved is not None:
+        (out / "configs" / CONFIG_NAME).write_bytes(saved)
+
+
+def _refuse_or_clear(out: Path, resume: Any, overwrite: bool) -> None:
+    last = out / "checkpoints" / "last.pt"
+    if resume is not None or not last.is_file():
+        return
+    if not overwrite:
+        raise FileExistsError(
+            f"{out} holds a pretraining run ({last}); continue it with --resume auto, choose another --out, or "
+            f"replace it with --overwrite"
+        )
+    from monai_transfer.utils.distributed import is_main_process
+
+    if is_main_process():
+        for name in _OUTPUTS:
+            target = out / name
+            shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+
+
+def run_pretrain_config(
+    config: Mapping[str, Any] | str | os.PathLike,
+    out: str | os.PathLike | None = None,
+    overrides: Mapping[str, Any] | Sequence[str] | None = None,
+    options: PretrainConfig | None = None,
+) -> dict[str, Any]:
+    """Run a pretraining bundle config (a dict or a file; ``out`` replaces its ``bundle_root``) and return the run's
+    summary (``result.json``).
+
+    The config is saved as ``<out>/configs/pretrain.json`` and run by MONAI's ``ConfigWorkflow``. Everything is
+    built and checked before training; a run that fails there leaves ``out`` as it found it.
+    """
+    import yaml
+
+    from monai_transfer.engines.workflow import load_config, parse_overrides, run_config, unwrap_config_error
+    from monai_transfer.utils.atomic import atomic_write_text
+    from monai_transfer.utils.distributed import is_main_process
+
+    raw = load_config(config)
+    sets = parse_overrides(overrides)
+    if out is not None:
+        sets = {"bundle_root": os.fspath(out), **sets}
+    folder = Path(str(sets.get("bundle_root", raw.get("bundle_root", "."))))
+    _refuse_or_clear(folder, sets.get("resume", raw.get("resume")), bool(options is not None and options.overwrite))
+    snapshot = _snapshot(folder)
+    try:
+        run = run_config(raw, folder, overrides=sets, name=CONFIG_NAME, meta=_metadata(raw), run=False)  # + checks
+        run.get("train#resume")  # every component built, and the checkpoint to resume from loaded, before training
+        if options is not None and is_main_process():
+            values = {**options.to_dict(), "overwrite": False}  # repeating the run must not wipe it
+            atomic_write_text(folder / "config.yaml", yaml.safe_dump(values, sort_keys=False))
+    except BaseException as err:
+        _undo(folder, snapshot)
+        raise unwrap_config_error(err) from None
+    try:
+        run.workflow.run()
+    except BaseException as err:
+        raise unwrap_config_error(err) from None
+    finally:
+        run.workflow.finalize()
+    return dict(run.get("train#publish").result)
+
+
+def pretrain(
+    config: PretrainConfig | Mapping[str, Any] | None = None,
+    overrides: Mapping[str, Any] | Sequence[str] | None = None,
+    **fields: Any,
+) -> dict[str, Any]:
+    """Pretrain a backbone with a self-supervised method; save its encoder with provenance and a fine-tuning bundle.
+
+    Runs the same way in one process and under ``torchrun`` (one process per device; ranks share the work, rank 0
+    writes the outputs). A run killed at any point continues exactly with ``resume="auto"``.
+
+    Args:
+        config: a ``PretrainConfig`` or a mapping of its fields.
+        overrides: ``id=value`` settings of the bundle config (``["epochs=3", "train#chance#patience=5"]``).
+        fields: fields that replace those of ``config`` (``None`` values are ignored).
+
+    Returns:
+        The summary also written to ``<out>/result.json``.
+    """
+    if config is None:
+        config = PretrainConfig()
+    elif isinstance(config, Mapping):
+        config = PretrainConfig.from_dict(config)
+    from monai_transfer.ssl.bundle_config import pretrain_config
+
+    config = resolve_config(config.merged(fields))
+    return run_pretrain_config(pretrain_config(config), config.out, overrides, options=config)

@@ -11,11 +11,10 @@ import pytest
 import torch
 import yaml
 
-from monai_transfer.bundle.templates.pretrain import pretrain
 from monai_transfer.cli import main
 from monai_transfer.data import make_demo_data
 from monai_transfer.networks import create_backbone
-from monai_transfer.ssl import load_config
+from monai_transfer.ssl import load_config, pretrain
 from monai_transfer.weights import read_checkpoint
 
 pytestmark = pytest.mark.slow
