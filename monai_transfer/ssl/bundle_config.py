@@ -267,6 +267,8 @@ def pretrain_config(config: PretrainConfig) -> dict[str, Any]:
 
 
 def is_bundle_config(values: Mapping[str, Any]) -> bool:
-    """Whether a loaded YAML/JSON file is a bundle config (``run`` list, ``_target_`` components) rather than a file
-    of :class:`PretrainConfig` options."""
-    return isinstance(values, Mapping) and not set(values) <= set(PretrainConfig.field_names())
+    """Whether a loaded YAML/JSON file is a bundle config (a ``run`` list, ``_target_`` components) rather than a file
+    of :class:`PretrainConfig` options (whose unknown keys are then named as such, not run)."""
+    if not isinstance(values, Mapping):
+        return False
+    return "run" in values or any(isinstance(v, Mapping) and "_target_" in v for v in values.values())

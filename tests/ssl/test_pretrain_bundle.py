@@ -133,6 +133,14 @@ def test_an_unknown_view_arg_is_named(capsys):
     assert "view_kwargs" in err and "'simclr'" in err and "mask_ratio" in err and "Traceback" not in err
 
 
+def test_a_mistyped_option_in_a_yaml_file_is_named_not_run_as_a_bundle(tmp_path, capsys):
+    path = tmp_path / "p.yaml"
+    path.write_text("method: simclr\nbackbone: resnet10\ndata: d.json\nout: o\nlearning_rate: 0.1\n")
+    assert main(["pretrain", "--config", str(path), "--print-config"]) == 2
+    err = capsys.readouterr().err
+    assert "learning_rate" in err and "p.yaml" in err
+
+
 def test_yaml_method_kwargs_are_checked_too(tmp_path, capsys):
     path = tmp_path / "p.yaml"
     path.write_text("method: byol\nbackbone: resnet10\ndata: d.json\nout: o\nmethod_kwargs: {out_dimm: 64}\n")
