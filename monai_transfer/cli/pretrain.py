@@ -134,7 +134,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
 
             sys.stdout.write(json.dumps(apply_overrides(load_config(args.config), parse_overrides(args.set)), indent=4))
             return 0
-        result = run_pretrain_config(args.config, args.out, args.set)
+        result = run_pretrain_config(args.config, args.out, args.set, overwrite=args.overwrite)
     else:
         config = config_from_args(args)
         if args.print_config:

@@ -179,9 +179,13 @@ def run_pretrain_config(
     out: str | os.PathLike | None = None,
     overrides: Mapping[str, Any] | Sequence[str] | None = None,
     options: PretrainConfig | None = None,
+    overwrite: bool | None = None,
 ) -> dict[str, Any]:
     """Run a pretraining bundle config (a dict or a file; ``out`` replaces its ``bundle_root``) and return the run's
     summary (``result.json``).
+
+    ``options`` (the run's ``PretrainConfig``, when it was built from one) is saved as ``config.yaml``. A folder that
+    holds a run is refused unless the config resumes it or ``overwrite`` (default ``options.overwrite``) is set.
 
     The config is saved as ``<out>/configs/pretrain.json`` and run by MONAI's ``ConfigWorkflow``. Everything is
     built and checked before training; a run that fails there leaves ``out`` as it found it.
@@ -197,7 +201,9 @@ def run_pretrain_config(
     if out is not None:
         sets = {"bundle_root": os.fspath(out), **sets}
     folder = Path(str(sets.get("bundle_root", raw.get("bundle_root", "."))))
-    _refuse_or_clear(folder, sets.get("resume", raw.get("resume")), bool(options is not None and options.overwrite))
+    if overwrite is None:
+        overwrite = bool(options is not None and options.overwrite)
+    _refuse_or_clear(folder, sets.get("resume", raw.get("resume")), overwrite)
     snapshot = _snapshot(folder)
     try:
         run = run_config(raw, folder, overrides=sets, name=CONFIG_NAME, meta=_metadata(raw), run=False)  # + checks
