@@ -91,7 +91,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "Error(s) in loading state_dict" in message:  # torch's key lists, one per line: keep them on one
             message = " ".join(message.split())
         print(f"error: {message}", file=sys.stderr)
+        _let_threads_finish()
         return 2
+
+
+def _let_threads_finish(timeout_s: float = 30.0) -> None:
+    """Wait for worker threads an interrupted step left running (MONAI's cache fill keeps loading the next images
+    after one failed); a daemon thread still inside a torch operation at interpreter exit aborts the process
+    (``terminate called without an active exception``, exit 134) instead of exiting with status 2."""
+    import threading
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    for thread in threading.enumerate():
+        # thread-pool workers only (multiprocessing.dummy); monitors such as tqdm's never end and need no waiting
+        if thread is not threading.current_thread() and type(thread).__name__ == "DummyProcess":
+            thread.join(max(0.0, deadline - time.monotonic()))
 
 
 if __name__ == "__main__":

@@ -8,10 +8,12 @@ the run that happened is the config that was saved, and re-running it with ``pyt
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
+import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ __all__ = [
     "run_config",
     "OverrideError",
     "unwrap_config_error",
+    "close_writers",
 ]
 
 
@@ -177,7 +180,8 @@ def run_config(
         out_dir: the run's folder; the resolved config goes to ``configs/`` inside it.
         overrides: ``id=value`` strings or a mapping (:func:`parse_overrides`, :func:`apply_overrides`).
         name: file name of the saved config.
-        meta: metadata saved as ``configs/metadata.json`` when the folder has none (MONAI reads it into ``_meta_``).
+        meta: metadata saved as ``configs/metadata.json`` when the folder has none (MONAI reads it into ``_meta_``);
+            default: a version and a one-line description.
         workflow_type: ``"train"`` or ``"infer"`` to have MONAI check the properties of that workflow kind; ``None``
             checks nothing (pretraining and evaluation configs are neither).
         run: run (``initialize``, ``run``, ``finalize``); ``False`` only initialises, for callers that run parts.
@@ -194,15 +198,46 @@ def run_config(
     config_file = configs / name
     atomic_write_json(config_file, raw, indent=4)
     meta_file = configs / "metadata.json"
-    if meta is not None and not meta_file.exists():
-        atomic_write_json(meta_file, dict(meta), indent=4)
+    if not meta_file.exists():  # MONAI reads it into _meta_ (and logs an error when there is none)
+        default = {"version": "0.1.0", "description": f"the {name} config of a monai_transfer run"}
+        atomic_write_json(meta_file, dict(meta) if meta is not None else default, indent=4)
     logging_file = configs / "logging.conf"
-    workflow = ConfigWorkflow(
-        config_file=str(config_file),
-        meta_file=str(meta_file) if meta_file.exists() else None,
-        logging_file=str(logging_file) if logging_file.exists() else False,
-        workflow_type=workflow_type,
-    )
+    # the process's own logging stays as the caller set it: no logging.conf means no fileConfig, said once not per run
+    with _without_message(logging.getLogger("monai.bundle.workflows"), "skipping logging"):
+        workflow = ConfigWorkflow(
+            config_file=str(config_file),
+            meta_file=str(meta_file),
+            logging_file=str(logging_file) if logging_file.exists() else False,
+            workflow_type=workflow_type,
+        )
+    with _isolated_rng():
+        _run(workflow, run)
+    return ConfigRun(config_file=config_file, workflow=workflow, config=raw)
+
+
+@contextlib.contextmanager
+def _without_message(logger: logging.Logger, text: str) -> Iterator[None]:
+    def keep(record: logging.LogRecord) -> bool:
+        return text not in record.getMessage()
+
+    logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        logger.removeFilter(keep)
+
+
+@contextlib.contextmanager
+def _isolated_rng() -> Iterator[None]:
+    """A run may seed torch's global generators (dropout draws from them); the caller's states come back after it."""
+    import torch
+
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        yield
+
+
+def _run(workflow: Any, run: bool) -> None:
     try:
         workflow.initialize()
         if run:
@@ -212,7 +247,26 @@ def run_config(
                 workflow.finalize()
     except RuntimeError as err:
         raise unwrap_config_error(err) from None
-    return ConfigRun(config_file=config_file, workflow=workflow, config=raw)
+    finally:
+        close_writers(workflow)
+
+
+def close_writers(workflow: Any) -> None:
+    """Close the TensorBoard writers a run's handlers opened, finished or failed.
+
+    A writer left open when a run fails (a truncated image found while caching) keeps its thread to interpreter exit,
+    which then aborts (``terminate called without an active exception``, exit 134) instead of exiting with the error.
+    """
+    from monai.handlers.tensorboard_handlers import TensorBoardHandler
+
+    resolved = getattr(getattr(workflow.parser, "ref_resolver", None), "resolved_content", {}) or {}
+    stack = list(resolved.values())
+    while stack:
+        obj = stack.pop()
+        if isinstance(obj, (list, tuple)):
+            stack.extend(obj)
+        elif isinstance(obj, TensorBoardHandler):
+            obj.close()
 
 
 _WRAPPERS = ("Failed to evaluate", "Failed to instantiate", "applying transform")

@@ -83,41 +83,43 @@ def checkpoint_robustness(
         raise ValueError(f"unknown corruption {unknown[0]!r}; known: {list(CORRUPTIONS)}")
     from tqdm import tqdm
 
-    bar = tqdm(total=1 + len(names) * len(severities), desc="robustness", unit="run", disable=not progress)
-    bar.set_postfix_str("clean")
-    clean_metrics = evaluate(checkpoint, datalist, section=section, batch_size=batch_size, device=device, cases=False)
-    bar.update(1)
-    if metric is None:
-        metric = "mean_dice" if "mean_dice" in clean_metrics else "auroc"
+    # the bar is closed (its line ended) on an error too, so that the error message starts a line of its own
+    with tqdm(total=1 + len(names) * len(severities), desc="robustness", unit="run", disable=not progress) as bar:
+        bar.set_postfix_str("clean")
+        clean_metrics = evaluate(
+            checkpoint, datalist, section=section, batch_size=batch_size, device=device, cases=False
+        )
+        bar.update(1)
+        if metric is None:
+            metric = "mean_dice" if "mean_dice" in clean_metrics else "auroc"
+            if clean_metrics.get(metric) is None:
+                metric = "accuracy"
         if clean_metrics.get(metric) is None:
-            metric = "accuracy"
-    if clean_metrics.get(metric) is None:
-        raise ValueError(f"metric {metric!r} is not available for this checkpoint; got {sorted(clean_metrics)}")
-    report = RobustnessReport(clean=float(clean_metrics[metric]), higher_is_better=True, seed=int(seed))
-    for name in names:
-        for s in severities:
-            bar.set_postfix_str(f"{name} {s}")
-            m = evaluate(
-                checkpoint,
-                datalist,
-                section=section,
-                batch_size=batch_size,
-                device=device,
-                cases=False,
-                corruption=CaseSeededCorruptd(name, int(s), seed),
-            )[metric]
-            drop = report.clean - float(m)
-            report.rows.append(
-                {
-                    "corruption": name,
-                    "severity": int(s),
-                    "metric": float(m),
-                    "drop": drop,
-                    "relative_drop": drop / abs(report.clean) if report.clean else float("nan"),
-                }
-            )
-            bar.update(1)
-    bar.close()
+            raise ValueError(f"metric {metric!r} is not available for this checkpoint; got {sorted(clean_metrics)}")
+        report = RobustnessReport(clean=float(clean_metrics[metric]), higher_is_better=True, seed=int(seed))
+        for name in names:
+            for s in severities:
+                bar.set_postfix_str(f"{name} {s}")
+                m = evaluate(
+                    checkpoint,
+                    datalist,
+                    section=section,
+                    batch_size=batch_size,
+                    device=device,
+                    cases=False,
+                    corruption=CaseSeededCorruptd(name, int(s), seed),
+                )[metric]
+                drop = report.clean - float(m)
+                report.rows.append(
+                    {
+                        "corruption": name,
+                        "severity": int(s),
+                        "metric": float(m),
+                        "drop": drop,
+                        "relative_drop": drop / abs(report.clean) if report.clean else float("nan"),
+                    }
+                )
+                bar.update(1)
     if out_dir is not None:
         report.write(out_dir, metric_name=metric)
     return report

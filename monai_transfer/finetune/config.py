@@ -309,6 +309,8 @@ def finetune_config(
                           "val_handlers": "@validate#handlers", "amp": "@amp"},
         },  # fmt: skip
         "initialize": [
+            # dropout draws from torch's global generator: seeded per run (run_config restores the caller's state)
+            "$torch.manual_seed(@seed)",
             "$[h.set_trainer(@train#trainer) for h in @validate#handlers if hasattr(h, 'set_trainer')]",
         ],
         "run": ["$@train#trainer.run()"],

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from monai_transfer.engines.device import default_device
+from monai_transfer.engines.workflow import unwrap_config_error
 from monai_transfer.finetune.cases import datalist_cases
 from monai_transfer.finetune.tasks import make_loader
 from monai_transfer.finetune.trainer import make_evaluator
@@ -119,7 +120,10 @@ def evaluate(
         key = "auroc" if len({int(float(e["label"])) for e in rows}) > 1 else "accuracy"
     inferer = parser.get_parsed_content("validate#inferer")
     evaluator = make_evaluator(net, loader, task, n_cls, dev, inferer, use_amp, key, collect_cases=True)
-    evaluator.run()
+    try:
+        evaluator.run()
+    except RuntimeError as err:  # a data check's own message (the file named), not MONAI's "applying transform"
+        raise unwrap_config_error(err) from None
     root = Path(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint).parent.parent
     metrics: dict[str, Any] = {"section": section, "n": len(rows), "checkpoint": str(root / MODEL_FILE)}
     for name, value in evaluator.state.metrics.items():

@@ -20,12 +20,14 @@ from monai.data import CacheDataset, DataLoader, Dataset
 from monai.transforms import (
     Compose,
     LoadImage,
+    LoadImaged,
     MapTransform,
 )
 
 __all__ = [
     "TASKS",
     "CheckFinited",
+    "ReadImaged",
     "CheckLabelRanged",
     "CheckSpatialDimsd",
     "source_name",
@@ -49,6 +51,36 @@ def source_name(data: Mapping[Hashable, Any], key: Hashable = "image") -> str:
     meta = getattr(value, "meta", None) or {}
     name = meta.get("filename_or_obj") if isinstance(meta, Mapping) else None
     return os.fspath(name) if name else "<unknown file>"
+
+
+class ReadImaged(LoadImaged):
+    """MONAI's ``LoadImaged``, except that a file that cannot be read raises a ``ValueError`` naming it and the reason
+    (a truncated ``.nii.gz``, a file that is not an image) instead of a decoder's traceback without the file name.
+
+    Same arguments as ``LoadImaged``.
+    """
+
+    def __call__(self, data: Any, reader: Any = None) -> dict[Hashable, Any]:
+        try:
+            return super().__call__(data, reader)
+        except Exception as err:  # noqa: BLE001 - any decoder error: EOFError, zlib.error, ImageFileError...
+            raise ValueError(self._reason(data, err)) from None
+
+    def _reason(self, data: Any, err: BaseException) -> str:
+        """Which file failed (each is tried alone) and why, in one sentence."""
+        files = [os.fspath(data[k]) for k in self.key_iterator(dict(data)) if isinstance(data[k], (str, os.PathLike))]
+        for f in files:
+            try:
+                self._loader(f)
+            except Exception as one:  # noqa: BLE001
+                err, files = one, [f]
+                break
+        while err.__cause__ is not None:
+            err = err.__cause__
+        return (
+            f"{', '.join(files) or 'an image'} cannot be read ({type(err).__name__}: {str(err)[:200]}); the file may "
+            "be truncated or not an image: fix or exclude it"
+        )
 
 
 class CheckFinited(MapTransform):
@@ -300,7 +332,7 @@ def transform_components(
     keys = [image_key, label_key] if seg else [image_key]
     here = "monai_transfer.finetune.tasks"
     xs: list[dict[str, Any]] = [
-        {"_target_": "LoadImaged", "keys": keys, "image_only": True},
+        {"_target_": f"{here}.ReadImaged", "keys": keys, "image_only": True},
         {"_target_": "EnsureChannelFirstd", "keys": keys},
         {"_target_": f"{here}.CheckFinited", "keys": image_key},
         {"_target_": f"{here}.CheckSpatialDimsd", "keys": image_key, "spatial_dims": int(spatial_dims)},
