@@ -422,6 +422,15 @@ class StrategyHandlers:
 
     def __init__(self, strategy: FinetuneStrategy, optimizer: Any) -> None:
         self.handlers = list(strategy.handlers(optimizer))
+        import torch.distributed as dist
+
+        if self.handlers and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            # DistributedDataParallel syncs only the parameters that trained when it was built: stages unfrozen later
+            # would drift apart between ranks without an error
+            raise ValueError(
+                f"strategy {strategy.name!r} unfreezes stages during training, which DistributedDataParallel does not "
+                "follow; under torchrun use full, linear-probe, freeze-k or llrd (or run it in one process)"
+            )
 
     def attach(self, engine: Any) -> None:
         for h in self.handlers:
