@@ -126,9 +126,13 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     from monai_transfer.ssl.run import pretrain, run_pretrain_config
 
     if _bundle_file(args.config):
-        given = [f"--{n.replace('_', '-')}" for n in _SIMPLE if n != "out" and getattr(args, n) is not None]
+        given = [
+            f"--{n.replace('_', '-')}" for n in _SIMPLE if n not in ("out", "resume") and getattr(args, n) is not None
+        ]
         if given:
             raise ValueError(f"{args.config} is a bundle config: set its values with --set ID=VALUE, not {given}")
+        if args.resume is not None:
+            args.set = [f"resume={json.dumps(args.resume)}", *args.set]
         if args.print_config:
             from monai_transfer.engines.workflow import apply_overrides, load_config, parse_overrides
 
