@@ -1,7 +1,7 @@
 """The ``pretrain`` command: self-supervised pretraining from flags, a YAML file of options, or a bundle config.
 
 The flags (and a YAML file of the same options) build a MONAI bundle config
-(``monai_transfer.bundle.templates.pretrain.pretrain_config``); ``--set ID=VALUE`` then sets any value of it, and
+(``monai_transfer.ssl.bundle_config.pretrain_config``); ``--set ID=VALUE`` then sets any value of it, and
 ``--config`` also takes such a bundle config (a saved ``configs/pretrain.json``) to run instead of the flags.
 """
 

@@ -1,4 +1,4 @@
-"""The parts a pretraining bundle config wires together (``monai_transfer.bundle.templates.pretrain``).
+"""The parts a pretraining bundle config wires together (``monai_transfer.ssl.bundle_config.pretrain_config``).
 
 Each is a ``_target_`` component or a function called from the config's ``initialize`` / ``run`` lists, so a
 pretraining run is a MONAI bundle config run by ``ConfigWorkflow`` (``python -m monai.bundle run`` runs it too):
