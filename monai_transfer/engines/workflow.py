@@ -245,10 +245,12 @@ def _run(workflow: Any, run: bool) -> None:
                 workflow.run()
             finally:
                 workflow.finalize()
-    except RuntimeError as err:
-        raise unwrap_config_error(err) from None
-    finally:
-        close_writers(workflow)
+                close_writers(workflow)
+    except BaseException as err:
+        close_writers(workflow)  # a failed start too: an open writer's thread makes the exit abort
+        if isinstance(err, RuntimeError):
+            raise unwrap_config_error(err) from None
+        raise
 
 
 def close_writers(workflow: Any) -> None:
