@@ -18,8 +18,8 @@ the bundle (anything exported goes to a temporary directory):
 * the properties MONAI's ``ConfigWorkflow.check_properties`` requires for ``workflow_type="train"`` and ``"infer"``,
   and the ids MONAI Label's bundle tasks read;
 * ``network_def`` instantiates, ``models/model.pt`` loads into it strictly, ``monai.bundle.verify_net_in_out`` passes,
-  and (``export=True``) ``monai.bundle.ckpt_export`` to TorchScript (ONNX when the network does not script) computes
-  what the eager network does.
+  and (``export=True``) ``monai.bundle.ckpt_export`` to TorchScript (scripted; traced when the network does not script;
+  ONNX when neither works) computes what the eager network does.
 
 Example:
     >>> problems = check_bundle("bundles/resnet10_ssl_cls")
@@ -352,6 +352,8 @@ class _Checker:
                 self.add(rel, "", f"config is not a JSON object (got {type(data).__name__})")
                 continue
             self.json[rel] = data
+            if not rel.startswith("configs/"):  # the style rule is the model zoo's for configs, not run outputs
+                continue
             expected = {json.dumps(data, indent=4), json.dumps(data, indent=4, ensure_ascii=False)}
             if text.strip() not in expected:
                 self.add(rel, "", "not written with a 4-space indent (model zoo style: json.dumps(..., indent=4))")
@@ -604,9 +606,12 @@ class _Checker:
             return None
         try:
             with _quiet(), _on_sys_path(str(self.root)):
+                self.skip_undownloaded_start(parser)
                 net = parser.get_parsed_content(NET_ID)
         except Exception as err:  # noqa: BLE001
-            self.add(rel, NET_ID, f"{NET_ID} does not instantiate: {_short(err)}")
+            cause = err.__cause__ or err.__context__
+            why = f"{type(cause).__name__}: {_short(cause)}" if cause is not None else _short(err)
+            self.add(rel, NET_ID, f"{NET_ID} does not instantiate: {why}")
             return None
         import torch
 
@@ -614,6 +619,25 @@ class _Checker:
             self.add(rel, NET_ID, f"{NET_ID} is a {type(net).__name__}, not a torch.nn.Module")
             return None
         return net
+
+    def skip_undownloaded_start(self, parser: Any) -> None:
+        """Build ``network_def`` without its starting weights when they are a ``large_files.yml`` entry not fetched
+        yet (a starting-point bundle as shipped); weights that are present are loaded, strictly, as a run would."""
+        pid = f"{NET_ID}#pretrained"
+        if pid not in parser:
+            return
+        value = parser.get_parsed_content(pid)
+        if not isinstance(value, str) or "://" in value:
+            return
+        path = Path(value) if os.path.isabs(value) else self.root / value
+        if path.exists():
+            return
+        try:
+            rel = Path(os.path.relpath(path, self.root)).as_posix()
+        except ValueError:  # another drive
+            return
+        if rel in self.large_files:
+            parser[pid] = None
 
     def check_network(self) -> None:
         if not isinstance(self.json.get(INFER), dict):
@@ -729,33 +753,43 @@ class _Checker:
         net.eval()
         with torch.no_grad():
             expected = net(example)
-        ts_error = None
-        try:
-            with _quiet(), _on_sys_path(str(self.root)):
-                ckpt_export(
-                    net_id=NET_ID,
-                    filepath=str(tmp / "model.ts"),
-                    ckpt_file=str(ckpt),
-                    meta_file=str(self.root / META),
-                    config_file=str(self.root / INFER),
-                    bundle_root=str(self.root),
-                )
-                module = torch.jit.load(str(tmp / "model.ts"), map_location="cpu")
-                module.eval()
-                with torch.no_grad():
-                    actual = module(example)
-        except Exception as err:  # noqa: BLE001 - scripting errors come in many types
-            ts_error = f"{type(err).__name__}: {_short(err, 160)}"
-        else:
+        ts_errors = []
+        # scripting first (MONAI's default); tracing when the network does not script (e.g. a call to
+        # torch.utils.checkpoint inside MONAI's Swin transformer); ONNX last
+        for use_trace in (False, True):
+            label = " (traced)" if use_trace else ""
+            try:
+                with _quiet(), _on_sys_path(str(self.root)):
+                    ckpt_export(
+                        net_id=NET_ID,
+                        filepath=str(tmp / "model.ts"),
+                        ckpt_file=str(ckpt),
+                        meta_file=str(self.root / META),
+                        config_file=str(self.root / INFER),
+                        bundle_root=str(self.root),
+                        use_trace=use_trace,
+                        input_shape=list(shape) if use_trace else None,
+                        # the outputs are compared below: torch.jit.trace's own re-trace check would repeat it
+                        converter_kwargs={"check_trace": False} if use_trace else None,
+                    )
+                    module = torch.jit.load(str(tmp / "model.ts"), map_location="cpu")
+                    module.eval()
+                    with torch.no_grad():
+                        actual = module(example)
+            except Exception as err:  # noqa: BLE001 - scripting errors come in many types
+                prefix = "when traced: " if use_trace else ""
+                ts_errors.append(f"{prefix}{type(err).__name__}: {_short(err, 160)}")
+                continue
             if not isinstance(actual, torch.Tensor) or actual.shape != expected.shape:
                 got = tuple(actual.shape) if isinstance(actual, torch.Tensor) else type(actual).__name__
-                msg = f"TorchScript export computes another output: {got} vs eager {tuple(expected.shape)}"
+                msg = f"TorchScript export{label} computes another output: {got} vs eager {tuple(expected.shape)}"
                 self.add(MODEL, NET_ID, msg)
             elif not torch.allclose(actual.float(), expected.float(), atol=ATOL, rtol=RTOL):
                 diff = float((actual.float() - expected.float()).abs().max())
-                msg = f"TorchScript export differs from eager: max abs difference {diff:.3g} (atol {ATOL})"
+                msg = f"TorchScript export{label} differs from eager: max abs difference {diff:.3g} (atol {ATOL})"
                 self.add(MODEL, NET_ID, msg)
             return
+        ts_error = "; ".join(ts_errors)
         from monai_transfer.networks.export import export_onnx
 
         try:

@@ -94,7 +94,7 @@ def starting_point(pretrained: str | os.PathLike | None, backbone: str) -> dict[
         entry = {"path": f"models/pretrained/{filename}", "url": wfile.url,
                  "hash_val": sha if len(sha) == 64 else "", "hash_type": "sha256" if len(sha) == 64 else ""}  # fmt: skip
         return {"kind": "source", "provenance": asdict(prov), "file": None, "large_file": entry,
-                "name": str(pretrained), "source": get_source(str(pretrained)).name}  # fmt: skip
+                "name": str(pretrained), "source": get_source(str(pretrained)).name, "notes": source.notes}  # fmt: skip
     path = Path(pretrained)
     if not path.is_file():
         raise FileNotFoundError(f"pretrained checkpoint not found: {path} (give a file or a source name)")
@@ -181,6 +181,16 @@ def _metadata(task: str, spatial_dims: int, in_channels: int, labels: Sequence[s
     }
 
 
+def _intensity_origin(start: Mapping[str, Any], intensity: Mapping[str, Any] | None) -> str:
+    """Where a bundle's intensity mapping comes from, in words: the starting point's own, or a departure from it."""
+    recorded = intensity_of((start.get("provenance") or {}).get("preprocessing"))
+    if recorded is None:
+        return "the default: the starting point records none" if intensity is None else "chosen for this bundle"
+    if intensity is not None and dict(intensity) != dict(recorded):
+        return f"departing from the starting point's own {describe_intensity(recorded)}"
+    return "the starting point's own"
+
+
 def _plain(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=str))
 
@@ -201,6 +211,8 @@ def _readme(name: str, description: str, task: str, spatial_dims: int, in_channe
         lines += ["", "The starting weights are not stored in the bundle: fetch them (URL and hash in "
                   "`large_files.yml`) with", "", "```bash",
                   "python -m monai.bundle download_large_files --bundle_path .", "```"]  # fmt: skip
+    if start.get("notes"):
+        lines += ["", f"Note on the published file: {start['notes']}"]
     if load_report:
         lines += ["", "What loaded into the backbone:", "", "```", load_report.rstrip(), "```"]
     lines += [
@@ -208,7 +220,7 @@ def _readme(name: str, description: str, task: str, spatial_dims: int, in_channe
         "## Expected input",
         "",
         f"{spatial_dims}D images with {in_channels} channel(s), spatial shape {shape}; intensity mapping "
-        f"`{describe_intensity(intensity)}` (the starting point's own, applied by the configs).",
+        f"`{describe_intensity(intensity)}` ({_intensity_origin(start, intensity)}, applied by the configs).",
         f"Output: {'a label map' if task == 'segmentation' else 'class probabilities'} over {list(labels)}.",
         "",
         "## Run",
@@ -306,6 +318,10 @@ def create_bundle(
     labels = list(labels) if labels else [f"class_{i}" for i in range(int(num_classes))]
     if len(labels) != int(num_classes):
         raise ValueError(f"{len(labels)} labels {labels} for num_classes={num_classes}")
+    from monai_transfer.finetune import create_strategy
+
+    # an unknown strategy or option fails here, not at the bundle's first run
+    create_strategy(strategy, **{"lr": 1e-3, "weight_decay": 1e-4, "head_lr_mult": 1.0, **dict(strategy_kwargs or {})})
     start = starting_point(pretrained, backbone)
     spec = dict(intensity) if intensity is not None else intensity_of((start["provenance"] or {}).get("preprocessing"))
     facts = _network_facts(backbone, spatial_dims, in_channels, task, num_classes, backbone_kwargs,
@@ -316,6 +332,8 @@ def create_bundle(
     if task == "classification" and spatial_size is not None:
         size = [int(spatial_size)] * spatial_dims if isinstance(spatial_size, int) else [int(v) for v in spatial_size]
         shape: list = size
+    elif task == "segmentation":  # the configs pad to a multiple of d, at least 2 d (the deepest map keeps 2 voxels)
+        shape = [f"{d}*n+{d}"] * spatial_dims
     else:
         shape = [f"{d}*n"] * spatial_dims
     pretrained_ref: str | None = None
@@ -353,7 +371,7 @@ def create_bundle(
         if start["kind"] == "file":
             (tmp / "models" / "pretrained").mkdir()
             shutil.copy2(start["file"], tmp / "models" / "pretrained" / start["file"].name)
-            load_report = _load_report(tmp, train)
+            load_report = _load_report(tmp, train, start["file"].name)
         if start["large_file"] is not None:
             import yaml
 
@@ -366,7 +384,8 @@ def create_bundle(
             f"{backbone} ({facts['n_params'] / 1e6:.1f} M parameters) for {spatial_dims}D {task} of "
             f"{', '.join(labels)}, starting from {start['name']}."
         )
-        extra = {**dict(extra_metadata or {}), "load_report": load_report}
+        extra = {**dict(extra_metadata or {}), "load_report": load_report, "intensity": spec,
+                 "intensity_origin": _intensity_origin(start, spec)}  # fmt: skip
         meta = _metadata(task, spatial_dims, in_channels, labels, shape, title, desc, version, changelog, start,
                          modality or str((start["provenance"] or {}).get("modality") or ""), spec, extra)  # fmt: skip
         atomic_write_json(tmp / "configs" / "metadata.json", meta, indent=4)
@@ -387,13 +406,27 @@ def create_bundle(
             ),
         )
         atomic_write_text(tmp / "LICENSE", _license(start))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        _swap_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _swap_into_place(tmp: Path, out: Path) -> None:
+    """Rename ``tmp`` to ``out``; an existing ``out`` is moved aside first and put back if the rename fails."""
+    if not out.exists():
+        os.replace(tmp, out)
+        return
+    aside = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+    os.replace(out, aside / out.name)
+    try:
+        os.replace(tmp, out)
+    except BaseException:
+        os.replace(aside / out.name, out)
+        shutil.rmtree(aside, ignore_errors=True)
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def _multi_gpu(train: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -413,12 +446,13 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def _load_report(root: Path, train: Mapping[str, Any]) -> str | None:
-    """The load report of the bundle's starting weights into its network (strict), as text."""
+def _load_report(root: Path, train: Mapping[str, Any], filename: str) -> str | None:
+    """The load report of the bundle's starting weights (``models/pretrained/<filename>``) into its network (strict),
+    as text."""
     from monai_transfer.networks import create_transfer_net
 
     nd = dict(train["network_def"])
-    pretrained = str(root / "models" / "pretrained" / Path(str(nd["pretrained"]).rstrip("'")).name)
+    pretrained = str(root / "models" / "pretrained" / filename)
     net = create_transfer_net(backbone=nd["backbone"], task=train["task"], spatial_dims=train["spatial_dims"],
                               in_channels=train["in_channels"], num_classes=train["num_classes"],
                               pretrained=pretrained, backbone_kwargs=nd.get("backbone_kwargs"),
