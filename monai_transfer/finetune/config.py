@@ -187,6 +187,9 @@ def finetune_config(
     train_xs, _ = transform_components(task, spatial_dims, num_classes, True, augment=augment, **xform)
     _crop_from_patch_size(train_xs)
     val_xs, corrupt_at = transform_components(task, spatial_dims, num_classes, False, **xform)
+    for comp in train_xs + val_xs:  # one class count: --set num_classes=4 reaches the label check too
+        if comp["_target_"].endswith(".CheckLabelRanged"):
+            comp["num_classes"] = "@num_classes"
     train_handlers: list[Any] = [
         {"_target_": "monai_transfer.engines.WarmupCosineHandler", "optimizer": "@optimizer",
          "warmup_epochs": "@warmup_epochs", "final_factor": "@final_lr_factor", "schedule": "@lr_schedule"},

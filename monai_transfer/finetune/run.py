@@ -155,7 +155,7 @@ def finetune_config_run(
     n_train = len(run.get("train#dataset"))
     facts = {"task": run.get("task"), "labels": run.get("labels"), "label_fraction": run.get("label_fraction"),
              "seed": run.get("seed"), "n_train": n_train, "n_train_total": n_train, "datalist": run.get("datalist"),
-             "pretrained": run.workflow.parser["network_def"].get("pretrained")}  # fmt: skip
+             "pretrained": run.get("pretrained") if "pretrained" in run.workflow.parser else None}  # fmt: skip
     result = summarize_run(run, facts, out)
     datalist = facts["datalist"]
     if test_section and isinstance(datalist, str) and test_section in section_names(datalist):
