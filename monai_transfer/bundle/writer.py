@@ -458,4 +458,5 @@ def _load_report(root: Path, train: Mapping[str, Any], filename: str) -> str | N
                               pretrained=pretrained, backbone_kwargs=nd.get("backbone_kwargs"),
                               pretrained_source=nd.get("pretrained_source"))  # fmt: skip
     report = getattr(net.backbone, "load_report", None)
-    return None if report is None else str(report)
+    # the bundle is assembled in a temporary folder: the report names the file relative to the bundle
+    return None if report is None else str(report).replace(str(root), ".")
