@@ -41,7 +41,8 @@ def bundle_from_run(
         backbone_kwargs=nd.get("backbone_kwargs"), head_kwargs=nd.get("head_kwargs"), name=name,
         description=f"{name}; best validation {result.get('best_metric_name')} {result.get('best_metric')} at epoch "
         f"{result.get('best_epoch')}.",
-        extra_metadata={"eval_metrics": metrics, "fine_tuning": {k: result.get(k) for k in (
+        extra_metadata={"eval_metrics": metrics, "load_report": result.get("load_report_table"),
+                        "fine_tuning": {k: result.get(k) for k in (
             "strategy", "label_fraction", "seed", "n_train", "best_metric", "best_metric_name", "best_epoch")}},
         overwrite=overwrite,
     )  # fmt: skip

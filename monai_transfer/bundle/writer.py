@@ -384,6 +384,8 @@ def create_bundle(
             f"{backbone} ({facts['n_params'] / 1e6:.1f} M parameters) for {spatial_dims}D {task} of "
             f"{', '.join(labels)}, starting from {start['name']}."
         )
+        if load_report is None and isinstance((extra_metadata or {}).get("load_report"), str):
+            load_report = extra_metadata["load_report"]  # a run's own report (a published start is not fetched here)
         extra = {**dict(extra_metadata or {}), "load_report": load_report, "intensity": spec,
                  "intensity_origin": _intensity_origin(start, spec)}  # fmt: skip
         meta = _metadata(task, spatial_dims, in_channels, labels, shape, title, desc, version, changelog, start,

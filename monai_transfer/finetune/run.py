@@ -127,7 +127,7 @@ def finetune(
     if test_section and plan.facts["n_test"]:
         result["test"] = _test(out, datalist, test_section, plan.facts["labels"], batch_size, options.get("device"))
     result.update(overrides=user, duration_s=round(time.perf_counter() - t0, 3))
-    atomic_write_json(out / RESULT_NAME, _json_safe({k: v for k, v in result.items() if k != "load_report_table"}))
+    atomic_write_json(out / RESULT_NAME, _json_safe(result))
     return result
 
 
@@ -161,7 +161,7 @@ def finetune_config_run(
     if test_section and isinstance(datalist, str) and test_section in section_names(datalist):
         result["test"] = _test(out, datalist, test_section, facts["labels"], int(run.get("batch_size")), None)
     result.update(overrides=user, duration_s=round(time.perf_counter() - t0, 3))
-    atomic_write_json(out / RESULT_NAME, _json_safe({k: v for k, v in result.items() if k != "load_report_table"}))
+    atomic_write_json(out / RESULT_NAME, _json_safe(result))
     return result
 
 
