@@ -215,7 +215,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="segmentation: the random training crop (3D: also the sliding window of evaluation and inference)",
     )
-    p.add_argument("--backbone-arg", nargs="*", default=[], metavar="KEY=VALUE", help="backbone options, e.g. img_size=96")
+    p.add_argument(
+        "--backbone-arg", nargs="*", default=[], metavar="KEY=VALUE", help="backbone options, e.g. img_size=96"
+    )
     p.add_argument(
         "--head-arg",
         nargs="*",
@@ -265,7 +267,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         formatter_class=_Formatter,
     )
     p.add_argument("bundle", help="the bundle folder (holding configs/, models/, LICENSE)")
-    p.add_argument("--no-export", action="store_true", help="skip the export check (faster; the other checks still run)")
+    p.add_argument(
+        "--no-export", action="store_true", help="skip the export check (faster; the other checks still run)"
+    )
     p.add_argument(
         "--schema",
         default=None,

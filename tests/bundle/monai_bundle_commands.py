@@ -25,7 +25,9 @@ def main() -> None:
         sys.argv = ["python -m monai.bundle", *argv]
         start = time.perf_counter()
         runpy.run_module("monai.bundle", run_name="__main__", alter_sys=False)
-        print(f"[monai_bundle_commands] {argv[0]} {' '.join(argv[1:3])}: {time.perf_counter() - start:.1f} s", flush=True)
+        print(
+            f"[monai_bundle_commands] {argv[0]} {' '.join(argv[1:3])}: {time.perf_counter() - start:.1f} s", flush=True
+        )
 
 
 if __name__ == "__main__":

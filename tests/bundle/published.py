@@ -50,7 +50,9 @@ def _medicalnet_resnet50(path: Path) -> None:
     """``resnet_50_23dataset.pth``: ``{"state_dict": {"module.<key>"}}`` of a 3D ResNet-50, shortcut B, no fc."""
     from monai.networks import nets
 
-    net = nets.resnet50(spatial_dims=3, n_input_channels=1, feed_forward=False, shortcut_type="B", bias_downsample=False)
+    net = nets.resnet50(
+        spatial_dims=3, n_input_channels=1, feed_forward=False, shortcut_type="B", bias_downsample=False
+    )
     torch.save({"state_dict": {"module." + k: v for k, v in net.state_dict().items()}}, path)
 
 

@@ -105,7 +105,9 @@ def test_shipped_bundles_are_the_script_output(tmp_path):
                 a, b = (_without_versions(json.loads(x)) for x in (a, b))
             if a != b:
                 stale.append(f"{name}/{rel}")
-    assert not stale, f"bundles/ differs from scripts/make_bundles.py output: {stale}; run python scripts/make_bundles.py"
+    assert (
+        not stale
+    ), f"bundles/ differs from scripts/make_bundles.py output: {stale}; run python scripts/make_bundles.py"
 
 
 def _without_versions(meta: dict) -> dict:

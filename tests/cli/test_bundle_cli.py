@@ -25,7 +25,14 @@ def test_bundle_commands_explain_themselves(command, capsys):
                       "--overwrite", "Exit codes", "examples:", "swinunetr-ssl-5050ct"):  # fmt: skip
             assert words in text, words
     if command[-1] == "check":
-        for words in ("verify_net_in_out", "ckpt_export", "25 MB", "one line per problem", "Exit codes: 0", "--no-export"):
+        for words in (
+            "verify_net_in_out",
+            "ckpt_export",
+            "25 MB",
+            "one line per problem",
+            "Exit codes: 0",
+            "--no-export",
+        ):
             assert words in text, words
 
 
@@ -75,8 +82,10 @@ def test_check_prints_one_line_per_problem_and_exits_1(tmp_path, capsys):
     "argv, message",
     [
         (["bundle", "check", "{tmp}/nope"], "no such folder"),
-        (["bundle", "create", "--backbone", "resnet10", "--task", "classification", "--out", "{tmp}/x"],
-         "--num-classes or --labels"),
+        (
+            ["bundle", "create", "--backbone", "resnet10", "--task", "classification", "--out", "{tmp}/x"],
+            "--num-classes or --labels",
+        ),
         ([*TINY, "--num-classes", "3", "--out", "{tmp}/x"], "labels"),
         ([*TINY, "--strategy", "everything", "--out", "{tmp}/x"], "unknown fine-tuning strategy"),
         ([*TINY, "--pretrained", "{tmp}/missing.pt", "--out", "{tmp}/x"], "not found"),
