@@ -112,6 +112,8 @@ def config_from_args(args: argparse.Namespace):
         overrides["cache"] = True
     if args.overwrite:
         overrides["overwrite"] = True
+    if args.keep_previous:
+        overrides["keep_previous"] = True
     if args.no_tensorboard:
         overrides["tensorboard"] = False
     if args.quiet:
@@ -259,6 +261,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint-every", type=int, default=None, help="iterations between checkpoints (default 100)")
     p.add_argument("--resume", default=None, help="'auto' (from OUT/checkpoints/last.pt if present) or a checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier run in --out")
+    p.add_argument("--keep-previous", action="store_true",
+                   help="keep the checkpoint before the newest too (checkpoints/last.prev.pt: twice the disk)")  # fmt: skip
     p.add_argument("--method-arg", nargs="*", default=[], metavar="KEY=VALUE", help="method options (temperature=0.2)")
     p.add_argument("--backbone-arg", nargs="*", default=[], metavar="KEY=VALUE", help="backbone options")
     p.add_argument("--view-arg", nargs="*", default=[], metavar="KEY=VALUE", help="view options (mask_ratio=0.6)")

@@ -100,7 +100,7 @@ def _handlers(config: PretrainConfig, spec: Any) -> list[Any]:
                      "save_dir": "$@output_dir + '/checkpoints'", "every": "@checkpoint_every",
                      "config": {"method": "@method#name", "backbone": "@network_def#name", "seed": "@seed",
                                 "epochs": "@epochs", "batch_size": "@batch_size"},
-                     "objects": "@train#checkpoint_objects"})  # fmt: skip
+                     "objects": "@train#checkpoint_objects", "keep_previous": "@keep_previous_checkpoint"})  # fmt: skip
     return handlers
 
 
@@ -150,6 +150,7 @@ def pretrain_config(config: PretrainConfig) -> dict[str, Any]:
         "teacher_temperature": config.teacher_temperature,
         "grad_clip": config.grad_clip,
         "checkpoint_every": config.checkpoint_every,
+        "keep_previous_checkpoint": bool(config.keep_previous),
         "resume": config.resume,
         # True when this run started the process group (under torchrun), so that it also ends it
         "owns_group": "$not monai_transfer.ssl.distributed.is_distributed() and "

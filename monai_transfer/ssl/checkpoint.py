@@ -77,6 +77,8 @@ class TrainingCheckpoint:
         extra_state: called at each save; its JSON-able dict is stored under ``"extra"``.
         save_on_epoch: also save at every ``EPOCH_COMPLETED``.
         name: file stem (``last`` -> ``last.pt``, ``last.prev.pt``, ``last.json``).
+        keep_previous: also keep the checkpoint before the newest as ``last.prev.pt`` (twice the disk; ``last.pt`` is
+            written atomically, so it is complete without it).
     """
 
     def __init__(
@@ -90,6 +92,7 @@ class TrainingCheckpoint:
         extra_state: Callable[[], Mapping[str, Any]] | None = None,
         save_on_epoch: bool = True,
         name: str = "last",
+        keep_previous: bool = False,
     ) -> None:
         if every is not None and int(every) < 1:
             raise ValueError(f"every must be a positive number of iterations or None, got {every}.")
@@ -101,6 +104,7 @@ class TrainingCheckpoint:
         self.objects = dict(objects or {})
         self.extra_state = extra_state
         self.save_on_epoch = save_on_epoch
+        self.keep_previous = bool(keep_previous)
         self.path = self.save_dir / f"{name}.pt"
         self.prev_path = _prev_path(self.path)
         self.json_path = self.save_dir / f"{name}.json"
@@ -126,13 +130,16 @@ class TrainingCheckpoint:
             objects=self.objects,
             config=self.config,
             extra=self.extra_state() if self.extra_state is not None else None,
-            finished=st.max_epochs is not None and st.epoch_length is not None
+            finished=st.max_epochs is not None
+            and st.epoch_length is not None
             and st.iteration >= st.max_epochs * st.epoch_length,
         )
 
     def save(self, engine: Engine) -> Path:
-        """Write the checkpoint now (atomic; the old ``last.pt`` becomes ``last.prev.pt``)."""
-        save_checkpoint(self.payload(engine), self.path, keep_previous=True, summary=self._summary(engine))
+        """Write the checkpoint now (atomic; with ``keep_previous`` the old ``last.pt`` becomes ``last.prev.pt``)."""
+        save_checkpoint(
+            self.payload(engine), self.path, keep_previous=self.keep_previous, summary=self._summary(engine)
+        )
         self._last_saved_iteration = int(engine.state.iteration)
         logger.debug("checkpoint at iteration %d -> %s", engine.state.iteration, self.path)
         return self.path

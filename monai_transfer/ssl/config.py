@@ -119,6 +119,7 @@ class PretrainConfig:
         seed: seeds the weights' initialisation, the data order and every random view.
         pretrained: initialise the backbone from these weights (a checkpoint, bundle or known source) before SSL.
         checkpoint_every: iterations between training checkpoints (always also at each epoch end).
+        keep_previous: keep the checkpoint before the newest too (``last.prev.pt``: twice the disk).
         resume: ``None``; ``"auto"`` (continue from ``<out>/checkpoints/last.pt`` if it exists); or a path.
         overwrite: replace the outputs of an earlier run in ``out`` (without it, and without ``resume``, a folder
             holding a run is refused).
@@ -161,6 +162,7 @@ class PretrainConfig:
     seed: int = 0
     pretrained: str | None = None
     checkpoint_every: int = 100
+    keep_previous: bool = False
     resume: str | None = None
     overwrite: bool = False
     method_kwargs: dict[str, Any] = field(default_factory=dict)

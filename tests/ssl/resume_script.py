@@ -54,7 +54,7 @@ def train(out: str | os.PathLike, kill_at: int | None = None, resume_from: str |
     ).attach(trainer)
     monitor = KNNMonitor(None, toy_data(8, seed=1), toy_data(8, seed=2), k=3)
     monitor.attach(trainer)  # before the checkpoint: the epoch-end checkpoint then holds this epoch's kNN result
-    TrainingCheckpoint(out, every=EVERY, config={"toy": True}, objects={"monitor": monitor}).attach(trainer)
+    TrainingCheckpoint(out, every=EVERY, config={"toy": True}, objects={"monitor": monitor}, keep_previous=True).attach(trainer)
     losses: dict[int, float] = {}
     trainer.add_event_handler(
         Events.ITERATION_COMPLETED, lambda e: losses.__setitem__(e.state.iteration, float(e.state.output["loss"]))

@@ -47,7 +47,8 @@ def test_cli_run_writes_every_output(run_2d):
     assert result["epochs"] == 2 and result["iterations"] == 4  # 8 images, batch 4, drop_last
     assert len(result["epoch_losses"]) == 2 and all(v == v for v in result["epoch_losses"])
     assert (run_2d / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (run_2d / "checkpoints" / "last.pt").is_file() and (run_2d / "checkpoints" / "last.prev.pt").is_file()
+    # one checkpoint by default (issue 12: last.pt and last.prev.pt doubled the disk); --keep-previous keeps both
+    assert (run_2d / "checkpoints" / "last.pt").is_file() and not (run_2d / "checkpoints" / "last.prev.pt").exists()
     assert any(name.startswith("events.out.tfevents") for name in os.listdir(run_2d / "tensorboard"))
     # the resolved config repeats the run: every default is filled in
     config = load_config(run_2d / "config.yaml")

@@ -173,7 +173,7 @@ def test_epoch_end_checkpoint_follows_the_epoch_handlers_and_restores_objects(tm
         trainer = SSLTrainer("cpu", 2, loader, method, optimizer)
         scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
         LrScheduleHandler(scheduler, print_lr=False).attach(trainer)
-        ckpt = TrainingCheckpoint(directory, every=2, objects={"lr_scheduler": scheduler})
+        ckpt = TrainingCheckpoint(directory, every=2, objects={"lr_scheduler": scheduler}, keep_previous=True)
         ckpt.attach(trainer)
         saves, losses = [], {}
         trainer.add_event_handler(
