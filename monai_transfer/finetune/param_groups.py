@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from monai_transfer.networks.base import stage_of_key
+from monai_transfer.networks.weight_decay import NORM_TYPES, no_weight_decay_names
 
 __all__ = [
     "NORM_TYPES",
@@ -22,22 +23,6 @@ __all__ = [
     "backbone_stage_names",
     "trainable_parameter_names",
 ]
-
-NORM_TYPES: tuple[type[nn.Module], ...] = (
-    nn.modules.batchnorm._BatchNorm,
-    nn.modules.instancenorm._InstanceNorm,
-    nn.GroupNorm,
-    nn.LayerNorm,
-    nn.LocalResponseNorm,
-)
-# parameter names (last component) that timm / BEiT exclude from weight decay
-_NO_DECAY_SUFFIXES = (
-    "pos_embed",
-    "cls_token",
-    "position_embeddings",
-    "absolute_pos_embed",
-    "relative_position_bias_table",
-)
 
 
 def get_param_stages(net: nn.Module) -> dict[str, tuple[str, ...]]:
@@ -57,24 +42,6 @@ def get_param_stages(net: nn.Module) -> dict[str, tuple[str, ...]]:
 def backbone_stage_names(net: nn.Module) -> list[str]:
     """The stages other than ``"head"``, shallow to deep."""
     return [s for s in get_param_stages(net) if s != "head"]
-
-
-def no_weight_decay_names(net: nn.Module) -> set[str]:
-    """Names of parameters that should get no weight decay: biases, 1-D tensors, norm layers, embeddings.
-
-    A module's own ``no_weight_decay()`` (timm convention, a set of names relative to it) is honoured too.
-    """
-    names: set[str] = set()
-    for mod_name, module in net.named_modules():
-        prefix = f"{mod_name}." if mod_name else ""
-        is_norm = isinstance(module, NORM_TYPES)
-        for p_name, p in module.named_parameters(recurse=False):
-            if is_norm or p.ndim <= 1 or p_name == "bias" or p_name in _NO_DECAY_SUFFIXES:
-                names.add(prefix + p_name)
-        own = getattr(module, "no_weight_decay", None)
-        if callable(own):
-            names.update(prefix + str(n) for n in own())
-    return names
 
 
 def trainable_parameter_names(net: nn.Module) -> set[str]:

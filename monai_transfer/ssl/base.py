@@ -112,15 +112,16 @@ class SSLMethod(nn.Module):
     def parameter_groups(self, weight_decay: float) -> list[dict]:
         """Two optimizer groups: weights with ``weight_decay``; biases, norms, tokens and embeddings without.
 
-        The split follows common SSL practice (DINO, MAE): 1-D parameters and position/mask/class tokens are not
-        decayed. Each group carries ``base_weight_decay``; a weight-decay schedule sets the groups whose value is above 0.
+        The split is ``monai_transfer.networks.weight_decay.no_weight_decay_names``, shared with fine-tuning: norms,
+        biases, 1-D parameters and position embeddings / class and mask tokens are not decayed (DINO, MAE practice). Each group carries ``base_weight_decay``; a weight-decay schedule sets the groups whose value is above 0.
         """
+        from monai_transfer.networks.weight_decay import no_weight_decay_names
+
+        excluded = no_weight_decay_names(self)  # the rule fine-tuning uses too
         decay, no_decay = [], []
         for name, p in self.named_parameters():
-            if not p.requires_grad:
-                continue
-            skip = p.ndim <= 1 or name.endswith(".bias") or any(t in name for t in ("token", "pos_emb", "position"))
-            (no_decay if skip else decay).append(p)
+            if p.requires_grad:
+                (no_decay if name in excluded else decay).append(p)
         groups = [
             {"params": decay, "weight_decay": weight_decay, "base_weight_decay": weight_decay},
             {"params": no_decay, "weight_decay": 0.0, "base_weight_decay": 0.0},
