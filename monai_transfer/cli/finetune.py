@@ -38,6 +38,7 @@ def _options(args: argparse.Namespace) -> dict:
         "progress": not args.quiet,
         "tensorboard": not args.no_tensorboard,
         "intensity": intensity,
+        "mlflow_uri": args.mlflow_uri,
     }
 
 
@@ -179,6 +180,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     p.add_argument("--no-bundle", action="store_true", help="do not write OUT/bundle (the inference bundle)")
     p.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard logs")
+    p.add_argument("--mlflow-uri", default=None,
+                   help="track the run in MLflow through MONAI's MLFlowHandler, e.g. sqlite:///mlruns.db (default: off)")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_finetune)
 

@@ -137,6 +137,7 @@ def finetune_config(
     tensorboard: bool = True,
     progress: bool = False,
     resume: str = "overwrite",
+    mlflow_uri: str | None = None,
 ) -> dict[str, Any]:
     """The ``train.json`` of a fine-tuning run.
 
@@ -167,6 +168,8 @@ def finetune_config(
         max_epochs: epochs (``train#trainer#max_epochs``).
         tensorboard: write TensorBoard logs through MONAI's ``TensorBoardStatsHandler``.
         progress: a progress bar over iterations (ignite ``ProgressBar``).
+        mlflow_uri: track the run in MLflow (MONAI's ``MLFlowHandler``: training loss per iteration, validation
+            metrics per epoch, the run's scalar values as parameters), e.g. ``sqlite:///mlruns.db``.
         resume: what a run does with an earlier run's ``checkpoints/last.pt`` (``RunCheckpoint``): ``"never"``
             (refuse), ``"auto"`` (continue it), ``"overwrite"`` (start again: a bundle's default, since MONAI Label
             retrains in the same folder).
@@ -221,6 +224,15 @@ def finetune_config(
                              "iteration_log": False})  # fmt: skip
     if progress:
         train_handlers.append({"_target_": "ignite.handlers.ProgressBar", "persist": False})
+    if mlflow_uri:
+        params = {k: f"@{k}" for k in ("seed", "label_fraction", "batch_size", "lr", "weight_decay", "head_lr_mult",
+                                       "warmup_epochs", "task", "num_classes")}  # fmt: skip
+        tracking = {"_target_": "MLFlowHandler", "tracking_uri": mlflow_uri, "experiment_name": "monai_transfer_finetune",
+                    "run_name": f"{backbone}-{task}-{strategy}"}  # fmt: skip
+        train_handlers.append({**tracking, "output_transform": _FROM_LOSS, "tag_name": "train_loss",
+                               "experiment_param": {**params, "backbone": backbone, "strategy": strategy}})  # fmt: skip
+        # the evaluator's metrics go to the same run (MONAI's handler reuses the active run of its experiment)
+        val_handlers.append({**tracking, "iteration_log": False, "close_on_complete": False})
     strategy_args = {"lr": "@lr", "weight_decay": "@weight_decay", "head_lr_mult": "@head_lr_mult",
                      **dict(strategy_kwargs or {})}  # fmt: skip
     key_metric_comp = {key: metrics.pop(key)}

@@ -109,6 +109,7 @@ def plan_finetune(
     tensorboard: bool = True,
     progress: bool = False,
     intensity: Mapping[str, Any] | None = None,
+    mlflow_uri: str | None = None,
 ) -> FinetunePlan:
     """Check ``finetune``'s inputs and build its config (arguments as in :func:`monai_transfer.finetune.finetune`;
     ``values`` holds the scalars of :data:`VALUE_IDS`)."""
@@ -153,7 +154,7 @@ def plan_finetune(
         loss=loss, class_weights=weights, optimizer=optimizer, key_metric=key, augment=augment,
         backbone_kwargs=backbone_kwargs, head_kwargs=head_kwargs, sections=(str(train_s), str(val_s)),
         dataset_dir=str(Path(datalist).resolve().parent), datalist=str(Path(datalist).resolve()), bundle_root=str(out),
-        max_epochs=int(values["epochs"]), tensorboard=tensorboard, progress=progress,
+        max_epochs=int(values["epochs"]), tensorboard=tensorboard, progress=progress, mlflow_uri=mlflow_uri,
     )  # fmt: skip
     config["network_def"]["strict"] = bool(strict)
     if config["loss"].get("gamma") is not None:

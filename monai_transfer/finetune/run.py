@@ -91,7 +91,7 @@ def finetune(
             ``num_classes``, ``spatial_dims``, ``in_channels``, ``loss``, ``class_weights``, ``focal_gamma``,
             ``optimizer``, ``key_metric``, ``spatial_size``, ``patch_size``, ``augment``, ``train_section``,
             ``val_section``, ``backbone_kwargs``, ``head_kwargs``, ``strict``, ``device``, ``amp``, ``tensorboard``,
-            ``progress``, ``intensity``.
+            ``progress``, ``intensity``, ``mlflow_uri``.
 
     Returns:
         The result (also ``out_dir/result.json``): best metric and epoch, epochs run, test metrics, the load report

@@ -111,3 +111,17 @@ def test_a_volume_given_to_a_2d_bundle_is_named(run, tmp_path, capsys):
     assert main(["infer", str(out), "--images", str(img), "--out", str(tmp_path / "pred")]) == 2
     err = capsys.readouterr().err
     assert "slice.nii.gz has 2 spatial axes" in err and "network is 3D" in err
+
+
+def test_mlflow_tracks_loss_and_validation_in_one_run(run, tmp_path):
+    mlflow = pytest.importorskip("mlflow")
+    _, demo, _ = run
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"  # MLflow 3 has no file store
+    out = tmp_path / "tracked"
+    assert main(["finetune", *ARGS, "--data", demo["lesion_cls_3d"], "--out", str(out), "--epochs", "2",
+                 "--mlflow-uri", uri, "--no-bundle", "--test-section", ""]) == 0  # fmt: skip
+    client = mlflow.tracking.MlflowClient(uri)
+    (mlrun,) = client.search_runs([client.get_experiment_by_name("monai_transfer_finetune").experiment_id])
+    assert len(client.get_metric_history(mlrun.info.run_id, "train_loss")) >= 2
+    assert len(client.get_metric_history(mlrun.info.run_id, "auroc")) == 2  # one validation per epoch, same run
+    assert mlrun.data.params["backbone"] == "resnet10" and "datalist" not in mlrun.data.params
