@@ -170,7 +170,7 @@ def _test(out: Path, datalist: Any, section: str, labels: Any, batch_size: int, 
     test = evaluate(out, datalist, section=section, batch_size=batch_size, device=device)
     cases = test.pop("cases", None)
     atomic_write_json(out / "test_cases.json", {"section": section, "labels": labels,
-                                                "cases": _named_cases(cases, datalist, section)})  # fmt: skip
+                                                "cases": _named_cases(cases, datalist, section, labels)})  # fmt: skip
     return test
 
 
@@ -241,19 +241,13 @@ def summarize_run(run: ConfigRun, facts: Mapping[str, Any], out: Path) -> dict[s
     }
 
 
-def _named_cases(cases: list[dict[str, Any]] | None, datalist: Any, section: str) -> list[dict[str, Any]]:
-    """Per-case records with the case's id (its file name, never a local path) and patient."""
+def _named_cases(cases: list[dict[str, Any]] | None, datalist: Any, section: str, labels: Any) -> list[dict[str, Any]]:
+    """Per-case records with the case's id (its file name, never a local path), patient and class names."""
+    from monai_transfer.data.case_ids import name_cases
     from monai_transfer.data.datalist import load_datalist
 
     rows = load_datalist(datalist, section, required_keys=("image",))
-    out = []
-    for i, case in enumerate(cases or []):
-        row = rows[int(case.get("index", i))] if i < len(rows) else {}
-        rec = {"id": str(row.get("id") or os.path.basename(os.fspath(row.get("image", f"case_{i}")))), **case}
-        if row.get("patient_id") is not None:
-            rec["patient_id"] = str(row["patient_id"])
-        out.append(rec)
-    return out
+    return name_cases(cases or [], rows, labels)
 
 
 def _json_safe(obj: Any) -> Any:
