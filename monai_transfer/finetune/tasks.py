@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
@@ -20,9 +19,10 @@ from monai.data import CacheDataset, DataLoader, Dataset
 from monai.transforms import (
     Compose,
     LoadImage,
-    LoadImaged,
     MapTransform,
 )
+
+from monai_transfer.transforms.checks import CheckFinited, CheckSpatialDimsd, ReadImaged, source_name
 
 __all__ = [
     "TASKS",
@@ -43,94 +43,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 TASKS = ("classification", "segmentation")
-
-
-def source_name(data: Mapping[Hashable, Any], key: Hashable = "image") -> str:
-    """The file an item came from (MetaTensor ``filename_or_obj``), or ``"<unknown file>"``."""
-    value = data.get(key)
-    meta = getattr(value, "meta", None) or {}
-    name = meta.get("filename_or_obj") if isinstance(meta, Mapping) else None
-    return os.fspath(name) if name else "<unknown file>"
-
-
-class ReadImaged(LoadImaged):
-    """MONAI's ``LoadImaged``, except that a file that cannot be read raises a ``ValueError`` naming it and the reason
-    (a truncated ``.nii.gz``, a file that is not an image) instead of a decoder's traceback without the file name.
-
-    Same arguments as ``LoadImaged``.
-    """
-
-    def __call__(self, data: Any, reader: Any = None) -> dict[Hashable, Any]:
-        try:
-            return super().__call__(data, reader)
-        except Exception as err:  # noqa: BLE001 - any decoder error: EOFError, zlib.error, ImageFileError...
-            raise ValueError(self._reason(data, err)) from None
-
-    def _reason(self, data: Any, err: BaseException) -> str:
-        """Which file failed (each is tried alone) and why, in one sentence."""
-        files = [os.fspath(data[k]) for k in self.key_iterator(dict(data)) if isinstance(data[k], (str, os.PathLike))]
-        for f in files:
-            try:
-                self._loader(f)
-            except Exception as one:  # noqa: BLE001
-                err, files = one, [f]
-                break
-        while err.__cause__ is not None:
-            err = err.__cause__
-        return (
-            f"{', '.join(files) or 'an image'} cannot be read ({type(err).__name__}: {str(err)[:200]}); the file may "
-            "be truncated or not an image: fix or exclude it"
-        )
-
-
-class CheckFinited(MapTransform):
-    """Raise a ``ValueError`` naming the file when an image holds NaN or infinite values.
-
-    Args:
-        keys: keys to check (``"image"``).
-        allow_missing_keys: as in MONAI's ``MapTransform``.
-    """
-
-    def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False) -> None:
-        super().__init__(keys, allow_missing_keys)
-
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            arr = torch.as_tensor(d[key])
-            if arr.is_floating_point() and not bool(torch.isfinite(arr).all()):
-                n_nan = int(torch.isnan(arr).sum())
-                n_inf = int(torch.isinf(arr).sum())
-                raise ValueError(
-                    f"{key} {source_name(d, key)} contains NaN or infinite values ({n_nan} NaN, {n_inf} Inf voxels); "
-                    "fix or exclude the file"
-                )
-        return d
-
-
-class CheckSpatialDimsd(MapTransform):
-    """Raise a ``ValueError`` naming the file when a channel-first image does not have ``spatial_dims`` axes
-    (a 2D slice in a 3D datalist, a volume given to a 2D network) - instead of a collate or padding traceback.
-
-    Args:
-        keys: keys to check (``"image"``).
-        spatial_dims: 2 or 3.
-    """
-
-    def __init__(self, keys: KeysCollection, spatial_dims: int, allow_missing_keys: bool = False) -> None:
-        super().__init__(keys, allow_missing_keys)
-        self.spatial_dims = int(spatial_dims)
-
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            shape = tuple(np.shape(d[key]))
-            if len(shape) - 1 != self.spatial_dims:
-                raise ValueError(
-                    f"{key} {source_name(d, key)} has {len(shape) - 1} spatial axes (shape {shape}, channel first) "
-                    f"but the network is {self.spatial_dims}D; fix or exclude the file"
-                )
-        return d
 
 
 class CheckLabelRanged(MapTransform):
@@ -330,12 +242,12 @@ def transform_components(
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     seg = task == "segmentation"
     keys = [image_key, label_key] if seg else [image_key]
-    here = "monai_transfer.finetune.tasks"
+    here, checks = "monai_transfer.finetune.tasks", "monai_transfer.transforms.checks"
     xs: list[dict[str, Any]] = [
-        {"_target_": f"{here}.ReadImaged", "keys": keys, "image_only": True},
+        {"_target_": f"{checks}.ReadImaged", "keys": keys, "image_only": True},
         {"_target_": "EnsureChannelFirstd", "keys": keys},
-        {"_target_": f"{here}.CheckFinited", "keys": image_key},
-        {"_target_": f"{here}.CheckSpatialDimsd", "keys": image_key, "spatial_dims": int(spatial_dims)},
+        {"_target_": f"{checks}.CheckFinited", "keys": image_key},
+        {"_target_": f"{checks}.CheckSpatialDimsd", "keys": image_key, "spatial_dims": int(spatial_dims)},
         {"_target_": f"{here}.CheckLabelRanged", "keys": label_key, "num_classes": int(num_classes),
          "image_key": image_key},
         *intensity_components(intensity, keys=image_key, in_channels=in_channels),

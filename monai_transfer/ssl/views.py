@@ -40,7 +40,6 @@ from monai.transforms import (
     CopyItemsd,
     DeleteItemsd,
     EnsureTyped,
-    LoadImaged,
     MapTransform,
     Randomizable,
     SelectItemsd,
@@ -48,6 +47,7 @@ from monai.transforms import (
 from monai.utils import ensure_tuple_rep
 
 from monai_transfer.data.sampling import RandSliced
+from monai_transfer.transforms.checks import ReadImaged, source_name
 from monai_transfer.transforms.intensity import intensity_preset
 from monai_transfer.transforms.masking import RandCutoutd, RandPatchMaskd, patch_grid
 from monai_transfer.transforms.multiview import RandMultiViewd
@@ -355,7 +355,8 @@ class _RequireVolumed(MapTransform):
         for k in self.key_iterator(data):
             if data[k].ndim != 4:
                 raise ValueError(
-                    f"3-D pretraining needs channel-first volumes (C, X, Y, Z); {k!r} has shape {tuple(data[k].shape)}"
+                    f"{k} {source_name(data, k)} has shape {tuple(data[k].shape)}: 3-D pretraining needs channel-first "
+                    "volumes (C, X, Y, Z); fix or exclude the file"
                 )
         return dict(data)
 
@@ -387,7 +388,7 @@ def make_load_transforms(
     """
     steps: list[Any] = []
     if load:
-        steps.append(LoadImaged(image_key, image_only=True, ensure_channel_first=True))
+        steps.append(ReadImaged(image_key, image_only=True, ensure_channel_first=True))
     steps.append(EnsureTyped(image_key, dtype=torch.float32))
     if intensity is not None:
         if intensity == "auto":

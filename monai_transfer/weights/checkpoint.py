@@ -21,7 +21,6 @@ import os
 import pickle
 import re
 import shutil
-import socket
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -438,7 +437,7 @@ def download_checkpoint(
     logger.info("Downloading %s to %s", url, target)
     try:
         response_cm = open_url(url)
-    except (urllib.error.URLError, socket.timeout, ConnectionError, TimeoutError) as err:
+    except (urllib.error.URLError, ConnectionError, TimeoutError) as err:
         raise _download_error(url, target, err, what) from None
     with atomic_write(target) as tmp:
         with response_cm as response, open(tmp, "wb") as out:

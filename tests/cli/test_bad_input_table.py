@@ -74,6 +74,9 @@ def _commands(s, data: str, out: str, run: str, pretrained: str | None = None) -
         "finetune": ft,
         "evaluate": ["evaluate", run, "--data", data, "--out", os.path.join(out, "metrics.json")],
         "robustness": ["robustness", run, "--data", data, "--out", out, "--corruption", "blur", "--severity", "1"],
+        "pretrain": ["pretrain", "--method", "simclr", "--backbone", "resnet10", "--spatial-dims", "3", "--modality",
+                     "mr", "--data", data, "--section", "training", "--out", out, "--epochs", "1", "--batch-size", "4",
+                     *NET, "--quiet", "--no-tensorboard"] + (["--pretrained", pretrained] if pretrained else []),
         "rank": ["rank", "--candidate", f"resnet10:{pretrained}" if pretrained else "resnet10", "--data", data,
                  "--spatial-dims", "3", "--out", os.path.join(out, "rank.json"), "--quiet"],  # fmt: skip
     }
@@ -85,10 +88,8 @@ def _tree(path: str) -> dict[str, int] | None:
     return {os.path.join(d, f): os.stat(os.path.join(d, f)).st_size for d, _, fs in os.walk(path) for f in fs}
 
 
-CASES = [
-    (cmd, kind) for kind in ("truncated", "nan", "slice2d") for cmd in ("finetune", "evaluate", "robustness", "rank")
-]
-CASES += [("finetune", "checkpoint"), ("evaluate", "checkpoint"), ("robustness", "checkpoint"), ("rank", "checkpoint")]
+COMMANDS = ("finetune", "evaluate", "robustness", "rank", "pretrain")
+CASES = [(cmd, kind) for kind in ("truncated", "nan", "slice2d", "checkpoint") for cmd in COMMANDS]
 
 
 @pytest.mark.parametrize("command,kind", CASES, ids=[f"{c}-{k}" for c, k in CASES])
@@ -96,7 +97,7 @@ def test_bad_input_exits_2_naming_the_file_and_writes_nothing(setup, command, ki
     out = str(tmp_path / "out")
     if kind == "checkpoint":
         data, run, named = setup["clean"], setup["broken_run"], "model.pt"
-        pretrained = str(setup["bad"] / "random.pt") if command in ("finetune", "rank") else None
+        pretrained = str(setup["bad"] / "random.pt") if command in ("finetune", "rank", "pretrain") else None
         named = "random.pt" if pretrained else named
     else:
         data, run, pretrained, named = setup["lists"][kind], setup["run"], None, f"{kind}_T1w.nii.gz"

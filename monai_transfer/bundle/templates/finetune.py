@@ -44,11 +44,11 @@ def inference_config(
     """
     seg = task == "segmentation"
     pre = [
-        {"_target_": "LoadImaged", "keys": "image", "image_only": True},
+        {"_target_": "monai_transfer.transforms.checks.ReadImaged", "keys": "image", "image_only": True},
         {"_target_": "EnsureChannelFirstd", "keys": "image"},
-        {"_target_": "monai_transfer.finetune.tasks.CheckFinited", "keys": "image"},
+        {"_target_": "monai_transfer.transforms.checks.CheckFinited", "keys": "image"},
         {
-            "_target_": "monai_transfer.finetune.tasks.CheckSpatialDimsd",
+            "_target_": "monai_transfer.transforms.checks.CheckSpatialDimsd",
             "keys": "image",
             "spatial_dims": int(spatial_dims),
         },

@@ -1,0 +1,107 @@
+"""Dictionary transforms that stop on bad input with a message naming the file: an unreadable image (``ReadImaged``),
+NaN or infinite values (``CheckFinited``), the wrong number of spatial axes (``CheckSpatialDimsd``).
+
+Shared by fine-tuning, pretraining, evaluation and inference, so that a truncated ``.nii.gz`` or a 2D slice in a 3D
+datalist is reported the same way by every command, instead of a decoder's or a collate function's traceback.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Hashable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.transforms import LoadImaged, MapTransform
+
+__all__ = ["source_name", "ReadImaged", "CheckFinited", "CheckSpatialDimsd"]
+
+
+def source_name(data: Mapping[Hashable, Any], key: Hashable = "image") -> str:
+    """The file an item came from (MetaTensor ``filename_or_obj``), or ``"<unknown file>"``."""
+    value = data.get(key)
+    meta = getattr(value, "meta", None) or {}
+    name = meta.get("filename_or_obj") if isinstance(meta, Mapping) else None
+    return os.fspath(name) if name else "<unknown file>"
+
+
+class ReadImaged(LoadImaged):
+    """MONAI's ``LoadImaged``, except that a file that cannot be read raises a ``ValueError`` naming it and the reason
+    (a truncated ``.nii.gz``, a file that is not an image) instead of a decoder's traceback without the file name.
+
+    Same arguments as ``LoadImaged``.
+    """
+
+    def __call__(self, data: Any, reader: Any = None) -> dict[Hashable, Any]:
+        try:
+            return super().__call__(data, reader)
+        except Exception as err:  # noqa: BLE001 - any decoder error: EOFError, zlib.error, ImageFileError...
+            raise ValueError(self._reason(data, err)) from None
+
+    def _reason(self, data: Any, err: BaseException) -> str:
+        """Which file failed (each is tried alone) and why, in one sentence."""
+        files = [os.fspath(data[k]) for k in self.key_iterator(dict(data)) if isinstance(data[k], (str, os.PathLike))]
+        for f in files:
+            try:
+                self._loader(f)
+            except Exception as one:  # noqa: BLE001
+                err, files = one, [f]
+                break
+        while err.__cause__ is not None:
+            err = err.__cause__
+        return (
+            f"{', '.join(files) or 'an image'} cannot be read ({type(err).__name__}: {str(err)[:200]}); the file may "
+            "be truncated or not an image: fix or exclude it"
+        )
+
+
+class CheckFinited(MapTransform):
+    """Raise a ``ValueError`` naming the file when an image holds NaN or infinite values.
+
+    Args:
+        keys: keys to check (``"image"``).
+        allow_missing_keys: as in MONAI's ``MapTransform``.
+    """
+
+    def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            arr = torch.as_tensor(d[key])
+            if arr.is_floating_point() and not bool(torch.isfinite(arr).all()):
+                n_nan = int(torch.isnan(arr).sum())
+                n_inf = int(torch.isinf(arr).sum())
+                raise ValueError(
+                    f"{key} {source_name(d, key)} contains NaN or infinite values ({n_nan} NaN, {n_inf} Inf voxels); "
+                    "fix or exclude the file"
+                )
+        return d
+
+
+class CheckSpatialDimsd(MapTransform):
+    """Raise a ``ValueError`` naming the file when a channel-first image does not have ``spatial_dims`` axes
+    (a 2D slice in a 3D datalist, a volume given to a 2D network) - instead of a collate or padding traceback.
+
+    Args:
+        keys: keys to check (``"image"``).
+        spatial_dims: 2 or 3.
+    """
+
+    def __init__(self, keys: KeysCollection, spatial_dims: int, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.spatial_dims = int(spatial_dims)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            shape = tuple(np.shape(d[key]))
+            if len(shape) - 1 != self.spatial_dims:
+                raise ValueError(
+                    f"{key} {source_name(d, key)} has {len(shape) - 1} spatial axes (shape {shape}, channel first) "
+                    f"but the network is {self.spatial_dims}D; fix or exclude the file"
+                )
+        return d
