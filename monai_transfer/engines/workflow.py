@@ -210,7 +210,10 @@ def run_config(
             logging_file=str(logging_file) if logging_file.exists() else False,
             workflow_type=workflow_type,
         )
-    with _isolated_rng():
+    if run:
+        with _isolated_rng():
+            _run(workflow, run)
+    else:  # the caller runs the parts: the generators the config seeded stay seeded for it
         _run(workflow, run)
     return ConfigRun(config_file=config_file, workflow=workflow, config=raw)
 
