@@ -10,7 +10,7 @@ import sys
 import warnings
 from typing import Any
 
-from monai_transfer.cli._common import check_readable_weights, load_errors
+from monai_transfer.cli._common import _parse_kv, check_readable_weights, load_errors
 
 
 def _section_rows(datalist: str, section: str) -> tuple[list[dict[str, Any]], Any]:
@@ -68,6 +68,11 @@ def _cmd_rank(args: argparse.Namespace) -> int:
     for item in args.candidate:
         name, _, pretrained = item.partition(":")
         candidates.append((name, pretrained or None))
+    intensity = None
+    if args.intensity_arg and not args.intensity:
+        raise ValueError("--intensity-arg needs --intensity NAME")
+    if args.intensity:
+        intensity = {"name": args.intensity, **_parse_kv(args.intensity_arg)}
     finetune_results = None
     if args.finetune_results:
         with open(args.finetune_results) as f:
@@ -87,6 +92,7 @@ def _cmd_rank(args: argparse.Namespace) -> int:
             seed=args.seed,
             out_dir=args.out,
             progress=not args.quiet,
+            intensity=intensity,
         )
     print(result.to_table())
     return 0
@@ -164,7 +170,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
             "fine-tuning run each. With --finetune-results (JSON: candidate -> metric) it reports Kendall's tau "
             "and Spearman's rho between each estimate and the real outcome. Scores resting on fewer than 20 cases "
             "(or a class with fewer cases than folds) are flagged under the table; MMD is the biased V-statistic, "
-            "never negative."
+            "never negative. Each candidate sees the images through the intensity mapping its starting point "
+            "records (provenance), else per-image 0.5-99.5th percentiles scaled to [0, 1]; --intensity overrides it "
+            "for all candidates (with a warning where it departs from a recorded one). The mapping used, and where it "
+            "came from, is listed under the table."
         ),
     )
     p.add_argument(
@@ -189,6 +198,22 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="datalist of the pretraining data (its 'unlabeled' or 'training' section): adds the domain gap "
         "(Frechet distance and MMD in each backbone's feature space) between it and the target set",
+    )
+    p.add_argument(
+        "--intensity",
+        default=None,
+        metavar="NAME",
+        help="intensity mapping for every candidate, overriding what the starting points record: zscore, imagenet, "
+        "range, minmax, percentile, preset, none (default: each candidate's recorded mapping, else percentile "
+        "0.5-99.5 to [0, 1])",
+    )
+    p.add_argument(
+        "--intensity-arg",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="parameters of --intensity (JSON values), e.g. a_min=-1000 a_max=1000 or preset=mr",
     )
     p.add_argument("--finetune-results", default=None, help="JSON mapping candidate label -> fine-tuned metric")
     p.add_argument("--seed", type=int, default=0, help="seed of random initialisations and folds")

@@ -12,6 +12,13 @@ cases than folds) the cross-validated accuracies move in steps of one held-out c
 between candidates is mostly noise; ``too_few_samples`` and ``warnings`` say so (also as a ``UserWarning`` and under
 the table). MMD is reported as the biased V-statistic, which cannot read as a negative distance
 (:data:`monai_transfer.evaluation.domain_gap.MMD_ESTIMATOR`).
+
+One preprocessing contract (issue 9): images read from a datalist are kept as read, and each candidate sees them
+through its own starting point's recorded intensity mapping (``Provenance.preprocessing``, see
+:mod:`monai_transfer.transforms.preprocessing`), as fine-tuning would feed it. A candidate that records none (random
+init, a checkpoint without provenance) gets :data:`RANK_DEFAULT_INTENSITY` (per-image 0.5-99.5th percentiles scaled to
+[0, 1]); ``intensity=`` overrides the mapping for every candidate. Each row says which mapping was used and where it
+came from (``intensity`` and ``intensity_source``).
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import torch
 
 from monai_transfer.evaluation.domain_gap import MMD_ESTIMATOR, domain_gap
 from monai_transfer.evaluation.transferability import knn_accuracy, linear_probe_accuracy, logme, rank_correlation
+from monai_transfer.transforms.preprocessing import describe_intensity
 
 __all__ = [
     "RankingResult",
@@ -39,12 +47,21 @@ __all__ = [
     "candidate_labels",
     "sample_size_warnings",
     "MIN_RANK_SAMPLES",
+    "RANK_DEFAULT_INTENSITY",
+    "candidate_intensity",
 ]
 
 ESTIMATES = ("knn", "linear_probe", "logme")
 
 #: fewer target (or source) cases than this and the scores are flagged as resting on too few cases
 MIN_RANK_SAMPLES = 20
+
+#: the intensity mapping of a candidate whose starting point records none (random init, a checkpoint without
+#: provenance): each image's 0.5-99.5th percentiles scaled to [0, 1], clipped (what ``rank`` always did)
+RANK_DEFAULT_INTENSITY: dict[str, Any] = {"name": "percentile", "lower": 0.5, "upper": 99.5, "b_min": 0.0, "b_max": 1.0}
+
+#: where a candidate's intensity mapping came from (``intensity_source`` of each row)
+INTENSITY_SOURCES = ("starting point", "default", "user", "given")
 
 
 @dataclass
@@ -54,7 +71,11 @@ class RankingResult:
     Attributes:
         rows: one dict per candidate, best first by ``rank_by``: ``rank``, ``candidate``, ``backbone``,
             ``pretrained``, ``knn``, ``linear_probe``, ``logme``, ``num_features``, ``seconds`` and, with source data,
-            ``frechet``, ``mmd``.
+            ``frechet``, ``mmd``; ``intensity`` (the mapping the candidate's images went through, one line),
+            ``intensity_spec`` (the same as data, None for arrays given as is), ``intensity_source`` (``"starting
+            point"``: recorded in the candidate's provenance, ``"default"``: :data:`RANK_DEFAULT_INTENSITY` as none is
+            recorded, ``"user"``: the ``intensity=`` override, ``"given"``: arrays passed as they are) and, where the
+            override departs from a recorded mapping, ``intensity_recorded``.
         rank_by: the estimate used to order the rows.
         correlations: estimate -> rank correlation with the fine-tuning outcomes (empty without outcomes).
         n_samples: target samples used.
@@ -100,6 +121,13 @@ class RankingResult:
             for k, c in self.correlations.items():
                 lines.append(f"| {k} | {c['kendall_tau']:.3f} | {c['spearman_rho']:.3f} | {c['n']} |")
         notes = [f"{self.n_samples} target cases; ordered by {self.rank_by}."]
+        if any("intensity" in r for r in self.rows):
+            notes.append("intensity mapping per candidate:")
+            for r in self.rows:
+                line = f"- {r['candidate']}: {r.get('intensity', '?')} ({r.get('intensity_source', '?')})"
+                if r.get("intensity_recorded"):
+                    line += f", overriding the recorded {r['intensity_recorded']}"
+                notes.append(line)
         if "mmd" in cols:
             notes.append(f"mmd: squared MMD (RBF kernel, median-heuristic bandwidth), {MMD_ESTIMATOR}.")
         notes += [f"WARNING: {w}" for w in self.warnings]
@@ -188,7 +216,60 @@ def load_images(
         label_key: class-label key (an integer per entry), or None for unlabeled data.
         spatial_size: resize every image to this size (needed when sizes differ).
     """
-    from monai.transforms import Compose, EnsureChannelFirst, LoadImage, Resized, ScaleIntensityRangePercentilesd
+    raw = _read_images(data, spatial_dims, section, image_key, label_key, spatial_size)
+    return raw.mapped(None, 1), raw.labels
+
+
+@dataclass
+class _RawImages:
+    """Images as read (channel first, finite-checked), not yet intensity-mapped; :meth:`mapped` maps and resizes."""
+
+    images: list[Any]
+    labels: np.ndarray | None
+    image_key: str
+    spatial_size: Sequence[int] | None
+    _cache: tuple[str, torch.Tensor] | None = None
+
+    def mapped(self, spec: Mapping[str, Any] | None, in_channels: int) -> torch.Tensor:
+        """``(N, C, *spatial)`` through the intensity mapping ``spec`` (None: :data:`RANK_DEFAULT_INTENSITY`), then
+        resized; the last result is kept for the next candidate with the same mapping."""
+        key = json.dumps([spec, in_channels], sort_keys=True, default=str)
+        if self._cache is not None and self._cache[0] == key:
+            return self._cache[1]
+        from monai.transforms import Compose, Resized
+
+        ts = list(_intensity_transforms(spec, self.image_key, in_channels))
+        if self.spatial_size is not None:
+            ts.append(Resized([self.image_key], spatial_size=tuple(self.spatial_size)))
+        tf = Compose(ts)
+        out = torch.stack([torch.as_tensor(tf({self.image_key: img})[self.image_key]).float() for img in self.images])
+        self._cache = (key, out)
+        return out
+
+
+def _intensity_transforms(spec: Mapping[str, Any] | None, image_key: str, in_channels: int) -> list[Any]:
+    """MONAI transforms of an intensity spec; None is :data:`RANK_DEFAULT_INTENSITY`, built exactly as ``rank``
+    always scaled (over all channels together), so random-init scores do not move."""
+    from monai.transforms import ScaleIntensityRangePercentilesd
+
+    if spec is None:
+        return [ScaleIntensityRangePercentilesd([image_key], 0.5, 99.5, 0.0, 1.0, clip=True)]
+    from monai_transfer.finetune.tasks import instantiate
+    from monai_transfer.transforms.preprocessing import intensity_components
+
+    return list(instantiate(intensity_components(spec, keys=image_key, in_channels=in_channels)))
+
+
+def _read_images(
+    data: str | os.PathLike | Sequence[Mapping[str, Any]],
+    spatial_dims: int,
+    section: str | Sequence[str],
+    image_key: str,
+    label_key: str | None,
+    spatial_size: Sequence[int] | None,
+) -> _RawImages:
+    """Read a datalist's images (channel first, finite-checked) and labels; no intensity mapping yet."""
+    from monai.transforms import Compose, EnsureChannelFirst, LoadImage
 
     if isinstance(data, (str, os.PathLike)):
         from monai_transfer.data.datalist import load_datalist, load_datalist_file
@@ -200,27 +281,54 @@ def load_images(
         entries = list(data)
     if not entries:
         raise ValueError("no entries to load")
-    keys = [image_key]
-    ts: list[Any] = [ScaleIntensityRangePercentilesd(keys, 0.5, 99.5, 0.0, 1.0, clip=True)]
-    if spatial_size is not None:
-        ts.append(Resized(keys, spatial_size=tuple(spatial_size)))
-    tf = Compose(ts)
     if label_key is not None and any(label_key not in e for e in entries):
         raise ValueError(f"every entry needs the class label {label_key!r}")
     load = Compose([LoadImage(image_only=True), EnsureChannelFirst()])
     images = []
     for e in entries:
-        img = torch.as_tensor(_load_one(load, tf, e, image_key)).float()
+        img = _load_one(load, e, image_key)
         if img.ndim != spatial_dims + 1:
             raise ValueError(f"{e[image_key]}: expected {spatial_dims}D images, got shape {tuple(img.shape)}")
         images.append(img)
-    shapes = {tuple(i.shape) for i in images}
-    if len(shapes) > 1:
-        raise ValueError(f"images differ in shape {sorted(shapes)[:3]}...; pass spatial_size")
+    if spatial_size is None:
+        shapes = {tuple(i.shape) for i in images}
+        if len(shapes) > 1:
+            raise ValueError(f"images differ in shape {sorted(shapes)[:3]}...; pass spatial_size")
     labels = None
     if label_key is not None:
         labels = np.asarray([int(e[label_key]) for e in entries])
-    return torch.stack(images), labels
+    return _RawImages(images, labels, image_key, spatial_size)
+
+
+def candidate_intensity(
+    name: str,
+    pretrained: str | os.PathLike | None,
+    intensity: Mapping[str, Any] | str | None = None,
+) -> dict[str, Any]:
+    """The intensity mapping ``rank`` feeds a candidate, and where it came from.
+
+    Args:
+        name: backbone name.
+        pretrained: the starting point (None, a source name, a checkpoint file or bundle folder).
+        intensity: a user override (a spec dict, or a scheme name), or None to follow the starting point.
+
+    Returns:
+        ``{"spec": dict | None, "source": "starting point" | "default" | "user", "recorded": dict | None}``; a None
+        spec means :data:`RANK_DEFAULT_INTENSITY` as ``rank`` builds it.
+    """
+    from monai_transfer.transforms.preprocessing import intensity_of
+    from monai_transfer.weights.starting_point import starting_provenance
+
+    recorded = intensity_of(starting_provenance(pretrained, name).get("preprocessing"))
+    if intensity is not None:
+        return {"spec": _as_spec(intensity), "source": "user", "recorded": recorded}
+    if recorded is not None:
+        return {"spec": recorded, "source": "starting point", "recorded": recorded}
+    return {"spec": None, "source": "default", "recorded": None}
+
+
+def _as_spec(intensity: Mapping[str, Any] | str) -> dict[str, Any]:
+    return {"name": intensity} if isinstance(intensity, str) else dict(intensity)
 
 
 def _check_candidates(candidates: Sequence[tuple[str, str | None]]) -> None:
@@ -239,14 +347,41 @@ def _check_candidates(candidates: Sequence[tuple[str, str | None]]) -> None:
             )
 
 
+def _candidate_mapping(
+    name: str,
+    pretrained: str | None,
+    intensity: Mapping[str, Any] | str | None,
+    given: bool,
+    image_key: str,
+    in_channels: int,
+) -> dict[str, Any]:
+    """A candidate's intensity mapping (:func:`candidate_intensity`), checked to build before any work, with its
+    one-line description and the warning when a user override departs from the recorded mapping."""
+    if given:
+        return {"spec": None, "source": "given", "recorded": None, "line": "as given (arrays)", "warning": ""}
+    m = candidate_intensity(name, pretrained, intensity)
+    try:
+        _intensity_transforms(m["spec"], image_key, in_channels)
+    except ValueError as err:
+        raise ValueError(f"candidate {candidate_label(name, pretrained)}: {err}") from None
+    m["line"] = describe_intensity(m["spec"] if m["spec"] is not None else RANK_DEFAULT_INTENSITY)
+    m["warning"] = ""
+    if m["source"] == "user" and m["recorded"] is not None and m["recorded"] != m["spec"]:
+        m["warning"] = (
+            f"intensity {m['line']} overrides the mapping its starting point records, "
+            f"{describe_intensity(m['recorded'])}: its scores do not show it as fine-tuning would feed it"
+        )
+    return m
+
+
 def _progress(total: int, enabled: bool) -> Any:
     from tqdm import tqdm
 
     return tqdm(total=total, desc="rank", unit="candidate", disable=not enabled)
 
 
-def _load_one(load: Any, tf: Any, entry: Mapping[str, Any], image_key: str) -> Any:
-    """Load (``load``) and scale (``tf``) one image; a file that cannot be read, or holds NaN or infinite values, is
+def _load_one(load: Any, entry: Mapping[str, Any], image_key: str) -> Any:
+    """Load (``load``) one image; a file that cannot be read, or holds NaN or infinite values, is
     named in one line (not MONAI's "applying transform <LoadImaged ...>" traceback, nor "SVD did not converge"
     later)."""
     path = entry[image_key]
@@ -256,7 +391,7 @@ def _load_one(load: Any, tf: Any, entry: Mapping[str, Any], image_key: str) -> A
         raise ValueError(f"{path}: cannot be read as an image ({_root_cause(err)})") from None
     if not torch.isfinite(torch.as_tensor(raw)).all():
         raise ValueError(f"{path}: holds NaN or infinite values; fix or drop this image")
-    return tf({image_key: raw})[image_key]
+    return raw
 
 
 def _root_cause(err: BaseException) -> str:
@@ -305,6 +440,7 @@ def rank_backbones(
     backbone_kwargs: Mapping[str, Any] | None = None,
     out_dir: str | os.PathLike | None = None,
     progress: bool = False,
+    intensity: Mapping[str, Any] | str | None = None,
 ) -> RankingResult:
     """Rank starting points on a labelled target set by kNN, linear-probe and LogME scores of frozen features.
 
@@ -312,7 +448,10 @@ def rank_backbones(
         candidates: ``(backbone_name, pretrained)`` pairs; ``pretrained`` is None (random init, seeded by ``seed``), a
             checkpoint path or a known source name (see :func:`monai_transfer.networks.create_backbone`).
         data: a datalist path (sections ``section``), a list of entries, or ``(images, labels)`` with images
-            ``(N, C, *spatial)`` (array or tensor, pre-processed) and integer labels ``(N,)``.
+            ``(N, C, *spatial)`` (array or tensor) and integer labels ``(N,)``. Images read from a datalist or
+            entries go through each candidate's own recorded intensity mapping (see ``intensity``); arrays given
+            directly are taken as already pre-processed and used as given for every candidate (``intensity_source``
+            ``"given"``).
         spatial_dims: 2 or 3.
         in_channels: image channels.
         label_key: the class-label key of datalist entries (the demo's ``lesion`` for slices, ``label`` for
@@ -320,7 +459,7 @@ def rank_backbones(
         image_key: the image key of datalist entries.
         section: datalist sections of the target set.
         source_data: pretraining images for the domain gap (a datalist path, entries, or an ``(N, C, *spatial)``
-            array), or None to skip.
+            array, used as given), or None to skip; read images get each candidate's mapping, as the target does.
         source_section: sections of ``source_data`` when it is a path.
         finetune_results: candidate label (see :func:`candidate_label`) -> real fine-tuning metric, for the rank
             correlations.
@@ -334,6 +473,11 @@ def rank_backbones(
         backbone_kwargs: extra keyword arguments for ``create_backbone`` (e.g. ``img_size`` for ViTs).
         out_dir: when given, write ``ranking.json`` and ``ranking.md`` there.
         progress: show a progress bar over the candidates (tqdm, on stderr).
+        intensity: the intensity mapping for every candidate's read images, overriding what the starting points
+            record: a spec (``{"name": "imagenet"}``, ``{"name": "range", "a_min": -1000, "a_max": 1000}``; schemes
+            in :mod:`monai_transfer.transforms.preprocessing`) or a scheme name. None (default): each candidate's
+            recorded mapping, else :data:`RANK_DEFAULT_INTENSITY`. Where it departs from a recorded mapping a
+            ``UserWarning`` says so and the row keeps the recorded one as ``intensity_recorded``.
 
     Returns:
         A :class:`RankingResult`; ``too_few_samples`` and ``warnings`` say when its scores rest on too few cases
@@ -346,13 +490,20 @@ def rank_backbones(
     if not candidates:
         raise ValueError("no candidates given")
     _check_candidates(candidates)
-    if isinstance(data, tuple) and len(data) == 2:
+    given = isinstance(data, tuple) and len(data) == 2
+    raw = raw_source = None
+    if given:
+        if intensity is not None:
+            raise ValueError(
+                "intensity= maps images read from a datalist; arrays given as (images, labels) are used as given"
+            )
         images = torch.as_tensor(np.asarray(data[0]) if not isinstance(data[0], torch.Tensor) else data[0]).float()
         labels = np.asarray(data[1]).ravel().astype(np.int64)
         if images.ndim != spatial_dims + 2 or len(images) != len(labels):
             raise ValueError(f"images must be (N, C, *spatial) with {spatial_dims} spatial dims and one label each")
     else:
-        images, labels = load_images(data, spatial_dims, section, image_key, label_key, spatial_size)  # type: ignore[assignment]
+        raw = _read_images(data, spatial_dims, section, image_key, label_key, spatial_size)  # type: ignore[arg-type]
+        labels = raw.labels  # type: ignore[assignment]
     assert labels is not None
     if len(np.unique(labels)) < 2:
         raise ValueError("the target set needs at least two classes")
@@ -361,18 +512,28 @@ def rank_backbones(
         if isinstance(source_data, (str, os.PathLike)) or (
             isinstance(source_data, Sequence) and source_data and isinstance(source_data[0], Mapping)
         ):
-            source, _ = load_images(source_data, spatial_dims, source_section, image_key, None, spatial_size)
+            raw_source = _read_images(source_data, spatial_dims, source_section, image_key, None, spatial_size)
         else:
             source = torch.as_tensor(np.asarray(source_data)).float()
+    mappings = [_candidate_mapping(n, p, intensity, given, image_key, in_channels) for n, p in candidates]
+    n_source = (
+        None if source is None and raw_source is None else len(source if raw_source is None else raw_source.images)
+    )
 
-    notes = sample_size_warnings(labels, n_folds, None if source is None else len(source))
+    notes = sample_size_warnings(labels, n_folds, n_source)
     for note in notes:
         warnings.warn(note, UserWarning, stacklevel=2)
     labels_of = candidate_labels(candidates)
     rows = []
     bar = _progress(len(candidates), progress)
-    for (name, pretrained), label in zip(candidates, labels_of):
+    for (name, pretrained), label, mapping in zip(candidates, labels_of, mappings):
         bar.set_postfix_str(label)
+        if mapping["warning"]:
+            warnings.warn(f"candidate {label}: {mapping['warning']}", UserWarning, stacklevel=2)
+        if raw is not None:
+            images = raw.mapped(mapping["spec"], in_channels)
+        if raw_source is not None:
+            source = raw_source.mapped(mapping["spec"], in_channels)
         t0 = time.perf_counter()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -385,10 +546,15 @@ def rank_backbones(
             "backbone": name,
             "pretrained": None if pretrained is None else os.fspath(pretrained),
             "num_features": int(feats.shape[1]),
+            "intensity": mapping["line"],
+            "intensity_spec": mapping["spec"] if mapping["spec"] is not None or given else dict(RANK_DEFAULT_INTENSITY),
+            "intensity_source": mapping["source"],
             "knn": knn_accuracy(feats, labels, k=k, n_folds=n_folds, seed=seed),
             "linear_probe": linear_probe_accuracy(feats, labels, n_folds=n_folds, seed=seed),
             "logme": logme(feats, labels),
         }
+        if mapping["source"] == "user" and mapping["warning"]:
+            row["intensity_recorded"] = describe_intensity(mapping["recorded"])
         if source is not None:
             row.update(
                 {k_: v for k_, v in domain_gap(extract_features(model, source, batch_size, device), feats).items()}

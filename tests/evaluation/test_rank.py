@@ -120,3 +120,55 @@ def test_unreadable_or_non_finite_images_are_named(tmp_path) -> None:
     dl = tmp_path / "dl.json"
     dl.write_text(json.dumps({"training": [*entries, {"image": str(truncated), "label": 1}]}))
     assert main(["rank", "--candidate", "resnet10", "--data", str(dl), "--spatial-dims", "2", "--quiet"]) == 2
+
+
+def test_each_candidate_gets_its_recorded_intensity_mapping(tmp_path) -> None:
+    # issue 9: every candidate saw the same 0.5-99.5 percentile scaling, whatever its starting point was trained on
+    import nibabel as nib
+
+    from monai_transfer.cli import main
+    from monai_transfer.networks import create_backbone
+    from monai_transfer.weights import Provenance, save_pretrained
+
+    entries = []
+    for i in range(8):
+        img = np.random.default_rng(i).normal(100.0 + 50.0 * (i % 2), 30.0, size=(16, 16)).astype(np.float32)
+        nib.save(nib.Nifti1Image(img, np.eye(4)), tmp_path / f"img{i}.nii.gz")
+        entries.append({"image": str(tmp_path / f"img{i}.nii.gz"), "label": i % 2})
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # the random init rank_backbones draws for seed 0: same weights, only the mapping differs
+        net = create_backbone("resnet10", 2, 1)
+    imagenet = {"name": "imagenet", "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+    ckpt = save_pretrained(net, tmp_path / "ssl" / "encoder.pt", Provenance(preprocessing={"intensity": imagenet}))
+    cands = [("resnet10", None), ("resnet10", str(ckpt))]
+    with pytest.warns(UserWarning, match="8 target cases"):
+        res = rank_backbones(cands, entries, spatial_dims=2, n_folds=2)
+    rows = {r["pretrained"]: r for r in res.rows}
+    assert rows[None]["intensity_source"] == "default" and rows[None]["intensity"].startswith("percentile(")
+    assert rows[str(ckpt)]["intensity_source"] == "starting point" and rows[str(ckpt)]["intensity_spec"] == imagenet
+    assert rows[None]["logme"] != pytest.approx(rows[str(ckpt)]["logme"])  # same weights: the mapping made it
+    table = res.to_table()
+    assert "resnet10:encoder.pt: imagenet(" in table and "(starting point)" in table and "(default)" in table
+    assert json.loads(json.dumps(res.to_dict()))["rows"][0]["intensity_source"] in ("default", "starting point")
+
+    # a user override applies to all, and where it departs from a recorded mapping it is warned about and recorded
+    with pytest.warns(UserWarning, match="overrides the mapping its starting point records"):
+        res = rank_backbones(cands, entries, spatial_dims=2, n_folds=2, intensity={"name": "minmax"})
+    rows = {r["pretrained"]: r for r in res.rows}
+    assert {r["intensity_source"] for r in res.rows} == {"user"}
+    assert rows[str(ckpt)]["intensity_recorded"].startswith("imagenet(") and "intensity_recorded" not in rows[None]
+    assert rows[None]["logme"] == pytest.approx(rows[str(ckpt)]["logme"])  # same weights, same mapping
+
+    # arrays passed directly are used as given
+    images, labels = load_images(entries, 2, label_key="label")
+    res = rank_backbones(cands[1:], (images, labels), spatial_dims=2, n_folds=2)
+    assert res.rows[0]["intensity_source"] == "given"
+
+    dl = tmp_path / "dl.json"
+    dl.write_text(json.dumps({"training": entries}))
+    argv = ["rank", "--candidate", f"resnet10:{ckpt}", "--data", str(dl), "--spatial-dims", "2"]
+    argv += ["--quiet", "--intensity", "range", "--intensity-arg", "a_min=0", "a_max=300", "--out", str(tmp_path / "r")]
+    with pytest.warns(UserWarning, match="overrides"):
+        assert main(argv) == 0
+    saved = json.loads((tmp_path / "r" / "ranking.json").read_text())
+    assert saved["rows"][0]["intensity_spec"] == {"name": "range", "a_min": 0, "a_max": 300}
