@@ -137,13 +137,41 @@ BUNDLES: dict[str, dict[str, Any]] = {
 }
 
 
+#: folder name -> create_pretraining_bundle keyword arguments: self-supervised pretraining on the user's unlabeled
+#: scans, writing the encoder and its fine-tuning bundle (the method is a value: another method is one more entry)
+PRETRAINING: dict[str, dict[str, Any]] = {
+    "ssl_simclr_resnet18_2d": {
+        "method": "simclr",
+        "backbone": "resnet18",
+        "spatial_dims": 2,
+        "modality": "xr",
+        "epochs": 100,
+        "batch_size": 64,
+        "name": "SimCLR pretraining of a 2D ResNet-18 on unlabeled radiographs or slices",
+    },
+    "ssl_byol_resnet50_3d": {
+        "method": "byol",
+        "backbone": "resnet50",
+        "spatial_dims": 3,
+        "modality": "mr",
+        "epochs": 100,
+        "batch_size": 8,
+        "name": "BYOL pretraining of a 3D ResNet-50 on unlabeled MR volumes",
+    },
+}
+
+
 def make(name: str, out_dir: Path, check: bool = False) -> int:
     """Write bundle ``name`` under ``out_dir`` (replacing it); with ``check``, lint it and return the problem count."""
     from monai_transfer.bundle import check_bundle, create_bundle
+    from monai_transfer.bundle.pretraining import create_pretraining_bundle
 
-    spec = dict(BUNDLES[name])
     start = time.perf_counter()
-    path = create_bundle(out_dir / name, overwrite=True, num_classes=len(spec["labels"]), **spec)
+    if name in PRETRAINING:
+        path = create_pretraining_bundle(out_dir / name, overwrite=True, **PRETRAINING[name])
+    else:
+        spec = dict(BUNDLES[name])
+        path = create_bundle(out_dir / name, overwrite=True, num_classes=len(spec["labels"]), **spec)
     print(f"{path}: written in {time.perf_counter() - start:.1f} s", flush=True)
     if not check:
         return 0
@@ -162,12 +190,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="run bundle check on each bundle written")
     parser.add_argument("--list", action="store_true", help="list the bundle names and exit")
     args = parser.parse_args(argv)
-    names = [n for n in BUNDLES if not args.only or any(fnmatch.fnmatch(n, p) for p in args.only)]
+    names = [n for n in [*BUNDLES, *PRETRAINING] if not args.only or any(fnmatch.fnmatch(n, p) for p in args.only)]
     if args.list:
         print("\n".join(names))
         return 0
     if not names:
-        print(f"no bundle matches {args.only}; known: {list(BUNDLES)}", file=sys.stderr)
+        print(f"no bundle matches {args.only}; known: {[*BUNDLES, *PRETRAINING]}", file=sys.stderr)
         return 2
     problems = sum(make(n, args.out, args.check) for n in names)
     return 1 if problems else 0

@@ -62,6 +62,8 @@ LARGE_FILE_FIELDS = ("path", "url", "hash_val", "hash_type")
 HASH_TYPES = ("md5", "sha1", "sha256", "sha512")  # monai.apps.utils.SUPPORTED_HASH_TYPES
 # ids MONAI Label's bundle tasks read (monailabel/tasks/infer/bundle.py, monailabel/tasks/train/bundle.py)
 MONAI_LABEL_INFER_IDS = ("network_def", "preprocessing", "inferer", "postprocessing")
+# ids a pretraining bundle's train.json must have to run with python -m monai.bundle run on a user's data
+PRETRAIN_IDS = ("bundle_root", "dataset_dir", "datalist", "device", "network_def", "train#trainer", "run")
 MONAI_LABEL_TRAIN_IDS = ("run", "network", "train#trainer#max_epochs", "train#dataset#data", "validate#dataset#data")
 NET_ID = "network_def"
 ATOL = 1e-4
@@ -189,6 +191,7 @@ def _names(keys: list[str], n: int = 3) -> str:
 def _quiet() -> Iterator[None]:
     """Silence MONAI's bundle loggers and warnings while MONAI's verifiers run; restore them after."""
     import monai.bundle  # noqa: F401 - MONAI's get_logger adds its handler only to loggers it creates first
+
     saved = [(lg, lg.level) for lg in map(logging.getLogger, _MONAI_LOGGERS)]
     for lg, _ in saved:
         lg.setLevel(logging.CRITICAL + 1)
@@ -237,6 +240,19 @@ class _Checker:
     def exists(self, rel: str) -> bool:
         return (self.root / rel).is_file()
 
+    def kind(self) -> str | None:
+        """``monai_transfer.kind`` of the metadata: "random" / "source" / "file" (a starting point), "pretraining"."""
+        try:
+            meta = json.loads((self.root / META).read_text())
+        except (OSError, ValueError):
+            return None
+        return (meta.get("monai_transfer") or {}).get("kind") if isinstance(meta, dict) else None
+
+    def is_pretraining(self) -> bool:
+        """A pretraining bundle: ``train.json`` pretrains an encoder and writes its fine-tuning bundle; it has no
+        ``inference.json`` or ``models/model.pt``, and is not a MONAI supervised-training workflow."""
+        return self.kind() == "pretraining"
+
     def is_starting_point(self) -> bool:
         """A starting-point bundle (``monai_transfer.kind`` in its metadata, a ``pretrained`` start in train.json):
         ``models/model.pt`` is what its ``train.json`` writes, so it need not exist yet."""
@@ -250,11 +266,14 @@ class _Checker:
 
     # ------------------------------------------------------------------ 1, 7: files
     def check_files(self) -> None:
+        pretraining = self.is_pretraining()
         for rel in REQUIRED_FILES:
+            if pretraining and rel == INFER:
+                continue
             if not self.exists(rel):
                 self.add(rel, "", "required file is missing")
         self.check_large_files()
-        if not self.exists(MODEL) and MODEL not in self.large_files and not self.is_starting_point():
+        if not self.exists(MODEL) and MODEL not in self.large_files and not (self.is_starting_point() or pretraining):
             self.add(MODEL, "", "required file is missing (and large_files.yml does not list it)")
         for path in sorted(self.root.rglob("*")):
             if not path.is_file() or path.is_symlink():
@@ -514,6 +533,12 @@ class _Checker:
                 return None if prop_id is None else self.parser[prop_id]
 
         meta_file = str(self.root / META) if META in self.json else None
+        if self.is_pretraining():
+            config = self.json.get(TRAIN)
+            for id in PRETRAIN_IDS if isinstance(config, dict) else ():
+                if not _has_id(config, id):
+                    self.add(TRAIN, id, f"a pretraining config needs id {id}")
+            return
         for rel, workflow_type, label_ids in (
             (TRAIN, "train", MONAI_LABEL_TRAIN_IDS),
             (INFER, "infer", MONAI_LABEL_INFER_IDS),

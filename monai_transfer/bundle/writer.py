@@ -370,7 +370,7 @@ def create_bundle(
         atomic_write_text(tmp / "configs" / "logging.conf", LOGGING_CONF)
         if start["kind"] == "file":
             (tmp / "models" / "pretrained").mkdir()
-            shutil.copy2(start["file"], tmp / "models" / "pretrained" / start["file"].name)
+            _link_or_copy(start["file"], tmp / "models" / "pretrained" / start["file"].name)  # no second copy on disk
             load_report = _load_report(tmp, train, start["file"].name)
         if start["large_file"] is not None:
             import yaml

@@ -194,7 +194,7 @@ def pretrain_config(config: PretrainConfig) -> dict[str, Any]:
             "schedule": {"_target_": "monai_transfer.ssl.schedules.ScheduleHandler",
                          "total_steps": "$len(@train#dataloader) * @epochs", "epoch_length": "$len(@train#dataloader)",
                          "lr": ["@lr", "@min_lr"],
-                         "warmup_steps": "$int(round(@warmup_epochs * len(@train#dataloader)))",
+                         "warmup_steps": "$int(round(min(@warmup_epochs, @epochs / 2) * len(@train#dataloader)))",
                          "weight_decay": ["@weight_decay", "@weight_decay_end"],
                          "teacher_momentum": "@teacher_momentum", "teacher_temperature": "@teacher_temperature"},
             "epoch_losses": {"_target_": f"{_WF}.EpochLosses"},

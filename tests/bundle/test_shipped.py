@@ -38,7 +38,16 @@ from .published import build_published, point_large_files_at, sha256
 
 ROOT = Path(__file__).resolve().parents[2]
 BUNDLES = ROOT / "bundles"
-SHIPPED = sorted(p.name for p in BUNDLES.iterdir() if (p / "configs" / "metadata.json").is_file())
+
+
+def _kind(p: Path) -> str | None:
+    return (json.loads((p / "configs" / "metadata.json").read_text()).get("monai_transfer") or {}).get("kind")
+
+
+# starting-point bundles (fine-tuning + inference); the pretraining bundles are tested in test_pretraining_bundles.py
+SHIPPED = sorted(
+    p.name for p in BUNDLES.iterdir() if (p / "configs" / "metadata.json").is_file() and _kind(p) != "pretraining"
+)
 COMMANDS = Path(__file__).with_name("monai_bundle_commands.py")
 EXPECTED = {
     "resnet50_imagenet_cls2d",
