@@ -35,7 +35,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     path = check_readable_weights(args.checkpoint) or args.checkpoint
     rows, labels = _section_rows(args.data, args.section)
     with load_errors(path):
-        metrics = evaluate(args.checkpoint, args.data, section=args.section, batch_size=args.batch_size)
+        metrics = evaluate(
+            args.checkpoint, args.data, section=args.section, batch_size=args.batch_size, overrides=args.set
+        )
     # each record names its case (the row's id, else its image's file name) and patient, so that intervals resample
     # patients rather than the slices of one patient as if they were independent
     cases = name_cases(metrics.pop("cases"), rows, labels)
@@ -45,7 +47,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         val_cases = None
         if args.threshold == "youden":
             with load_errors(path):
-                val = evaluate(args.checkpoint, args.data, section=args.threshold_section, batch_size=args.batch_size)
+                val = evaluate(
+                    args.checkpoint,
+                    args.data,
+                    section=args.threshold_section,
+                    batch_size=args.batch_size,
+                    overrides=args.set,
+                )
             val_cases = val["cases"]
         metrics.update(decision_fields(cases, val_cases))
     with warnings.catch_warnings():  # printed below as warning: lines, once each
@@ -120,15 +128,12 @@ def _cmd_robustness(args: argparse.Namespace) -> int:
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
-    if "evaluate" in sub._name_parser_map:
-        # registered by cli/finetune.py before this module owned the command: this definition replaces it
-        del sub._name_parser_map["evaluate"]
-        sub._choices_actions[:] = [a for a in sub._choices_actions if a.dest != "evaluate"]
     p = sub.add_parser(
         "evaluate",
         help="evaluate a fine-tuned checkpoint on a datalist section, with 95%% intervals over patients",
         description=(
-            "Evaluate best_model.pt (or a finetune output folder) on a datalist section. Prints the metrics "
+            "Evaluate the best weights of a finetune run folder on a datalist section, with the network, transforms "
+            "and inferer rebuilt from the run's saved config (--set changes a value of it). Prints the metrics "
             "(classification: AUROC per class and mean, AUPRC, accuracy with its decision threshold and the "
             "majority-class baseline, balanced accuracy, F1, ECE; segmentation: Dice, HD95 and surface Dice per class "
             "and mean) with 95% BCa bootstrap intervals. When several cases share a patient_id (2D slices of one "
@@ -138,12 +143,15 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
             "checkpoint is named in a one-line error (exit code 2)."
         ),
     )
-    p.add_argument("checkpoint", help="best_model.pt or the folder 'monai-transfer finetune' wrote")
+    p.add_argument("checkpoint", help="the folder 'monai-transfer finetune' wrote (or its models/model.pt)")
     p.add_argument("--data", required=True, help="datalist JSON")
     p.add_argument("--section", default="test", help="datalist section to evaluate")
     p.add_argument("--batch-size", type=int, default=8, help="evaluation batch size")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap confidence intervals")
     p.add_argument("--out", default=None, help="write the metrics and per-case records to this JSON file")
+    p.add_argument("--set", action="append", default=[], metavar="ID=VALUE",
+                   help="change a value of the run's saved config (configs/train.json) for this evaluation, e.g. "
+                   "validate#inferer#overlap=0.5 (repeatable)")  # fmt: skip
     p.add_argument(
         "--threshold",
         choices=["argmax", "youden"],
@@ -232,7 +240,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
             "in a one-line error (exit code 2)."
         ),
     )
-    p.add_argument("checkpoint", help="best_model.pt or the folder 'monai-transfer finetune' wrote")
+    p.add_argument("checkpoint", help="the folder 'monai-transfer finetune' wrote (or its models/model.pt)")
     p.add_argument("--data", required=True, help="datalist JSON")
     p.add_argument("--section", default="test", help="datalist section to evaluate")
     p.add_argument(

@@ -60,7 +60,7 @@ def checkpoint_robustness(
     """Evaluate a ``finetune`` checkpoint on clean and corrupted copies of a datalist section.
 
     Args:
-        checkpoint: ``best_model.pt`` or the fine-tuning output folder.
+        checkpoint: the fine-tuning run folder (or its ``models/model.pt``).
         datalist: MSD-style datalist JSON.
         section: the evaluated section.
         corruptions: names from ``CORRUPTIONS`` (default: all nine).

@@ -30,11 +30,15 @@ class RunLoadError(ValueError):
     """A run folder (or checkpoint) that cannot be evaluated: missing, unreadable or not fitting its config."""
 
 
-def load_run(run_dir: str | os.PathLike, device: str | torch.device | None = None) -> tuple[Any, Any, dict[str, Any]]:
+def load_run(
+    run_dir: str | os.PathLike, device: str | torch.device | None = None, overrides: Any = None
+) -> tuple[Any, Any, dict[str, Any]]:
     """The network (best weights loaded strictly) and the resolved config parser of a fine-tuning run folder.
 
     Args:
         run_dir: the folder ``finetune`` wrote (or a bundle folder with ``models/model.pt``), or its ``model.pt``.
+        overrides: ``id=value`` strings or a mapping applied to the run's config first (``--set``: e.g. the sliding
+            window ``validate#inferer#overlap=0.5``); an id the config lacks is an error naming the closest ones.
 
     Returns:
         ``(network, parser, facts)`` with ``facts``: ``task``, ``num_classes``, ``spatial_dims``, ``labels``.
@@ -51,11 +55,13 @@ def load_run(run_dir: str | os.PathLike, device: str | torch.device | None = Non
     for f in (config, model):
         if not f.is_file():
             raise RunLoadError(f"{f} not found: {root} is not a finished fine-tuning run (or bundle)")
-    parser = ConfigParser()
+    from monai_transfer.engines.workflow import apply_overrides, load_config, parse_overrides
+
     try:
-        parser.read_config(str(config))
+        raw = load_config(config)
     except (OSError, ValueError) as err:
         raise RunLoadError(f"{config}: not a readable config ({err})") from None
+    parser = ConfigParser(apply_overrides(raw, parse_overrides(overrides)))
     parser["bundle_root"] = str(root)
     parser["network_def#pretrained"] = None  # the best weights replace the starting ones; nothing to download
     try:
@@ -83,6 +89,7 @@ def evaluate(
     amp: bool | None = None,
     cases: bool = True,
     corruption: Callable | None = None,
+    overrides: Any = None,
 ) -> dict[str, Any]:
     """Evaluate a run's best weights (``finetune``'s output folder) on one datalist section.
 
@@ -97,6 +104,7 @@ def evaluate(
             ``hd95_voxels``, ``surface_dice_1voxel`` per foreground class), in the section's order.
         corruption: a dictionary transform inserted where the run's config says corruptions act on what the network
             sees (``validate#corruption_index``: after intensity normalisation) - robustness runs.
+        overrides: ``id=value`` changes of the run's saved config (:func:`load_run`).
 
     Returns:
         ``{"section", "n", <metrics>, "checkpoint", ["cases"]}``: ``mean_dice`` for segmentation; ``auroc`` (``None``
@@ -104,7 +112,7 @@ def evaluate(
     """
     from monai.transforms import Compose
 
-    net, parser, facts = load_run(checkpoint, device)
+    net, parser, facts = load_run(checkpoint, device, overrides)
     task, n_cls = facts["task"], int(facts["num_classes"])
     rows = datalist_cases(datalist, section, task=task, num_classes=n_cls)
     if not rows:

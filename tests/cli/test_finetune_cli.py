@@ -125,3 +125,23 @@ def test_mlflow_tracks_loss_and_validation_in_one_run(run, tmp_path):
     assert len(client.get_metric_history(mlrun.info.run_id, "train_loss")) >= 2
     assert len(client.get_metric_history(mlrun.info.run_id, "auroc")) == 2  # one validation per epoch, same run
     assert mlrun.data.params["backbone"] == "resnet10" and "datalist" not in mlrun.data.params
+
+
+def test_evaluate_rebuilds_from_the_saved_config_and_takes_set(run, capsys, tmp_path):
+    out, demo, _ = run
+    assert main(["evaluate", str(out), "--data", demo["lesion_cls_3d"], "--out", str(tmp_path / "m.json")]) == 0
+    base = json.loads((tmp_path / "m.json").read_text())
+    capsys.readouterr()
+    # a value of the run's config changed for this evaluation only: the mapping the network sees differs
+    assert main(["evaluate", str(out), "--data", demo["lesion_cls_3d"], "--out", str(tmp_path / "z.json"),
+                 "--set", 'validate#preprocessing#transforms#5={"_target_": "ScaleIntensityd", "keys": "image"}']) == 0  # fmt: skip
+    other = json.loads((tmp_path / "z.json").read_text())
+    assert [c["prob"] for c in other["cases"]] != [c["prob"] for c in base["cases"]]
+    assert (
+        json.loads((out / "configs" / "train.json").read_text())["validate"]["preprocessing"]["transforms"][5][
+            "nonzero"
+        ]
+        is False
+    )  # the run's own config is untouched
+    assert main(["evaluate", str(out), "--data", demo["lesion_cls_3d"], "--set", "validate#inferr#x=1"]) == 2
+    assert "did you mean validate#inferer" in capsys.readouterr().err
