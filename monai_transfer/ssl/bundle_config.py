@@ -169,6 +169,8 @@ def pretrain_config(config: PretrainConfig) -> dict[str, Any]:
             "data": {"_target_": f"{_WF}.load_images", "datalist": "@datalist", "section": "@data_section"},
             "loading": [{"_target_": "monai_transfer.transforms.checks.ReadImaged", "keys": "image", "image_only": True,
                          "ensure_channel_first": True},
+                        # every image, not only the sample the data check looks at: a NaN is named with its file
+                        {"_target_": "monai_transfer.transforms.checks.CheckFinited", "keys": "image"},
                         {"_target_": "EnsureTyped", "keys": "image", "dtype": "$torch.float32"}],  # fmt: skip
             "intensity": f"${_WF}.intensity_transforms(@intensity, 'image', @in_channels)",
             "preprocessing": {"_target_": "Compose", "transforms": "$@train#loading + @train#intensity"},

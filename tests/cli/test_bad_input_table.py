@@ -119,3 +119,20 @@ def test_finetune_on_a_truncated_image_exits_2_not_134(setup, tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "truncated_T1w.nii.gz cannot be read" in proc.stderr and "terminate called" not in proc.stderr
+
+
+def test_pretrain_names_a_nan_image_beyond_the_checked_sample(setup, tmp_path, capsys):
+    # the data check looks at a sample of 8 images; a NaN in the last one used to surface as a NaN loss
+    obj = json.loads(open(setup["clean"]).read())
+    base = os.path.dirname(setup["clean"])
+    rows = [{"image": os.path.join(base, e["image"][2:])} for s in ("training", "validation", "test") for e in obj[s]]
+    rows[-1] = {"image": str(setup["bad"] / "nan_T1w.nii.gz")}
+    data = tmp_path / "pool.json"
+    data.write_text(json.dumps({"unlabeled": rows}))
+    out = tmp_path / "o"
+    argv = ["pretrain", "--method", "simclr", "--backbone", "resnet10", "--spatial-dims", "3", "--modality", "mr",
+            "--data", str(data), "--out", str(out), "--epochs", "1", "--batch-size", "4", *NET, "--quiet",
+            "--no-tensorboard"]  # fmt: skip
+    assert len(rows) > 8 and main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and "nan_T1w.nii.gz" in err[-1] and "NaN" in err[-1], err[-3:]
