@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from monai_transfer.bundle.writer import LOGGING_CONF, SCHEMA_URL, BundleExistsError, _version
+from monai_transfer.bundle.writer import LOGGING_CONF, BundleExistsError, metadata_head
 from monai_transfer.utils.atomic import atomic_write_json, atomic_write_text
 
 __all__ = ["create_pretraining_bundle"]
@@ -52,9 +52,6 @@ def create_pretraining_bundle(
             pretrain`` takes them; unset values are the method's recommended ones.
         name, description, version, changelog: for the metadata and README.
     """
-    import monai
-    import numpy as np
-    import torch
 
     from monai_transfer.ssl.bundle_config import pretrain_config
     from monai_transfer.ssl.config import PretrainConfig
@@ -82,14 +79,7 @@ def create_pretraining_bundle(
         "and a fine-tuning bundle for it (pretrain/bundle/)."
     )
     meta = {
-        "schema": SCHEMA_URL,
-        "version": version,
-        "changelog": {version: changelog},
-        "monai_version": monai.__version__.split("+")[0],
-        "pytorch_version": torch.__version__.split("+")[0],
-        "numpy_version": np.__version__,
-        "required_packages_version": {"monai_transfer": _version()},
-        "supported_apps": {},
+        **metadata_head(version, changelog),
         "name": title,
         "task": f"{spatial_dims}D self-supervised pretraining",
         "description": desc,

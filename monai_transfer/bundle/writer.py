@@ -116,12 +116,27 @@ def _network_facts(backbone: str, spatial_dims: int, in_channels: int, task: str
             "n_params": sum(p.numel() for p in net.parameters())}  # fmt: skip
 
 
-def _metadata(task: str, spatial_dims: int, in_channels: int, labels: Sequence[str], shape: list, name: str,
-              description: str, version: str, changelog: str, start: Mapping[str, Any], modality: str,
-              intensity: Mapping[str, Any] | None, extra: Mapping[str, Any]) -> dict[str, Any]:  # fmt: skip
+def metadata_head(version: str, changelog: str) -> dict[str, Any]:
+    """The fields every bundle's metadata starts with: schema, version and its changelog entry, package versions."""
     import monai
     import numpy as np
     import torch
+
+    return {
+        "schema": SCHEMA_URL,
+        "version": version,
+        "changelog": {version: changelog},
+        "monai_version": monai.__version__.split("+")[0],
+        "pytorch_version": torch.__version__.split("+")[0],
+        "numpy_version": np.__version__,
+        "required_packages_version": {"monai_transfer": _version()},
+        "supported_apps": {},
+    }
+
+
+def _metadata(task: str, spatial_dims: int, in_channels: int, labels: Sequence[str], shape: list, name: str,
+              description: str, version: str, changelog: str, start: Mapping[str, Any], modality: str,
+              intensity: Mapping[str, Any] | None, extra: Mapping[str, Any]) -> dict[str, Any]:  # fmt: skip
 
     prov = start.get("provenance") or {}
     seg = task == "segmentation"
@@ -138,14 +153,7 @@ def _metadata(task: str, spatial_dims: int, in_channels: int, labels: Sequence[s
     }
     refs = [c for c in [prov.get("citation")] if c] or ["MONAI Consortium, MONAI: Medical Open Network for AI"]
     return {
-        "schema": SCHEMA_URL,
-        "version": version,
-        "changelog": {version: changelog},
-        "monai_version": monai.__version__.split("+")[0],
-        "pytorch_version": torch.__version__.split("+")[0],
-        "numpy_version": np.__version__,
-        "required_packages_version": {"monai_transfer": _version()},
-        "supported_apps": {},
+        **metadata_head(version, changelog),
         "name": name,
         "task": f"{spatial_dims}D {task}",
         "description": description,

@@ -20,7 +20,14 @@ from typing import Any
 
 from monai_transfer.finetune.tasks import TASKS, transform_components
 
-__all__ = ["finetune_config", "evaluate_config", "KEY_METRIC_DEFAULT", "LOSSES", "inferer_component"]
+__all__ = [
+    "finetune_config",
+    "evaluate_config",
+    "network_def_component",
+    "KEY_METRIC_DEFAULT",
+    "LOSSES",
+    "inferer_component",
+]
 
 KEY_METRIC_DEFAULT = {"classification": "auroc", "segmentation": "mean_dice"}
 
@@ -106,6 +113,30 @@ def _dataset(section: str, train: bool) -> dict[str, Any]:
             f"label_fraction={fraction}, seed=@seed)")  # fmt: skip
     return {"_target_": "CacheDataset", "data": data, "transform": f"@{part}#preprocessing", "cache_rate": 1.0,
             "num_workers": 0, "progress": False}  # fmt: skip
+
+
+def network_def_component(
+    backbone: str,
+    backbone_kwargs: Mapping[str, Any] | None = None,
+    head_kwargs: Mapping[str, Any] | None = None,
+    trained: bool = False,
+) -> dict[str, Any]:
+    """``network_def``: ``create_transfer_net`` over the config's ``task``, ``spatial_dims``, ``in_channels`` and
+    ``num_classes``; ``trained`` (``train.json``) adds the starting weights (``@pretrained``, strict) and the seed of
+    the new layers."""
+    start = {"pretrained": "@pretrained", "strict": True} if trained else {}
+    return {
+        "_target_": "monai_transfer.networks.create_transfer_net",
+        "backbone": backbone,
+        "task": "@task",
+        "spatial_dims": "@spatial_dims",
+        "in_channels": "@in_channels",
+        "num_classes": "@num_classes",
+        **start,
+        "backbone_kwargs": dict(backbone_kwargs or {}),
+        "head_kwargs": dict(head_kwargs or {}),
+        **({"seed": "@seed"} if trained else {}),
+    }
 
 
 def finetune_config(
@@ -271,19 +302,7 @@ def finetune_config(
         "spatial_size": spatial_size,
         "divisible_by": int(divisible_by),
         "intensity": dict(intensity) if intensity is not None else None,
-        "network_def": {
-            "_target_": "monai_transfer.networks.create_transfer_net",
-            "backbone": backbone,
-            "task": "@task",
-            "spatial_dims": "@spatial_dims",
-            "in_channels": "@in_channels",
-            "num_classes": "@num_classes",
-            "pretrained": "@pretrained",
-            "strict": True,
-            "backbone_kwargs": dict(backbone_kwargs or {}),
-            "head_kwargs": dict(head_kwargs or {}),
-            "seed": "@seed",
-        },
+        "network_def": network_def_component(backbone, backbone_kwargs, head_kwargs, trained=True),
         "network": "$@network_def.to(@device)",
         "finetune_strategy": {"_target_": "monai_transfer.finetune.create_strategy", "name": strategy, **strategy_args},
         "optimizer": {**_OPTIMIZERS[optimizer], "params": "$@finetune_strategy.apply(@network)", "lr": "@lr",

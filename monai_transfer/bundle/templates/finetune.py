@@ -13,6 +13,7 @@ from monai_transfer.finetune.config import (
     evaluate_config,
     finetune_config,
     inferer_component,
+    network_def_component,
 )
 from monai_transfer.transforms.preprocessing import intensity_components
 
@@ -97,16 +98,7 @@ def inference_config(
         "labels": names,
         "patch_size": patch_size,
         "amp": False,
-        "network_def": {
-            "_target_": "monai_transfer.networks.create_transfer_net",
-            "backbone": backbone,
-            "task": "@task",
-            "spatial_dims": "@spatial_dims",
-            "in_channels": "@in_channels",
-            "num_classes": "@num_classes",
-            "backbone_kwargs": dict(backbone_kwargs or {}),
-            "head_kwargs": dict(head_kwargs or {}),
-        },
+        "network_def": network_def_component(backbone, backbone_kwargs, head_kwargs),
         "network": "$@network_def.to(@device)",
         "preprocessing": {"_target_": "Compose", "transforms": pre},
         "dataset": {"_target_": "Dataset", "data": "@datalist", "transform": "@preprocessing"},
