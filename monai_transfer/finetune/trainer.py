@@ -1,4 +1,5 @@
-"""MONAI ``SupervisedTrainer`` / ``SupervisedEvaluator`` wiring for fine-tuning.
+"""The parts of fine-tuning that its bundle config names and ``evaluate`` builds: metrics, post-processing, the best
+checkpoint, early stopping, per-case records (the trainer itself is the config's ``SupervisedTrainer``).
 
 The evaluator runs every epoch (``ValidationHandler``), computes the key metric (mean Dice for segmentation with
 MONAI's ``MeanDice``; AUROC with MONAI's ``ROCAUC`` and accuracy with ignite's ``Accuracy`` for classification), keeps
@@ -19,13 +20,11 @@ from typing import Any
 import torch
 from ignite.engine import Engine, Events
 from ignite.metrics import Accuracy
-from monai.engines import SupervisedEvaluator, SupervisedTrainer
+from monai.engines import SupervisedEvaluator
 from monai.handlers import (
     ROCAUC,
     EarlyStopHandler,
     MeanDice,
-    StatsHandler,
-    ValidationHandler,
     from_engine,
     stopping_fn_from_metric,
 )
@@ -34,6 +33,7 @@ from monai.metrics import compute_dice, compute_hausdorff_distance, compute_surf
 from monai.transforms import Activationsd, AsDiscreted, Compose
 from monai.utils import optional_import
 
+from monai_transfer.engines.device import default_device
 from monai_transfer.utils.atomic import atomic_write
 
 SummaryWriter, has_tensorboard = optional_import("torch.utils.tensorboard", name="SummaryWriter")
@@ -45,7 +45,6 @@ __all__ = [
     "make_inferer",
     "make_postprocessing",
     "make_evaluator",
-    "make_trainer",
     "stack_for_accuracy",
     "EarlyStopOnMetric",
     "KEY_METRICS",
@@ -54,13 +53,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 KEY_METRICS = {"classification": ("auroc", "accuracy"), "segmentation": ("mean_dice",)}
-
-
-def default_device(device: str | torch.device | None = None) -> torch.device:
-    """``device`` when given, else CUDA when available, else CPU."""
-    if device is not None:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def make_inferer(
@@ -252,82 +244,6 @@ def make_evaluator(
         collector.attach(evaluator)
         evaluator.case_collector = collector
     return evaluator
-
-
-def make_trainer(
-    network: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    loss_function: Callable,
-    loader: Any,
-    max_epochs: int,
-    device: torch.device,
-    evaluator: SupervisedEvaluator | None = None,
-    strategy_handlers: Sequence[Any] = (),
-    amp: bool = False,
-    patience: int | None = None,
-    progress: bool = False,
-    log_dir: str | None = None,
-    checkpoint: AtomicBestCheckpoint | None = None,
-) -> SupervisedTrainer:
-    """A ``SupervisedTrainer`` validated every epoch, with early stopping, best checkpoint, progress and TensorBoard.
-
-    Args:
-        network, optimizer, loss_function, loader, max_epochs, device, amp: as in MONAI's ``SupervisedTrainer``.
-        evaluator: run every epoch through ``ValidationHandler`` (``None``: no validation).
-        strategy_handlers: handlers from ``strategy.handlers(optimizer)`` (attached to the trainer).
-        patience: epochs without improvement of the evaluator's key metric before stopping (``None``: never).
-        progress: show an ignite ``ProgressBar`` (tqdm).
-        log_dir: TensorBoard folder; when tensorboard is not installed this is logged once and skipped.
-        checkpoint: an ``AtomicBestCheckpoint`` attached to the evaluator.
-    """
-    trainer = SupervisedTrainer(
-        device=device,
-        max_epochs=max_epochs,
-        train_data_loader=loader,
-        network=network,
-        optimizer=optimizer,
-        loss_function=loss_function,
-        amp=amp,
-        train_handlers=None,
-    )
-    for h in strategy_handlers:
-        h.attach(trainer)
-    StatsHandler(name=logger.name, tag_name="train_loss", output_transform=from_engine(["loss"], first=True),
-                 iteration_log=False).attach(trainer)  # fmt: skip
-    if evaluator is not None:
-        ValidationHandler(interval=1, validator=evaluator, epoch_level=True).attach(trainer)
-        StatsHandler(
-            name=logger.name, iteration_log=False, global_epoch_transform=lambda _: trainer.state.epoch
-        ).attach(evaluator)
-        if checkpoint is not None:
-            if checkpoint.epoch_fn is None:
-                checkpoint.epoch_fn = lambda: trainer.state.epoch
-            checkpoint.attach(evaluator)
-        if patience is not None:
-            key = evaluator.state.key_metric_name
-            EarlyStopHandler(
-                patience=int(patience), score_function=_nan_safe(stopping_fn_from_metric(key)), trainer=trainer
-            ).attach(evaluator)
-    if progress:
-        from ignite.handlers import ProgressBar
-
-        ProgressBar(persist=False).attach(trainer, output_transform=from_engine(["loss"], first=True))
-    if log_dir is not None:
-        if has_tensorboard:
-            from monai.handlers import TensorBoardStatsHandler
-
-            writer = SummaryWriter(log_dir=log_dir)
-            TensorBoardStatsHandler(summary_writer=writer, output_transform=from_engine(["loss"], first=True),
-                                    tag_name="train_loss").attach(trainer)  # fmt: skip
-            if evaluator is not None:
-                TensorBoardStatsHandler(
-                    summary_writer=writer, iteration_log=False, global_epoch_transform=lambda _: trainer.state.epoch
-                ).attach(evaluator)
-            trainer.add_event_handler(Events.COMPLETED, lambda _: writer.close())
-            trainer.tb_writer = writer  # closed by the caller on failure
-        else:
-            logger.warning("TensorBoard logging is off: the tensorboard package is not installed")
-    return trainer
 
 
 class EarlyStopOnMetric:
