@@ -32,6 +32,7 @@ from typing import Any
 from monai_transfer.bundle.templates.finetune import evaluate_config, finetune_config, inference_config
 from monai_transfer.transforms.preprocessing import describe_intensity, intensity_of
 from monai_transfer.utils.atomic import atomic_write_json, atomic_write_text
+from monai_transfer.utils.sizes import per_axis
 
 __all__ = ["create_bundle", "starting_point", "SCHEMA_URL", "LOGGING_CONF", "BundleExistsError"]
 
@@ -338,7 +339,7 @@ def create_bundle(
         spatial_size = facts["img_size"]
     d = facts["divisible_by"]
     if task == "classification" and spatial_size is not None:
-        size = [int(spatial_size)] * spatial_dims if isinstance(spatial_size, int) else [int(v) for v in spatial_size]
+        size = per_axis(spatial_size, spatial_dims, "spatial_size")
         shape: list = size
     elif task == "segmentation":  # the configs pad to a multiple of d, at least 2 d (the deepest map keeps 2 voxels)
         shape = [f"{d}*n+{d}"] * spatial_dims

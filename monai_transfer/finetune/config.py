@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from monai_transfer.finetune.tasks import TASKS, transform_components
+from monai_transfer.utils.sizes import per_axis
 
 __all__ = [
     "finetune_config",
@@ -209,6 +210,9 @@ def finetune_config(
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     if optimizer not in _OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {sorted(_OPTIMIZERS)}, got {optimizer!r}")
+    # one value per axis in the config (a CLI's "--patch-size 96" is one number for every axis)
+    patch_size = None if patch_size is None else per_axis(patch_size, spatial_dims, "patch_size")
+    spatial_size = None if spatial_size is None else per_axis(spatial_size, spatial_dims, "spatial_size")
     key = key_metric or KEY_METRIC_DEFAULT[task]
     metrics = _metrics(task)
     if key not in metrics:

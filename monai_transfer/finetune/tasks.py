@@ -23,6 +23,7 @@ from monai.transforms import (
 )
 
 from monai_transfer.transforms.checks import CheckFinited, CheckSpatialDimsd, ReadImaged, source_name
+from monai_transfer.utils.sizes import per_axis
 
 __all__ = [
     "TASKS",
@@ -258,11 +259,11 @@ def transform_components(
         xs.append({"_target_": "SpatialPadd", "keys": keys, "spatial_size": [int(m)] * spatial_dims})
         xs.append({"_target_": "DivisiblePadd", "keys": keys, "k": int(divisible_by)})
         if train and patch_size is not None:
-            roi = [int(patch_size)] * spatial_dims if isinstance(patch_size, int) else [int(v) for v in patch_size]
+            roi = per_axis(patch_size, spatial_dims, "patch_size")
             xs.append({"_target_": "SpatialPadd", "keys": keys, "spatial_size": roi})
             xs.append({"_target_": "RandSpatialCropd", "keys": keys, "roi_size": roi, "random_size": False})
     elif spatial_size is not None:
-        size = [int(spatial_size)] * spatial_dims if isinstance(spatial_size, int) else [int(v) for v in spatial_size]
+        size = per_axis(spatial_size, spatial_dims, "spatial_size")
         mode = "trilinear" if spatial_dims == 3 else "bilinear"
         xs.append({"_target_": "Resized", "keys": image_key, "spatial_size": size, "mode": mode})
         corrupt_at = len(xs)

@@ -16,6 +16,7 @@ from monai_transfer.finetune.config import (
     network_def_component,
 )
 from monai_transfer.transforms.preprocessing import intensity_components
+from monai_transfer.utils.sizes import per_axis
 
 __all__ = ["finetune_config", "evaluate_config", "inference_config", "KEY_METRIC_DEFAULT", "LOSSES"]
 
@@ -60,7 +61,7 @@ def inference_config(
         pre += [{"_target_": "SpatialPadd", "keys": "image", "spatial_size": [m] * spatial_dims},
                 {"_target_": "DivisiblePadd", "keys": "image", "k": int(divisible_by)}]  # fmt: skip
     elif spatial_size is not None:
-        size = [int(spatial_size)] * spatial_dims if isinstance(spatial_size, int) else [int(v) for v in spatial_size]
+        size = per_axis(spatial_size, spatial_dims, "spatial_size")
         pre.append({"_target_": "Resized", "keys": "image", "spatial_size": size,
                     "mode": "trilinear" if spatial_dims == 3 else "bilinear"})  # fmt: skip
     pre.append({"_target_": "EnsureTyped", "keys": "image", "dtype": "$torch.float32"})
