@@ -30,7 +30,10 @@ def bundle_from_run(
     nd = config["network_def"]
     test = result.get("test") or {}
     metrics = {k: v for k, v in test.items() if isinstance(v, (int, float)) and k != "n"}
-    name = f"{nd['backbone']} {config['spatial_dims']}D {config['task']} fine-tuned from {result.get('pretrained')}"
+    start = result.get("pretrained") or "random initialisation"
+    name = f"{nd['backbone']} {config['spatial_dims']}D {config['task']} fine-tuned from {start}"
+    best = result.get("best_metric")
+    best = f"{best:.4g}" if isinstance(best, float) else best
     return create_bundle(
         Path(out_dir) if out_dir is not None else run / "bundle",
         backbone=nd["backbone"], task=config["task"], spatial_dims=config["spatial_dims"],
@@ -39,7 +42,7 @@ def bundle_from_run(
         strategy=config["finetune_strategy"]["name"], intensity=config.get("intensity"),
         spatial_size=config.get("spatial_size"), patch_size=config.get("patch_size"),
         backbone_kwargs=nd.get("backbone_kwargs"), head_kwargs=nd.get("head_kwargs"), name=name,
-        description=f"{name}; best validation {result.get('best_metric_name')} {result.get('best_metric')} at epoch "
+        description=f"{name}; best validation {result.get('best_metric_name')} {best} at epoch "
         f"{result.get('best_epoch')}.",
         extra_metadata={"eval_metrics": metrics, "load_report": result.get("load_report_table"),
                         "fine_tuning": {k: result.get(k) for k in (

@@ -7,6 +7,7 @@ import argparse
 import json
 import logging
 import os
+import textwrap
 import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -58,6 +59,18 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         ):
             return action.help
         return f"{text} (default: %(default)s)".lstrip()
+
+
+class ParagraphHelpFormatter(HelpFormatter):
+    """The house formatter (defaults shown where they help) that wraps each paragraph of a description and keeps
+    paragraphs holding line breaks (the examples) as they are written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        paragraphs = text.split("\n\n")
+        return "\n\n".join(
+            p if "\n" in p else textwrap.fill(p, width, initial_indent=indent, subsequent_indent=indent)
+            for p in paragraphs
+        )
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:

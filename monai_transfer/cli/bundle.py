@@ -9,22 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import textwrap
 from pathlib import Path
 
-from monai_transfer.cli._common import HelpFormatter, _parse_kv
-
-
-class _Formatter(HelpFormatter):
-    """The house formatter (defaults shown where they help) that wraps each paragraph of a description and keeps
-    paragraphs holding line breaks (the examples) as they are written."""
-
-    def _fill_text(self, text: str, width: int, indent: str) -> str:
-        paragraphs = text.split("\n\n")
-        return "\n\n".join(
-            p if "\n" in p else textwrap.fill(p, width, initial_indent=indent, subsequent_indent=indent)
-            for p in paragraphs
-        )
+from monai_transfer.cli._common import ParagraphHelpFormatter, _parse_kv
 
 
 def _size(values: list[int] | None) -> list[int] | int | None:
@@ -153,7 +140,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
             "(and, with --check, no problems); 1 --check found problems; 2 bad arguments."
         ),
         epilog=_CREATE_EPILOG,
-        formatter_class=_Formatter,
+        formatter_class=ParagraphHelpFormatter,
     )
     p.add_argument("--backbone", required=True, help="backbone registry name ('monai-transfer backbones')")
     p.add_argument(
@@ -264,7 +251,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
             "problems; 1 problems found; 2 bad arguments or no such folder."
         ),
         epilog="example:\n  monai-transfer bundle check bundles/resnet50_imagenet_cls2d",
-        formatter_class=_Formatter,
+        formatter_class=ParagraphHelpFormatter,
     )
     p.add_argument("bundle", help="the bundle folder (holding configs/, models/, LICENSE)")
     p.add_argument(
