@@ -14,7 +14,10 @@ import io
 import json
 import os
 import shutil
+import signal
 import subprocess
+import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -30,8 +33,8 @@ from monai_transfer.label import (
     build_app,
     ensure_environment,
     free_port,
-    server_command,
     served_bundles,
+    server_command,
     start_server,
     stop_server,
     wait_until_ready,
@@ -180,7 +183,10 @@ def test_our_app_serves_trains_and_refuses_bad_requests(label_python, served, tm
             weights = bundle / "models" / "model.pt"
             old = _stamp(weights)
             r = requests.post(
-                f"{url}/train/{model}", params={"run_sync": "true"}, json={"max_epochs": 2, "device": "cpu"}, timeout=600
+                f"{url}/train/{model}",
+                params={"run_sync": "true"},
+                json={"max_epochs": 2, "device": "cpu"},
+                timeout=600,
             )
             assert r.status_code == 200, r.text
             assert _stamp(weights) != old, f"{model}: models/model.pt was not replaced"
@@ -230,3 +236,35 @@ def test_stock_monaibundle_app_serves_our_segmentation_bundle(label_python, serv
         assert r.status_code == 200, r.text
         assert _stamp(weights) != old
         assert json.loads((app / "model" / "tissue_seg" / "configs" / "metadata.json").read_text())["version"]
+
+
+def test_environment_is_reused_and_serve_stops_on_ctrl_c(label_python, served, tmp_path):
+    """``ensure_environment`` a second time changes nothing; ``monai-transfer label serve`` starts a real server
+    and Ctrl-C (SIGINT) stops it and everything it started."""
+    env = label_python.parent.parent
+    marker = env / ".monai_transfer_ready.json"
+    stamp = marker.stat().st_mtime_ns
+    assert ensure_environment(env) == label_python and marker.stat().st_mtime_ns == stamp
+
+    port = free_port()
+    url = f"http://{LOOPBACK}:{port}"
+    bundle = served["runs"]["segmentation"] / "bundle"
+    cmd = [sys.executable, "-m", "monai_transfer.cli", "label", "serve", "--bundle", f"tissue={bundle}",
+           "--studies", str(served["studies"]), "--port", str(port), "--env", str(env),
+           "--app-dir", str(tmp_path / "app")]  # fmt: skip
+    log = tmp_path / "serve.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        info = wait_until_ready(url, proc, timeout=180, log=str(log))
+        assert list(info["models"]) == ["tissue"]
+        deadline = time.monotonic() + 30
+        while "MONAI Label is serving tissue" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 0, log.read_text()[-2000:]
+        with pytest.raises(requests.ConnectionError):
+            requests.get(f"{url}/info/", timeout=5)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
