@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import ipaddress
+import signal
 import sys
 from pathlib import Path
 
@@ -37,6 +38,10 @@ def _default_app_dir(bundles, studies: Path) -> Path:
     return default_environment_dir().parent / "label_apps" / hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     from monai_transfer.label import (
         build_app,
@@ -47,9 +52,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         wait_until_ready,
     )
 
-    studies = Path(args.studies).expanduser().absolute()
-    if not studies.is_dir():
-        raise FileNotFoundError(f"--studies {studies}: no such folder (a folder of images, e.g. NIfTI files)")
+    if args.studies.startswith(("http://", "https://")):
+        studies = args.studies  # a DICOMweb server (OHIF's set-up): MONAI Label's own DICOMweb datastore reads it
+    else:
+        studies = Path(args.studies).expanduser().absolute()
+        if not studies.is_dir():
+            raise FileNotFoundError(f"--studies {studies}: no such folder (a folder of images, e.g. NIfTI files)")
     bundles = served_bundles(args.bundle)
     if not ipaddress.ip_address(args.host).is_loopback:
         print(
@@ -65,6 +73,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     conf = dict(args.conf or [])
     cmd = server_command(python, app, studies, [b.name for b in bundles], args.port, host=args.host, conf=conf)
     url = f"http://{args.host}:{args.port}"
+    # the server runs in its own process group: stop it on SIGTERM / SIGHUP too, and on SIGINT even where a
+    # background launch left SIGINT ignored, or it would outlive this command
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     proc = start_server(cmd)
     try:
         wait_until_ready(url, proc, timeout=args.timeout)
@@ -140,7 +153,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         metavar="[NAME=]PATH",
         help="a bundle folder to serve (repeat for more); the model name is the folder name unless NAME= is given",
     )
-    p.add_argument("--studies", required=True, help="the folder of images MONAI Label serves (its datastore)")
+    p.add_argument(
+        "--studies",
+        required=True,
+        help="the folder of images MONAI Label serves (its datastore), or a DICOMweb URL (e.g. an Orthanc server's "
+        "http://127.0.0.1:8042/dicom-web for OHIF)",
+    )
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, loopback only)")
     p.add_argument(

@@ -238,9 +238,9 @@ def test_stock_monaibundle_app_serves_our_segmentation_bundle(label_python, serv
         assert json.loads((app / "model" / "tissue_seg" / "configs" / "metadata.json").read_text())["version"]
 
 
-def test_environment_is_reused_and_serve_stops_on_ctrl_c(label_python, served, tmp_path):
+def test_environment_is_reused_and_serve_stops_its_server(label_python, served, tmp_path):
     """``ensure_environment`` a second time changes nothing; ``monai-transfer label serve`` starts a real server
-    and Ctrl-C (SIGINT) stops it and everything it started."""
+    that stops with it on SIGTERM (as on Ctrl-C): the server, in its own process group, must not outlive the command."""
     env = label_python.parent.parent
     marker = env / ".monai_transfer_ready.json"
     stamp = marker.stat().st_mtime_ns
@@ -261,7 +261,7 @@ def test_environment_is_reused_and_serve_stops_on_ctrl_c(label_python, served, t
         deadline = time.monotonic() + 30
         while "MONAI Label is serving tissue" not in log.read_text() and time.monotonic() < deadline:
             time.sleep(0.2)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0, log.read_text()[-2000:]
         with pytest.raises(requests.ConnectionError):
             requests.get(f"{url}/info/", timeout=5)
