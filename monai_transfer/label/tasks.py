@@ -107,6 +107,13 @@ def classification_datalist(datastore: Datastore, bundle: ServedBundle, csv_path
             f"no image of the datastore has a class for {bundle.name!r}: write {csv_path} (columns image,label; "
             f"classes {list(bundle.labels)}) or set a 'label' in an image's info",
         )
+    classes = sorted({r["label"] for r in rows})
+    if len(classes) < 2:
+        raise LabelRequestError(
+            422,
+            f"all {len(rows)} labelled images are {bundle.labels[classes[0]]!r}: training {bundle.name!r} needs images "
+            "of at least two classes",
+        )
     return rows
 
 

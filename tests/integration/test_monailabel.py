@@ -176,6 +176,16 @@ def test_our_app_serves_trains_and_refuses_bad_requests(label_python, served, tm
                 )
             assert r.status_code == 200, r.text
 
+        # classification labels of one class only: refused before any training, with the reason
+        csv_file = studies / "labels.csv"
+        full = csv_file.read_text()
+        try:
+            csv_file.write_text("image,label\nsub-000_T1w,lesion\nsub-001_T1w.nii.gz,1\n")
+            r = requests.post(f"{url}/train/lesion", params={"run_sync": "true"}, json={"max_epochs": 1}, timeout=120)
+            assert r.status_code == 422 and "at least two classes" in r.json()["detail"]
+        finally:
+            csv_file.write_text(full)
+
         # training replaces the served bundle's weights (atomically: the run's own hard-linked copy is untouched)
         run_weights = runs["segmentation"] / "models" / "model.pt"
         run_stamp = _stamp(run_weights)
