@@ -144,7 +144,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("checkpoint", help="the folder 'monai-transfer finetune' wrote (or its models/model.pt)")
-    p.add_argument("--data", required=True, help="datalist JSON")
+    p.add_argument("--data", required=True, help="datalist JSON (or a MedMNIST .npz)")
     p.add_argument("--section", default="test", help="datalist section to evaluate")
     p.add_argument("--batch-size", type=int, default=8, help="evaluation batch size")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap confidence intervals")
@@ -191,7 +191,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         metavar="BACKBONE[:PRETRAINED]",
         help="e.g. resnet18 (random init) resnet18:resnet18-f37072fd.pth resnet50:torchvision-imagenet1k-v2",
     )
-    p.add_argument("--data", required=True, help="labelled datalist JSON")
+    p.add_argument("--data", required=True, help="labelled datalist JSON (or a MedMNIST .npz)")
     p.add_argument("--spatial-dims", type=int, choices=[2, 3], required=True, help="2D or 3D backbones and images")
     p.add_argument("--in-channels", type=int, default=1, help="image channels")
     p.add_argument("--label-key", default="label", help="class-label key of the datalist entries")
@@ -241,7 +241,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("checkpoint", help="the folder 'monai-transfer finetune' wrote (or its models/model.pt)")
-    p.add_argument("--data", required=True, help="datalist JSON")
+    p.add_argument("--data", required=True, help="datalist JSON (or a MedMNIST .npz)")
     p.add_argument("--section", default="test", help="datalist section to evaluate")
     p.add_argument(
         "--corruption",

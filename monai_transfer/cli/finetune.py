@@ -117,8 +117,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backbone", help="registry name ('monai-transfer backbones'); required without --config")
     p.add_argument("--pretrained", default=None, help="checkpoint path, bundle folder or source name (default: random)")
     p.add_argument("--task", choices=["classification", "segmentation"], help="required without --config")
-    p.add_argument("--data", help="MSD-style datalist JSON (training/validation/test sections); required without "
-                   "--config")  # fmt: skip
+    p.add_argument("--data", help="MSD-style datalist JSON (training/validation/test sections) or a MedMNIST "
+                   ".npz; required without --config")  # fmt: skip
     p.add_argument("--out", required=True, help="the run folder")
     p.add_argument("--strategy", default="full",
                    help="full, linear-probe, freeze-k (or freeze-<k>), llrd, gradual-unfreeze or lp-ft; see "

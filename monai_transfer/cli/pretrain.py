@@ -213,7 +213,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", default=None, help="SSL method (see --list)")
     p.add_argument("--backbone", default=None, help="registry backbone ('monai-transfer backbones')")
     p.add_argument("--spatial-dims", type=int, choices=[2, 3], default=None, help="2 or 3 (default 2)")
-    p.add_argument("--data", default=None, help="datalist JSON of unlabeled images ({'image': path} entries)")
+    p.add_argument("--data", default=None, help="datalist JSON of unlabeled images ({'image': path} entries) "
+                   "(or a MedMNIST .npz)")  # fmt: skip
     p.add_argument("--section", default=None, help="datalist section (default: 'unlabeled', else 'training')")
     p.add_argument("--out", default=None, help="output folder")
     p.add_argument(

@@ -3,8 +3,15 @@ adapters and the demo data (a simulation built on the real MNI152 template)."""
 
 from __future__ import annotations
 
-from .adapters import MedMNISTDataset, load_csv_folder, load_medmnist, load_msd, msd_properties
-from .datalist import DatalistError, load_datalist, unlabeled_datalist, validate_datalist, write_datalist
+from .adapters import MedMNISTDataset, load_csv_folder, load_medmnist, load_msd, medmnist_datalist, msd_properties
+from .datalist import (
+    DatalistError,
+    datalist_path,
+    load_datalist,
+    unlabeled_datalist,
+    validate_datalist,
+    write_datalist,
+)
 from .demo import make_demo_data
 from .dicom import QuarantineError, ScanStats, list_series, load_series, scan, summary_report
 from .radiograph import read_radiograph
@@ -23,6 +30,7 @@ __all__ = [
     "image_record",
     "DatalistError",
     "load_datalist",
+    "datalist_path",
     "write_datalist",
     "validate_datalist",
     "unlabeled_datalist",
@@ -37,6 +45,7 @@ __all__ = [
     "ExtractSliced",
     "load_medmnist",
     "MedMNISTDataset",
+    "medmnist_datalist",
     "load_msd",
     "msd_properties",
     "load_csv_folder",

@@ -23,6 +23,7 @@ __all__ = [
     "DatalistError",
     "load_datalist",
     "load_datalist_file",
+    "datalist_path",
     "write_datalist",
     "validate_datalist",
     "unlabeled_datalist",
@@ -141,16 +142,34 @@ def validate_datalist(
                     raise DatalistError(f"{where}: {k} file not found: {os.fspath(v)}")
 
 
+def datalist_path(path: str | os.PathLike) -> str:
+    """The datalist JSON file that ``path`` stands for: ``path`` itself, or for a MedMNIST ``.npz`` the datalist it is
+    converted to once (``monai_transfer.data.adapters.medmnist_datalist``; cached under ``$MONAI_TRANSFER_CACHE``).
+
+    Raises:
+        FileNotFoundError: no such file. DatalistError: a ``.npz`` that is not in the MedMNIST layout.
+    """
+    from monai_transfer.data.adapters.medmnist import is_npz, medmnist_datalist
+
+    return medmnist_datalist(path) if is_npz(path) else os.fspath(path)
+
+
 def load_datalist_file(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a datalist JSON file as a dict (properties and sections, paths as stored)."""
+    """Read a datalist JSON file (or a MedMNIST ``.npz``, see :func:`datalist_path`) as a dict (properties and
+    sections, paths as stored)."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"datalist file not found: {path}")
+    path = datalist_path(path)
     with open(path, encoding="utf-8") as f:
         try:
             obj = json.load(f)
         except json.JSONDecodeError as e:
             raise DatalistError(f"{path}: not valid JSON: {e}") from e
+        except UnicodeDecodeError:
+            raise DatalistError(
+                f"{path}: not a datalist JSON file (binary content); a MedMNIST file must be named *.npz"
+            ) from None
     if not isinstance(obj, dict):
         raise DatalistError(
             f"{path}: expected a JSON object with sections such as 'training', got {type(obj).__name__}"
@@ -169,7 +188,7 @@ def load_datalist(
     """Load one section of a datalist JSON file with absolute paths (like ``monai.data.load_decathlon_datalist``).
 
     Args:
-        path: the JSON file.
+        path: the JSON file (or a MedMNIST ``.npz``, see :func:`datalist_path`).
         key: the section (``"training"``, ``"validation"``, ``"test"``, ``"unlabeled"``, ...).
         base_dir: folder that relative paths start from; default: the JSON file's folder.
         required_keys: keys every entry must have.
@@ -184,6 +203,8 @@ def load_datalist(
         DatalistError: the section is missing, or an entry lacks a key or points at a missing file (named).
     """
     path = os.fspath(path)
+    if os.path.isfile(path):
+        path = datalist_path(path)
     obj = load_datalist_file(path)
     if key not in obj:
         sections = [k for k, v in obj.items() if isinstance(v, list)]
