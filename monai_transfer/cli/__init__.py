@@ -11,6 +11,7 @@ Subcommands (one module each in this package):
     rank        rank starting points before fine-tuning (kNN, linear probe, LogME, domain gap)
     robustness  a fine-tuned checkpoint under 9 corruptions x 5 severities
     bundle      write a MONAI bundle for a starting point (create); lint a bundle (check)
+    study       compare starting points under label scarcity, imbalance and domain shift (run, plan, report)
     label       serve bundles in a real MONAI Label server (setup: its environment; serve)
     tour        the longest end-to-end path on the demo data (the quickstart's main job)
 
@@ -26,7 +27,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from monai_transfer.cli import bundle, data, evaluation, finetune, label, networks, pretrain, tour, weights
+from monai_transfer.cli import bundle, data, evaluation, finetune, label, networks, pretrain, study, tour, weights
 from monai_transfer.cli._common import finish_help, quiet_optional_decoder_messages
 
 __all__ = ["main", "build_parser"]
@@ -35,6 +36,7 @@ __all__ = ["main", "build_parser"]
 def _user_errors() -> tuple[type[BaseException], ...]:
     from monai_transfer.data import DatalistError, QuarantineError
     from monai_transfer.label import LabelEnvironmentError, ServerError
+    from monai_transfer.study import SpecError, StudyStopped
     from monai_transfer.weights import (
         CheckpointReadError,
         DownloadError,
@@ -53,6 +55,8 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         DownloadError,
         LabelEnvironmentError,
         ServerError,
+        SpecError,
+        StudyStopped,
         FileNotFoundError,
         FileExistsError,
         KeyError,
@@ -76,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"monai_transfer {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    for module in (networks, data, weights, pretrain, finetune, evaluation, bundle, label, tour):
+    for module in (networks, data, weights, pretrain, finetune, evaluation, bundle, study, label, tour):
         module.add_parsers(sub)
     return finish_help(parser)
 

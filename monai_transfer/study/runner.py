@@ -1,0 +1,253 @@
+"""Run a study: check it, write every cell's data, pretrain the in-study starts, estimate transferability, run the
+cells through an executor into the results store, then write the report and the best starting point's bundle.
+
+Each cell is one ``finetune`` bundle run in ``<out>/cells/<cell id>/`` (``resume="auto"``: a cell killed half-way
+continues from its checkpoint). Started again with the same command, a study runs only the cells without a row.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+import traceback
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from monai_transfer.study.cells import Cell, expand_cells, write_cell_data
+from monai_transfer.study.spec import StudySpec
+from monai_transfer.study.starts import pretraining_jobs, resolve_start
+from monai_transfer.study.store import ResultsStore
+from monai_transfer.utils.atomic import atomic_write_text
+
+__all__ = ["run_study", "run_cell", "cell_payload", "StudyStopped", "plan_study"]
+
+logger = logging.getLogger(__name__)
+
+#: finetune options a spec's ``finetune`` section may set (the rest of finetune's arguments belong to the cell)
+FINETUNE_OPTIONS = ("epochs", "batch_size", "lr", "weight_decay", "head_lr_mult", "warmup_epochs", "patience",
+                    "num_workers", "backbone_kwargs", "head_kwargs", "strategy_kwargs", "spatial_size", "patch_size",
+                    "loss", "class_weights", "augment", "intensity", "device", "amp", "overrides")  # fmt: skip
+
+
+class StudyStopped(RuntimeError):
+    """A cell failed and the spec says ``on_error: stop`` (its row is in the store)."""
+
+
+def cell_payload(cell: Cell, spec: StudySpec, pretrained: str | None, out: str | os.PathLike) -> dict[str, Any]:
+    """Everything a worker needs to run one cell, as plain data (it crosses process and Ray boundaries)."""
+    t = cell.target
+    unknown = sorted(set(spec.finetune) - set(FINETUNE_OPTIONS))
+    if unknown:
+        raise ValueError(f"finetune: unknown option(s) {unknown}; known: {list(FINETUNE_OPTIONS)}")
+    return {"cell": cell.id, "key": cell.key, "datalist": cell.datalist, "task": t.task, "spatial_dims": t.spatial_dims,
+            "in_channels": t.in_channels, "patient_key": t.patient_key, "metric": spec.metric(t),
+            "challenge_kind": cell.challenge.kind,
+            "challenge_value": cell.challenge.value if cell.challenge.kind != "domain" else cell.challenge.label[7:],
+            "start_kind": spec.start(cell.start).kind, "pretrained": pretrained, "backbone": cell.backbone,
+            "strategy": cell.strategy, "seed": cell.seed, "finetune": dict(spec.finetune),
+            "run_dir": str(Path(out) / "cells" / cell.id)}  # fmt: skip
+
+
+def _case_scores(run_dir: Path, task: str, patient_key: str | None) -> list[dict[str, Any]] | None:
+    """Per-test-case mean Dice (segmentation); classification's ranking metric (AUROC) has no per-case value."""
+    path = run_dir / "test_cases.json"
+    if task != "segmentation" or not path.is_file():
+        return None
+    out = []
+    for c in json.loads(path.read_text()).get("cases", []):
+        dice = [d for d in c.get("dice", []) if d is not None]
+        if dice:
+            out.append({"case": c.get("id"), "patient": c.get(patient_key or "patient_id") or c.get("id"),
+                        "score": float(sum(dice) / len(dice))})  # fmt: skip
+    return out
+
+
+def run_cell(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """Fine-tune one cell and return its results row (``status: failed`` with the error instead of raising)."""
+    import torch
+
+    from monai_transfer.finetune import finetune
+
+    t0 = time.perf_counter()
+    row: dict[str, Any] = {"cell": payload["cell"], **payload["key"], "task": payload["task"],
+                           "challenge_kind": payload["challenge_kind"], "challenge_value": payload["challenge_value"],
+                           "start_kind": payload["start_kind"], "pretrained": payload["pretrained"],
+                           "metric": payload["metric"], "score": None, "metrics": {}, "status": "failed",
+                           "error": None, "run_dir": payload["run_dir"]}  # fmt: skip
+    opts = dict(payload["finetune"])
+    overrides = opts.pop("overrides", None)
+    try:
+        with torch.random.fork_rng(devices=[]):  # a cell never moves the caller's RNG (cells run in any order)
+            result = finetune(
+                backbone=payload["backbone"], pretrained=payload["pretrained"], task=payload["task"],
+                strategy=payload["strategy"], seed=int(payload["seed"]), datalist=payload["datalist"],
+                out_dir=payload["run_dir"], resume="auto", spatial_dims=payload["spatial_dims"],
+                in_channels=payload["in_channels"], progress=False, tensorboard=False, overrides=overrides,
+                **{"epochs": 3, "batch_size": 4, **opts},
+            )  # fmt: skip
+        metrics = {k: v for k, v in (result.get("test") or {}).items() if isinstance(v, (int, float)) and k != "n"}
+        score = metrics.get(payload["metric"])
+        if score is None:
+            raise ValueError(f"the test metrics {sorted(metrics)} have no {payload['metric']!r}")
+        if score != score:  # NaN: AUROC of a test set holding one class, for example; not a number to average
+            n = (result.get("test") or {}).get("n")
+            raise ValueError(f"test {payload['metric']} is undefined on {n} test case(s) (one class only?)")
+        report = result.get("load_report") or {}
+        row.update(status="ok", score=float(score), metrics=metrics, n_train=result.get("n_train"),
+                   n_test=(result.get("test") or {}).get("n"), best_epoch=result.get("best_epoch"),
+                   load_report={k: report.get(k) for k in ("ok", "source", "loaded_fraction") if k in report} or None,
+                   case_scores=_case_scores(Path(payload["run_dir"]), payload["task"], payload["patient_key"]))  # fmt: skip
+    except Exception as e:  # the study goes on (or stops, as the spec says): the row keeps the error
+        row["error"] = f"{type(e).__name__}: {e}"
+        row["traceback"] = traceback.format_exc(limit=8)
+    row["duration_s"] = round(time.perf_counter() - t0, 2)
+    return row
+
+
+def _transferability(spec: StudySpec, cell: Cell, pretrained: str | None, out: Path) -> dict[str, Any]:
+    """kNN, linear-probe and LogME estimates of (target, start, backbone) before fine-tuning, and the domain gap to
+    an SSL start's pretraining pool; computed once, cached in ``<out>/transferability``."""
+    if not spec.transferability:
+        return {}
+    path = out / "transferability" / cell.target.name / f"{cell.start}__{cell.backbone}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    from monai_transfer.evaluation.rank import rank_backbones
+
+    start = spec.start(cell.start)
+    source = (start.ssl or {}).get("data") if start.kind in ("ssl", "continual") else None
+    t = cell.target
+    try:
+        res = rank_backbones([(cell.backbone, pretrained)], cell.datalist, t.spatial_dims, in_channels=t.in_channels,
+                             section=("training", "validation"), source_data=source, seed=0,
+                             backbone_kwargs=spec.finetune.get("backbone_kwargs"), n_folds=3)  # fmt: skip
+        r = res.rows[0]
+        est = {"transferability": {k: r[k] for k in spec.transferability if r.get(k) is not None},
+               "domain_gap": r.get("frechet"), "warnings": res.warnings}  # fmt: skip
+    except Exception as e:  # an estimate that cannot be made is reported, never fatal to the study
+        est = {"transferability": {}, "domain_gap": None, "warnings": [f"{type(e).__name__}: {e}"]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(est, indent=1, default=str))
+    return est
+
+
+def plan_study(spec: StudySpec, out: str | os.PathLike) -> list[Cell]:
+    """Check every cell's data (raises ``SpecError`` on an impossible cell) and list the cells; writes only
+    ``<out>/data``."""
+    return expand_cells(spec, write_cell_data(spec, out))
+
+
+def _best_bundles(spec: StudySpec, rows: list[dict[str, Any]], out: Path) -> dict[str, str]:
+    """Per target, the bundle of the start with the best mean score on the full data (over seeds): the run of that
+    start whose score is nearest its mean (a representative run, not the luckiest seed)."""
+    written = {}
+    for target in spec.targets:
+        ok = [r for r in rows if r["target"] == target.name and r["status"] == "ok" and r["challenge"] == "full"]
+        if not ok:
+            continue
+        groups: dict[tuple, list] = {}
+        for r in ok:
+            groups.setdefault((r["start"], r["backbone"], r["strategy"]), []).append(r)
+        best = max(groups, key=lambda k: sum(r["score"] for r in groups[k]) / len(groups[k]))
+        mean = sum(r["score"] for r in groups[best]) / len(groups[best])
+        row = min(groups[best], key=lambda r: (abs(r["score"] - mean), r["seed"]))
+        src, dst = Path(row["run_dir"]) / "bundle", out / "best" / target.name
+        if not src.is_dir():
+            continue
+        tmp = dst.with_name(dst.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(src, tmp, copy_function=_link_or_copy)
+        atomic_write_text(tmp / "STUDY.md", f"# Best starting point for {target.name}\n\n{best[0]} ({best[1]}, "
+                          f"{best[2]}): mean {spec.metric(target)} {mean:.4f} over {len(groups[best])} seed(s) on the "
+                          f"full data; this is seed {row['seed']} (score {row['score']:.4f}, nearest the mean).\n")  # fmt: skip
+        shutil.rmtree(dst, ignore_errors=True)
+        os.replace(tmp, dst)
+        written[target.name] = str(dst)
+    return written
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def run_study(spec: StudySpec, out: str | os.PathLike, raw: Mapping[str, Any] | None = None, executor: str = "local",
+              workers: int = 1, address: str | None = None, retry_failed: bool = False, progress: bool = True,
+              report: bool = True) -> dict[str, Any]:  # fmt: skip
+    """Run every unfinished cell of ``spec`` into ``out`` and write the report.
+
+    Args:
+        spec: the checked spec (:func:`monai_transfer.study.load_spec`).
+        out: the study folder (``data/``, ``pretrain/``, ``cells/``, ``results/``, ``report/``, ``best/``).
+        raw: the spec as written (saved as ``out/spec.yaml``).
+        executor: ``"local"`` (``workers`` processes; 1 = in this process) or ``"ray"`` (a Ray cluster at ``address``).
+        workers: local processes.
+        address: the Ray cluster's address (``127.0.0.1:6379``); None starts a local one.
+        retry_failed: run failed cells again.
+        progress: a progress bar over cells with the time left.
+        report: write the report and best bundles at the end.
+
+    Returns:
+        ``{"cells": n, "ran": n, "failed": n, "rows": [...], "report": {...}, "best": {...}, "duration_s": s}``.
+
+    Raises:
+        SpecError: an impossible cell (before anything trains). StudyStopped: a cell failed under ``on_error: stop``.
+    """
+    from monai_transfer.study.executors import make_executor
+
+    t0 = time.perf_counter()
+    out = Path(out).absolute()
+    out.mkdir(parents=True, exist_ok=True)
+    if raw is not None:
+        import yaml
+
+        atomic_write_text(out / "spec.yaml", yaml.safe_dump(dict(raw), sort_keys=False))
+    cells = plan_study(spec, out)
+    store = ResultsStore(out)
+    pending = set(store.pending([c.id for c in cells], retry_failed))
+    todo = [c for c in cells if c.id in pending]
+    logger.info(f"study {spec.name}: {len(cells)} cells, {len(cells) - len(todo)} done, {len(todo)} to run")
+    starts: dict[tuple[str, str, int], str | None] = {}
+    for start, backbone, dims in pretraining_jobs(spec):
+        if any(c.start == start.name and c.backbone == backbone and c.target.spatial_dims == dims for c in todo):
+            logger.info(f"pretraining {start.name} ({start.kind}) for {backbone} {dims}D")
+    payloads, extras = [], {}
+    for c in todo:
+        key = (c.start, c.backbone, c.target.spatial_dims)
+        if key not in starts:
+            starts[key] = resolve_start(spec, spec.start(c.start), c.backbone, c.target.spatial_dims, out,
+                                        c.target.domain_key)  # fmt: skip
+        payloads.append(cell_payload(c, spec, starts[key], out))
+        extras[c.id] = _transferability(spec, c, starts[key], out)
+    stopped = None
+    with make_executor(executor, workers=workers, address=address) as ex:
+        for row in ex.map(run_cell, payloads, progress=progress, desc=f"study {spec.name}"):
+            est = extras.get(row["cell"], {})
+            row.update(transferability=est.get("transferability", {}), domain_gap=est.get("domain_gap"))
+            store.put(row)
+            if row["status"] != "ok":
+                logger.warning(f"cell {row['cell']} ({row['target']}, {row['challenge']}, {row['start']}, seed "
+                               f"{row['seed']}) failed: {row['error']}")  # fmt: skip
+                if spec.on_error == "stop":
+                    stopped = row
+                    break
+    rows = store.rows([c.id for c in cells])
+    result: dict[str, Any] = {"cells": len(cells), "ran": len(todo), "failed": sum(r["status"] != "ok" for r in rows),
+                              "rows": rows, "report": {}, "best": {}}  # fmt: skip
+    if stopped is not None:
+        raise StudyStopped(f"cell {stopped['cell']} failed and on_error is 'stop': {stopped['error']}")
+    if report and rows:
+        from monai_transfer.study.report import write_report
+
+        result["report"] = write_report(rows, out / "report", reference=spec.reference, title=spec.name,
+                                        spec=dict(raw) if raw is not None else None)  # fmt: skip
+        if spec.best_bundle:
+            result["best"] = _best_bundles(spec, rows, out)
+    result["duration_s"] = round(time.perf_counter() - t0, 1)
+    return result
