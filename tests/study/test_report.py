@@ -1,0 +1,141 @@
+"""The study report on the synthetic table: files, CSV columns, Markdown sections, a self-contained HTML page, and a
+real headless browser rendering it."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from monai_transfer.study.report import BASE_COLUMNS, write_report
+
+SECTION_IDS = ("summary", "label-efficiency", "challenges", "comparisons", "transferability", "failed", "methods")
+MD_SECTIONS = (
+    "## Summary",
+    "## Label efficiency",
+    "## Imbalance and domain shift",
+    "## Paired comparisons vs random",
+    "## Transferability",
+    "## Failed cells",
+    "## How this was made",
+)
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> tuple[dict[str, str], list[dict]]:
+    """One report on the synthetic table (module-scoped: several tests read it)."""
+    from .conftest import make_rows
+
+    rows = make_rows()
+    out = tmp_path_factory.mktemp("report")
+    return write_report(rows, out, reference="random", n_resamples=300), rows
+
+
+def test_files_exist(report):
+    written, _ = report
+    expected = {"results_csv", "summary_json", "report_md", "report_html", "label_efficiency", "challenge_drops",
+                "comparisons", "transferability"}  # fmt: skip
+    assert set(written) == expected
+    for path in written.values():
+        assert Path(path).is_file() and Path(path).stat().st_size > 0
+    assert not list(Path(written["report_md"]).parent.glob(".*tmp*")), "atomic writes leave no temporary file"
+    for key in ("label_efficiency", "challenge_drops", "comparisons", "transferability"):
+        assert Path(written[key]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_results_csv(report):
+    written, rows = report
+    with open(written["results_csv"], newline="") as f:
+        table = list(csv.DictReader(f))
+    assert len(table) == len(rows)
+    header = list(table[0])
+    assert header[: len(BASE_COLUMNS)] == list(BASE_COLUMNS) and header[-1] == "error"
+    assert {"metric_auroc", "metric_accuracy", "metric_mean_dice", "metric_hd95"} <= set(header)
+    assert {"transferability_knn", "transferability_linear_probe", "transferability_logme"} <= set(header)
+    failed = [r for r in table if r["status"] == "failed"]
+    assert len(failed) == 1 and failed[0]["score"] == "" and "out of memory" in failed[0]["error"]
+    by_cell = {r["cell"]: r for r in rows}
+    for r in table:
+        src = by_cell[r["cell"]]
+        if src["score"] is not None:
+            assert float(r["score"]) == src["score"]
+            assert float(r[f"metric_{src['metric']}"]) == src["score"]
+
+
+def test_summary_json(report):
+    written, rows = report
+    data = json.loads(Path(written["summary_json"]).read_text())
+    assert data["reference"] == "random" and data["n_cells"] == len(rows) and data["n_failed"] == 1
+    assert len(data["summaries"]) == 40 and len(data["comparisons"]) == 30 and len(data["transferability"]) == 6
+
+
+def test_markdown_sections(report):
+    written, _ = report
+    md = Path(written["report_md"]).read_text()
+    positions = [md.index(s) for s in MD_SECTIONS]
+    assert positions == sorted(positions)
+    assert "significantly better than random" in md
+    assert "too few runs to test against random (n=2 paired seeds)" in md
+    assert "Holm-adjusted over the whole family of 27" in md
+    assert "| start | target | challenge | n | mean diff [95% CI] | p t / p Wilcoxon (Holm)" in md
+    for png in ("label_efficiency.png", "challenge_drops.png", "comparisons.png", "transferability.png"):
+        assert f"]({png})" in md
+
+
+def test_html_is_self_contained(report):
+    written, _ = report
+    page = Path(written["report_html"]).read_text()
+    assert "<link" not in page and 'src="http' not in page and "url(" not in page
+    imgs = re.findall(r"<img\b[^>]*>", page)
+    assert len(imgs) == 4
+    assert all(re.search(r'src="data:image/png;base64,[A-Za-z0-9+/=]+"', im) for im in imgs)
+    for sid in SECTION_IDS:
+        assert re.search(rf'<section id="{sid}"><h2>[^<]+</h2>', page)
+    # the error text of the failed cell holds "<" and "&": escaped, not markup
+    assert "CUDA out of memory &lt;simulated&gt; &amp; co" in page and "<simulated>" not in page
+
+
+def test_escapes_and_fallback_reference(tmp_path, study_rows):
+    rows = [dict(r, start="<b>x</b>" if r["start"] == "imagenet" else r["start"]) for r in study_rows]
+    rows = [r for r in rows if r["start"] != "random"]
+    written = write_report(rows, tmp_path, reference="random", title="T & <i>", n_resamples=50)
+    page = Path(written["report_html"]).read_text()
+    assert "<b>x</b>" not in page and "&lt;b&gt;x&lt;/b&gt;" in page and "<title>T &amp; &lt;i&gt;</title>" in page
+    md = Path(written["report_md"]).read_text()
+    assert "## Paired comparisons vs <b>x</b>" in md and "The requested reference 'random' is not in the table" in md
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Path of a Chromium binary; installs Debian's package once per session when missing."""
+    if not Path(CHROMIUM).exists():
+        if shutil.which("apt-get") is None:
+            pytest.skip("chromium is missing and apt-get is unavailable to install it")
+        for cmd in ("apt-get update -qq", "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium"):
+            done = subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=1200)
+            assert done.returncode == 0, f"{cmd} failed: {done.stderr[-2000:]}"
+    assert Path(CHROMIUM).exists()
+    return CHROMIUM
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_html_renders_in_headless_chromium(report, chromium, tmp_path):
+    written, _ = report
+    page = Path(written["report_html"]).resolve()
+    n_images = len(re.findall(r"<img\b", page.read_text()))
+    cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom", page.as_uri()]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    dom = done.stdout
+    assert f'data-rendered="7/{n_images}"' in dom, re.findall(r"<body[^>]*>", dom)
+    for sid in SECTION_IDS:
+        assert f'<section id="{sid}">' in dom
