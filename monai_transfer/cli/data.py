@@ -38,6 +38,7 @@ def _cmd_data_demo(args: argparse.Namespace) -> int:
         seed=args.seed,
         progress=not args.quiet,
         overwrite=args.overwrite,
+        n_other_modality=args.other_modality,
     )
     print("SIMULATED data built on the real MNI152 template (see README.txt in the output); not patient data.")
     for key, path in paths.items():
@@ -80,8 +81,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
             "Generate the embedded demo data deterministically from nilearn's MNI152 template and tissue maps "
             "(real anatomy): simulated subjects by smooth deformation, per-site scanner-like intensity changes, "
             "optional white-matter lesions. Writes NIfTI volumes, datalists for a 3D tissue-segmentation task, a "
-            "2D slice task, a lesion-presence classification task and an unlabeled pool, and on request DICOM "
-            "series. It is a simulation, not patient data."
+            "2D slice task, a lesion-presence classification task, an unlabeled pool and an unlabeled pool of a second, "
+            "T2-like simulated modality (other_modality.json), and on request DICOM series. It is a simulation, not "
+            "patient data."
         ),
     )
     p.add_argument("--out", required=True, help="output folder (refused if it holds anything but an earlier demo)")
@@ -90,6 +92,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=int, default=64, help="volume edge in voxels")
     p.add_argument("--lesion-prevalence", type=float, default=0.3, help="fraction of subjects with lesions")
     p.add_argument("--dicom", action="store_true", help="also write every volume as a DICOM series")
+    p.add_argument(
+        "--other-modality",
+        type=int,
+        default=None,
+        metavar="N",
+        help="subjects in the unlabeled pool of a second, T2-like simulated modality (default: as many as the "
+        "unlabeled pool; 0: none); the other files are the same either way",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace an existing non-demo folder's content")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

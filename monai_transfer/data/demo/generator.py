@@ -12,6 +12,10 @@ Tasks written (NIfTI with the simulation's RAS affines, datalists in MSD layout)
 * ``tissue_seg_2d.json``: axial slices of the same subjects and labels (2D NIfTI).
 * ``lesion_cls_3d.json``: lesion presence (0/1) per volume; prevalence = ``lesion_prevalence``; ``lesion_mask`` given.
 * ``unlabeled.json``: an unlabeled pool of further simulated subjects (section ``"unlabeled"``) for pretraining.
+* ``other_modality.json``: an unlabeled pool of a second, differently contrasted simulated modality (T2-like: CSF
+  bright, grey above white matter; own scanners with other bias, blur and noise) of further subjects, for studies of
+  pretraining on a mismatched modality. Drawn from its own random streams, so every other file is the same with or
+  without it.
 * optionally ``dicom/<subject>/IM_*.dcm``: the 3D images as DICOM series, and ``dicom_series.json``.
 """
 
@@ -40,12 +44,26 @@ from .dicom_writer import write_dicom_series
 
 tqdm, has_tqdm = optional_import("tqdm", name="tqdm")
 
-__all__ = ["make_demo_data", "load_anatomy", "simulate_subject", "SiteParams", "site_params", "DEMO_LABELS"]
+__all__ = [
+    "make_demo_data",
+    "load_anatomy",
+    "simulate_subject",
+    "SiteParams",
+    "site_params",
+    "other_modality_site_params",
+    "DEMO_LABELS",
+    "T2_LEVELS",
+]
 
 GENERATOR_ID = "monai_transfer.data.demo"
 MANIFEST = "demo_manifest.json"
 DEMO_LABELS = {"0": "background", "1": "csf_other_brain", "2": "gray_matter", "3": "white_matter"}
 _VERSION = 1
+
+#: Relative T2-like signal of CSF/other brain, grey and white matter in the second simulated modality.
+T2_LEVELS = {"csf_other_brain": 0.95, "gray_matter": 0.62, "white_matter": 0.42}
+OTHER_MODALITY = "T2w (simulated)"
+_POOL_STREAMS = {"labelled": 202, "other_modality": 606}  # any other pool name: 303 (the unlabeled pool)
 
 README = """monai_transfer demo data -- A SIMULATION BUILT ON A REAL TEMPLATE
 =====================================================================
@@ -84,6 +102,28 @@ class SiteParams:
     blur_through: float
     noise: float
     gain: float
+
+
+def other_modality_site_params(seed: int, n_sites: int) -> list[SiteParams]:
+    """Deterministic scanner parameters of the second (T2-like) modality, one per site (own random stream): blur
+    within the T1w sites' ranges but never none (thicker slices), a stronger bias field and more noise than the T1w
+    sites, and another gain."""
+    out = []
+    for s in range(n_sites):
+        rng = np.random.default_rng([seed, 808, s])
+        out.append(
+            SiteParams(
+                name=f"site-{chr(ord('A') + s) if s < 26 else s}",
+                scanner=f"SimScanner-T2-{s + 1}",
+                gamma=float(np.exp(rng.uniform(-0.1, 0.1))),
+                bias_amplitude=float(rng.uniform(0.15, 0.35)),
+                blur_inplane=float(rng.uniform(0.2, 0.6)),  # within the T1w sites' ranges, towards thicker slices
+                blur_through=float(rng.uniform(0.6, 1.5)),
+                noise=float(rng.uniform(0.03, 0.06)),
+                gain=float(rng.uniform(1500.0, 3000.0)),
+            )
+        )
+    return out
 
 
 def site_params(seed: int, n_sites: int) -> list[SiteParams]:
@@ -227,14 +267,32 @@ def _site_effects(rng: np.random.Generator, img: np.ndarray, site: SiteParams, s
     return (out * site.gain).astype(np.float32)
 
 
+def _t2_contrast(gm: np.ndarray, wm: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """A T2-like image from the warped tissue maps: partial-volume mixture of :data:`T2_LEVELS` inside the brain."""
+    other = np.clip(1.0 - gm - wm, 0.0, 1.0)
+    lv = T2_LEVELS
+    mix = lv["csf_other_brain"] * other + lv["gray_matter"] * gm + lv["white_matter"] * wm
+    return (np.clip(mask, 0.0, 1.0) * mix).astype(np.float64)
+
+
 def simulate_subject(
-    anat: Anatomy, seed: int, index: int, site: SiteParams, lesion: bool, pool: str = "labelled"
+    anat: Anatomy,
+    seed: int,
+    index: int,
+    site: SiteParams,
+    lesion: bool,
+    pool: str = "labelled",
+    modality: str = "T1w",
 ) -> dict[str, np.ndarray]:
     """Simulate one subject: ``{"image": float32, "tissue": uint8, "lesion": uint8}`` on the ``size``^3 grid.
 
-    Deterministic in ``(seed, pool, index)`` (independent of the other subjects).
+    Deterministic in ``(seed, pool, index)`` (independent of the other subjects). ``pool``: ``"labelled"``,
+    ``"other_modality"`` or anything else for the unlabeled pool (each its own random stream). ``modality``:
+    ``"T1w"`` (the MNI152 T1 template) or ``"T2w"`` (a T2-like contrast from the tissue maps, :data:`T2_LEVELS`).
     """
-    rng = np.random.default_rng([seed, 202 if pool == "labelled" else 303, index])
+    if modality not in ("T1w", "T2w"):
+        raise ValueError(f"modality must be 'T1w' or 'T2w', got {modality!r}")
+    rng = np.random.default_rng([seed, _POOL_STREAMS.get(pool, 303), index])
     coords = _warp_coords(anat, rng, deform_mm=4.0)
     shape = (anat.size,) * 3
 
@@ -244,7 +302,7 @@ def simulate_subject(
     t1, gm, wm, mask = (warp(a) for a in (anat.t1, anat.gm, anat.wm, anat.mask))
     labels = _tissue_labels(gm, wm, mask)
     les = _lesions(rng, labels, wm, anat.size) if lesion else np.zeros(shape, dtype=bool)
-    img = t1.astype(np.float64)
+    img = t1.astype(np.float64) if modality == "T1w" else _t2_contrast(gm, wm, mask)
     if les.any():
         wm_level = float(np.median(img[labels == 3]))
         soft = ndimage.gaussian_filter(les.astype(np.float64), 0.7)
@@ -309,6 +367,28 @@ def _check_out_dir(out_dir: str, overwrite: bool) -> dict[str, Any] | None:
     )
 
 
+def _readme(params: dict[str, Any], other: dict[str, Any] | None) -> str:
+    """README.txt; the second modality's pool is described only when written (else the text is as before it)."""
+    text = README.format(params=json.dumps(params))
+    if other is None:
+        return text
+    text = text.replace(
+        "\n\nFiles\n-----\n",
+        "\nSecond modality pool: "
+        + json.dumps({k: other[k] for k in ("n_other_modality", "modality", "t2_levels")})
+        + "\n(T2-like contrast from the warped tissue maps: CSF bright, grey above white matter; own simulated scanners "
+        "with other bias field, slice thickness, noise and gain; further subjects.)\n\nFiles\n-----\n",
+    )
+    text = text.replace(
+        "unlabeled pretraining pool (further simulated subjects)\n",
+        "unlabeled pretraining pool (further simulated subjects)\n"
+        "other_modality/<subject>_T2w.nii.gz  unlabeled pool of a second simulated modality (T2-like contrast)\n",
+    )
+    return text.replace(
+        "lesion_cls_3d.json, unlabeled.json[", "lesion_cls_3d.json, unlabeled.json, other_modality.json["
+    )
+
+
 def _slice_indices(labels: np.ndarray, n: int) -> list[int]:
     """``n`` axial slice indices evenly spread over the middle 60 % of the brain's z range."""
     z = np.flatnonzero(labels.reshape(-1, labels.shape[2]).any(0))
@@ -334,6 +414,7 @@ def make_demo_data(
     slices_per_subject: int = 4,
     split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2),
     overwrite: bool = False,
+    n_other_modality: int | None = None,
 ) -> dict[str, str]:
     """Generate the demo data set (a simulation built on the real MNI152 template) into ``out_dir``.
 
@@ -347,13 +428,18 @@ def make_demo_data(
         seed: random seed; the same seed gives byte-identical files.
         progress: show a progress bar.
         n_unlabeled: subjects in the unlabeled pool (further simulated subjects); default ``n_subjects``.
+        n_other_modality: subjects in the unlabeled pool of the second simulated modality (T2-like contrast, own
+            scanners; ``other_modality/``, ``other_modality.json``); default: the unlabeled pool's size; 0: none.
+            Drawn from its own random streams: every other file is byte-identical with or without it (README.txt
+            and the manifest mention it when present).
         slices_per_subject: axial slices per subject in the 2D task.
         split_fractions: train/validation/test shares of subjects (patient-level, stratified by lesion status).
         overwrite: allow writing into a non-empty folder that is not a previous demo output.
 
     Returns:
         Paths: ``tissue_seg_3d``, ``tissue_seg_2d``, ``lesion_cls_3d``, ``unlabeled`` (datalists), ``readme``,
-        ``manifest``, and ``dicom_series`` / ``dicom_root`` when ``dicom=True``.
+        ``manifest``, ``other_modality`` when that pool is written, and ``dicom_series`` / ``dicom_root`` when
+        ``dicom=True``.
     """
     t0 = time.perf_counter()
     if n_subjects < 1 or n_sites < 1 or size < 16:
@@ -364,6 +450,9 @@ def make_demo_data(
     old = _check_out_dir(out, overwrite)
     os.makedirs(out, exist_ok=True)
     n_unl = n_subjects if n_unlabeled is None else int(n_unlabeled)
+    n_oth = n_unl if n_other_modality is None else int(n_other_modality)
+    if n_oth < 0:
+        raise ValueError(f"n_other_modality must be >= 0, got {n_other_modality}")
     params = {
         "n_subjects": n_subjects,
         "n_sites": n_sites,
@@ -432,6 +521,20 @@ def make_demo_data(
         p = w.nifti(f"unlabeled/{sid}_T1w.nii.gz", sim["image"], anat.affine)
         unl_rows.append({"image": p, "patient_id": sid, "site": site.name, "scanner": site.scanner})
 
+    # the second modality's pool: its own random streams, after everything else (no other file depends on it)
+    oth_rows: list[dict[str, Any]] = []
+    oth_sites = other_modality_site_params(seed, n_sites)
+    oth_lesion = np.random.default_rng([seed, 707]).random(n_oth) < lesion_prevalence
+    for j in _progress(range(n_oth), progress, "demo other-modality pool"):
+        sid = f"oth-{j:03d}"
+        site = oth_sites[j % n_sites]
+        sim = simulate_subject(anat, seed, j, site, bool(oth_lesion[j]), pool="other_modality", modality="T2w")
+        p = w.nifti(f"other_modality/{sid}_T2w.nii.gz", sim["image"], anat.affine)
+        oth_rows.append({"image": p, "patient_id": sid, "site": site.name, "scanner": site.scanner,
+                         "modality": OTHER_MODALITY})  # fmt: skip
+    other_info = {"n_other_modality": n_oth, "modality": OTHER_MODALITY, "t2_levels": T2_LEVELS,
+                  "sites": [asdict(s) for s in oth_sites]}  # fmt: skip
+
     # one patient-level split shared by every task (stratified by lesion status)
     parts = patient_split(subjects, split_fractions, ("training", "validation", "test"), seed, "patient_id", "lesion")
     split_of = {e["patient_id"]: name for name, rows in parts.items() for e in rows}
@@ -471,6 +574,14 @@ def make_demo_data(
         {"unlabeled": unl_rows},
         {"name": "demo_unlabeled_pool", "description": "unlabeled pretraining pool (simulated)", **common},
     )
+    if n_oth:
+        result["other_modality"] = write_datalist(
+            os.path.join(out, "other_modality.json"),
+            {"unlabeled": oth_rows},
+            {"name": "demo_other_modality_pool", **common,
+             "description": "unlabeled pretraining pool of a second simulated modality (T2-like contrast)",
+             "tensorImageSize": "3D", "modality": {"0": OTHER_MODALITY}, "other_modality": other_info},
+        )  # fmt: skip
     if dicom:
         result["dicom_series"] = write_datalist(
             os.path.join(out, "dicom_series.json"),
@@ -479,10 +590,10 @@ def make_demo_data(
             path_keys=("image", "image_nifti"),
         )
         result["dicom_root"] = os.path.join(out, "dicom")
-    for key in ("tissue_seg_3d", "tissue_seg_2d", "lesion_cls_3d", "unlabeled", "dicom_series"):
+    for key in ("tissue_seg_3d", "tissue_seg_2d", "lesion_cls_3d", "unlabeled", "other_modality", "dicom_series"):
         if key in result:
             w.record(result[key])
-    result["readme"] = w.bytes("README.txt", README.format(params=json.dumps(params)).encode())
+    result["readme"] = w.bytes("README.txt", _readme(params, other_info if n_oth else None).encode())
     manifest_path = os.path.join(out, MANIFEST)
     # remove files of an earlier demo run that this run did not write again
     if old is not None:
@@ -490,11 +601,12 @@ def make_demo_data(
             p = os.path.realpath(w.path(rel))
             if rel not in w.files and os.path.commonpath([p, out]) == out and os.path.isfile(p):
                 os.unlink(p)
-    atomic_write_json(
-        manifest_path,
-        {"generator": GENERATOR_ID, "version": _VERSION, "params": params, "files": dict(sorted(w.files.items()))},
-    )
+    manifest: dict[str, Any] = {"generator": GENERATOR_ID, "version": _VERSION, "params": params}
+    if n_oth:
+        manifest["other_modality"] = other_info
+    atomic_write_json(manifest_path, {**manifest, "files": dict(sorted(w.files.items()))})
     result["manifest"] = manifest_path
     if progress:
-        print(f"demo data: {n_subjects} subjects, {n_unl} unlabeled, {time.perf_counter() - t0:.1f} s -> {out}")
+        print(f"demo data: {n_subjects} subjects, {n_unl} unlabeled, {n_oth} other-modality, "
+              f"{time.perf_counter() - t0:.1f} s -> {out}")  # fmt: skip
     return result
