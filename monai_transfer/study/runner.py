@@ -223,6 +223,8 @@ def run_study(spec: StudySpec, out: str | os.PathLike, raw: Mapping[str, Any] | 
         if key not in starts:
             starts[key] = resolve_start(spec, spec.start(c.start), c.backbone, c.target.spatial_dims, out,
                                         c.target.domain_key)  # fmt: skip
+            if starts[key] is not None and spec.start(c.start).kind != "source" and not os.path.exists(starts[key]):
+                raise FileNotFoundError(f"starting point {c.start!r}: its weights {starts[key]} were not written")
         payloads.append(cell_payload(c, spec, starts[key], out))
         extras[c.id] = _transferability(spec, c, starts[key], out)
     stopped = None

@@ -72,6 +72,10 @@ def _supervised(opts: Mapping[str, Any], backbone: str, dims: int, folder: Path,
              lr=float(opts.get("lr", ft.get("lr", 1e-3))), spatial_dims=dims, seed=0, resume="auto",
              backbone_kwargs=dict(ft.get("backbone_kwargs", {})), test_section=None, progress=False,
              tensorboard=False)  # fmt: skip
+    if not bundle.is_dir():
+        from monai_transfer.bundle import bundle_from_run
+
+        bundle_from_run(folder, bundle)
     return str(bundle)
 
 
