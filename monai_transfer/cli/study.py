@@ -27,7 +27,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     spec, raw = _spec(args)
     result = run_study(spec, args.out, raw=raw, executor=args.executor, workers=args.workers, address=args.address,
-                       retry_failed=args.retry_failed, progress=not args.no_progress)  # fmt: skip
+                       retry_failed=args.retry_failed, progress=not args.no_progress, threads=args.threads)  # fmt: skip
     print(f"{result['cells']} cells ({result['ran']} run now, {result['failed']} failed) in {result['duration_s']} s")
     for name, path in (result.get("report") or {}).items():
         print(f"{name}: {path}")
@@ -126,6 +126,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--executor", choices=["local", "ray"], default="local", help="where cells run")
     p.add_argument("--workers", type=int, default=1, help="local processes running cells (1: this process)")
     p.add_argument("--address", default=None, help="Ray cluster address (e.g. 127.0.0.1:6379) for --executor ray")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads per cell (default: cores / workers locally, "
+        "1 on Ray); the same count gives the same results on every executor",
+    )
     p.add_argument("--retry-failed", action="store_true", help="run failed cells again")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_run)

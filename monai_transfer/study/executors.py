@@ -66,9 +66,10 @@ class ProcessExecutor:
 
 
 class RayExecutor:
-    """Cells as Ray tasks (1 CPU each) on the cluster at ``address`` (None: a local one, started and stopped here)."""
+    """Cells as Ray tasks (``threads`` CPUs each) on the cluster at ``address`` (None: a local one, started and stopped here)."""
 
-    def __init__(self, address: str | None = None):
+    def __init__(self, address: str | None = None, threads: int = 1):
+        self.threads = threads
         try:
             import ray
         except ImportError:
@@ -80,7 +81,7 @@ class RayExecutor:
                      **({} if address else {"_node_ip_address": "127.0.0.1"}))  # fmt: skip
 
     def map(self, fn: Callable, payloads: Sequence[Any], progress: bool = True, desc: str = "") -> Iterator[Any]:
-        remote = self.ray.remote(num_cpus=1, max_retries=0)(fn)
+        remote = self.ray.remote(num_cpus=self.threads, max_retries=0)(fn)
         pending = [remote.remote(p) for p in payloads]
         with _bar(len(payloads), progress, desc) as bar:
             while pending:
@@ -94,12 +95,12 @@ class RayExecutor:
 
 
 @contextmanager
-def make_executor(kind: str = "local", workers: int = 1, address: str | None = None):
+def make_executor(kind: str = "local", workers: int = 1, address: str | None = None, threads: int = 1):
     """``"local"`` with ``workers`` processes (1: this process) or ``"ray"`` (``address`` of a running cluster)."""
     if kind == "local":
         ex: Any = LocalExecutor() if workers <= 1 else ProcessExecutor(workers)
     elif kind == "ray":
-        ex = RayExecutor(address)
+        ex = RayExecutor(address, threads)
     else:
         raise ValueError(f"executor must be 'local' or 'ray', got {kind!r}")
     try:

@@ -30,7 +30,8 @@ logger = logging.getLogger(__name__)
 #: finetune options a spec's ``finetune`` section may set (the rest of finetune's arguments belong to the cell)
 FINETUNE_OPTIONS = ("epochs", "batch_size", "lr", "weight_decay", "head_lr_mult", "warmup_epochs", "patience",
                     "num_workers", "backbone_kwargs", "head_kwargs", "strategy_kwargs", "spatial_size", "patch_size",
-                    "loss", "class_weights", "augment", "intensity", "device", "amp", "overrides")  # fmt: skip
+                    "loss", "class_weights", "augment", "intensity", "device", "amp", "channels_last", "compile",
+                    "overrides")  # fmt: skip
 
 
 class StudyStopped(RuntimeError):
@@ -73,13 +74,18 @@ def run_cell(payload: Mapping[str, Any]) -> dict[str, Any]:
     from monai_transfer.finetune import finetune
 
     t0 = time.perf_counter()
-    row: dict[str, Any] = {"cell": payload["cell"], **payload["key"], "task": payload["task"],
+    threads = int(payload.get("threads") or torch.get_num_threads())
+    row: dict[str, Any] = {"cell": payload["cell"], "threads": threads, **payload["key"], "task": payload["task"],
                            "challenge_kind": payload["challenge_kind"], "challenge_value": payload["challenge_value"],
                            "start_kind": payload["start_kind"], "pretrained": payload["pretrained"],
                            "metric": payload["metric"], "score": None, "metrics": {}, "status": "failed",
                            "error": None, "run_dir": payload["run_dir"]}  # fmt: skip
     opts = dict(payload["finetune"])
     overrides = opts.pop("overrides", None)
+    previous_threads = torch.get_num_threads()
+    # the same thread count everywhere: CPU kernels split their sums by thread, so another count (Ray's workers
+    # default to 1) would give other rounding and, over epochs, other results for the same seed
+    torch.set_num_threads(threads)
     try:
         with torch.random.fork_rng(devices=[]):  # a cell never moves the caller's RNG (cells run in any order)
             result = finetune(
@@ -104,6 +110,8 @@ def run_cell(payload: Mapping[str, Any]) -> dict[str, Any]:
     except Exception as e:  # the study goes on (or stops, as the spec says): the row keeps the error
         row["error"] = f"{type(e).__name__}: {e}"
         row["traceback"] = traceback.format_exc(limit=8)
+    finally:
+        torch.set_num_threads(previous_threads)
     row["duration_s"] = round(time.perf_counter() - t0, 2)
     return row
 
@@ -155,12 +163,12 @@ def _best_bundles(spec: StudySpec, rows: list[dict[str, Any]], out: Path) -> dic
         best = max(groups, key=lambda k: sum(r["score"] for r in groups[k]) / len(groups[k]))
         mean = sum(r["score"] for r in groups[best]) / len(groups[best])
         row = min(groups[best], key=lambda r: (abs(r["score"] - mean), r["seed"]))
-        src, dst = Path(row["run_dir"]) / "bundle", out / "best" / target.name
-        if not src.is_dir():
-            continue
+        from monai_transfer.bundle import bundle_from_run
+
+        dst = out / "best" / target.name
         tmp = dst.with_name(dst.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(src, tmp, copy_function=_link_or_copy)
+        bundle_from_run(row["run_dir"], tmp)  # the run's best weights, hard-linked
         atomic_write_text(tmp / "STUDY.md", f"# Best starting point for {target.name}\n\n{best[0]} ({best[1]}, "
                           f"{best[2]}): mean {spec.metric(target)} {mean:.4f} over {len(groups[best])} seed(s) on the "
                           f"full data; this is seed {row['seed']} (score {row['score']:.4f}, nearest the mean).\n")  # fmt: skip
@@ -170,16 +178,9 @@ def _best_bundles(spec: StudySpec, rows: list[dict[str, Any]], out: Path) -> dic
     return written
 
 
-def _link_or_copy(src: str, dst: str) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
-
-
 def run_study(spec: StudySpec, out: str | os.PathLike, raw: Mapping[str, Any] | None = None, executor: str = "local",
               workers: int = 1, address: str | None = None, retry_failed: bool = False, progress: bool = True,
-              report: bool = True) -> dict[str, Any]:  # fmt: skip
+              report: bool = True, threads: int | None = None) -> dict[str, Any]:  # fmt: skip
     """Run every unfinished cell of ``spec`` into ``out`` and write the report.
 
     Args:
@@ -190,6 +191,8 @@ def run_study(spec: StudySpec, out: str | os.PathLike, raw: Mapping[str, Any] | 
         workers: local processes.
         address: the Ray cluster's address (``127.0.0.1:6379``); None starts a local one.
         retry_failed: run failed cells again.
+        threads: CPU threads per cell (recorded in each row; the same count gives the same results on every
+            executor); default: the cores divided by ``workers`` locally, 1 on Ray.
         progress: a progress bar over cells with the time left.
         report: write the report and best bundles at the end.
 
@@ -225,10 +228,14 @@ def run_study(spec: StudySpec, out: str | os.PathLike, raw: Mapping[str, Any] | 
                                         c.target.domain_key)  # fmt: skip
             if starts[key] is not None and spec.start(c.start).kind != "source" and not os.path.exists(starts[key]):
                 raise FileNotFoundError(f"starting point {c.start!r}: its weights {starts[key]} were not written")
-        payloads.append(cell_payload(c, spec, starts[key], out))
+        payloads.append({**cell_payload(c, spec, starts[key], out), "threads": threads})
         extras[c.id] = _transferability(spec, c, starts[key], out)
+    if threads is None:
+        threads = max(1, (os.cpu_count() or 1) // max(1, workers)) if executor == "local" else 1
+    for p in payloads:
+        p["threads"] = threads
     stopped = None
-    with make_executor(executor, workers=workers, address=address) as ex:
+    with make_executor(executor, workers=workers, address=address, threads=threads) as ex:
         for row in ex.map(run_cell, payloads, progress=progress, desc=f"study {spec.name}"):
             est = extras.get(row["cell"], {})
             row.update(transferability=est.get("transferability", {}), domain_gap=est.get("domain_gap"))
