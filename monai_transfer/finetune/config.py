@@ -354,7 +354,10 @@ def finetune_config(
             "trainer": {"_target_": "SupervisedTrainer", "max_epochs": int(max_epochs), "device": "@device",
                         "train_data_loader": "@train#dataloader", "network": "@network", "optimizer": "@optimizer",
                         "loss_function": "@loss", "inferer": _precision_inferer("@train#inferer"),
-                        "train_handlers": "@train#handlers", "amp": _MONAI_AMP},
+                        "train_handlers": "@train#handlers", "amp": _MONAI_AMP,
+                        # gradients freed, not zeroed, between steps (PyTorch's default since 2.0): no memset of every
+                        # gradient per step and a lower peak; a parameter that gets no gradient in a step is skipped
+                        "optim_set_to_none": True},
         },  # fmt: skip
         "validate": {
             "preprocessing": {"_target_": "Compose", "transforms": val_xs},
