@@ -37,6 +37,7 @@ import copy
 import hashlib
 import json
 import logging
+import math
 import os
 import platform
 import statistics
@@ -72,6 +73,8 @@ CACHE_ENV = "MONAI_TRANSFER_CACHE"
 #: bumped when the probe changes, so that older cached decisions are not reused
 PROBE_VERSION = 1
 _DEFAULT_SIZE = {2: 128, 3: 32}
+#: a probe whose upper quartile of per-round speed-ups exceeds the lower by more than this factor is not cached
+_STABLE = 1.5
 
 
 def normalize_choice(value: Any, name: str = "amp") -> str:
@@ -211,6 +214,7 @@ def probe_autocast(
     dtype: torch.dtype = torch.bfloat16,
     forward: Callable[[torch.nn.Module, torch.Tensor], Any] | None = None,
     backward: bool = True,
+    budget_s: float = 10.0,
 ) -> dict[str, Any]:
     """Paired timing of one forward+backward pass (forward only with ``backward=False``: evaluation and inference)
     in fp32 and under ``torch.autocast(device, dtype)``.
@@ -220,8 +224,11 @@ def probe_autocast(
     alternate and swap order every round, so that slow drift hits both alike; the speed-up is the median over rounds
     of (fp32 time / autocast time) in the same round.
 
+    Timed rounds stop early once they have taken ``budget_s`` seconds (two rounds at least), so that a large 3D
+    network costs a run seconds, not minutes.
+
     Returns:
-        ``{"fp32_ms", "autocast_ms", "speedup", "speedup_iqr", "rounds", "shape"}``.
+        ``{"fp32_ms", "autocast_ms", "speedup", "speedup_iqr", "rounds", "shape", "backward"}``.
     """
     dev = torch.device(device)
     net = copy.deepcopy(getattr(network, "module", network)).to(dev).train(backward)
@@ -254,6 +261,8 @@ def probe_autocast(
             times = {mode: step(mode) for mode in order}
             fp32.append(times[False]), amp.append(times[True])
             ratios.append(times[False] / max(times[True], 1e-9))
+            if r >= 1 and sum(fp32) + sum(amp) > budget_s:
+                break
     del net
     q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
     return {
@@ -291,6 +300,7 @@ def resolve_precision(
     margin: float = 1.1,
     rounds: int = 5,
     probe_batch: int = 8,
+    probe_voxels: int = 2 * 64**3,
     use_cache: bool = True,
     forward: Callable[[torch.nn.Module, torch.Tensor], Any] | None = None,
     training: bool = True,
@@ -302,11 +312,12 @@ def resolve_precision(
         device: the run's device (default CUDA when available).
         network: the run's network, for the CPU probe (a deep copy runs; the network itself is untouched).
         spatial_dims, in_channels, input_size, batch_size: the probe's batch (``input_size``: the training crop or
-            resize; ``None``: 128 per axis in 2D, 32 in 3D). The batch is capped at ``probe_batch`` (a ratio, not a
-            throughput, is measured).
+            resize; ``None``: 128 per axis in 2D, 32 in 3D). The batch is capped at ``probe_batch`` samples and
+            ``probe_voxels`` voxels (one sample at least): a ratio, not a throughput, is measured.
         channels_last: ``"auto"`` (off, see the module notes), ``"on"``, ``"off"``.
         compile: ``"on"`` or ``"off"`` (``"auto"`` is off).
-        margin: the least probe speed-up that picks bfloat16 on CPU (below it fp32 is as fast, and more exact).
+        margin: the least median probe speed-up that picks bfloat16 on CPU (below it fp32 is as fast, and more exact);
+            the lower quartile must be at least 1 too.
         rounds: timed rounds of the probe (after two warm-up passes of each mode).
         use_cache: read and write the per-machine cache (:func:`cache_file`).
         forward: how the probe calls the network (default ``network(x)``).
@@ -339,7 +350,9 @@ def resolve_precision(
         return {**record, "amp": False, "dtype": None, "reason": f"amp=auto: fp32 ({evidence})"}
     if network is None:
         return {**record, "amp": False, "dtype": None, "reason": "amp=auto: fp32 (no network to probe)"}
-    shape = input_shape(spatial_dims, in_channels, input_size, min(int(batch_size), int(probe_batch)))
+    shape = input_shape(spatial_dims, in_channels, input_size, 1)
+    per_sample = max(1, math.prod(shape[2:]))
+    shape = (max(1, min(int(batch_size), int(probe_batch), int(probe_voxels) // per_sample)), *shape[1:])
     mode = "train" if training else "infer"
     key = f"v{PROBE_VERSION}|{machine_key()}|{_network_key(network)}|{tuple(shape)}|{mode}"
     path = cache_file()
@@ -351,12 +364,19 @@ def resolve_precision(
         probe = probe_autocast(network, shape, dev, rounds=rounds, forward=forward, backward=training)
         probe["probe_s"] = round(time.perf_counter() - t0, 2)
         source = f"probe of {probe['rounds']} rounds, {probe['probe_s']} s"
-        if use_cache:
+        q1, q3 = probe["speedup_iqr"]
+        # rounds that disagree (other work on a shared machine) are not worth remembering: the next run probes again
+        if q3 > _STABLE * q1:
+            source += f"; rounds disagree (interquartile range {q1:.2f} to {q3:.2f}): not cached"
+        elif use_cache:
             _store_cache(path, key, probe)
-    on = probe["speedup"] >= margin
+    # bfloat16 only when it is clearly faster: the median at the margin and three rounds in four at least even, so
+    # that noise never turns a run slower than fp32
+    on = probe["speedup"] >= margin and probe["speedup_iqr"][0] >= 1.0
     verdict = "bfloat16 autocast" if on else "fp32"
     reason = (f"amp=auto: {verdict} on CPU ({evidence}): bfloat16 {mode} step {probe['speedup']:.2f}x the fp32 speed "
-              f"(margin {margin}x) on input {tuple(shape)}, {source}")  # fmt: skip
+              f"[{probe['speedup_iqr'][0]:.2f}, {probe['speedup_iqr'][1]:.2f}] (margin {margin}x) on input "
+              f"{tuple(shape)}, {source}")  # fmt: skip
     logger.info("precision: %s", reason)
     return {**record, "amp": on, "dtype": "bfloat16" if on else None, "reason": reason, "probe": probe}
 

@@ -30,11 +30,12 @@ def bf16_cpu(monkeypatch, tmp_path):
     """A CPU with bfloat16 instructions, a fresh cache, and a probe that counts its calls and reports ``speedup``."""
     monkeypatch.setattr(P, "cpu_bf16_support", lambda: (True, "test CPU with avx512_bf16"))
     monkeypatch.setenv(P.CACHE_ENV, str(tmp_path / "cache"))
-    calls = {"n": 0, "speedup": 2.0}
+    calls = {"n": 0, "speedup": 2.0, "iqr": None}
 
     def fake_probe(network, shape, device="cpu", rounds=5, forward=None, backward=True, **kw):
         calls["n"] += 1
-        return {"fp32_ms": 2.0, "autocast_ms": 1.0, "speedup": calls["speedup"], "speedup_iqr": [1.0, 3.0],
+        iqr = calls["iqr"] or [0.95 * calls["speedup"], 1.05 * calls["speedup"]]
+        return {"fp32_ms": 2.0, "autocast_ms": 1.0, "speedup": calls["speedup"], "speedup_iqr": iqr,
                 "rounds": rounds, "shape": list(shape), "backward": backward}  # fmt: skip
 
     monkeypatch.setattr(P, "probe_autocast", fake_probe)
@@ -78,6 +79,15 @@ def test_auto_picks_bf16_only_above_the_margin(bf16_cpu, speedup, expected):
     assert d["amp"] is expected and d["probe"]["speedup"] == speedup and f"{speedup:.2f}x" in d["reason"]
     # MONAI's engines autocast "cuda" only: on CPU the decision goes through PrecisionInferer, not their amp
     assert not P.monai_amp(d) and P.amp_dtype(d) == (torch.bfloat16 if expected else None)
+
+
+def test_noisy_probe_is_neither_trusted_nor_cached(bf16_cpu, tmp_path):
+    bf16_cpu.update(speedup=1.4, iqr=[0.7, 3.0])  # rounds that disagree: other work on the machine
+    d = resolve_precision("auto", "cpu", _tiny(), 2, 1, 16, 4)
+    assert not d["amp"] and "not cached" in d["reason"]  # the lower quartile below 1: fp32, never a slower run
+    assert not (tmp_path / "cache" / "precision.json").exists()
+    resolve_precision("auto", "cpu", _tiny(), 2, 1, 16, 4)
+    assert bf16_cpu["n"] == 2  # probed again
 
 
 def test_cache_miss_then_hit_per_configuration(bf16_cpu, tmp_path):
