@@ -17,9 +17,9 @@ without it. Autocast keeps the weights (master weights) and the optimizer state 
 inputs are cast.
 
 ``channels_last`` (``auto``/``on``/``off``) converts the network (and each input) to channels-last memory
-(``channels_last_3d`` for volumes); ``auto`` is off because ``benchmarks/finetune_step.py`` measured no gain on the
-development CPU and no GPU was measured (docs/benchmarks.md). ``compile`` (``on``/``off``, default off: compiling
-costs tens of seconds per run on 2 cores and did not pay there either) compiles the network in place
+(``channels_last_3d`` for volumes); ``auto`` turns it on only where it was measured to pay: a 2D CNN in bfloat16 on
+CPU (1.16x on the development CPU; it lost for 3D in fp32 and was even elsewhere; no GPU was measured, so off there).
+``compile`` (``on``/``off``, default off, see docs/benchmarks.md for the measurement) compiles the network in place
 (``nn.Module.compile``: the state-dict keys stay the same); when compilation fails the run says so once and runs eager.
 
 The decision is a plain dict (JSON, written into ``result.json``)::
@@ -276,15 +276,82 @@ def probe_autocast(
     }
 
 
-def _layout_choice(channels_last: Any, dev: torch.device, dims: int) -> tuple[bool, str]:
+#: channels-last under ``auto`` on CPU: bfloat16 2D CNNs only. Measured on the development CPU (AMD EPYC, AVX512-BF16,
+#: 1 thread, ResNet-18 fine-tuning step, paired, 5 rounds; docs/benchmarks.md): 2D 32x128^2 bf16 1.16x [1.10, 1.21],
+#: fp32 1.02x [0.99, 1.11]; 3D 16x28^3 bf16 1.05x [1.03, 1.09], fp32 0.73x [0.71, 0.75]. Not measured on a GPU: off.
+_CHANNELS_LAST_MIN_CONVS = 8
+
+
+def _n_convs(network: torch.nn.Module | None, dims: int) -> int:
+    conv = torch.nn.Conv2d if dims == 2 else torch.nn.Conv3d
+    return 0 if network is None else sum(isinstance(m, conv) for m in network.modules())
+
+
+def _layout_choice(
+    channels_last: Any, dev: torch.device, dims: int, bf16_cpu: bool, network: torch.nn.Module | None
+) -> tuple[bool, str]:
     choice = normalize_choice(channels_last, "channels_last")
-    if choice == "on":
-        return True, "channels_last=on"
-    if choice == "off":
-        return False, "channels_last=off"
-    # auto: benchmarks/finetune_step.py measured channels-last slower or even on the development CPU (2D and 3D,
-    # fp32 and bfloat16); no GPU has been measured, so no machine has shown it to pay
-    return False, "channels_last=auto: off (measured no gain on CPU; not measured on GPU)"
+    if choice != "auto":
+        return choice == "on", f"channels_last={choice}"
+    if dev.type != "cpu":
+        return False, "channels_last=auto: off (not measured on a GPU)"
+    if dims == 2 and bf16_cpu and _n_convs(network, dims) >= _CHANNELS_LAST_MIN_CONVS:
+        return True, "channels_last=auto: on (a 2D CNN in bfloat16 on CPU: measured 1.16x)"
+    return False, "channels_last=auto: off on CPU (measured to pay only for 2D CNNs in bfloat16)"
+
+
+def _amp_choice(
+    requested: str, dev: torch.device, network: torch.nn.Module | None, shape_args: tuple, margin: float,
+    rounds: int, use_cache: bool, forward: Any, training: bool,
+) -> dict[str, Any]:  # fmt: skip
+    """``{"amp", "dtype", "reason", "probe"}`` for the device."""
+    fp32: dict[str, Any] = {"amp": False, "dtype": None, "probe": None}
+    if dev.type == "cuda":
+        on = requested != "off"
+        why = "CUDA: float16 autocast with a GradScaler (MONAI's amp)" if on else "amp=off"
+        return {**fp32, "amp": on, "dtype": "float16" if on else None,
+                "reason": f"amp={requested}: {why}" if on else why}  # fmt: skip
+    if dev.type != "cpu":
+        return {**fp32, "reason": f"no autocast on {dev.type}: fp32"}
+    if requested == "off":
+        return {**fp32, "reason": "amp=off: fp32"}
+    if requested == "on":
+        return {**fp32, "amp": True, "dtype": "bfloat16", "reason": "amp=on: bfloat16 autocast on CPU"}
+    supported, evidence = cpu_bf16_support()
+    if not supported:
+        return {**fp32, "reason": f"amp=auto: fp32 ({evidence})"}
+    if network is None:
+        return {**fp32, "reason": "amp=auto: fp32 (no network to probe)"}
+    spatial_dims, in_channels, input_size, batch_size, probe_batch, probe_voxels = shape_args
+    shape = input_shape(spatial_dims, in_channels, input_size, 1)
+    per_sample = max(1, math.prod(shape[2:]))
+    shape = (max(1, min(int(batch_size), int(probe_batch), int(probe_voxels) // per_sample)), *shape[1:])
+    mode = "train" if training else "infer"
+    key = f"v{PROBE_VERSION}|{machine_key()}|{_network_key(network)}|{tuple(shape)}|{mode}"
+    path = cache_file()
+    cached = _load_cache(path).get(key) if use_cache else None
+    if isinstance(cached, Mapping) and isinstance(cached.get("speedup"), (int, float)):
+        probe, source = dict(cached), f"cached probe ({path})"
+    else:
+        t0 = time.perf_counter()
+        probe = probe_autocast(network, shape, dev, rounds=rounds, forward=forward, backward=training)
+        probe["probe_s"] = round(time.perf_counter() - t0, 2)
+        source = f"probe of {probe['rounds']} rounds, {probe['probe_s']} s"
+        q1, q3 = probe["speedup_iqr"]
+        # rounds that disagree (other work on a shared machine) are not worth remembering: the next run probes again
+        if q3 > _STABLE * q1:
+            source += f"; rounds disagree (interquartile range {q1:.2f} to {q3:.2f}): not cached"
+        elif use_cache:
+            _store_cache(path, key, probe)
+    # bfloat16 only when it is clearly faster: the median at the margin and three rounds in four at least even, so
+    # that noise never turns a run slower than fp32
+    on = probe["speedup"] >= margin and probe["speedup_iqr"][0] >= 1.0
+    verdict = "bfloat16 autocast" if on else "fp32"
+    reason = (f"amp=auto: {verdict} on CPU ({evidence}): bfloat16 {mode} step {probe['speedup']:.2f}x the fp32 speed "
+              f"[{probe['speedup_iqr'][0]:.2f}, {probe['speedup_iqr'][1]:.2f}] (margin {margin}x) on input "
+              f"{tuple(shape)}, {source}")  # fmt: skip
+    logger.info("precision: %s", reason)
+    return {"amp": on, "dtype": "bfloat16" if on else None, "reason": reason, "probe": probe}
 
 
 def resolve_precision(
@@ -314,7 +381,8 @@ def resolve_precision(
         spatial_dims, in_channels, input_size, batch_size: the probe's batch (``input_size``: the training crop or
             resize; ``None``: 128 per axis in 2D, 32 in 3D). The batch is capped at ``probe_batch`` samples and
             ``probe_voxels`` voxels (one sample at least): a ratio, not a throughput, is measured.
-        channels_last: ``"auto"`` (off, see the module notes), ``"on"``, ``"off"``.
+        channels_last: ``"auto"`` (on CPU: on for a 2D CNN running in bfloat16, the one case measured to pay; off
+            otherwise and on GPUs, not measured), ``"on"``, ``"off"``.
         compile: ``"on"`` or ``"off"`` (``"auto"`` is off).
         margin: the least median probe speed-up that picks bfloat16 on CPU (below it fp32 is as fast, and more exact);
             the lower quartile must be at least 1 too.
@@ -330,55 +398,13 @@ def resolve_precision(
 
     dev = default_device(device)
     requested = normalize_choice(amp)
-    layout, layout_reason = _layout_choice(channels_last, dev, int(spatial_dims))
     compiled = normalize_choice(compile, "compile") == "on"
-    record: dict[str, Any] = {"device": dev.type, "requested": requested, "probe": None, "channels_last": layout,
-                              "compile": compiled, "layout_reason": layout_reason}  # fmt: skip
-    if dev.type == "cuda":
-        on = requested != "off"
-        why = "CUDA: float16 autocast with a GradScaler (MONAI's amp)" if on else "amp=off"
-        return {**record, "amp": on, "dtype": "float16" if on else None, "reason": why if requested != "on" else
-                "amp=on: " + why}  # fmt: skip
-    if dev.type != "cpu":
-        return {**record, "amp": False, "dtype": None, "reason": f"no autocast on {dev.type}: fp32"}
-    if requested == "off":
-        return {**record, "amp": False, "dtype": None, "reason": "amp=off: fp32"}
-    if requested == "on":
-        return {**record, "amp": True, "dtype": "bfloat16", "reason": "amp=on: bfloat16 autocast on CPU"}
-    supported, evidence = cpu_bf16_support()
-    if not supported:
-        return {**record, "amp": False, "dtype": None, "reason": f"amp=auto: fp32 ({evidence})"}
-    if network is None:
-        return {**record, "amp": False, "dtype": None, "reason": "amp=auto: fp32 (no network to probe)"}
-    shape = input_shape(spatial_dims, in_channels, input_size, 1)
-    per_sample = max(1, math.prod(shape[2:]))
-    shape = (max(1, min(int(batch_size), int(probe_batch), int(probe_voxels) // per_sample)), *shape[1:])
-    mode = "train" if training else "infer"
-    key = f"v{PROBE_VERSION}|{machine_key()}|{_network_key(network)}|{tuple(shape)}|{mode}"
-    path = cache_file()
-    cached = _load_cache(path).get(key) if use_cache else None
-    if isinstance(cached, Mapping) and isinstance(cached.get("speedup"), (int, float)):
-        probe, source = dict(cached), f"cached probe ({path})"
-    else:
-        t0 = time.perf_counter()
-        probe = probe_autocast(network, shape, dev, rounds=rounds, forward=forward, backward=training)
-        probe["probe_s"] = round(time.perf_counter() - t0, 2)
-        source = f"probe of {probe['rounds']} rounds, {probe['probe_s']} s"
-        q1, q3 = probe["speedup_iqr"]
-        # rounds that disagree (other work on a shared machine) are not worth remembering: the next run probes again
-        if q3 > _STABLE * q1:
-            source += f"; rounds disagree (interquartile range {q1:.2f} to {q3:.2f}): not cached"
-        elif use_cache:
-            _store_cache(path, key, probe)
-    # bfloat16 only when it is clearly faster: the median at the margin and three rounds in four at least even, so
-    # that noise never turns a run slower than fp32
-    on = probe["speedup"] >= margin and probe["speedup_iqr"][0] >= 1.0
-    verdict = "bfloat16 autocast" if on else "fp32"
-    reason = (f"amp=auto: {verdict} on CPU ({evidence}): bfloat16 {mode} step {probe['speedup']:.2f}x the fp32 speed "
-              f"[{probe['speedup_iqr'][0]:.2f}, {probe['speedup_iqr'][1]:.2f}] (margin {margin}x) on input "
-              f"{tuple(shape)}, {source}")  # fmt: skip
-    logger.info("precision: %s", reason)
-    return {**record, "amp": on, "dtype": "bfloat16" if on else None, "reason": reason, "probe": probe}
+    shape_args = (spatial_dims, in_channels, input_size, batch_size, probe_batch, probe_voxels)
+    decision = _amp_choice(requested, dev, network, shape_args, margin, rounds, use_cache, forward, training)
+    bf16_cpu = dev.type == "cpu" and decision["dtype"] == "bfloat16"
+    layout, layout_reason = _layout_choice(channels_last, dev, int(spatial_dims), bf16_cpu, network)
+    return {"device": dev.type, "requested": requested, **decision, "channels_last": layout,
+            "layout_reason": layout_reason, "compile": compiled}  # fmt: skip
 
 
 def monai_amp(precision: Mapping[str, Any]) -> bool:

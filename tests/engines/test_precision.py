@@ -184,3 +184,21 @@ def test_compile_failure_warns_once_and_runs_eager(caplog):
     assert len(warnings) == 1 and "no compiler here" in warnings[0].getMessage()
     assert torch.allclose(first, expected) and torch.allclose(second, expected)
     assert set(net.state_dict()) == set(_tiny().state_dict())  # the checkpoint keys stay the eager ones
+
+
+def _cnn(dims: int) -> torch.nn.Module:
+    conv = torch.nn.Conv2d if dims == 2 else torch.nn.Conv3d
+    return torch.nn.Sequential(*[conv(1 if i == 0 else 4, 4, 3, padding=1) for i in range(8)])
+
+
+@pytest.mark.parametrize("dims,device,speedup,expected", [
+    (2, "cpu", 2.0, True),  # the one case measured to pay: a 2D CNN in bfloat16 on CPU
+    (2, "cpu", 1.0, False),  # fp32: even
+    (3, "cpu", 2.0, False),  # 3D: lost in fp32, even in bfloat16
+    (2, "cuda", 2.0, False),  # not measured on a GPU
+])  # fmt: skip
+def test_channels_last_auto_follows_the_measurements(bf16_cpu, dims, device, speedup, expected):
+    bf16_cpu["speedup"] = speedup
+    d = resolve_precision("auto", device, _cnn(dims), dims, 1, 8, 2)
+    assert d["channels_last"] is expected and d["layout_reason"].startswith("channels_last=auto")
+    assert resolve_precision("auto", device, _cnn(dims), dims, 1, 8, 2, channels_last="on")["channels_last"]
