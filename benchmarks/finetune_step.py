@@ -143,9 +143,13 @@ def run_paired(case: tuple, cfg: dict) -> dict:
         return time.perf_counter() - t0
 
     impls = ["ours", "bare"]
+    first: dict[str, float] = {}
     for r in range(cfg["warmup"]):
         for impl in _rotation(impls, r):
-            timed(impl)
+            t = timed(impl)
+            first.setdefault(impl, t)  # the first step: includes compilation under --compile on
+    for impl in impls:
+        info[impl]["first_step_s"] = round(first.get(impl, float("nan")), 2)
     rounds = []
     for r in range(cfg["repeats"]):
         order = _rotation(impls, r)
@@ -290,7 +294,9 @@ def main(argv: list[str] | None = None) -> None:
         if "error" in row:
             notes.append(f"  {name} failed: {row['error']}")
         else:
-            notes.append(f"  {name}: {row['info']['ours']['reason']}")
+            ours = row["info"]["ours"]
+            notes.append(f"  {name}: {ours['reason']}; first step (warm-up) ours {ours.get('first_step_s')} s, "
+                         f"bare {row['info']['bare'].get('first_step_s')} s")
     if notes:
         print("notes:\n" + "\n".join(notes))
     if args.out:
