@@ -400,11 +400,27 @@ def resolve_precision(
     requested = normalize_choice(amp)
     compiled = normalize_choice(compile, "compile") == "on"
     shape_args = (spatial_dims, in_channels, input_size, batch_size, probe_batch, probe_voxels)
-    decision = _amp_choice(requested, dev, network, shape_args, margin, rounds, use_cache, forward, training)
+    if requested == "auto" and dev.type == "cpu" and _world_size() > 1:
+        # one decision for every rank, rank 0's: ranks probing alone could disagree on a noisy machine
+        import torch.distributed as dist
+
+        box = [None]
+        if dist.get_rank() == 0:
+            box = [_amp_choice(requested, dev, network, shape_args, margin, rounds, use_cache, forward, training)]
+        dist.broadcast_object_list(box, src=0)
+        decision = dict(box[0])
+    else:
+        decision = _amp_choice(requested, dev, network, shape_args, margin, rounds, use_cache, forward, training)
     bf16_cpu = dev.type == "cpu" and decision["dtype"] == "bfloat16"
     layout, layout_reason = _layout_choice(channels_last, dev, int(spatial_dims), bf16_cpu, network)
     return {"device": dev.type, "requested": requested, **decision, "channels_last": layout,
             "layout_reason": layout_reason, "compile": compiled}  # fmt: skip
+
+
+def _world_size() -> int:
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
 def monai_amp(precision: Mapping[str, Any]) -> bool:
