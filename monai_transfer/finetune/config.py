@@ -29,6 +29,7 @@ __all__ = [
     "LOSSES",
     "inferer_component",
     "precision_component",
+    "precision_inferer",
 ]
 
 KEY_METRIC_DEFAULT = {"classification": "auroc", "segmentation": "mean_dice"}
@@ -133,9 +134,11 @@ def precision_component(
             "channels_last": "@channels_last", "compile": "@compile", "training": training}  # fmt: skip
 
 
-def _precision_inferer(inferer: str) -> dict[str, Any]:
-    # wraps the inferer where the engine uses it, so that `validate#inferer#overlap=...` still reaches the window
-    return {"_target_": "monai_transfer.engines.PrecisionInferer", "inferer": inferer, "precision": "@precision"}
+def precision_inferer(inferer: str) -> str:
+    """The engine's ``inferer``: ``inferer`` (a reference) under the run's precision. Wrapped where the engine uses it,
+    so that ``validate#inferer#overlap=...`` still reaches the window; an expression, which MONAI's property check of
+    ``train#trainer#inferer`` and ``validate#evaluator#inferer`` accepts as it accepts a reference."""
+    return f"$monai_transfer.engines.PrecisionInferer({inferer}, @precision)"
 
 
 def network_def_component(
@@ -353,7 +356,7 @@ def finetune_config(
             "handlers": train_handlers,
             "trainer": {"_target_": "SupervisedTrainer", "max_epochs": int(max_epochs), "device": "@device",
                         "train_data_loader": "@train#dataloader", "network": "@network", "optimizer": "@optimizer",
-                        "loss_function": "@loss", "inferer": _precision_inferer("@train#inferer"),
+                        "loss_function": "@loss", "inferer": precision_inferer("@train#inferer"),
                         "train_handlers": "@train#handlers", "amp": _MONAI_AMP,
                         # gradients freed, not zeroed, between steps (PyTorch's default since 2.0): no memset of every
                         # gradient per step and a lower peak; a parameter that gets no gradient in a step is skipped
@@ -373,7 +376,7 @@ def finetune_config(
             "handlers": val_handlers,
             "evaluator": {"_target_": "SupervisedEvaluator", "device": "@device",
                           "val_data_loader": "@validate#dataloader", "network": "@network",
-                          "inferer": _precision_inferer("@validate#inferer"), "postprocessing": "@validate#postprocessing",
+                          "inferer": precision_inferer("@validate#inferer"), "postprocessing": "@validate#postprocessing",
                           "key_val_metric": "@validate#key_metric", "additional_metrics": "@validate#additional_metrics",
                           "val_handlers": "@validate#handlers", "amp": _MONAI_AMP},
         },  # fmt: skip

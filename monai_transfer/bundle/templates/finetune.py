@@ -15,6 +15,7 @@ from monai_transfer.finetune.config import (
     inferer_component,
     network_def_component,
     precision_component,
+    precision_inferer,
 )
 from monai_transfer.transforms.preprocessing import intensity_components
 from monai_transfer.utils.sizes import per_axis
@@ -117,8 +118,7 @@ def inference_config(
         "evaluator": {"_target_": "SupervisedEvaluator", "device": "@device", "val_data_loader": "@dataloader",
                       "network": "@network", "postprocessing": "@postprocessing", "val_handlers": "@handlers",
                       # the CPU half of the precision decision around the inferer; MONAI's amp is the CUDA half
-                      "inferer": {"_target_": "monai_transfer.engines.PrecisionInferer", "inferer": "@inferer",
-                                  "precision": "@precision"},
+                      "inferer": precision_inferer("@inferer"),
                       "amp": "$monai_transfer.engines.monai_amp(@precision)"},  # fmt: skip
         "initialize": [],
         "run": ["$@evaluator.run()"],
