@@ -90,11 +90,13 @@ def finetune(
         options: the config's shape, see :func:`monai_transfer.finetune.plan.plan_finetune`: ``strategy_kwargs``,
             ``num_classes``, ``spatial_dims``, ``in_channels``, ``loss``, ``class_weights``, ``focal_gamma``,
             ``optimizer``, ``key_metric``, ``spatial_size``, ``patch_size``, ``augment``, ``train_section``,
-            ``val_section``, ``backbone_kwargs``, ``head_kwargs``, ``strict``, ``device``, ``amp``, ``tensorboard``,
+            ``val_section``, ``backbone_kwargs``, ``head_kwargs``, ``strict``, ``device``, ``amp``, ``channels_last``,
+            ``compile`` (``"auto"``/``"on"``/``"off"``: :func:`monai_transfer.engines.resolve_precision`), ``tensorboard``,
             ``progress``, ``intensity``, ``mlflow_uri``.
 
     Returns:
-        The result (also ``out_dir/result.json``): best metric and epoch, epochs run, test metrics, the load report
+        The result (also ``out_dir/result.json``): best metric and epoch, epochs run, test metrics, the precision
+        decision (``precision``: amp, dtype, layout, compile and why), the load report
         of ``pretrained``, the intensity used, sizes of the sets, the config file, the run's values, ``duration_s``.
 
     Raises:
