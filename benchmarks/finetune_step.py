@@ -295,8 +295,10 @@ def main(argv: list[str] | None = None) -> None:
             notes.append(f"  {name} failed: {row['error']}")
         else:
             ours = row["info"]["ours"]
-            notes.append(f"  {name}: {ours['reason']}; first step (warm-up) ours {ours.get('first_step_s')} s, "
-                         f"bare {row['info']['bare'].get('first_step_s')} s")
+            notes.append(
+                f"  {name}: {ours['reason']}; first step (warm-up) ours {ours.get('first_step_s')} s, "
+                f"bare {row['info']['bare'].get('first_step_s')} s"
+            )
     if notes:
         print("notes:\n" + "\n".join(notes))
     if args.out:

@@ -263,7 +263,6 @@ def probe_autocast(
             ratios.append(times[False] / max(times[True], 1e-9))
             if r >= 1 and sum(fp32) + sum(amp) > budget_s:
                 break
-    del net
     q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
     return {
         "fp32_ms": round(1000 * statistics.median(fp32), 2),

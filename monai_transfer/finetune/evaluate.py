@@ -125,8 +125,17 @@ def evaluate(
     dev = next(net.parameters()).device
     dims = int(facts["spatial_dims"])
     size = _parsed(parser, "patch_size") or _parsed(parser, "spatial_size")
-    precision = resolve_precision(amp, dev, net, dims, int(_parsed(parser, "in_channels") or 1), size, batch_size,
-                                  channels_last=_parsed(parser, "channels_last") or "off", training=False)
+    precision = resolve_precision(
+        amp,
+        dev,
+        net,
+        dims,
+        int(_parsed(parser, "in_channels") or 1),
+        size,
+        batch_size,
+        channels_last=_parsed(parser, "channels_last") or "off",
+        training=False,
+    )
     loader = make_loader(rows, Compose(xs), batch_size, False, cache=False)
     key = None
     if task == "classification":
