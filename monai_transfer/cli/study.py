@@ -33,6 +33,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"{name}: {path}")
     for target, path in (result.get("best") or {}).items():
         print(f"best starting point for {target}: {path}")
+    for w in result.get("warnings", []):
+        print(f"WARNING: {w}")
     return 1 if result["failed"] else 0
 
 

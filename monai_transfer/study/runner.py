@@ -178,6 +178,29 @@ def _best_bundles(spec: StudySpec, rows: list[dict[str, Any]], out: Path) -> dic
     return written
 
 
+#: scores at or below which a classifier has learned nothing worth comparing (AUROC 0.5 is chance)
+CHANCE = {"auroc": 0.6}
+
+
+def _chance_warnings(spec: StudySpec, rows: list[dict[str, Any]]) -> list[str]:
+    """A study whose every starting point stays near chance on the full data compares noise: say so."""
+    out = []
+    for target in spec.targets:
+        metric = spec.metric(target)
+        if metric not in CHANCE:
+            continue
+        means = {}
+        for r in rows:
+            if r["target"] == target.name and r["challenge"] == "full" and r["status"] == "ok":
+                means.setdefault(r["start"], []).append(r["score"])
+        if means and max(sum(v) / len(v) for v in means.values()) <= CHANCE[metric]:
+            best = max(means, key=lambda k: sum(means[k]) / len(means[k]))
+            out.append(f"target {target.name!r}: no starting point learned the task on the full data (best mean "
+                       f"{metric} {sum(means[best]) / len(means[best]):.3f}, {best}; chance is 0.5): the comparisons "
+                       "rest on noise. Give the cells more data or epochs before reading them.")  # fmt: skip
+    return out
+
+
 def run_study(spec: StudySpec, out: str | os.PathLike, raw: Mapping[str, Any] | None = None, executor: str = "local",
               workers: int = 1, address: str | None = None, retry_failed: bool = False, progress: bool = True,
               report: bool = True, threads: int | None = None) -> dict[str, Any]:  # fmt: skip
@@ -251,6 +274,9 @@ def run_study(spec: StudySpec, out: str | os.PathLike, raw: Mapping[str, Any] | 
                               "rows": rows, "report": {}, "best": {}}  # fmt: skip
     if stopped is not None:
         raise StudyStopped(f"cell {stopped['cell']} failed and on_error is 'stop': {stopped['error']}")
+    result["warnings"] = _chance_warnings(spec, rows)
+    for w in result["warnings"]:
+        logger.warning(w)
     if report and rows:
         from monai_transfer.study.report import write_report
 

@@ -124,3 +124,15 @@ def test_presets_parse(tmp_path):
     assert "demo" in list_presets()
     with pytest.raises(SpecError, match="no preset 'nope'"):
         preset_path("nope")
+
+
+def test_a_study_that_learned_nothing_says_so(data):
+    from monai_transfer.study.runner import _chance_warnings
+
+    spec = parse_spec(_spec(), data)
+    rows = [{"target": "t", "challenge": "full", "status": "ok", "start": s, "score": v}
+            for s, v in (("random", 0.5), ("random", 0.55), ("ssl", 0.58))]  # fmt: skip
+    (warning,) = _chance_warnings(spec, rows)
+    assert "no starting point learned" in warning and "0.580" in warning
+    rows.append({"target": "t", "challenge": "full", "status": "ok", "start": "ssl", "score": 0.9})
+    assert _chance_warnings(spec, rows) == []
