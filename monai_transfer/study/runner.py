@@ -27,12 +27,6 @@ __all__ = ["run_study", "run_cell", "cell_payload", "StudyStopped", "plan_study"
 
 logger = logging.getLogger(__name__)
 
-#: finetune options a spec's ``finetune`` section may set (the rest of finetune's arguments belong to the cell)
-FINETUNE_OPTIONS = ("epochs", "batch_size", "lr", "weight_decay", "head_lr_mult", "warmup_epochs", "patience",
-                    "num_workers", "backbone_kwargs", "head_kwargs", "strategy_kwargs", "spatial_size", "patch_size",
-                    "loss", "class_weights", "augment", "intensity", "device", "amp", "channels_last", "compile",
-                    "overrides")  # fmt: skip
-
 
 class StudyStopped(RuntimeError):
     """A cell failed and the spec says ``on_error: stop`` (its row is in the store)."""
@@ -41,9 +35,6 @@ class StudyStopped(RuntimeError):
 def cell_payload(cell: Cell, spec: StudySpec, pretrained: str | None, out: str | os.PathLike) -> dict[str, Any]:
     """Everything a worker needs to run one cell, as plain data (it crosses process and Ray boundaries)."""
     t = cell.target
-    unknown = sorted(set(spec.finetune) - set(FINETUNE_OPTIONS))
-    if unknown:
-        raise ValueError(f"finetune: unknown option(s) {unknown}; known: {list(FINETUNE_OPTIONS)}")
     return {"cell": cell.id, "key": cell.key, "datalist": cell.datalist, "task": t.task, "spatial_dims": t.spatial_dims,
             "in_channels": t.in_channels, "patient_key": t.patient_key, "metric": spec.metric(t),
             "challenge_kind": cell.challenge.kind,

@@ -14,7 +14,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SpecError", "Target", "Start", "Challenge", "StudySpec", "parse_spec", "load_spec", "START_KINDS"]
+__all__ = [
+    "FINETUNE_OPTIONS",
+    "SpecError",
+    "Target",
+    "Start",
+    "Challenge",
+    "StudySpec",
+    "parse_spec",
+    "load_spec",
+    "START_KINDS",
+]
 
 START_KINDS = ("random", "source", "path", "ssl", "supervised", "continual")
 TASKS = ("classification", "segmentation")
@@ -31,6 +41,11 @@ SUPERVISED_KEYS = ("data", "task", "epochs", "batch_size", "lr", "domain", "spat
 CONTINUAL_KEYS = ("from", "ssl")
 CHALLENGE_KEYS = ("full", "label_fractions", "imbalance", "domain")
 ESTIMATORS = ("knn", "linear_probe", "logme")
+#: finetune options a spec's ``finetune`` section may set (the rest of finetune's arguments belong to the cell)
+FINETUNE_OPTIONS = ("epochs", "batch_size", "lr", "weight_decay", "head_lr_mult", "warmup_epochs", "patience",
+                    "num_workers", "backbone_kwargs", "head_kwargs", "strategy_kwargs", "spatial_size", "patch_size",
+                    "loss", "class_weights", "augment", "intensity", "device", "amp", "channels_last", "compile",
+                    "overrides")  # fmt: skip
 
 
 class SpecError(ValueError):
@@ -294,9 +309,7 @@ def parse_spec(obj: Mapping[str, Any], root: str | os.PathLike = ".") -> StudySp
     for i, e in enumerate(_list(estimators, "transferability", str, True)):
         if e not in ESTIMATORS:
             _fail(f"transferability[{i}]", f"unknown estimator {e!r}; one of {ESTIMATORS}")
-    finetune = s.get("finetune") or {}
-    if not isinstance(finetune, Mapping):
-        _fail("finetune", "expected a mapping of finetune options (epochs, batch_size, lr, backbone_kwargs, ...)")
+    finetune = _check_keys(s.get("finetune") or {}, FINETUNE_OPTIONS, "finetune")
     spec = StudySpec(
         name=str(s.get("name", "study")), targets=targets, starts=starts,
         backbones=tuple(str(b) for b in _list(s["backbones"], "backbones", str)),

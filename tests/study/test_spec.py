@@ -82,6 +82,7 @@ def test_a_good_spec_parses(data):
         ({"challenges": {"domain": [{"train": ["A"], "test": ["A"]}]}}, "challenges.domain[0]", "both train and test"),
         ({"seeds": [0, 0]}, "seeds", "repeated"),
         ({"strategies": ["fulll"]}, "strategies[0]", "unknown strategy"),
+        ({"finetune": {"epoch": 2}}, "finetune.epoch", "did you mean 'epochs'"),
     ],
 )
 def test_problems_are_named_with_their_place(data, changes, place, message):
