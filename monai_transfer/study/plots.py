@@ -24,6 +24,9 @@ __all__ = ["plot_label_efficiency", "plot_challenge_drops", "plot_comparison_hea
 
 Rows = Sequence[Mapping[str, Any]]
 
+#: metrics that live in [0, 1] (the interval bands are drawn clipped to it)
+BOUNDED_01 = frozenset({"auroc", "accuracy", "balanced_accuracy", "mean_dice", "dice"})
+
 
 def _figure(n_panels: int, width: float = 5.0, height: float = 4.0, ncols: int | None = None) -> tuple[Any, list]:
     import matplotlib
@@ -78,6 +81,8 @@ def plot_label_efficiency(summaries: Rows, path: str | os.PathLike) -> str | Non
             (h,) = ax.plot(x, y, marker="o", label=label)
             lo = np.array([np.nan if s["ci_low"] is None else s["ci_low"] for s in line])
             hi = np.array([np.nan if s["ci_high"] is None else s["ci_high"] for s in line])
+            if str(rows[0]["metric"]) in BOUNDED_01:  # a t-interval knows no bounds; the metric does
+                lo, hi = np.clip(lo, 0.0, 1.0), np.clip(hi, 0.0, 1.0)
             ax.fill_between(x, lo, hi, color=h.get_color(), alpha=0.15, linewidth=0)
         ax.set_xscale("log")
         ax.set_xlabel("label fraction (1.0 = full)")
