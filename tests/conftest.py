@@ -19,16 +19,3 @@ def _loggers_write_to_the_live_stderr():
             if isinstance(handler, logging.StreamHandler) and getattr(stream, "closed", False):
                 handler.stream = sys.stderr  # not setStream: it flushes the closed stream first
     yield
-
-
-@pytest.fixture(autouse=True)
-def _precision_cache_and_fp32(tmp_path_factory, monkeypatch):
-    """``amp: auto`` probes the network on a CPU with bfloat16 instructions and caches the result under
-    ``$MONAI_TRANSFER_CACHE``: the tests' cache lives in the session's temporary folder (nothing written under ``~``,
-    inherited by the tests' subprocesses), and in this process the CPU reads as one without bfloat16, so that the
-    suite's numbers stay the fp32 ones on every machine. ``tests/engines/test_precision.py`` switches it back."""
-    monkeypatch.setenv("MONAI_TRANSFER_CACHE", str(tmp_path_factory.getbasetemp() / "monai_transfer_cache"))
-    from monai_transfer.engines import precision
-
-    monkeypatch.setattr(precision, "cpu_bf16_support", lambda: (False, "test session: fp32 unless a test asks"))
-    yield

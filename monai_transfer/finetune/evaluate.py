@@ -15,7 +15,6 @@ from typing import Any
 import torch
 
 from monai_transfer.engines.device import default_device
-from monai_transfer.engines.precision import PrecisionInferer, monai_amp, prepare_network, resolve_precision
 from monai_transfer.engines.workflow import unwrap_config_error
 from monai_transfer.finetune.cases import datalist_cases
 from monai_transfer.finetune.tasks import make_loader
@@ -87,7 +86,7 @@ def evaluate(
     section: str = "test",
     batch_size: int = 8,
     device: str | torch.device | None = None,
-    amp: bool | str | None = None,
+    amp: bool | None = None,
     cases: bool = True,
     corruption: Callable | None = None,
     overrides: Any = None,
@@ -100,8 +99,7 @@ def evaluate(
         section: the section evaluated.
         batch_size: evaluation batch size.
         device: default CUDA when available, else CPU.
-        amp: ``"auto"`` (``None``), ``"on"``, ``"off"`` or a boolean: CUDA AMP, or on CPU bfloat16 autocast where a
-            forward-only probe of this network measures that it pays (``monai_transfer.engines.resolve_precision``).
+        amp: mixed precision; default on for CUDA.
         cases: include per-case records (``"cases"``: classification ``label``/``prob``, segmentation ``dice``,
             ``hd95_voxels``, ``surface_dice_1voxel`` per foreground class), in the section's order.
         corruption: a dictionary transform inserted where the run's config says corruptions act on what the network
@@ -109,7 +107,7 @@ def evaluate(
         overrides: ``id=value`` changes of the run's saved config (:func:`load_run`).
 
     Returns:
-        ``{"section", "n", <metrics>, "checkpoint", "precision", ["cases"]}``: ``mean_dice`` for segmentation; ``auroc`` (``None``
+        ``{"section", "n", <metrics>, "checkpoint", ["cases"]}``: ``mean_dice`` for segmentation; ``auroc`` (``None``
         when the section has one class) and ``accuracy`` for classification.
     """
     from monai.transforms import Compose
@@ -123,34 +121,19 @@ def evaluate(
     if corruption is not None:
         xs.insert(int(parser.get("validate#corruption_index", len(xs) - 1)), corruption)
     dev = next(net.parameters()).device
-    dims = int(facts["spatial_dims"])
-    size = _parsed(parser, "patch_size") or _parsed(parser, "spatial_size")
-    precision = resolve_precision(
-        amp,
-        dev,
-        net,
-        dims,
-        int(_parsed(parser, "in_channels") or 1),
-        size,
-        batch_size,
-        channels_last=_parsed(parser, "channels_last") or "off",
-        training=False,
-    )
+    use_amp = (dev.type == "cuda") if amp is None else bool(amp)
     loader = make_loader(rows, Compose(xs), batch_size, False, cache=False)
     key = None
     if task == "classification":
         key = "auroc" if len({int(float(e["label"])) for e in rows}) > 1 else "accuracy"
     inferer = parser.get_parsed_content("validate#inferer")
-    inferer = PrecisionInferer(inferer, precision)
-    prepare_network(net, {**precision, "compile": False}, dims)  # compiling pays over epochs, not one pass
-    evaluator = make_evaluator(net, loader, task, n_cls, dev, inferer, monai_amp(precision), key, collect_cases=True)
+    evaluator = make_evaluator(net, loader, task, n_cls, dev, inferer, use_amp, key, collect_cases=True)
     try:
         evaluator.run()
     except RuntimeError as err:  # a data check's own message (the file named), not MONAI's "applying transform"
         raise unwrap_config_error(err) from None
     root = Path(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint).parent.parent
-    metrics: dict[str, Any] = {"section": section, "n": len(rows), "checkpoint": str(root / MODEL_FILE),
-                               "precision": precision}  # fmt: skip
+    metrics: dict[str, Any] = {"section": section, "n": len(rows), "checkpoint": str(root / MODEL_FILE)}
     for name, value in evaluator.state.metrics.items():
         metrics[name] = float(value)
     if task == "classification":
@@ -158,8 +141,3 @@ def evaluate(
     if cases:
         metrics["cases"] = evaluator.case_collector.cases
     return metrics
-
-
-def _parsed(parser: Any, cid: str) -> Any:
-    """A config value, ``None`` when the config (an older run's) has no such id."""
-    return parser.get_parsed_content(cid) if cid in parser else None
