@@ -44,7 +44,7 @@ ESTIMATORS = ("knn", "linear_probe", "logme")
 #: finetune options a spec's ``finetune`` section may set (the rest of finetune's arguments belong to the cell)
 FINETUNE_OPTIONS = ("epochs", "batch_size", "lr", "weight_decay", "head_lr_mult", "warmup_epochs", "patience",
                     "num_workers", "backbone_kwargs", "head_kwargs", "strategy_kwargs", "spatial_size", "patch_size",
-                    "loss", "class_weights", "augment", "intensity", "device", "amp", "channels_last", "compile",
+                    "loss", "class_weights", "augment", "intensity", "device", "amp",
                     "overrides")  # fmt: skip
 
 
