@@ -19,7 +19,7 @@ from typing import Any
 
 from monai_transfer.study.cells import Cell, expand_cells, write_cell_data
 from monai_transfer.study.spec import StudySpec
-from monai_transfer.study.starts import pretraining_jobs, resolve_start
+from monai_transfer.study.starts import resolve_start
 from monai_transfer.study.store import ResultsStore
 from monai_transfer.utils.atomic import atomic_write_text
 
@@ -231,18 +231,17 @@ def run_study(spec: StudySpec, out: str | os.PathLike, raw: Mapping[str, Any] | 
     todo = [c for c in cells if c.id in pending]
     logger.info(f"study {spec.name}: {len(cells)} cells, {len(cells) - len(todo)} done, {len(todo)} to run")
     starts: dict[tuple[str, str, int], str | None] = {}
-    for start, backbone, dims in pretraining_jobs(spec):
-        if any(c.start == start.name and c.backbone == backbone and c.target.spatial_dims == dims for c in todo):
-            logger.info(f"pretraining {start.name} ({start.kind}) for {backbone} {dims}D")
     payloads, extras = [], {}
     for c in todo:
         key = (c.start, c.backbone, c.target.spatial_dims)
         if key not in starts:
+            if spec.start(c.start).pretrained_in_study:
+                logger.info(f"starting point {c.start}: pretraining (or reading) it for {c.backbone} {key[2]}D")
             starts[key] = resolve_start(spec, spec.start(c.start), c.backbone, c.target.spatial_dims, out,
                                         c.target.domain_key)  # fmt: skip
             if starts[key] is not None and spec.start(c.start).kind != "source" and not os.path.exists(starts[key]):
                 raise FileNotFoundError(f"starting point {c.start!r}: its weights {starts[key]} were not written")
-        payloads.append({**cell_payload(c, spec, starts[key], out), "threads": threads})
+        payloads.append(cell_payload(c, spec, starts[key], out))
         extras[c.id] = _transferability(spec, c, starts[key], out)
     if threads is None:
         threads = max(1, (os.cpu_count() or 1) // max(1, workers)) if executor == "local" else 1

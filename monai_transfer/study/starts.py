@@ -19,7 +19,7 @@ from monai_transfer.data import load_datalist
 from monai_transfer.study.spec import Start, StudySpec
 from monai_transfer.utils.atomic import atomic_write_text
 
-__all__ = ["resolve_start", "pretraining_jobs"]
+__all__ = ["resolve_start"]
 
 logger = logging.getLogger(__name__)
 
@@ -96,10 +96,3 @@ def resolve_start(spec: StudySpec, start: Start, backbone: str, dims: int, out: 
         return _supervised(start.supervised or {}, backbone, dims, folder, spec, domain_key)
     base = resolve_start(spec, spec.start(start.base or ""), backbone, dims, out, domain_key)
     return _ssl(start.ssl or {}, backbone, dims, folder, kwargs, base)
-
-
-def pretraining_jobs(spec: StudySpec) -> list[tuple[Start, str, int]]:
-    """(start, backbone, dims) triples that pretrain inside the study, bases of continual starts first."""
-    dims = sorted({t.spatial_dims for t in spec.targets})
-    order = sorted(spec.starts, key=lambda s: s.kind == "continual")
-    return [(s, b, d) for s in order if s.pretrained_in_study for b in spec.backbones for d in dims]
