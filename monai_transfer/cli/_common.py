@@ -73,6 +73,11 @@ class ParagraphHelpFormatter(HelpFormatter):
         )
 
 
+def help_by_default(parser: argparse.ArgumentParser) -> None:
+    """A command group run without a subcommand prints its help and exits 0."""
+    parser.set_defaults(func=lambda _args: (parser.print_help(), 0)[1])
+
+
 def _subparsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):

@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from monai_transfer.cli._common import ParagraphHelpFormatter, _parse_kv
+from monai_transfer.cli._common import ParagraphHelpFormatter, _parse_kv, help_by_default
 
 
 def _size(values: list[int] | None) -> list[int] | int | None:
@@ -264,4 +264,4 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--json", action="store_true", help="print the problems as a JSON list of {file, key, message}")
     p.set_defaults(func=_cmd_bundle_check)
-    bundle.set_defaults(func=lambda a: (bundle.print_help(), 0)[1])
+    help_by_default(bundle)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from monai_transfer.cli._common import help_by_default
+
 
 def _cmd_data_scan(args: argparse.Namespace) -> int:
     from monai_transfer.data import scan
@@ -104,4 +106,4 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing non-demo folder's content")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_data_demo)
-    data.set_defaults(func=lambda a: (data.print_help(), 0)[1])
+    help_by_default(data)

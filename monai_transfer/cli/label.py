@@ -12,7 +12,7 @@ import signal
 import sys
 from pathlib import Path
 
-from monai_transfer.cli._common import HelpFormatter, ParagraphHelpFormatter
+from monai_transfer.cli._common import HelpFormatter, ParagraphHelpFormatter, help_by_default
 
 
 def _python(args: argparse.Namespace) -> Path:
@@ -182,8 +182,4 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=_cmd_serve)
 
-    def _help(_args: argparse.Namespace) -> int:
-        label.print_help()
-        return 0
-
-    label.set_defaults(func=_help)
+    help_by_default(label)

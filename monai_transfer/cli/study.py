@@ -11,7 +11,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from monai_transfer.cli._common import ParagraphHelpFormatter
+from monai_transfer.cli._common import ParagraphHelpFormatter, help_by_default
 
 
 def _spec(args: argparse.Namespace):
@@ -153,8 +153,4 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = ssub.add_parser("presets", help="the shipped study specs")
     p.set_defaults(func=_cmd_presets)
 
-    def _help(_args: argparse.Namespace) -> int:
-        study.print_help()
-        return 0
-
-    study.set_defaults(func=_help)
+    help_by_default(study)

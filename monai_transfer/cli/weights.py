@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # torch is imported by the commands, not by --help
     import torch
 
-from monai_transfer.cli._common import _table
+from monai_transfer.cli._common import _table, help_by_default
 
 
 def hash_check(sha256: str | None) -> str:
@@ -210,4 +210,4 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="provenance fields to set, e.g. method=SimCLR modality=CT source_data='LIDC-IDRI'",
     )
     p.set_defaults(func=_cmd_weights_convert)
-    weights.set_defaults(func=lambda a: (weights.print_help(), 0)[1])
+    help_by_default(weights)

@@ -12,7 +12,19 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["attach_ids", "class_names", "name_cases"]
+__all__ = ["attach_ids", "class_names", "image_stem", "name_cases", "IMAGE_SUFFIXES"]
+
+#: image file suffixes stripped from a file name to give its id (longest first where one ends another)
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".dcm", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
+
+
+def image_stem(path: str | os.PathLike) -> str:
+    """A file's id: its name without the image suffix (``a/b/sub-0.nii.gz`` -> ``sub-0``; MSD's and MONAI Label's ids)."""
+    base = os.path.basename(os.fspath(path).strip())
+    for suffix in IMAGE_SUFFIXES:
+        if base.lower().endswith(suffix):
+            return base[: -len(suffix)]
+    return base
 
 
 def attach_ids(cases: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -24,21 +24,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from monai_transfer.data.case_ids import image_stem as image_id  # MONAI Label's image id is the file's stem
+
 __all__ = ["image_id", "class_index", "read_class_csv", "DEFAULT_CSV"]
 
 DEFAULT_CSV = "labels.csv"
 IMAGE_COLUMNS = ("image", "id", "file")
 CLASS_COLUMNS = ("label", "class")
-_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".dcm", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
-
-
-def image_id(name: str) -> str:
-    """MONAI Label's id of an image: its file name without the image suffix (``a/b/sub-0.nii.gz`` -> ``sub-0``)."""
-    base = os.path.basename(name.strip())
-    for suffix in _SUFFIXES:
-        if base.lower().endswith(suffix):
-            return base[: -len(suffix)]
-    return base
 
 
 def class_index(value: Any, labels: Sequence[str], where: str) -> int:

@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from monai_transfer.label.server import log_tail
 from monai_transfer.utils.atomic import atomic_write_text
 
 __all__ = [
@@ -144,7 +145,7 @@ def _run(cmd: list[str], log: Path, what: str) -> None:
         fh.flush()
         rc = subprocess.call(cmd, stdout=fh, stderr=subprocess.STDOUT)
     if rc != 0:
-        tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-15:])
+        tail = log_tail(log, 15)
         raise LabelEnvironmentError(f"{what} failed (exit {rc}); full log: {log}\n{tail}")
 
 

@@ -29,6 +29,7 @@ __all__ = [
     "OFFLINE_CONF",
     "ServerError",
     "build_app",
+    "log_tail",
     "free_port",
     "link_bundles",
     "server_command",
@@ -116,7 +117,7 @@ def start_server(cmd: Sequence[str], log: str | os.PathLike | None = None, env: 
             out.close()
 
 
-def _tail(log: str | os.PathLike | None, lines: int = 25) -> str:
+def log_tail(log: str | os.PathLike | None, lines: int = 25) -> str:
     if not log or not os.path.exists(log):
         return ""
     return "".join(Path(log).read_text(errors="replace").splitlines(keepends=True)[-lines:])
@@ -131,13 +132,13 @@ def wait_until_ready(url: str, proc: subprocess.Popen, timeout: float = 120.0, l
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise ServerError(f"the MONAI Label server exited with status {proc.returncode}:\n{_tail(log)}")
+            raise ServerError(f"the MONAI Label server exited with status {proc.returncode}:\n{log_tail(log)}")
         try:
             with urllib.request.urlopen(f"{url}/info/", timeout=5) as r:
                 return json.loads(r.read())
         except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError):
             time.sleep(0.5)
-    raise ServerError(f"the MONAI Label server did not answer {url}/info/ within {timeout:.0f} s:\n{_tail(log)}")
+    raise ServerError(f"the MONAI Label server did not answer {url}/info/ within {timeout:.0f} s:\n{log_tail(log)}")
 
 
 def stop_server(proc: subprocess.Popen, timeout: float = 20.0) -> None:

@@ -9,32 +9,17 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+
+from monai_transfer.study.spec import read_spec_file
 
 __all__ = ["prepare_data"]
-
-
-def _raw(spec: str | os.PathLike | None, preset: str | None) -> dict[str, Any]:
-    import yaml
-
-    from monai_transfer.study.presets import preset_path
-    from monai_transfer.study.spec import SpecError
-
-    path = preset_path(preset) if preset else Path(spec) if spec else None
-    if path is None:
-        raise SpecError("give a spec file or --preset NAME")
-    try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError:
-        raise SpecError(f"{path}: spec file not found") from None
-    return raw if isinstance(raw, dict) else {}
 
 
 def prepare_data(spec: str | os.PathLike | None, preset: str | None, data_root: str | os.PathLike | None,
                  out: str | os.PathLike) -> str | None:  # fmt: skip
     """Make what the spec's ``prepare`` section asks for; returns the data root the spec should use (None: the
     spec's own)."""
-    prepare = _raw(spec, preset).get("prepare") or {}
+    prepare = read_spec_file(spec, preset)[0].get("prepare") or {}
     if not prepare:
         return os.fspath(data_root) if data_root is not None else None
     root = Path(data_root) if data_root is not None else Path(out) / "data_root"

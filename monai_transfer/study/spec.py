@@ -359,10 +359,8 @@ def _check_fits(spec: StudySpec) -> None:
                             _fail(where, f"{e} (backbone {b}, target {t.name} in {t.spatial_dims}D)")
 
 
-def load_spec(path: str | os.PathLike | None = None, preset: str | None = None,
-              data_root: str | os.PathLike | None = None) -> tuple[StudySpec, dict[str, Any]]:  # fmt: skip
-    """Read a spec file or a named preset (``data_root`` replaces the preset's or the file's); returns the checked
-    spec and the raw mapping (saved beside the results)."""
+def read_spec_file(path: str | os.PathLike | None = None, preset: str | None = None) -> tuple[dict[str, Any], Path]:
+    """The raw mapping of a spec file or a named preset, and the file it came from (not yet checked)."""
     import yaml
 
     if (path is None) == (preset is None):
@@ -380,7 +378,14 @@ def load_spec(path: str | os.PathLike | None = None, preset: str | None = None,
         raise SpecError(f"{p}: not valid YAML ({e})") from None
     if not isinstance(raw, Mapping):
         raise SpecError(f"{p}: a spec is a mapping (targets, starts, backbones, seeds, ...)")
-    raw = dict(raw)
+    return dict(raw), p
+
+
+def load_spec(path: str | os.PathLike | None = None, preset: str | None = None,
+              data_root: str | os.PathLike | None = None) -> tuple[StudySpec, dict[str, Any]]:  # fmt: skip
+    """Read a spec file or a named preset (``data_root`` replaces the preset's or the file's); returns the checked
+    spec and the raw mapping (saved beside the results)."""
+    raw, p = read_spec_file(path, preset)
     if data_root is not None:
         raw["data_root"] = str(Path(data_root).expanduser().absolute())
     try:

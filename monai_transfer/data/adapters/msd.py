@@ -13,6 +13,7 @@ import os
 import warnings
 from typing import Any
 
+from ..case_ids import image_stem
 from ..datalist import DatalistError, validate_datalist
 
 __all__ = ["load_msd", "msd_properties"]
@@ -47,14 +48,6 @@ def msd_properties(root: str | os.PathLike) -> dict[str, Any]:
     props["num_channels"] = len(obj["modality"])
     props["num_classes"] = len(obj["labels"])
     return props
-
-
-def _case_id(path: str) -> str:
-    base = os.path.basename(path)
-    for suf in (".nii.gz", ".nii", ".nrrd", ".mha"):
-        if base.endswith(suf):
-            return base[: -len(suf)]
-    return base
 
 
 def load_msd(
@@ -92,7 +85,7 @@ def load_msd(
             if isinstance(entry.get(k), str):
                 entry[k] = os.path.normpath(os.path.join(base, entry[k]))
         if isinstance(entry.get("image"), str):
-            entry.setdefault("patient_id", _case_id(entry["image"]))
+            entry.setdefault("patient_id", image_stem(entry["image"]))
         entry["modality"] = modality[0] if len(modality) == 1 else [modality[k] for k in sorted(modality)]
         out.append(entry)
     required = ("image", "label") if section == "training" else ("image",)
