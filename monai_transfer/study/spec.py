@@ -32,7 +32,7 @@ DEFAULT_METRIC = {"classification": "auroc", "segmentation": "mean_dice"}
 METRICS = {"classification": ("auroc", "accuracy"), "segmentation": ("mean_dice",)}
 
 TOP_KEYS = ("name", "description", "data_root", "prepare", "metric", "reference", "seeds", "backbones", "strategies",
-            "starts", "targets", "challenges", "finetune", "transferability", "on_error", "best_bundle")  # fmt: skip
+            "starts", "targets", "challenges", "finetune", "transferability", "on_error", "best_bundle", "linear_probe")  # fmt: skip
 TARGET_KEYS = ("name", "data", "task", "spatial_dims", "in_channels", "domain_key", "patient_key", "positive", "metric")
 START_KEYS = ("name", "random", "source", "path", "ssl", "supervised", "continual")
 SSL_KEYS = ("method", "data", "epochs", "batch_size", "modality", "roi_size", "lr", "intensity", "seed", "cache",
@@ -41,6 +41,8 @@ SUPERVISED_KEYS = ("data", "task", "epochs", "batch_size", "lr", "domain", "spat
 CONTINUAL_KEYS = ("from", "ssl")
 CHALLENGE_KEYS = ("full", "label_fractions", "imbalance", "domain")
 ESTIMATORS = ("knn", "linear_probe", "logme")
+#: how linear-probe cells of classification targets run: a head on cached encoder features, or whole finetune runs
+LINEAR_PROBE_MODES = ("cached", "pipeline")
 #: finetune options a spec's ``finetune`` section may set (the rest of finetune's arguments belong to the cell)
 FINETUNE_OPTIONS = ("epochs", "batch_size", "lr", "weight_decay", "head_lr_mult", "warmup_epochs", "patience",
                     "num_workers", "backbone_kwargs", "head_kwargs", "strategy_kwargs", "spatial_size", "patch_size",
@@ -157,6 +159,7 @@ class StudySpec:
     description: str = ""
     root: str = "."
     prepare: Mapping[str, Any] = field(default_factory=dict)
+    linear_probe: str = "cached"  #: one of LINEAR_PROBE_MODES (monai_transfer.study.probes)
 
     def start(self, name: str) -> Start:
         return next(s for s in self.starts if s.name == name)
@@ -310,6 +313,11 @@ def parse_spec(obj: Mapping[str, Any], root: str | os.PathLike = ".") -> StudySp
         if e not in ESTIMATORS:
             _fail(f"transferability[{i}]", f"unknown estimator {e!r}; one of {ESTIMATORS}")
     finetune = _check_keys(s.get("finetune") or {}, FINETUNE_OPTIONS, "finetune")
+    linear_probe = s.get("linear_probe", "cached")
+    if linear_probe not in LINEAR_PROBE_MODES:
+        _fail("linear_probe", "'cached' (linear-probe cells of classification targets train a head on encoder features "
+              "computed once per target, start and backbone) or 'pipeline' (each cell a whole finetune run), got "
+              f"{linear_probe!r}")  # fmt: skip
     spec = StudySpec(
         name=str(s.get("name", "study")), targets=targets, starts=starts,
         backbones=tuple(str(b) for b in _list(s["backbones"], "backbones", str)),
@@ -317,7 +325,7 @@ def parse_spec(obj: Mapping[str, Any], root: str | os.PathLike = ".") -> StudySp
         challenges=_parse_challenges(s.get("challenges"), "challenges"), seeds=seeds, reference=reference,
         finetune=dict(finetune), transferability=tuple(estimators), on_error=on_error,
         best_bundle=bool(s.get("best_bundle", True)), description=str(s.get("description", "")), root=str(base),
-        prepare=dict(s.get("prepare") or {}),
+        prepare=dict(s.get("prepare") or {}), linear_probe=linear_probe,
     )  # fmt: skip
     _check_fits(spec)
     return spec
