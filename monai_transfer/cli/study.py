@@ -19,7 +19,22 @@ def _spec(args: argparse.Namespace):
     from monai_transfer.study.prepare import prepare_data
 
     data_root = prepare_data(args.spec, args.preset, args.data_root, args.out)
-    return load_spec(args.spec, preset=args.preset, data_root=data_root)
+    return load_spec(args.spec, preset=args.preset, data_root=data_root, targets=_targets(args.target))
+
+
+def _targets(values: list[str] | None) -> dict[str, str]:
+    """``--target NAME=PATH`` options as a mapping (a malformed one is named)."""
+    from monai_transfer.study import SpecError
+
+    out: dict[str, str] = {}
+    for v in values or []:
+        name, sep, path = v.partition("=")
+        if not sep or not name or not path:
+            raise SpecError(f"--target {v!r}: expected NAME=PATH (a target's name in the spec, and its new data)")
+        if name in out:
+            raise SpecError(f"--target {name!r} given twice")
+        out[name] = path
+    return out
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -81,6 +96,9 @@ def _cmd_presets(args: argparse.Namespace) -> int:
 
     from monai_transfer.study import list_presets, preset_path
 
+    if args.name:  # the whole spec, to read or to copy and edit
+        print(preset_path(args.name).read_text(), end="")
+        return 0
     for name in list_presets():
         raw = yaml.safe_load(preset_path(name).read_text())
         print(f"{name:10s} {' '.join(str(raw.get('description', '')).split())}")
@@ -109,6 +127,17 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
             default=None,
             help="where the spec's relative data paths start (a preset's "
             "targets on your own files); demo presets write their data to OUT/data_root if not given",
+        )
+        p.add_argument(
+            "--target",
+            action="append",
+            default=None,
+            metavar="NAME=PATH",
+            help="run the target NAME of the spec on other data: PATH is a datalist JSON, a MedMNIST .npz, an MSD "
+            "task folder or a CSV folder (relative to the current folder); the target's task, dimensions and "
+            "metric stay as the spec says. An in-study pretraining that reads the target's own file (SSL on the "
+            "target's images) reads PATH too; other pretraining pools stay as they are. Repeat for several "
+            "targets ('monai-transfer study presets NAME' shows a preset's targets)",
         )
 
     p = ssub.add_parser(
@@ -150,7 +179,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="the study folder")
     p.set_defaults(func=_cmd_report)
 
-    p = ssub.add_parser("presets", help="the shipped study specs")
+    p = ssub.add_parser("presets", help="the shipped study specs (with NAME: print that spec)")
+    p.add_argument("name", nargs="?", default=None, help="print this preset's YAML (to copy and edit)")
     p.set_defaults(func=_cmd_presets)
 
     help_by_default(study)

@@ -17,12 +17,14 @@ from typing import Any
 __all__ = [
     "FINETUNE_OPTIONS",
     "SpecError",
+    "MissingDataError",
     "Target",
     "Start",
     "Challenge",
     "StudySpec",
     "parse_spec",
     "load_spec",
+    "replace_targets",
     "START_KINDS",
 ]
 
@@ -31,8 +33,9 @@ TASKS = ("classification", "segmentation")
 DEFAULT_METRIC = {"classification": "auroc", "segmentation": "mean_dice"}
 METRICS = {"classification": ("auroc", "accuracy"), "segmentation": ("mean_dice",)}
 
-TOP_KEYS = ("name", "description", "data_root", "prepare", "metric", "reference", "seeds", "backbones", "strategies",
-            "starts", "targets", "challenges", "finetune", "transferability", "on_error", "best_bundle", "linear_probe")  # fmt: skip
+TOP_KEYS = ("name", "description", "data_root", "data_help", "prepare", "metric", "reference", "seeds", "backbones",
+            "strategies", "starts", "targets", "challenges", "finetune", "transferability", "on_error",
+            "best_bundle", "linear_probe")  # fmt: skip
 TARGET_KEYS = ("name", "data", "task", "spatial_dims", "in_channels", "domain_key", "patient_key", "positive", "metric")
 START_KEYS = ("name", "random", "source", "path", "ssl", "supervised", "continual")
 SSL_KEYS = ("method", "data", "epochs", "batch_size", "modality", "roi_size", "lr", "intensity", "seed", "cache",
@@ -52,6 +55,10 @@ FINETUNE_OPTIONS = ("epochs", "batch_size", "lr", "weight_decay", "head_lr_mult"
 
 class SpecError(ValueError):
     """A spec problem, named with its place (``targets[0].data: ...``)."""
+
+
+class MissingDataError(SpecError):
+    """A path of the spec that does not exist (the spec's ``data_help`` says how to get the data)."""
 
 
 def _fail(place: str, message: str) -> None:
@@ -88,7 +95,7 @@ def _path(value: Any, root: Path, place: str, must_exist: bool = True) -> str:
     p = Path(os.path.expanduser(os.fspath(value)))
     p = p if p.is_absolute() else root / p
     if must_exist and not p.exists():
-        _fail(place, f"file not found: {p}")
+        raise MissingDataError(f"{place}: file not found: {p}")
     return str(p)
 
 
@@ -275,9 +282,20 @@ def parse_spec(obj: Mapping[str, Any], root: str | os.PathLike = ".") -> StudySp
         SpecError: the first problem, named with its place in the spec.
     """
     s = _check_keys(obj, TOP_KEYS, "")
+    try:
+        return _parse_checked(s, root)
+    except MissingDataError as e:
+        if not s.get("data_help"):
+            raise
+        # a preset on the user's own files says where they come from, next to the path it did not find
+        raise MissingDataError(f"{e}\n{' '.join(str(s['data_help']).split())}") from None
+
+
+def _parse_checked(s: Mapping[str, Any], root: str | os.PathLike) -> StudySpec:
     base = Path(root).expanduser().absolute()
     if s.get("data_root"):
-        base = Path(_path(s["data_root"], base, "data_root", must_exist=not s.get("prepare")))
+        # not checked itself: each path under it is, with its place and full name (and --target may replace them all)
+        base = Path(_path(s["data_root"], base, "data_root", must_exist=False))
     for key in ("targets", "starts", "backbones", "seeds"):
         if key not in s:
             _fail("spec", f"missing {key!r}")
@@ -389,14 +407,53 @@ def read_spec_file(path: str | os.PathLike | None = None, preset: str | None = N
     return dict(raw), p
 
 
+def replace_targets(raw: Mapping[str, Any], targets: Mapping[str, str | os.PathLike]) -> dict[str, Any]:
+    """A copy of a raw spec whose named targets read other data (``--target NAME=PATH``).
+
+    A relative ``PATH`` starts at the current folder (where the user typed it), not at the spec's ``data_root``. An
+    in-study pretraining (``ssl``, ``continual.ssl``, ``supervised``) whose ``data`` is the replaced target's own
+    file, or a file inside the target's folder (an MSD task's ``dataset.json``), moves with it: "SSL on the target's
+    own images" stays that on the new data. Other pools stay as they are.
+
+    Raises:
+        SpecError: a name that is not a target of the spec.
+    """
+    import copy
+
+    raw = copy.deepcopy(dict(raw))
+    items = raw.get("targets") if isinstance(raw.get("targets"), list) else []
+    names = [t.get("name") for t in items if isinstance(t, Mapping)]
+    for name, new in targets.items():
+        if name not in names:
+            _fail("--target", f"{name!r} is not a target of this spec; its targets: {', '.join(map(str, names))}")
+        target = items[names.index(name)]
+        old, target["data"] = target.get("data"), str(Path(os.path.expanduser(os.fspath(new))).absolute())
+        for start in raw.get("starts") or []:
+            if not isinstance(start, Mapping):
+                continue
+            for opts in (start.get("ssl"), start.get("supervised"), (start.get("continual") or {}).get("ssl")):
+                if isinstance(opts, dict) and isinstance(old, str) and isinstance(opts.get("data"), str):
+                    rest = Path(opts["data"]).relative_to(old) if Path(opts["data"]).is_relative_to(old) else None
+                    if rest is not None:
+                        opts["data"] = str(Path(target["data"]) / rest) if str(rest) != "." else target["data"]
+    return raw
+
+
 def load_spec(path: str | os.PathLike | None = None, preset: str | None = None,
-              data_root: str | os.PathLike | None = None) -> tuple[StudySpec, dict[str, Any]]:  # fmt: skip
-    """Read a spec file or a named preset (``data_root`` replaces the preset's or the file's); returns the checked
-    spec and the raw mapping (saved beside the results)."""
+              data_root: str | os.PathLike | None = None,
+              targets: Mapping[str, str | os.PathLike] | None = None) -> tuple[StudySpec, dict[str, Any]]:  # fmt: skip
+    """Read a spec file or a named preset (``data_root`` replaces the preset's or the file's, ``targets`` the data of
+    the named targets, see :func:`replace_targets`); returns the checked spec and the raw mapping (saved beside the
+    results, overrides included)."""
     raw, p = read_spec_file(path, preset)
     if data_root is not None:
         raw["data_root"] = str(Path(data_root).expanduser().absolute())
+    if targets:
+        try:
+            raw = replace_targets(raw, targets)
+        except SpecError as e:
+            raise SpecError(f"{p}: {e}") from None
     try:
         return parse_spec(raw, p.parent), raw
     except SpecError as e:
-        raise SpecError(f"{p}: {e}") from None
+        raise type(e)(f"{p}: {e}") from None
