@@ -28,6 +28,10 @@ __all__ = ["run_study", "run_cell", "cell_payload", "StudyStopped", "plan_study"
 logger = logging.getLogger(__name__)
 
 
+#: finetune values of every cell that the spec's ``finetune`` section does not set
+CELL_DEFAULTS = {"epochs": 3, "batch_size": 4}
+
+
 class StudyStopped(RuntimeError):
     """A cell failed and the spec says ``on_error: stop`` (its row is in the store)."""
 
@@ -58,19 +62,28 @@ def _case_scores(run_dir: Path, task: str, patient_key: str | None) -> list[dict
     return out
 
 
+def _base_row(payload: Mapping[str, Any], threads: int) -> dict[str, Any]:
+    return {"cell": payload["cell"], "threads": threads, **payload["key"], "task": payload["task"],
+            "challenge_kind": payload["challenge_kind"], "challenge_value": payload["challenge_value"],
+            "start_kind": payload["start_kind"], "pretrained": payload["pretrained"], "metric": payload["metric"],
+            "score": None, "metrics": {}, "status": "failed", "error": None, "run_dir": payload["run_dir"]}  # fmt: skip
+
+
 def run_cell(payload: Mapping[str, Any]) -> dict[str, Any]:
-    """Fine-tune one cell and return its results row (``status: failed`` with the error instead of raising)."""
+    """Fine-tune one cell and return its results row (``status: failed`` with the error instead of raising); a
+    cached linear probe (``payload["probe"]``) trains a head on its cached features instead
+    (:mod:`monai_transfer.study.probes`)."""
     import torch
 
     from monai_transfer.finetune import finetune
 
     t0 = time.perf_counter()
     threads = int(payload.get("threads") or torch.get_num_threads())
-    row: dict[str, Any] = {"cell": payload["cell"], "threads": threads, **payload["key"], "task": payload["task"],
-                           "challenge_kind": payload["challenge_kind"], "challenge_value": payload["challenge_value"],
-                           "start_kind": payload["start_kind"], "pretrained": payload["pretrained"],
-                           "metric": payload["metric"], "score": None, "metrics": {}, "status": "failed",
-                           "error": None, "run_dir": payload["run_dir"]}  # fmt: skip
+    row = _base_row(payload, threads)
+    if payload.get("probe"):
+        from monai_transfer.study.probes import probe_cell
+
+        return probe_cell(payload, row)
     opts = dict(payload["finetune"])
     overrides = opts.pop("overrides", None)
     previous_threads = torch.get_num_threads()
@@ -84,7 +97,7 @@ def run_cell(payload: Mapping[str, Any]) -> dict[str, Any]:
                 strategy=payload["strategy"], seed=int(payload["seed"]), datalist=payload["datalist"],
                 out_dir=payload["run_dir"], resume="auto", spatial_dims=payload["spatial_dims"],
                 in_channels=payload["in_channels"], progress=False, tensorboard=False, overrides=overrides,
-                **{"epochs": 3, "batch_size": 4, **opts},
+                **{**CELL_DEFAULTS, **opts},
             )  # fmt: skip
         metrics = {k: v for k, v in (result.get("test") or {}).items() if isinstance(v, (int, float)) and k != "n"}
         score = metrics.get(payload["metric"])
@@ -134,6 +147,23 @@ def _transferability(spec: StudySpec, cell: Cell, pretrained: str | None, out: P
     return est
 
 
+def _probe_features(cell: Cell, payload: dict[str, Any], out: Path, done: dict[str, dict]) -> dict[str, Any]:
+    """``payload["probe"]`` of a cached linear-probe cell, its features written (or found) once per file."""
+    from monai_transfer.study.cells import target_sections
+    from monai_transfer.study.probes import ensure_features, features_path
+
+    seed = cell.seed if payload["pretrained"] is None else None  # a random start's encoder is drawn by the seed
+    path = str(features_path(out, cell.target.name, cell.start, cell.backbone, seed))
+    if path not in done:
+        sections = target_sections(cell.target)
+        entries = [e for s in ("training", "validation", "test") for e in sections[s]]
+        try:
+            done[path] = {"features": ensure_features({**payload, "probe": {"features": path}}, entries)}
+        except Exception as e:  # the cells fail with it (and the study goes on, as for a failing fine-tuning run)
+            done[path] = {"features": path, "error": f"features not computed: {type(e).__name__}: {e}"}
+    return done[path]
+
+
 def plan_study(spec: StudySpec, out: str | os.PathLike) -> list[Cell]:
     """Check every cell's data (raises ``SpecError`` on an impossible cell) and list the cells; writes only
     ``<out>/data``."""
@@ -142,17 +172,28 @@ def plan_study(spec: StudySpec, out: str | os.PathLike) -> list[Cell]:
 
 def _best_bundles(spec: StudySpec, rows: list[dict[str, Any]], out: Path) -> dict[str, str]:
     """Per target, the bundle of the start with the best mean score on the full data (over seeds): the run of that
-    start whose score is nearest its mean (a representative run, not the luckiest seed)."""
+    start whose score is nearest its mean (a representative run, not the luckiest seed). Cached linear probes have
+    no run folder to make a bundle from: the best among fine-tuning runs is chosen, and STUDY.md says so when a
+    cached probe scored higher."""
     written = {}
     for target in spec.targets:
         ok = [r for r in rows if r["target"] == target.name and r["status"] == "ok" and r["challenge"] == "full"]
-        if not ok:
-            continue
         groups: dict[tuple, list] = {}
         for r in ok:
-            groups.setdefault((r["start"], r["backbone"], r["strategy"]), []).append(r)
-        best = max(groups, key=lambda k: sum(r["score"] for r in groups[k]) / len(groups[k]))
+            groups.setdefault((r["start"], r["backbone"], r["strategy"], r.get("probe") == "cached"), []).append(r)
+        ranked = sorted(groups, key=lambda k: -sum(r["score"] for r in groups[k]) / len(groups[k]))
+        runs = [k for k in ranked if not k[3]]
+        if not runs:
+            continue
+        best = runs[0]
         mean = sum(r["score"] for r in groups[best]) / len(groups[best])
+        note = ""
+        if ranked[0][3]:
+            top = ranked[0]
+            top_mean = sum(r["score"] for r in groups[top]) / len(groups[top])
+            note = (f"\nA cached linear probe scored higher, {top[0]} ({top[1]}): mean {top_mean:.4f}; it has no run "
+                    "folder to make a bundle from (its head was trained on cached features). Run it with "
+                    "`linear_probe: pipeline` for a bundle.\n")  # fmt: skip
         row = min(groups[best], key=lambda r: (abs(r["score"] - mean), r["seed"]))
         from monai_transfer.bundle import bundle_from_run
 
@@ -162,7 +203,7 @@ def _best_bundles(spec: StudySpec, rows: list[dict[str, Any]], out: Path) -> dic
         bundle_from_run(row["run_dir"], tmp)  # the run's best weights, hard-linked
         atomic_write_text(tmp / "STUDY.md", f"# Best starting point for {target.name}\n\n{best[0]} ({best[1]}, "
                           f"{best[2]}): mean {spec.metric(target)} {mean:.4f} over {len(groups[best])} seed(s) on the "
-                          f"full data; this is seed {row['seed']} (score {row['score']:.4f}, nearest the mean).\n")  # fmt: skip
+                          f"full data; this is seed {row['seed']} (score {row['score']:.4f}, nearest the mean).\n{note}")  # fmt: skip
         shutil.rmtree(dst, ignore_errors=True)
         os.replace(tmp, dst)
         written[target.name] = str(dst)
@@ -217,6 +258,7 @@ def run_study(spec: StudySpec, out: str | os.PathLike, raw: Mapping[str, Any] | 
         SpecError: an impossible cell (before anything trains). StudyStopped: a cell failed under ``on_error: stop``.
     """
     from monai_transfer.study.executors import make_executor
+    from monai_transfer.study.probes import uses_cached_probe
 
     t0 = time.perf_counter()
     out = Path(out).absolute()
@@ -231,7 +273,7 @@ def run_study(spec: StudySpec, out: str | os.PathLike, raw: Mapping[str, Any] | 
     todo = [c for c in cells if c.id in pending]
     logger.info(f"study {spec.name}: {len(cells)} cells, {len(cells) - len(todo)} done, {len(todo)} to run")
     starts: dict[tuple[str, str, int], str | None] = {}
-    payloads, extras = [], {}
+    payloads, extras, features = [], {}, {}
     for c in todo:
         key = (c.start, c.backbone, c.target.spatial_dims)
         if key not in starts:
@@ -243,6 +285,8 @@ def run_study(spec: StudySpec, out: str | os.PathLike, raw: Mapping[str, Any] | 
                 raise FileNotFoundError(f"starting point {c.start!r}: its weights {starts[key]} were not written")
         payloads.append(cell_payload(c, spec, starts[key], out))
         extras[c.id] = _transferability(spec, c, starts[key], out)
+        if uses_cached_probe(spec, c):  # features computed here, once per file; the cells (any executor) read them
+            payloads[-1]["probe"] = _probe_features(c, payloads[-1], out, features)
     if threads is None:
         threads = max(1, (os.cpu_count() or 1) // max(1, workers)) if executor == "local" else 1
     for p in payloads:
