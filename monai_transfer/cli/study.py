@@ -44,6 +44,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     result = run_study(spec, args.out, raw=raw, executor=args.executor, workers=args.workers, address=args.address,
                        retry_failed=args.retry_failed, progress=not args.no_progress, threads=args.threads)  # fmt: skip
     print(f"{result['cells']} cells ({result['ran']} run now, {result['failed']} failed) in {result['duration_s']} s")
+    summary = (result.get("report") or {}).get("summary_json")
+    for sentence in json.loads(Path(summary).read_text()).get("headline", []) if summary else []:
+        print(f"  {sentence}")
     for name, path in (result.get("report") or {}).items():
         print(f"{name}: {path}")
     for target, path in (result.get("best") or {}).items():

@@ -392,7 +392,8 @@ def write_report(
         n_resamples: bootstrap resamples of the case-level intervals.
 
     Returns:
-        Name -> path of every file written: ``results_csv``, ``summary_json``, ``report_md``, ``report_html`` and one
+        Name -> path of every file written: ``results_csv``, ``summary_json`` (its ``headline``: the summary in
+        sentences, one per target and challenge), ``report_md``, ``report_html`` and one
         entry per figure drawn (``label_efficiency``, ``challenge_drops``, ``comparisons``, ``transferability``).
     """
     rows = list(rows)
@@ -412,7 +413,8 @@ def write_report(
         out / "summary.json",
         {"title": name, "reference": used, "alpha": alpha, "confidence": confidence, "n_cells": len(rows),
          "n_failed": sum(1 for r in rows if r.get("status") != "ok"), "summaries": summaries, "comparisons": comps,
-         "transferability": corr, "challenge_drops": drops},
+         "transferability": corr, "challenge_drops": drops,
+         "headline": _summary_sentences(summaries, comps, used, _several(summaries))},
     )  # fmt: skip
     plotters = {
         "label_efficiency": lambda p: plot_label_efficiency(summaries, p),

@@ -40,7 +40,7 @@ TARGET_KEYS = ("name", "data", "task", "spatial_dims", "in_channels", "domain_ke
 START_KEYS = ("name", "random", "source", "path", "ssl", "supervised", "continual")
 SSL_KEYS = ("method", "data", "epochs", "batch_size", "modality", "roi_size", "lr", "intensity", "seed", "cache",
             "method_kwargs", "view_kwargs", "section")  # fmt: skip
-SUPERVISED_KEYS = ("data", "task", "epochs", "batch_size", "lr", "domain", "spatial_dims")
+SUPERVISED_KEYS = ("data", "task", "epochs", "batch_size", "lr", "domain", "spatial_dims", "patch_size", "spatial_size")
 CONTINUAL_KEYS = ("from", "ssl")
 CHALLENGE_KEYS = ("full", "label_fractions", "imbalance", "domain")
 ESTIMATORS = ("knn", "linear_probe", "logme")

@@ -134,3 +134,26 @@ def test_ray_executor_on_a_local_cluster_matches_the_local_executor(study_dir, t
         assert remote[name]["status"] == "ok"
         assert remote[name]["n_train"] == row["n_train"]
         assert remote[name]["score"] == pytest.approx(row["score"], abs=1e-3), name
+
+
+def test_process_executor_matches_the_local_executor(study_dir, tmp_path):
+    """``--workers 2``: cells in 2 spawned processes give the in-process executor's scores at the same thread count."""
+    local_out = study_dir / "out"
+    if not (local_out / "results").is_dir():
+        pytest.skip("runs after the local study")
+    out = tmp_path / "proc_out"
+    shutil.copytree(local_out / "pretrain", out / "pretrain")  # the same starting weights; cells run again
+    spec = study_dir / "spec_seed0.yaml"
+    spec.write_text(SPEC.replace("seeds: [0, 1]", "seeds: [0]"))
+    threads = str(json.loads(next((local_out / "results").glob("*.json")).read_text())["threads"])
+    done = subprocess.run(_cmd(spec, out, "--workers", "2", "--threads", threads), capture_output=True, text=True,
+                          timeout=900)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = {p.name: json.loads(p.read_text()) for p in (out / "results").glob("*.json")}
+    assert len(rows) == 4
+    assert len({r["run_dir"] for r in rows.values()}) == 4 and all(r["threads"] == int(threads) for r in rows.values())
+    for name, row in rows.items():
+        local = json.loads((local_out / "results" / name).read_text())
+        assert row["status"] == "ok", row.get("error")
+        assert row["n_train"] == local["n_train"]
+        assert row["score"] == pytest.approx(local["score"], abs=1e-3), name

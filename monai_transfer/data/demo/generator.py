@@ -235,8 +235,10 @@ def _tissue_labels(gm: np.ndarray, wm: np.ndarray, mask: np.ndarray) -> np.ndarr
     return lab
 
 
-def _lesions(rng: np.random.Generator, labels: np.ndarray, wm: np.ndarray, size: int) -> np.ndarray:
-    """1-3 ellipsoids centred in deep white matter, clipped to white matter."""
+def _lesions(
+    rng: np.random.Generator, labels: np.ndarray, wm: np.ndarray, size: int, scale_radii: float = 1.0
+) -> np.ndarray:
+    """1-3 ellipsoids centred in deep white matter, clipped to white matter; ``scale_radii`` multiplies their radii."""
     core = np.argwhere((labels == 3) & (wm > 0.85))
     if len(core) == 0:
         core = np.argwhere(labels == 3)
@@ -245,7 +247,7 @@ def _lesions(rng: np.random.Generator, labels: np.ndarray, wm: np.ndarray, size:
     scale = size / 64.0
     for _ in range(int(rng.integers(1, 4))):
         c = core[rng.integers(len(core))]
-        r = rng.uniform(1.5, 3.5, 3) * max(scale, 0.75)
+        r = rng.uniform(1.5, 3.5, 3) * max(scale, 0.75) * scale_radii
         e = sum(((g - ci) / ri) ** 2 for g, ci, ri in zip(grid, c, r)) <= 1.0
         lesion |= e
     lesion &= labels == 3
@@ -283,12 +285,14 @@ def simulate_subject(
     lesion: bool,
     pool: str = "labelled",
     modality: str = "T1w",
+    lesion_scale: float = 1.0,
 ) -> dict[str, np.ndarray]:
     """Simulate one subject: ``{"image": float32, "tissue": uint8, "lesion": uint8}`` on the ``size``^3 grid.
 
     Deterministic in ``(seed, pool, index)`` (independent of the other subjects). ``pool``: ``"labelled"``,
     ``"other_modality"`` or anything else for the unlabeled pool (each its own random stream). ``modality``:
     ``"T1w"`` (the MNI152 T1 template) or ``"T2w"`` (a T2-like contrast from the tissue maps, :data:`T2_LEVELS`).
+    ``lesion_scale`` multiplies the lesions' radii.
     """
     if modality not in ("T1w", "T2w"):
         raise ValueError(f"modality must be 'T1w' or 'T2w', got {modality!r}")
@@ -301,7 +305,7 @@ def simulate_subject(
 
     t1, gm, wm, mask = (warp(a) for a in (anat.t1, anat.gm, anat.wm, anat.mask))
     labels = _tissue_labels(gm, wm, mask)
-    les = _lesions(rng, labels, wm, anat.size) if lesion else np.zeros(shape, dtype=bool)
+    les = _lesions(rng, labels, wm, anat.size, lesion_scale) if lesion else np.zeros(shape, dtype=bool)
     img = t1.astype(np.float64) if modality == "T1w" else _t2_contrast(gm, wm, mask)
     if les.any():
         wm_level = float(np.median(img[labels == 3]))
@@ -415,6 +419,7 @@ def make_demo_data(
     split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2),
     overwrite: bool = False,
     n_other_modality: int | None = None,
+    lesion_scale: float = 1.0,
 ) -> dict[str, str]:
     """Generate the demo data set (a simulation built on the real MNI152 template) into ``out_dir``.
 
@@ -432,6 +437,9 @@ def make_demo_data(
             scanners; ``other_modality/``, ``other_modality.json``); default: the unlabeled pool's size; 0: none.
             Drawn from its own random streams: every other file is byte-identical with or without it (README.txt
             and the manifest mention it when present).
+        lesion_scale: multiplies the simulated lesions' radii (1: radii of 1.5 to 3.5 voxels at 64^3, at least 1.1 to
+            2.6 voxels at smaller sizes, where lesion presence is barely learnable from a few dozen volumes). Applies
+            to every pool; 1 writes the same files as before this option existed.
         slices_per_subject: axial slices per subject in the 2D task.
         split_fractions: train/validation/test shares of subjects (patient-level, stratified by lesion status).
         overwrite: allow writing into a non-empty folder that is not a previous demo output.
@@ -464,6 +472,10 @@ def make_demo_data(
         "slices_per_subject": slices_per_subject,
         "split_fractions": list(split_fractions),
     }
+    if lesion_scale != 1.0:  # recorded only when used: data made without it keeps byte-identical README and manifest
+        if not lesion_scale > 0:
+            raise ValueError(f"lesion_scale must be > 0, got {lesion_scale}")
+        params["lesion_scale"] = float(lesion_scale)
     anat = load_anatomy(size)
     sites = site_params(seed, n_sites)
     w = _Writer(out)
@@ -484,7 +496,7 @@ def make_demo_data(
     for i in _progress(range(n_subjects), progress, "demo subjects"):
         sid = f"sub-{i:03d}"
         site = sites[site_of[i]]
-        sim = simulate_subject(anat, seed, i, site, has_lesion[i])
+        sim = simulate_subject(anat, seed, i, site, has_lesion[i], lesion_scale=lesion_scale)
         img_p = w.nifti(f"images/{sid}_T1w.nii.gz", sim["image"], anat.affine)
         tis_p = w.nifti(f"labels/{sid}_tissue.nii.gz", sim["tissue"], anat.affine)
         les_p = w.nifti(f"labels/{sid}_lesion.nii.gz", sim["lesion"], anat.affine)
@@ -517,7 +529,7 @@ def make_demo_data(
     for j in _progress(range(n_unl), progress, "demo unlabeled pool"):
         sid = f"unl-{j:03d}"
         site = sites[j % n_sites]
-        sim = simulate_subject(anat, seed, j, site, bool(unl_lesion[j]), pool="unlabeled")
+        sim = simulate_subject(anat, seed, j, site, bool(unl_lesion[j]), pool="unlabeled", lesion_scale=lesion_scale)
         p = w.nifti(f"unlabeled/{sid}_T1w.nii.gz", sim["image"], anat.affine)
         unl_rows.append({"image": p, "patient_id": sid, "site": site.name, "scanner": site.scanner})
 
@@ -528,7 +540,9 @@ def make_demo_data(
     for j in _progress(range(n_oth), progress, "demo other-modality pool"):
         sid = f"oth-{j:03d}"
         site = oth_sites[j % n_sites]
-        sim = simulate_subject(anat, seed, j, site, bool(oth_lesion[j]), pool="other_modality", modality="T2w")
+        sim = simulate_subject(
+            anat, seed, j, site, bool(oth_lesion[j]), pool="other_modality", modality="T2w", lesion_scale=lesion_scale
+        )
         p = w.nifti(f"other_modality/{sid}_T2w.nii.gz", sim["image"], anat.affine)
         oth_rows.append({"image": p, "patient_id": sid, "site": site.name, "scanner": site.scanner,
                          "modality": OTHER_MODALITY})  # fmt: skip
