@@ -454,6 +454,8 @@ def make_demo_data(
         raise ValueError(f"need n_subjects >= 1, n_sites >= 1, size >= 16; got {n_subjects}, {n_sites}, {size}")
     if not 0.0 <= lesion_prevalence <= 1.0:
         raise ValueError(f"lesion_prevalence must lie in [0, 1], got {lesion_prevalence}")
+    if not lesion_scale > 0:
+        raise ValueError(f"lesion_scale must be > 0, got {lesion_scale}")
     out = os.path.abspath(os.fspath(out_dir))
     old = _check_out_dir(out, overwrite)
     os.makedirs(out, exist_ok=True)
@@ -473,8 +475,6 @@ def make_demo_data(
         "split_fractions": list(split_fractions),
     }
     if lesion_scale != 1.0:  # recorded only when used: data made without it keeps byte-identical README and manifest
-        if not lesion_scale > 0:
-            raise ValueError(f"lesion_scale must be > 0, got {lesion_scale}")
         params["lesion_scale"] = float(lesion_scale)
     anat = load_anatomy(size)
     sites = site_params(seed, n_sites)
