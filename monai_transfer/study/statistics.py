@@ -40,6 +40,11 @@ __all__ = [
 #: Metric names where a lower value is better; any name ending with ``loss`` is lower-is-better too.
 LOWER_IS_BETTER: frozenset[str] = frozenset({"hd95", "hausdorff", "hausdorff95", "assd", "asd", "ece", "brier", "nll"})
 
+#: Metrics bounded to [0, 1]: their intervals over seeds are clipped to that range (a t-interval of a few AUROCs
+#: near 1 reaches past it), and the record says so.
+UNIT_RANGE: frozenset[str] = frozenset({"auroc", "accuracy", "balanced_accuracy", "f1", "sensitivity", "specificity",
+                                        "precision", "recall", "mean_dice", "dice", "iou", "ap"})  # fmt: skip
+
 _KIND_ORDER = {"full": 0, "label_fraction": 1, "imbalance": 2, "domain": 3}
 #: The Wilcoxon signed-rank test's smallest two-sided exact p-value is 2 / 2**n: below 0.05 only from n = 6.
 _WILCOXON_MIN_N = 6
@@ -164,7 +169,8 @@ def summarize_cells(
     Returns:
         One dict per group: the group fields, ``task``, ``challenge_kind``, ``challenge_value``, ``metric``,
         ``higher_is_better``, ``n`` (finished seeds), ``seeds``, ``n_failed``, ``mean``, ``sd``, ``ci_low``/``ci_high``
-        (t-interval over seeds; None with n < 2, said in ``note``), ``confidence``, ``transferability`` and
+        (t-interval over seeds; None with n < 2, said in ``note``; clipped to [0, 1] for the metrics in
+        :data:`UNIT_RANGE`, also said in ``note``), ``confidence``, ``transferability`` and
         ``domain_gap`` of the group, and, when runs carry ``case_scores``: ``case_mean``, ``case_ci_low``,
         ``case_ci_high`` (BCa cluster bootstrap over patients of the per-case score averaged over seeds), ``n_cases``,
         ``n_patients``.
@@ -178,6 +184,9 @@ def summarize_cells(
         n = int(x.size)
         low, high = t_interval(x, confidence)
         note = {0: "no finished run", 1: "1 run: no interval"}.get(n)
+        if low is not None and str(first.get("metric", "")).lower() in UNIT_RANGE and (low < 0 or high > 1):
+            low, high = max(low, 0.0), min(high, 1.0)
+            note = "interval clipped to [0, 1]"
         trans = next((dict(r["transferability"]) for r in group if r.get("transferability")), {})
         gaps = [float(r["domain_gap"]) for r in ok if r.get("domain_gap") is not None]
         rec: dict[str, Any] = {

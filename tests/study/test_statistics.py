@@ -11,6 +11,7 @@ from scipy import stats as sps
 
 from monai_transfer.evaluation.stats import bootstrap_ci
 from monai_transfer.study.statistics import (
+    UNIT_RANGE,
     higher_is_better,
     paired_comparisons,
     summarize_cells,
@@ -38,8 +39,11 @@ def test_summaries_match_numpy_and_scipy(study_rows):
         assert s["mean"] == pytest.approx(x.mean(), rel=1e-12)
         assert s["sd"] == pytest.approx(x.std(ddof=1), rel=1e-12)
         low, high = sps.t.interval(0.95, x.size - 1, loc=x.mean(), scale=sps.sem(x))
+        clipped = s["metric"] in UNIT_RANGE and (low < 0 or high > 1)
+        if clipped:
+            low, high = max(low, 0.0), min(high, 1.0)
         assert (s["ci_low"], s["ci_high"]) == (pytest.approx(low, rel=1e-10), pytest.approx(high, rel=1e-10))
-        assert s["note"] is None
+        assert s["note"] == ("interval clipped to [0, 1]" if clipped else None)
 
 
 def test_failed_cells_excluded_and_counted(study_rows):
@@ -199,3 +203,18 @@ def test_errors(study_rows):
         paired_comparisons(study_rows, reference="scratch")
     with pytest.raises(ValueError, match="duplicates"):
         summarize_cells(study_rows + [dict(study_rows[0], cell="dup")])
+
+
+def test_interval_of_a_bounded_metric_is_clipped_to_its_range():
+    """Three AUROCs near 1 give a t-interval past 1: it is clipped to [0, 1] and the note says so; an unbounded
+    metric's interval is left as it is."""
+    base = {"target": "t", "challenge": "full", "challenge_kind": "full", "start": "random", "backbone": "r",
+            "strategy": "full", "status": "ok", "task": "classification"}  # fmt: skip
+    scores = [0.99, 0.80, 0.97]
+    rows = [{**base, "metric": "auroc", "seed": i, "score": v} for i, v in enumerate(scores)]
+    (s,) = summarize_cells(rows)
+    low, high = sps.t.interval(0.95, 2, loc=np.mean(scores), scale=sps.sem(scores))
+    assert high > 1 and s["ci_high"] == 1.0 and s["ci_low"] == pytest.approx(low)
+    assert s["note"] == "interval clipped to [0, 1]"
+    (u,) = summarize_cells([{**r, "metric": "hd95"} for r in rows])
+    assert u["ci_high"] == pytest.approx(high) and u["note"] is None
