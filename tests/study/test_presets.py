@@ -160,6 +160,8 @@ def test_the_default_data_root_expands_home(tmp_path, monkeypatch, cache):
     spec, raw = load_spec(preset="medmnist")
     assert raw["data_root"] == "~/.medmnist"
     assert spec.targets[0].data == str(tmp_path / "home" / ".medmnist" / "pneumoniamnist.npz")
+    raw = replace_targets(raw, {"pneumonia": "~/b.npz"})  # --target PATH too
+    assert raw["targets"][0]["data"] == str(tmp_path / "home" / "b.npz")
     with pytest.raises(MissingDataError, match=r"targets\[0\]\.data: file not found: .*/home/msd/Task04_Hippocampus\n"):
         load_spec(preset="msd")
 
