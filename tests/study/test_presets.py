@@ -16,7 +16,7 @@ from monai_transfer.cli import main
 from monai_transfer.study import SpecError, list_presets, load_spec, plan_study, preset_path
 from monai_transfer.study.spec import MissingDataError, replace_targets
 
-DEMO_PRESETS = ("zhao", "taher", "krones")
+DEMO_PRESETS = ("demo", "zhao", "taher", "krones")
 FILE_PRESETS = ("medmnist", "msd")
 PAPERS = {"zhao": "Transfer or Self-Supervised", "taher": "Systematic Benchmarking Analysis",
           "krones": "Modality-matched"}  # fmt: skip
