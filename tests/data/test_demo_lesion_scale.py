@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import nibabel as nib
-import numpy as np
 import pytest
 
 from monai_transfer.data.demo import make_demo_data
