@@ -36,8 +36,6 @@ import inspect
 import json
 import math
 import os
-import time
-import traceback
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import SimpleNamespace
@@ -52,7 +50,6 @@ __all__ = [
     "cell_config",
     "ensure_features",
     "run_probe_cell",
-    "probe_cell",
 ]
 
 _FORMAT = 1  # bump when the file's layout or the fingerprint's contents change
@@ -256,10 +253,9 @@ def _xy(datalist: str, section: str, feats: np.ndarray, index: Mapping[str, int]
     return torch.from_numpy(feats[ids]), torch.as_tensor([int(float(e["label"])) for e in rows], dtype=torch.long)
 
 
-def run_probe_cell(payload: Mapping[str, Any], row: dict[str, Any]) -> dict[str, Any]:
-    """Fit and score one cached linear-probe cell into ``row`` (``run_cell``'s row, same fields; ``probe:
-    "cached"``); reads the features ``ensure_features`` wrote (computing them here when the file is missing)."""
-    row.update(probe="cached", features=payload["probe"]["features"], run_dir=None)
+def run_probe_cell(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """Fit and score one cached linear-probe cell on the features ``ensure_features`` wrote: the test metrics, sizes,
+    best epoch and load report that ``runner.run_cell`` turns into the cell's row."""
     if payload["probe"].get("error"):
         raise RuntimeError(payload["probe"]["error"])
     config = cell_config(payload)
@@ -277,30 +273,6 @@ def run_probe_cell(payload: Mapping[str, Any], row: dict[str, Any]) -> dict[str,
     best_epoch, _ = _fit_head(config, parser, head, train, val, n_cls, device)
     key = "auroc" if len(set(test[1].tolist())) > 1 else "accuracy"  # evaluate()'s rule for the test section
     metrics, _ = _score(head, *test, n_cls, key, int(config["batch_size"]), device, cases=True)
-    score = metrics.get(payload["metric"])
-    if score is None:
-        raise ValueError(f"the test metrics {sorted(metrics)} have no {payload['metric']!r}")
-    if score != score:
-        raise ValueError(f"test {payload['metric']} is undefined on {len(test[0])} test case(s) (one class only?)")
     report = getattr(net.backbone, "load_report", None)
-    report = report.to_dict() if report is not None else {}
-    row.update(status="ok", score=float(score), metrics=metrics, n_train=len(train[0]), n_test=len(test[0]),
-               best_epoch=best_epoch, case_scores=None,
-               load_report={k: report.get(k) for k in ("ok", "source", "loaded_fraction") if k in report} or None)  # fmt: skip
-    return row
-
-
-def probe_cell(payload: Mapping[str, Any], row: dict[str, Any]) -> dict[str, Any]:
-    """:func:`run_probe_cell` with ``run_cell``'s contract: a failure becomes ``status: failed`` with the error."""
-    t0 = time.perf_counter()
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(int(row["threads"]))  # as run_cell: the same thread count gives the same sums everywhere
-    try:
-        with torch.random.fork_rng(devices=[]):
-            run_probe_cell(payload, row)
-    except Exception as e:  # noqa: BLE001 - the study goes on (or stops, as the spec says): the row keeps the error
-        row.update(status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc(limit=8))
-    finally:
-        torch.set_num_threads(previous_threads)
-    row["duration_s"] = round(time.perf_counter() - t0, 2)
-    return row
+    return {"metrics": metrics, "n_train": len(train[0]), "n_test": len(test[0]), "best_epoch": best_epoch,
+            "load_report": report.to_dict() if report is not None else {}, "case_scores": None}  # fmt: skip

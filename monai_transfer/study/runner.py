@@ -69,48 +69,60 @@ def _base_row(payload: Mapping[str, Any], threads: int) -> dict[str, Any]:
             "score": None, "metrics": {}, "status": "failed", "error": None, "run_dir": payload["run_dir"]}  # fmt: skip
 
 
+def _finetune_cell(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """One cell as a whole ``finetune`` bundle run: its test metrics, sizes, best epoch, load report, case scores."""
+    from monai_transfer.finetune import finetune
+
+    opts = dict(payload["finetune"])
+    overrides = opts.pop("overrides", None)
+    result = finetune(
+        backbone=payload["backbone"], pretrained=payload["pretrained"], task=payload["task"],
+        strategy=payload["strategy"], seed=int(payload["seed"]), datalist=payload["datalist"],
+        out_dir=payload["run_dir"], resume="auto", spatial_dims=payload["spatial_dims"],
+        in_channels=payload["in_channels"], progress=False, tensorboard=False, overrides=overrides,
+        **{**CELL_DEFAULTS, **opts},
+    )  # fmt: skip
+    test = result.get("test") or {}
+    return {"metrics": {k: v for k, v in test.items() if isinstance(v, (int, float)) and k != "n"},
+            "n_train": result.get("n_train"), "n_test": test.get("n"), "best_epoch": result.get("best_epoch"),
+            "load_report": result.get("load_report") or {},
+            "case_scores": _case_scores(Path(payload["run_dir"]), payload["task"], payload["patient_key"])}  # fmt: skip
+
+
+def _ok_fields(res: Mapping[str, Any], metric: str) -> dict[str, Any]:
+    """A finished cell's row fields; a missing or undefined ranking metric fails the cell."""
+    score = res["metrics"].get(metric)
+    if score is None:
+        raise ValueError(f"the test metrics {sorted(res['metrics'])} have no {metric!r}")
+    if score != score:  # NaN: AUROC of a test set holding one class, for example; not a number to average
+        raise ValueError(f"test {metric} is undefined on {res['n_test']} test case(s) (one class only?)")
+    report = {k: res["load_report"].get(k) for k in ("ok", "source", "loaded_fraction") if k in res["load_report"]}
+    kept = {k: res[k] for k in ("metrics", "n_train", "n_test", "best_epoch", "case_scores")}
+    return {"status": "ok", "score": float(score), **kept, "load_report": report or None}
+
+
 def run_cell(payload: Mapping[str, Any]) -> dict[str, Any]:
-    """Fine-tune one cell and return its results row (``status: failed`` with the error instead of raising); a
-    cached linear probe (``payload["probe"]``) trains a head on its cached features instead
+    """Run one cell and return its results row (``status: failed`` with the error instead of raising): a whole
+    ``finetune`` run, or for a cached linear probe (``payload["probe"]``) a head trained on its cached features
     (:mod:`monai_transfer.study.probes`)."""
     import torch
-
-    from monai_transfer.finetune import finetune
 
     t0 = time.perf_counter()
     threads = int(payload.get("threads") or torch.get_num_threads())
     row = _base_row(payload, threads)
+    work = _finetune_cell
     if payload.get("probe"):
-        from monai_transfer.study.probes import probe_cell
+        from monai_transfer.study.probes import run_probe_cell
 
-        return probe_cell(payload, row)
-    opts = dict(payload["finetune"])
-    overrides = opts.pop("overrides", None)
+        row.update(probe="cached", features=payload["probe"]["features"], run_dir=None)
+        work = run_probe_cell
     previous_threads = torch.get_num_threads()
     # the same thread count everywhere: CPU kernels split their sums by thread, so another count (Ray's workers
     # default to 1) would give other rounding and, over epochs, other results for the same seed
     torch.set_num_threads(threads)
     try:
         with torch.random.fork_rng(devices=[]):  # a cell never moves the caller's RNG (cells run in any order)
-            result = finetune(
-                backbone=payload["backbone"], pretrained=payload["pretrained"], task=payload["task"],
-                strategy=payload["strategy"], seed=int(payload["seed"]), datalist=payload["datalist"],
-                out_dir=payload["run_dir"], resume="auto", spatial_dims=payload["spatial_dims"],
-                in_channels=payload["in_channels"], progress=False, tensorboard=False, overrides=overrides,
-                **{**CELL_DEFAULTS, **opts},
-            )  # fmt: skip
-        metrics = {k: v for k, v in (result.get("test") or {}).items() if isinstance(v, (int, float)) and k != "n"}
-        score = metrics.get(payload["metric"])
-        if score is None:
-            raise ValueError(f"the test metrics {sorted(metrics)} have no {payload['metric']!r}")
-        if score != score:  # NaN: AUROC of a test set holding one class, for example; not a number to average
-            n = (result.get("test") or {}).get("n")
-            raise ValueError(f"test {payload['metric']} is undefined on {n} test case(s) (one class only?)")
-        report = result.get("load_report") or {}
-        row.update(status="ok", score=float(score), metrics=metrics, n_train=result.get("n_train"),
-                   n_test=(result.get("test") or {}).get("n"), best_epoch=result.get("best_epoch"),
-                   load_report={k: report.get(k) for k in ("ok", "source", "loaded_fraction") if k in report} or None,
-                   case_scores=_case_scores(Path(payload["run_dir"]), payload["task"], payload["patient_key"]))  # fmt: skip
+            row.update(_ok_fields(work(payload), payload["metric"]))
     except Exception as e:  # the study goes on (or stops, as the spec says): the row keeps the error
         row["error"] = f"{type(e).__name__}: {e}"
         row["traceback"] = traceback.format_exc(limit=8)
