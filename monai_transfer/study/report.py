@@ -175,6 +175,7 @@ def _sections(
     rows: Sequence[Mapping[str, Any]],
     summaries: list[dict[str, Any]],
     comps: list[dict[str, Any]],
+    headline: Sequence[str],
     corr: list[dict[str, Any]],
     drops: list[dict[str, Any]],
     figures: Mapping[str, str],
@@ -189,7 +190,7 @@ def _sections(
         f"{len(rows)} cells, {sum(1 for r in rows if r.get('status') != 'ok')} failed. "
         f"Each starting point is compared with {reference} on the same seeds."
     )
-    for sentence in _summary_sentences(summaries, comps, reference, several):
+    for sentence in headline:
         summary.p(sentence)
 
     label = _Section("label-efficiency", "Label efficiency")
@@ -407,6 +408,7 @@ def write_report(
     comps = paired_comparisons(rows, reference=used, alpha=alpha, confidence=confidence) if starts else []
     corr = transferability_correlation(rows)
     drops = challenge_drops(summaries)
+    headline = _summary_sentences(summaries, comps, used, _several(summaries))
     written = {"results_csv": atomic_write_text(out / "results.csv", results_csv(rows))}
     name = _title(title, spec)
     written["summary_json"] = atomic_write_json(
@@ -414,7 +416,7 @@ def write_report(
         {"title": name, "reference": used, "alpha": alpha, "confidence": confidence, "n_cells": len(rows),
          "n_failed": sum(1 for r in rows if r.get("status") != "ok"), "summaries": summaries, "comparisons": comps,
          "transferability": corr, "challenge_drops": drops,
-         "headline": _summary_sentences(summaries, comps, used, _several(summaries))},
+         "headline": headline},
     )  # fmt: skip
     plotters = {
         "label_efficiency": lambda p: plot_label_efficiency(summaries, p),
@@ -428,7 +430,7 @@ def write_report(
         if path is not None:
             figures[key] = FIGURES[key]
             written[key] = os.fspath(path)
-    sections = _sections(rows, summaries, comps, corr, drops, figures, used, reference, alpha, n_resamples)
+    sections = _sections(rows, summaries, comps, headline, corr, drops, figures, used, reference, alpha, n_resamples)
     written["report_md"] = atomic_write_text(out / "report.md", _markdown(name, sections, figures))
     images = {k: (out / f).read_bytes() for k, f in figures.items()}
     written["report_html"] = atomic_write_text(out / "report.html", _html(name, sections, images))
