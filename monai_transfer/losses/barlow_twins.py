@@ -17,6 +17,7 @@ import torch.distributed.nn as dist_nn
 from torch.nn.modules.loss import _Loss
 
 from monai_transfer.losses.checks import check_pair
+from monai_transfer.losses.float32 import float32_forward
 from monai_transfer.utils.distributed import is_distributed, world_size
 
 __all__ = ["BarlowTwinsRedundancyLoss"]
@@ -47,6 +48,7 @@ class BarlowTwinsRedundancyLoss(_Loss):
         self.lambda_param = float(lambda_param)
         self.gather_distributed = bool(gather_distributed)
 
+    @float32_forward
     def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
         """Loss for projections ``z1``, ``z2`` of shape ``(B, D)``."""
         check_pair("BarlowTwinsRedundancyLoss", z1, z2, min_batch=2)

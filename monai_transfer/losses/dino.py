@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.modules.loss import _Loss
 
+from monai_transfer.losses.float32 import float32_forward
 from monai_transfer.utils.distributed import all_reduce_mean
 
 __all__ = ["DINOLoss"]
@@ -80,6 +81,7 @@ class DINOLoss(_Loss):
             )
         return t
 
+    @float32_forward
     def forward(
         self,
         teacher_out: Sequence[torch.Tensor] | torch.Tensor,

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch.nn.modules.loss import _Loss
 
 from monai_transfer.losses.checks import check_pair
+from monai_transfer.losses.float32 import float32_forward
 from monai_transfer.utils.distributed import gather_no_grad, is_distributed, rank
 
 __all__ = ["MoCoLoss"]
@@ -75,6 +76,7 @@ class MoCoLoss(_Loss):
         if q.shape[1] != self.dim:
             raise ValueError(f"MoCoLoss was built with dim={self.dim}, got features of shape {tuple(q.shape)}.")
 
+    @float32_forward
     def forward(
         self, q: torch.Tensor, k: torch.Tensor, q2: torch.Tensor | None = None, k2: torch.Tensor | None = None
     ) -> torch.Tensor:

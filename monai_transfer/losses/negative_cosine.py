@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch.nn.modules.loss import _Loss
 
+from monai_transfer.losses.float32 import float32_forward
+
 __all__ = ["NegativeCosineSimilarity"]
 
 
@@ -37,6 +39,7 @@ class NegativeCosineSimilarity(_Loss):
         self.dim = int(dim)
         self.eps = float(eps)
 
+    @float32_forward
     def forward(self, p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """Negative cosine similarity between ``p`` and ``z`` (same shape)."""
         if p.shape != z.shape:

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch.nn.modules.loss import _Loss
 
 from monai_transfer.losses.checks import check_pair
+from monai_transfer.losses.float32 import float32_forward
 from monai_transfer.utils.distributed import gather_with_grad, is_distributed, rank
 
 __all__ = ["NTXentLoss"]
@@ -42,6 +43,7 @@ class NTXentLoss(_Loss):
         self.temperature = float(temperature)
         self.gather_distributed = bool(gather_distributed)
 
+    @float32_forward
     def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
         """Loss for projections ``z1``, ``z2`` of shape ``(B, D)``."""
         check_pair("NTXentLoss", z1, z2)

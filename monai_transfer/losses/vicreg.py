@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch.nn.modules.loss import _Loss
 
 from monai_transfer.losses.checks import check_pair
+from monai_transfer.losses.float32 import float32_forward
 from monai_transfer.utils.distributed import gather_with_grad, is_distributed
 
 __all__ = ["VICRegLoss"]
@@ -62,6 +63,7 @@ class VICRegLoss(_Loss):
         self.gather_distributed = bool(gather_distributed)
         self.eps = float(eps)
 
+    @float32_forward
     def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
         """Loss for embeddings ``z1``, ``z2`` of shape ``(B, D)``."""
         check_pair("VICRegLoss", z1, z2, min_batch=2)
