@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from monai_transfer.cli._common import _parse_kv
+from monai_transfer.cli._common import _parse_kv, add_speed_arguments
 
 
 def _resume(args: argparse.Namespace) -> str:
@@ -39,7 +39,14 @@ def _options(args: argparse.Namespace) -> dict:
         "tensorboard": not args.no_tensorboard,
         "intensity": intensity,
         "mlflow_uri": args.mlflow_uri,
+        **_speed(args),
     }
+
+
+def _speed(args: argparse.Namespace) -> dict:
+    """``--amp``, ``--channels-last``, ``--compile`` as given (config ids ``amp``, ``channels_last``, ``compile``)."""
+    given = {"amp": args.amp, "channels_last": args.channels_last, "compile": args.compile}
+    return {k: v for k, v in given.items() if v is not None}
 
 
 def _cmd_finetune(args: argparse.Namespace) -> int:
@@ -50,8 +57,9 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     if missing:
         raise ValueError(f"give {', '.join(missing)} (or --config FILE)")
     common = {"out_dir": args.out, "overrides": args.set, "resume": _resume(args)}
-    if args.config:
-        result = finetune_config_run(args.config, **common)
+    if args.config:  # the flags are overrides of the config's ids; a --set of the same id comes later and wins
+        speed = [f"{k}={v}" for k, v in _speed(args).items()]
+        result = finetune_config_run(args.config, **{**common, "overrides": speed + list(args.set or [])})
     else:
         result = finetune(
             backbone=args.backbone, pretrained=args.pretrained, task=args.task, strategy=args.strategy,
@@ -169,6 +177,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    "(default: test)")  # fmt: skip
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA when available)")
     p.add_argument("--num-workers", type=int, default=0, help="data-loader workers (default: 0)")
+    add_speed_arguments(p)
     p.add_argument("--set", action="append", default=[], metavar="ID=VALUE",
                    help="set any value of the run's bundle config (repeatable; value read as JSON)")  # fmt: skip
     p.add_argument(

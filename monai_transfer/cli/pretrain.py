@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 
-from monai_transfer.cli._common import _parse_kv, _table
+from monai_transfer.cli._common import _parse_kv, _table, add_speed_arguments
 
 # flag name -> PretrainConfig field, for the flags that map one to one (defaults None: "not given")
 _SIMPLE = (
@@ -92,8 +92,9 @@ def config_from_args(args: argparse.Namespace):
         overrides["roi_size"] = list(args.roi_size)
     if args.teacher_momentum is not None:
         overrides["teacher_momentum"] = list(args.teacher_momentum)
-    if args.amp is not None:
-        overrides["amp"] = args.amp == "on"
+    for name in ("amp", "channels_last", "compile"):
+        if getattr(args, name) is not None:
+            overrides[name] = getattr(args, name)
     for flag, field in (
         ("method_arg", "method_kwargs"),
         ("backbone_arg", "backbone_kwargs"),
@@ -251,7 +252,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weight-decay-end", type=float, default=None, help="cosine end value (default: constant)")
     p.add_argument("--teacher-momentum", type=float, nargs=2, default=None, metavar=("START", "END"))
     p.add_argument("--grad-clip", type=float, default=None, help="max gradient norm (default: none)")
-    p.add_argument("--amp", choices=["on", "off"], default=None, help="mixed precision (default: on with CUDA)")
+    add_speed_arguments(p)
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA when available)")
     p.add_argument("--num-workers", type=int, default=None, help="data-loading processes (default 0)")
     p.add_argument(

@@ -28,6 +28,8 @@ __all__ = [
     "KEY_METRIC_DEFAULT",
     "LOSSES",
     "inferer_component",
+    "precision_component",
+    "precision_inferer",
 ]
 
 KEY_METRIC_DEFAULT = {"classification": "auroc", "segmentation": "mean_dice"}
@@ -114,6 +116,31 @@ def _dataset(section: str, train: bool) -> dict[str, Any]:
             f"label_fraction={fraction}, seed=@seed)")  # fmt: skip
     return {"_target_": "CacheDataset", "data": data, "transform": f"@{part}#preprocessing", "cache_rate": 1.0,
             "num_workers": 0, "progress": False}  # fmt: skip
+
+
+#: MONAI's engines autocast "cuda" only: their amp is the CUDA half of the decision, PrecisionInferer the CPU half
+_MONAI_AMP = "$monai_transfer.engines.monai_amp(@precision)"
+
+
+def precision_component(
+    training: bool, batch_size: Any = "@batch_size", input_size: str = "$@patch_size or @spatial_size"
+) -> dict[str, Any]:
+    """``precision``: the run's ``amp`` / ``channels_last`` / ``compile`` resolved once for its device and network
+    (``monai_transfer.engines.resolve_precision``: on CPU a short cached probe of this network at the run's input
+    size), written into ``result.json``; a training run records it next to its checkpoint, and a resumed run keeps
+    it."""
+    record = {"record": "$@run_checkpoint_dir + '/precision.json'", "resume": "@resume"} if training else {}
+    return {"_target_": "monai_transfer.engines.resolve_precision", "amp": "@amp", "device": "@device",
+            "network": "@network_def", "spatial_dims": "@spatial_dims", "in_channels": "@in_channels",
+            "input_size": input_size, "batch_size": batch_size,
+            "channels_last": "@channels_last", "compile": "@compile", "training": training, **record}  # fmt: skip
+
+
+def precision_inferer(inferer: str) -> str:
+    """The engine's ``inferer``: ``inferer`` (a reference) under the run's precision. Wrapped where the engine uses it,
+    so that ``validate#inferer#overlap=...`` still reaches the window; an expression, which MONAI's property check of
+    ``train#trainer#inferer`` and ``validate#evaluator#inferer`` accepts as it accepts a reference."""
+    return f"$monai_transfer.engines.PrecisionInferer({inferer}, @precision)"
 
 
 def network_def_component(
@@ -300,14 +327,20 @@ def finetune_config(
         "final_lr_factor": 0.0,
         "patience": None,
         "val_interval": 1,
-        "amp": False,
+        # "auto": CUDA AMP; on CPU bfloat16 only where a probe measures that it pays (monai_transfer.engines.precision)
+        "amp": "auto",
+        "channels_last": "auto",
+        "compile": "off",
         "patch_size": None if patch_size is None else patch_size,
         # facts of the transform chain above, for readers and for the inference bundle made from this run
         "spatial_size": spatial_size,
         "divisible_by": int(divisible_by),
         "intensity": dict(intensity) if intensity is not None else None,
         "network_def": network_def_component(backbone, backbone_kwargs, head_kwargs, trained=True),
-        "network": "$@network_def.to(@device)",
+        # no fixed size: the size of the first validation image (deterministic transforms, no random draws)
+        "precision": precision_component(training=True, input_size="$@patch_size or @spatial_size or "
+                                         "monai_transfer.engines.precision.sample_size(@validate#dataset)"),
+        "network": "$monai_transfer.engines.prepare_network(@network_def.to(@device), @precision, @spatial_dims)",
         "finetune_strategy": {"_target_": "monai_transfer.finetune.create_strategy", "name": strategy, **strategy_args},
         "optimizer": {**_OPTIMIZERS[optimizer], "params": "$@finetune_strategy.apply(@network)", "lr": "@lr",
                       "weight_decay": "@weight_decay"},  # fmt: skip
@@ -325,8 +358,11 @@ def finetune_config(
             "handlers": train_handlers,
             "trainer": {"_target_": "SupervisedTrainer", "max_epochs": int(max_epochs), "device": "@device",
                         "train_data_loader": "@train#dataloader", "network": "@network", "optimizer": "@optimizer",
-                        "loss_function": "@loss", "inferer": "@train#inferer", "train_handlers": "@train#handlers",
-                        "amp": "@amp"},
+                        "loss_function": "@loss", "inferer": precision_inferer("@train#inferer"),
+                        "train_handlers": "@train#handlers", "amp": _MONAI_AMP,
+                        # gradients freed, not zeroed, between steps (PyTorch's default since 2.0): no memset of every
+                        # gradient per step and a lower peak; a parameter that gets no gradient in a step is skipped
+                        "optim_set_to_none": True},
         },  # fmt: skip
         "validate": {
             "preprocessing": {"_target_": "Compose", "transforms": val_xs},
@@ -342,9 +378,9 @@ def finetune_config(
             "handlers": val_handlers,
             "evaluator": {"_target_": "SupervisedEvaluator", "device": "@device",
                           "val_data_loader": "@validate#dataloader", "network": "@network",
-                          "inferer": "@validate#inferer", "postprocessing": "@validate#postprocessing",
+                          "inferer": precision_inferer("@validate#inferer"), "postprocessing": "@validate#postprocessing",
                           "key_val_metric": "@validate#key_metric", "additional_metrics": "@validate#additional_metrics",
-                          "val_handlers": "@validate#handlers", "amp": "@amp"},
+                          "val_handlers": "@validate#handlers", "amp": _MONAI_AMP},
         },  # fmt: skip
         "initialize": [
             # dropout draws from torch's global generator: seeded per run (run_config restores the caller's state)

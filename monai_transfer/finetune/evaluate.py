@@ -15,6 +15,13 @@ from typing import Any
 import torch
 
 from monai_transfer.engines.device import default_device
+from monai_transfer.engines.precision import (
+    PrecisionInferer,
+    monai_amp,
+    prepare_network,
+    resolve_precision,
+    sample_size,
+)
 from monai_transfer.engines.workflow import unwrap_config_error
 from monai_transfer.finetune.cases import datalist_cases
 from monai_transfer.finetune.tasks import make_loader
@@ -86,7 +93,7 @@ def evaluate(
     section: str = "test",
     batch_size: int = 8,
     device: str | torch.device | None = None,
-    amp: bool | None = None,
+    amp: bool | str | None = None,
     cases: bool = True,
     corruption: Callable | None = None,
     overrides: Any = None,
@@ -99,7 +106,8 @@ def evaluate(
         section: the section evaluated.
         batch_size: evaluation batch size.
         device: default CUDA when available, else CPU.
-        amp: mixed precision; default on for CUDA.
+        amp: ``"auto"`` (``None``), ``"on"``, ``"off"`` or a boolean: CUDA AMP, or on CPU bfloat16 autocast where a
+            forward-only probe of this network measures that it pays (``monai_transfer.engines.resolve_precision``).
         cases: include per-case records (``"cases"``: classification ``label``/``prob``, segmentation ``dice``,
             ``hd95_voxels``, ``surface_dice_1voxel`` per foreground class), in the section's order.
         corruption: a dictionary transform inserted where the run's config says corruptions act on what the network
@@ -107,7 +115,7 @@ def evaluate(
         overrides: ``id=value`` changes of the run's saved config (:func:`load_run`).
 
     Returns:
-        ``{"section", "n", <metrics>, "checkpoint", ["cases"]}``: ``mean_dice`` for segmentation; ``auroc`` (``None``
+        ``{"section", "n", <metrics>, "checkpoint", "precision", ["cases"]}``: ``mean_dice`` for segmentation; ``auroc`` (``None``
         when the section has one class) and ``accuracy`` for classification.
     """
     from monai.transforms import Compose
@@ -121,19 +129,35 @@ def evaluate(
     if corruption is not None:
         xs.insert(int(parser.get("validate#corruption_index", len(xs) - 1)), corruption)
     dev = next(net.parameters()).device
-    use_amp = (dev.type == "cuda") if amp is None else bool(amp)
+    dims = int(facts["spatial_dims"])
     loader = make_loader(rows, Compose(xs), batch_size, False, cache=False)
+    # the probe at the size the network sees: the window or resize of the run, else the first case's size
+    size = _parsed(parser, "patch_size") or _parsed(parser, "spatial_size")
+    precision = resolve_precision(
+        amp,
+        dev,
+        net,
+        dims,
+        int(_parsed(parser, "in_channels") or 1),
+        size or (sample_size(loader.dataset) if amp in (None, "auto") else None),
+        batch_size,
+        channels_last=_parsed(parser, "channels_last") or "off",
+        training=False,
+    )
     key = None
     if task == "classification":
         key = "auroc" if len({int(float(e["label"])) for e in rows}) > 1 else "accuracy"
     inferer = parser.get_parsed_content("validate#inferer")
-    evaluator = make_evaluator(net, loader, task, n_cls, dev, inferer, use_amp, key, collect_cases=True)
+    inferer = PrecisionInferer(inferer, precision)
+    prepare_network(net, {**precision, "compile": False}, dims)  # compiling pays over epochs, not one pass
+    evaluator = make_evaluator(net, loader, task, n_cls, dev, inferer, monai_amp(precision), key, collect_cases=True)
     try:
         evaluator.run()
     except RuntimeError as err:  # a data check's own message (the file named), not MONAI's "applying transform"
         raise unwrap_config_error(err) from None
     root = Path(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint).parent.parent
-    metrics: dict[str, Any] = {"section": section, "n": len(rows), "checkpoint": str(root / MODEL_FILE)}
+    metrics: dict[str, Any] = {"section": section, "n": len(rows), "checkpoint": str(root / MODEL_FILE),
+                               "precision": precision}  # fmt: skip
     for name, value in evaluator.state.metrics.items():
         metrics[name] = float(value)
     if task == "classification":
@@ -141,3 +165,8 @@ def evaluate(
     if cases:
         metrics["cases"] = evaluator.case_collector.cases
     return metrics
+
+
+def _parsed(parser: Any, cid: str) -> Any:
+    """A config value, ``None`` when the config (an older run's) has no such id."""
+    return parser.get_parsed_content(cid) if cid in parser else None

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from monai_transfer.data.datalist import load_datalist_file
+from monai_transfer.engines.precision import normalize_choice
 from monai_transfer.finetune.cases import datalist_cases
 from monai_transfer.finetune.config import KEY_METRIC_DEFAULT, finetune_config
 from monai_transfer.finetune.strategies import FinetuneStrategy, create_strategy
@@ -105,7 +106,9 @@ def plan_finetune(
     head_kwargs: Mapping[str, Any] | None = None,
     strict: bool = True,
     device: str | None = None,
-    amp: bool | None = None,
+    amp: bool | str | None = None,
+    channels_last: bool | str | None = None,
+    compile: bool | str | None = "off",
     tensorboard: bool = True,
     progress: bool = False,
     intensity: Mapping[str, Any] | None = None,
@@ -163,7 +166,9 @@ def plan_finetune(
         _set(config, cid, values[arg])
     if device is not None:
         config["device"] = f"$torch.device({str(device)!r})"
-    config["amp"] = "$@device.type == 'cuda'" if amp is None else bool(amp)
+    config["amp"] = normalize_choice(amp)
+    config["channels_last"] = normalize_choice(channels_last, "channels_last")
+    config["compile"] = normalize_choice(compile, "compile")
     facts = {"datalist": str(Path(datalist).resolve()), "backbone": backbone, "pretrained": pretrained, "task": task,
              "strategy": {"name": name, **kwargs}, "num_classes": n_cls, "labels": labels, "spatial_dims": dims,
              "n_train": len(subset), "n_train_total": len(train_all), "n_val": len(val), "test_section": test_s,

@@ -90,11 +90,13 @@ def finetune(
         options: the config's shape, see :func:`monai_transfer.finetune.plan.plan_finetune`: ``strategy_kwargs``,
             ``num_classes``, ``spatial_dims``, ``in_channels``, ``loss``, ``class_weights``, ``focal_gamma``,
             ``optimizer``, ``key_metric``, ``spatial_size``, ``patch_size``, ``augment``, ``train_section``,
-            ``val_section``, ``backbone_kwargs``, ``head_kwargs``, ``strict``, ``device``, ``amp``, ``tensorboard``,
+            ``val_section``, ``backbone_kwargs``, ``head_kwargs``, ``strict``, ``device``, ``amp``, ``channels_last``,
+            ``compile`` (``"auto"``/``"on"``/``"off"``: :func:`monai_transfer.engines.resolve_precision`), ``tensorboard``,
             ``progress``, ``intensity``, ``mlflow_uri``.
 
     Returns:
-        The result (also ``out_dir/result.json``): best metric and epoch, epochs run, test metrics, the load report
+        The result (also ``out_dir/result.json``): best metric and epoch, epochs run, test metrics, the precision
+        decision (``precision``: amp, dtype, layout, compile and why), the load report
         of ``pretrained``, the intensity used, sizes of the sets, the config file, the run's values, ``duration_s``.
 
     Raises:
@@ -125,7 +127,8 @@ def finetune(
         raise
     result = summarize_run(run, plan.facts, out)
     if test_section and plan.facts["n_test"]:
-        result["test"] = _test(out, datalist, test_section, plan.facts["labels"], batch_size, options.get("device"))
+        result["test"] = _test(out, datalist, test_section, plan.facts["labels"], batch_size, options.get("device"),
+                               result["precision"])
     result.update(overrides=user, duration_s=round(time.perf_counter() - t0, 3))
     atomic_write_json(out / RESULT_NAME, _json_safe(result))
     return result
@@ -159,15 +162,21 @@ def finetune_config_run(
     result = summarize_run(run, facts, out)
     datalist = facts["datalist"]
     if test_section and isinstance(datalist, str) and test_section in section_names(datalist):
-        result["test"] = _test(out, datalist, test_section, facts["labels"], int(run.get("batch_size")), None)
+        result["test"] = _test(out, datalist, test_section, facts["labels"], int(run.get("batch_size")), None,
+                               result["precision"])
     result.update(overrides=user, duration_s=round(time.perf_counter() - t0, 3))
     atomic_write_json(out / RESULT_NAME, _json_safe(result))
     return result
 
 
-def _test(out: Path, datalist: Any, section: str, labels: Any, batch_size: int, device: Any) -> dict[str, Any]:
-    """The best weights on the test section; per-case records (named by case id) to ``test_cases.json``."""
-    test = evaluate(out, datalist, section=section, batch_size=batch_size, device=device)
+def _test(
+    out: Path, datalist: Any, section: str, labels: Any, batch_size: int, device: Any, precision: Any = None
+) -> dict[str, Any]:
+    """The best weights on the test section; per-case records (named by case id) to ``test_cases.json``.
+
+    The test runs in the training run's precision (``amp`` on or off as it was decided), without a second probe."""
+    amp = None if not isinstance(precision, dict) else bool(precision.get("amp"))
+    test = evaluate(out, datalist, section=section, batch_size=batch_size, device=device, amp=amp)
     cases = test.pop("cases", None)
     atomic_write_json(out / "test_cases.json", {"section": section, "labels": labels,
                                                 "cases": _named_cases(cases, datalist, section, labels)})  # fmt: skip
@@ -234,11 +243,18 @@ def summarize_run(run: ConfigRun, facts: Mapping[str, Any], out: Path) -> dict[s
         "config_file": str(run.config_file),
         "result_json": str(out / RESULT_NAME),
         "out_dir": str(out),
+        # the run's amp / layout / compile decision and why (monai_transfer.engines.resolve_precision)
+        "precision": _precision(run),
         "load_report": None if report is None else report.to_dict(),
         "load_report_table": None if report is None else report.to_table(),
         "notes": notes,
         **dict(facts),
     }
+
+
+def _precision(run: ConfigRun) -> dict[str, Any] | None:
+    """The run's precision decision; ``None`` for a config written before it had one."""
+    return dict(run.get("precision")) if "precision" in run.workflow.parser else None
 
 
 def _named_cases(cases: list[dict[str, Any]] | None, datalist: Any, section: str, labels: Any) -> list[dict[str, Any]]:

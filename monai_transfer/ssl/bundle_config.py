@@ -48,6 +48,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from monai_transfer.engines.precision import normalize_choice
 from monai_transfer.ssl.config import PretrainConfig
 
 __all__ = ["CONFIG_NAME", "pretrain_config", "is_bundle_config"]
@@ -156,13 +157,24 @@ def pretrain_config(config: PretrainConfig) -> dict[str, Any]:
         "owns_group": "$not monai_transfer.ssl.distributed.is_distributed() and "
         "monai_transfer.ssl.distributed.init_distributed()",
         "device": {"_target_": f"{_WF}.run_device", "device": config.device},
-        "amp": "$@device.type == 'cuda'" if config.amp is None else bool(config.amp),
+        # "auto": CUDA AMP; on CPU bfloat16 only where a probe of the backbone measures that it pays
+        "amp": normalize_choice(config.amp),
+        "channels_last": normalize_choice(config.channels_last, "channels_last"),
+        "compile": normalize_choice(config.compile, "compile"),
+        "precision": {"_target_": "monai_transfer.engines.resolve_precision", "amp": "@amp", "device": "@device",
+                      "network": "@network_def", "spatial_dims": "@spatial_dims", "in_channels": "@in_channels",
+                      "input_size": "@roi_size", "batch_size": "@batch_size", "channels_last": "@channels_last",
+                      "compile": "@compile", "record": "$@output_dir + '/checkpoints/precision.json'",
+                      "resume": "@resume"},  # fmt: skip
         "network_def": {"_target_": f"{_WF}.build_backbone", "name": config.backbone, "spatial_dims": "@spatial_dims",
                         "in_channels": "@in_channels", "seed": "@seed", "pretrained": config.pretrained,
                         **backbone_kwargs},  # fmt: skip
-        "method": {"_target_": f"{_WF}.build_method", "name": spec.name, "backbone": "@network_def", "seed": "@seed",
+        "method": {"_target_": f"{_WF}.build_method", "name": spec.name, "seed": "@seed",
+                   "backbone": "$monai_transfer.engines.prepare_network(@network_def, @precision, @spatial_dims)",
                    "device": "@device", **config.method_kwargs},  # fmt: skip
-        "network": "$monai_transfer.ssl.distributed.wrap_ddp(@method, @device)",
+        # the heads and decoders get the backbone's bfloat16 convolution guard too (a no-op outside CPU bfloat16)
+        "network": "$monai_transfer.ssl.distributed.wrap_ddp(monai_transfer.engines.guard_bf16_convs(@method, "
+        "@precision), @device)",
         "optimizer": {**_OPTIMIZERS[str(config.optimizer)], "params": "$@method.parameter_groups(@weight_decay)",
                       "lr": "@lr"},  # fmt: skip
         "train": {
@@ -213,9 +225,9 @@ def pretrain_config(config: PretrainConfig) -> dict[str, Any]:
             "handlers": _handlers(config, spec),
             "trainer": {"_target_": "monai_transfer.ssl.trainer.SSLTrainer", "device": "@device",
                         "max_epochs": "@epochs", "train_data_loader": "@train#dataloader", "method": "@network",
-                        "optimizer": "@optimizer", "amp": "@amp",
-                        # asked-for mixed precision off CUDA means bfloat16 (float16 autocast is CUDA-only)
-                        "amp_dtype": "$torch.bfloat16 if @amp and @device.type != 'cuda' else None",
+                        "optimizer": "@optimizer", "amp": "$bool(@precision['amp'])",
+                        # float16 with a GradScaler on CUDA; bfloat16 on CPU (float16 autocast is CUDA-only)
+                        "amp_dtype": "$monai_transfer.engines.precision.amp_dtype(@precision)",
                         "grad_clip_norm": "@grad_clip", "train_handlers": "@train#handlers"},
             "resume": {"_target_": f"{_WF}.resume_run", "trainer": "@train#trainer", "resume": "@resume",
                        "checkpoint_dir": "$@output_dir + '/checkpoints'", "objects": "@train#checkpoint_objects"},
@@ -224,7 +236,8 @@ def pretrain_config(config: PretrainConfig) -> dict[str, Any]:
                         "summary": {"method": spec.name, "backbone": config.backbone, "spatial_dims": "@spatial_dims",
                                     "intensity": "@intensity"},
                         "monitor": "@train#monitor" if config.monitor_data else None,
-                        "chance": "@train#chance" if spec.chance_loss else None, "device": "@device", "amp": "@amp",
+                        "chance": "@train#chance" if spec.chance_loss else None, "device": "@device",
+                        "precision": "@precision",
                         "title": f"{spec.name} / {config.backbone} {config.spatial_dims}D"},  # fmt: skip
         },
         "provenance": {

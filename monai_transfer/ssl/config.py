@@ -111,7 +111,11 @@ class PretrainConfig:
         teacher_momentum: ``[start, end]`` of the EMA momentum (cosine); ``None``: the method's recommendation.
         teacher_temperature: DINO only, ``[start, end, warmup_epochs]`` (linear warm-up then constant).
         grad_clip: clip the gradient norm to this value; ``None``: no clipping.
-        amp: mixed precision; ``None``: on for CUDA, off on CPU.
+        amp: ``"auto"`` (``None``), ``"on"`` or ``"off"`` (or a boolean): CUDA AMP; on CPU bfloat16 autocast where a
+            short cached probe of the backbone at ``roi_size`` measures that it pays (``monai_transfer.engines.precision``).
+        channels_last: ``"auto"`` (``None``; off: it did not pay where measured), ``"on"``, ``"off"``: channels-last
+            memory for the backbone's weights.
+        compile: ``"on"`` compiles the backbone (``nn.Module.compile``; a failure is said once and the run goes eager).
         device: ``cpu``, ``cuda``, ``cuda:1``...; ``None``: CUDA when available.
         num_workers: data-loading processes.
         cache: read and normalise every image once and keep it in memory; only the random views run per epoch
@@ -155,7 +159,9 @@ class PretrainConfig:
     teacher_momentum: list[float] | None = None
     teacher_temperature: list[float] | None = None
     grad_clip: float | None = None
-    amp: bool | None = None
+    amp: bool | str | None = None
+    channels_last: bool | str | None = None
+    compile: bool | str = "off"
     device: str | None = None
     num_workers: int = 0
     cache: bool = False

@@ -562,7 +562,8 @@ class PretrainPublisher:
         summary: static fields of ``result.json`` (method, backbone, intensity...).
         monitor: the kNN monitor, if any (its history goes to ``knn_accuracy``).
         chance: the :class:`ChanceLossMonitor`, if any (its value and warnings go to ``result.json``).
-        device: the run's device; amp: whether mixed precision ran.
+        device: the run's device; precision: the run's amp / layout / compile decision
+            (``monai_transfer.engines.resolve_precision``), written into ``result.json`` with its reason.
         title: the loss plot's title.
     """
 
@@ -577,7 +578,7 @@ class PretrainPublisher:
         monitor: Any = None,
         chance: ChanceLossMonitor | None = None,
         device: Any = None,
-        amp: bool = False,
+        precision: Mapping[str, Any] | None = None,
         title: str = "",
     ) -> None:
         self.output_dir = Path(output_dir)
@@ -589,7 +590,8 @@ class PretrainPublisher:
         self.monitor = monitor
         self.chance = chance
         self.device = device
-        self.amp = bool(amp)
+        self.precision = dict(precision or {"amp": False})
+        self.amp = bool(self.precision.get("amp"))
         self.title = title
         self.result: dict[str, Any] = {}
         self._t0: float | None = None
@@ -647,6 +649,7 @@ class PretrainPublisher:
             "device": str(self.device),
             "world_size": world_size(),
             "amp": self.amp,
+            "precision": self.precision,
         }
         atomic_write_json(result_file, self.result)
         return self.result

@@ -41,7 +41,7 @@ __all__ = ["write_report", "results_csv"]
 
 BASE_COLUMNS = (
     "cell", "target", "task", "challenge", "challenge_kind", "challenge_value", "start", "backbone", "strategy", "seed",
-    "status", "metric", "score", "n_train", "duration_s", "domain_gap", "probe",
+    "status", "metric", "score", "n_train", "duration_s", "domain_gap", "probe", "precision",
 )  # fmt: skip
 FIGURES = {
     "label_efficiency": "label_efficiency.png",

@@ -66,7 +66,8 @@ def _base_row(payload: Mapping[str, Any], threads: int) -> dict[str, Any]:
     return {"cell": payload["cell"], "threads": threads, **payload["key"], "task": payload["task"],
             "challenge_kind": payload["challenge_kind"], "challenge_value": payload["challenge_value"],
             "start_kind": payload["start_kind"], "pretrained": payload["pretrained"], "metric": payload["metric"],
-            "score": None, "metrics": {}, "status": "failed", "error": None, "run_dir": payload["run_dir"]}  # fmt: skip
+            "precision": payload.get("precision"), "score": None, "metrics": {}, "status": "failed", "error": None,
+            "run_dir": payload["run_dir"]}  # fmt: skip
 
 
 def _finetune_cell(payload: Mapping[str, Any]) -> dict[str, Any]:
@@ -270,6 +271,7 @@ def run_study(spec: StudySpec, out: str | os.PathLike, raw: Mapping[str, Any] | 
         SpecError: an impossible cell (before anything trains). StudyStopped: a cell failed under ``on_error: stop``.
     """
     from monai_transfer.study.executors import make_executor
+    from monai_transfer.study.precision import apply_study_precision
     from monai_transfer.study.probes import uses_cached_probe
 
     t0 = time.perf_counter()
@@ -303,6 +305,7 @@ def run_study(spec: StudySpec, out: str | os.PathLike, raw: Mapping[str, Any] | 
         threads = max(1, (os.cpu_count() or 1) // max(1, workers)) if executor == "local" else 1
     for p in payloads:
         p["threads"] = threads
+    apply_study_precision(payloads, out, threads)  # one precision per (target, backbone), in <out>/precision.json
     stopped = None
     with make_executor(executor, workers=workers, address=address, threads=threads) as ex:
         for row in ex.map(run_cell, payloads, progress=progress, desc=f"study {spec.name}"):

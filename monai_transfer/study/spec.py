@@ -50,7 +50,7 @@ LINEAR_PROBE_MODES = ("cached", "pipeline")
 FINETUNE_OPTIONS = ("epochs", "batch_size", "lr", "weight_decay", "head_lr_mult", "warmup_epochs", "patience",
                     "num_workers", "backbone_kwargs", "head_kwargs", "strategy_kwargs", "spatial_size", "patch_size",
                     "loss", "class_weights", "augment", "intensity", "device", "amp",
-                    "overrides")  # fmt: skip
+                    "channels_last", "compile", "overrides")  # fmt: skip
 
 
 class SpecError(ValueError):

@@ -14,6 +14,8 @@ from monai_transfer.finetune.config import (
     finetune_config,
     inferer_component,
     network_def_component,
+    precision_component,
+    precision_inferer,
 )
 from monai_transfer.transforms.preprocessing import intensity_components
 from monai_transfer.utils.sizes import per_axis
@@ -98,9 +100,14 @@ def inference_config(
         "num_classes": int(num_classes),
         "labels": names,
         "patch_size": patch_size,
-        "amp": False,
+        # "auto": CUDA AMP; on CPU bfloat16 only where a forward-only probe of the network measures that it pays
+        "amp": "auto",
+        "channels_last": "auto",
+        "compile": "off",
+        "spatial_size": None if spatial_size is None else per_axis(spatial_size, spatial_dims, "spatial_size"),
         "network_def": network_def_component(backbone, backbone_kwargs, head_kwargs),
-        "network": "$@network_def.to(@device)",
+        "precision": precision_component(training=False, batch_size=1),
+        "network": "$monai_transfer.engines.prepare_network(@network_def.to(@device), @precision, @spatial_dims)",
         "preprocessing": {"_target_": "Compose", "transforms": pre},
         "dataset": {"_target_": "Dataset", "data": "@datalist", "transform": "@preprocessing"},
         "dataloader": {"_target_": "DataLoader", "dataset": "@dataset", "batch_size": 1, "shuffle": False,
@@ -109,8 +116,10 @@ def inference_config(
         "postprocessing": {"_target_": "Compose", "transforms": post},
         "handlers": handlers,
         "evaluator": {"_target_": "SupervisedEvaluator", "device": "@device", "val_data_loader": "@dataloader",
-                      "network": "@network", "inferer": "@inferer", "postprocessing": "@postprocessing",
-                      "val_handlers": "@handlers", "amp": "@amp"},  # fmt: skip
+                      "network": "@network", "postprocessing": "@postprocessing", "val_handlers": "@handlers",
+                      # the CPU half of the precision decision around the inferer; MONAI's amp is the CUDA half
+                      "inferer": precision_inferer("@inferer"),
+                      "amp": "$monai_transfer.engines.monai_amp(@precision)"},  # fmt: skip
         "initialize": [],
         "run": ["$@evaluator.run()"],
         "finalize": [],
