@@ -1,5 +1,5 @@
 """bfloat16 runs stay trustworthy: a short fine-tuning and pretraining run under ``amp: on`` (CPU bfloat16 autocast)
-against the same run in fp32, float32 master weights and optimizer state, and exact resume within bfloat16.
+against the same run in fp32, float32 master weights and optimizer state, and exact resume within bfloat16 (fine-tuning and pretraining).
 
 Tolerances (stated here and in docs/finetune.md): after two epochs of the tiny 2D segmentation run, best and test mean
 Dice within 0.05 of fp32; in the tiny SimCLR run (batch 4, two steps an epoch, AdamW), the first epoch's loss within 0.05
@@ -19,6 +19,7 @@ import torch
 
 from monai_transfer.data import make_demo_data
 from monai_transfer.finetune import finetune
+from monai_transfer.weights import read_checkpoint
 
 SEG = {
     "backbone": "resnet10",
@@ -103,20 +104,51 @@ def test_bf16_resume_is_exact(demo, seg_runs, tmp_path, monkeypatch):
     assert all(torch.equal(straight["network"][k], resumed["network"][k]) for k in straight["network"])
 
 
-def test_bf16_pretraining_losses_within_tolerance_of_fp32(demo, tmp_path):
+SSL = {"method": "simclr", "backbone": "resnet10", "spatial_dims": 2, "modality": "mr", "roi_size": [32, 32],
+       "batch_size": 4, "warmup_epochs": 0, "epochs": 2, "method_kwargs": {"projection_dim": 32}, "progress": False}
+
+
+@pytest.fixture(scope="module")
+def ssl_runs(demo, tmp_path_factory):
     from monai_transfer.ssl import pretrain
 
-    runs = {}
-    for amp in ("off", "on"):
-        runs[amp] = pretrain(method="simclr", backbone="resnet10", spatial_dims=2, data=demo["unlabeled"],
-                             out=str(tmp_path / amp), modality="mr", roi_size=[32, 32], batch_size=4, warmup_epochs=0,
-                             epochs=2, amp=amp, method_kwargs={"projection_dim": 32}, progress=False)  # fmt: skip
+    root = tmp_path_factory.mktemp("ssl")
+    return {amp: pretrain(data=demo["unlabeled"], out=str(root / amp), amp=amp, **SSL) for amp in ("off", "on")}
+
+
+def test_bf16_pretraining_losses_within_tolerance_of_fp32(ssl_runs):
+    runs = ssl_runs
     assert runs["on"]["precision"]["dtype"] == "bfloat16" and runs["on"]["amp"] is True
     assert runs["off"]["precision"]["amp"] is False
     fp32, bf16 = runs["off"]["epoch_losses"], runs["on"]["epoch_losses"]
     assert all(math.isfinite(b) for b in bf16)
     assert abs(fp32[0] - bf16[0]) <= 0.05  # same start: the rounding of two steps
     assert abs(fp32[1] - bf16[1]) <= 0.3  # AdamW makes rounding noise a full step where gradients are small
-    ckpt = torch.load(tmp_path / "on" / "checkpoints" / "last.pt", weights_only=True)
+    ckpt = torch.load(f"{runs['on']['encoder'].rsplit('/', 1)[0]}/checkpoints/last.pt", weights_only=True)
     tensors = [t for s in ckpt["optimizer"]["state"].values() for k, t in s.items() if k != "step"]
     assert tensors and all(t.dtype == torch.float32 for t in tensors)
+
+
+def test_bf16_pretraining_resume_is_exact(demo, ssl_runs, tmp_path, monkeypatch):
+    from monai_transfer.ssl import pretrain
+    from monai_transfer.ssl.checkpoint import TrainingCheckpoint
+
+    saved = TrainingCheckpoint.save
+
+    def crash_after_first_epoch(self, engine):  # the epoch-1 checkpoint is written, then the process "dies"
+        path = saved(self, engine)
+        if engine.state.epoch == 1 and engine.state.iteration == engine.state.epoch_length:
+            raise _Interrupted()
+        return path
+
+    out = tmp_path / "resumed"
+    monkeypatch.setattr(TrainingCheckpoint, "save", crash_after_first_epoch)
+    with pytest.raises(_Interrupted):
+        pretrain(data=demo["unlabeled"], out=str(out), amp="on", **SSL)
+    monkeypatch.setattr(TrainingCheckpoint, "save", saved)
+    resumed = pretrain(data=demo["unlabeled"], out=str(out), amp="on", resume="auto", **SSL)
+    assert "kept from" in resumed["precision"]["reason"]  # the recorded decision, not a new one
+    straight = ssl_runs["on"]
+    assert resumed["epoch_losses"][1] == straight["epoch_losses"][1]  # bit-identical float
+    a, b = (read_checkpoint(r["encoder"])["state_dict"] for r in (straight, resumed))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
