@@ -47,9 +47,15 @@ Cost. The full default run (12 methods x 2D and 3D, 62 configurations with light
 one minute per (method, dims); ``--no-memory`` saves a fifth of that. ``--quick`` takes about a minute for two
 methods in 2D.
 
+Precision (``--amp``, default ``auto``): ours runs as a pretraining run does, with the run's decision
+(``monai_transfer.engines.resolve_precision``: CUDA AMP; on CPU bfloat16 autocast where the cached probe of the backbone
+at the input size measures that it pays, else fp32) and ``--channels-last`` (default ``auto``, off); lightly and the
+baseline stay in their default fp32, contiguous. The decision's reason is printed under the table.
+
 Columns:
   method, dims, backbone, input  what ran (input: views x size^dims; "m48/64" = masked / total patches)
   batch          samples per view
+  prec, layout   ours' precision (bf16 / fp16 / fp32) and memory layout (cf contiguous, cl channels-last)
   ours/s         our training steps per second: 1 / the median of our step times over the rounds
   lightly/s      lightly's steps per second on the same backbone, views and batch, or n/a (reason below the table)
   ours/lightly   paired speed ratio (see above) [interquartile range over rounds]: above 1 means ours is faster
@@ -596,21 +602,40 @@ def build_config(method: str, impl: str, dims: int, cfg: dict, batch: dict) -> t
     torch.manual_seed(cfg["seed"])
     backbone = create_backbone(name, spatial_dims=dims, in_channels=1, **bkw)
 
+    prec = {"prec": "fp32", "layout": "cf"}
     if impl == "ours":
+        from monai_transfer.engines.precision import amp_dtype, prepare_network, resolve_precision
         from monai_transfer.ssl import create_method
 
+        # the run's decision (pretraining's config: the backbone probed at the input size, cached per machine)
+        decision = resolve_precision(cfg.get("amp", "auto"), device, backbone, dims, 1, cfg["size"], cfg["batch"],
+                                     channels_last=cfg.get("channels_last", "auto"))  # fmt: skip
+        prepare_network(backbone, decision, dims)
+        dtype = amp_dtype(decision)
+        prec = {"prec": {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32"),
+                "layout": "cl" if decision["channels_last"] else "cf", "reason": decision["reason"]}  # fmt: skip
+        scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
         model = create_method(method, backbone).to(device).train()
         heads = head_signature(model, OUR_HEADS)
         opt = torch.optim.AdamW(model.parameter_groups(WEIGHT_DECAY), lr=LR)
         hook = getattr(model, "after_backward", None)
 
-        def run_step(b: dict) -> None:
+        def run_step(b: dict) -> None:  # as SSLTrainer: forward under autocast, fp32 weights, a scaler for fp16 only
             opt.zero_grad(set_to_none=True)
-            out = model(b)
-            out["loss"].backward()
+            with torch.autocast(torch.device(device).type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                out = model(b)
+            if scaler is not None:
+                scaler.scale(out["loss"]).backward()
+                scaler.unscale_(opt)
+            else:
+                out["loss"].backward()
             if hook is not None:
                 hook(1)
-            opt.step()
+            if scaler is not None:
+                scaler.step(opt)
+                scaler.update()
+            else:
+                opt.step()
             model.update_teacher()
 
     elif impl == "lightly":
@@ -644,7 +669,7 @@ def build_config(method: str, impl: str, dims: int, cfg: dict, batch: dict) -> t
 
     else:
         raise ValueError(f"unknown implementation {impl!r}")
-    return run_step, {"backbone": name, "heads": heads}
+    return run_step, {"backbone": name, "heads": heads, **prec}
 
 
 def _device_batch(method: str, dims: int, cfg: dict) -> tuple[dict, str]:
@@ -683,6 +708,7 @@ def run_one(method: str, impl: str, dims: int, cfg: dict) -> dict:
         "input": input_desc,
         "batch": cfg["batch"],
         "heads": info["heads"],
+        **{k: info[k] for k in ("prec", "layout", "reason") if k in info},
         "step_s_median": median,
         "step_s_all": times,
         "steps_per_s": 1.0 / median,
@@ -693,6 +719,20 @@ def run_one(method: str, impl: str, dims: int, cfg: dict) -> dict:
         "device": device,
         "threads": torch.get_num_threads(),
     }
+
+
+def run_child(cmd: list[str], timeout: float | None) -> tuple[str, Any]:
+    """Run a ``--one`` job in a fresh interpreter: ``(kind, payload)`` from the JSON of its last stdout line, or
+    ``("error", text)`` (its last stderr line, or the time-out)."""
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return "error", f"timed out after {timeout:g} s"
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        return "error", ((proc.stderr.strip().splitlines() or ["no output"])[-1])[:300]
+    kind, payload = json.loads(lines[-1])
+    return kind, payload
 
 
 def _rotation(impls: list[str], r: int) -> list[str]:
@@ -756,6 +796,7 @@ def run_paired(method: str, dims: int, cfg: dict) -> dict:
             "input": input_desc,
             "batch": cfg["batch"],
             "heads": info[impl]["heads"],
+            **{k: info[impl][k] for k in ("prec", "layout", "reason") if k in info[impl]},
             "step_s_median": median,
             "step_s_all": times,
             "steps_per_s": 1.0 / median,
@@ -798,16 +839,7 @@ class Runner:
             timeout *= max(1, len(cfg["impls"]))
         if self.isolation == "subprocess":
             cmd = [sys.executable, os.path.abspath(__file__), "--one", method, impl, str(dims), json.dumps(cfg)]
-            try:
-                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-            except subprocess.TimeoutExpired:
-                return "error", f"timed out after {timeout:g} s"
-            lines = proc.stdout.strip().splitlines()
-            if proc.returncode != 0 or not lines:
-                err = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-                return "error", err[:300]
-            kind, payload = json.loads(lines[-1])
-            return kind, payload
+            return run_child(cmd, timeout)
         parent, child = self.ctx.Pipe(duplex=False)
         proc = self.ctx.Process(target=_child, args=(method, impl, dims, cfg, child))
         proc.start()
@@ -859,6 +891,8 @@ _COLS = [
     ("backbone", 17, ">"),
     ("input", 18, ">"),
     ("batch", 5, ">"),
+    ("prec", 4, ">"),
+    ("layout", 6, ">"),
     ("ours/s", 7, ">"),
     ("lightly/s", 9, ">"),
     ("ours/lightly [IQR]", 18, ">"),
@@ -968,6 +1002,8 @@ def print_row(row: dict) -> None:
         str(row["backbone"]),
         str(row["input"]),
         str(row["batch"]),
+        (ours or {}).get("prec", "?"),
+        (ours or {}).get("layout", "?"),
         _rate(ours),
         "n/a" if row["lightly_na"] else _rate(light),
         _fmt_spread(ratio, 1.0, 2) if ratio is not None else ("n/a" if row["lightly_na"] else "-"),
@@ -1040,6 +1076,16 @@ def main(argv: list[str] | None = None) -> None:
         help="skip the per-configuration memory processes of the paired timing (MiB columns show '-')",
     )
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument(
+        "--amp",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="ours' precision (default auto: the run's decision, monai_transfer.engines.resolve_precision; on CPU a "
+        "cached probe picks bfloat16 where it pays); lightly and the baseline stay fp32",
+    )
+    parser.add_argument(
+        "--channels-last", choices=["auto", "on", "off"], default="auto", help="ours' memory layout (default auto)"
+    )
     parser.add_argument(
         "--threads",
         type=int,
@@ -1128,7 +1174,8 @@ def main(argv: list[str] | None = None) -> None:
         how = f"separate: one process per configuration, median of {opts['repeats']} step(s) after {opts['warmup']}"
     print(
         f"{how}; 2D {opts['size2d']}^2 batch {opts['batch2d']}, 3D {opts['size3d']}^3 batch {opts['batch3d']}; "
-        f"AdamW lr={LR} wd={WEIGHT_DECAY}; {args.isolation}" + ("; QUICK (smoke run)" if args.quick else "")
+        f"AdamW lr={LR} wd={WEIGHT_DECAY}; ours amp={args.amp} channels_last={args.channels_last}, lightly and "
+        f"baseline fp32; {args.isolation}" + ("; QUICK (smoke run)" if args.quick else "")
     )
     header = _fmt_row([c[0] for c in _COLS])
     print(header)
@@ -1153,6 +1200,8 @@ def main(argv: list[str] | None = None) -> None:
                 "backbone3d": args.backbone3d,
                 "mae_backbone": args.mae_backbone,
                 "swin_ssl_backbone": args.swin_ssl_backbone,
+                "amp": args.amp,
+                "channels_last": args.channels_last,
             }
             na = None
             if method in LIGHTLY_NA or lightly_version is None:
@@ -1190,6 +1239,8 @@ def main(argv: list[str] | None = None) -> None:
             notes.append(f"  {tag} {impl} failed: {err}")
         for impl, err in row["memory_errors"].items():
             notes.append(f"  {tag} {impl} memory run failed: {err}")
+        if row["ours"] and row["ours"].get("reason"):
+            notes.append(f"  {tag} ours' precision: {row['ours']['reason']}")
         if row["lightly"] and row["lightly"].get("heads"):
             ours_heads = (row["ours"] or {}).get("heads", "?")
             same = " (same)" if ours_heads == row["lightly"]["heads"] else f"; ours: {ours_heads}"

@@ -214,5 +214,9 @@ def add_speed_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--channels-last", choices=["auto", "on", "off"], default=None,
                    help="channels-last memory layout (channels_last_3d for volumes) (default: auto = off: it did not "
                    "pay where measured, docs/benchmarks.md)")  # fmt: skip
-    p.add_argument("--compile", choices=["on", "off"], default=None,
-                   help="torch.compile the network; a failure is said once and the run goes eager (default: off)")
+    p.add_argument(
+        "--compile",
+        choices=["on", "off"],
+        default=None,
+        help="torch.compile the network; a failure is said once and the run goes eager (default: off)",
+    )

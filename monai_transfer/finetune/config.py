@@ -338,8 +338,11 @@ def finetune_config(
         "intensity": dict(intensity) if intensity is not None else None,
         "network_def": network_def_component(backbone, backbone_kwargs, head_kwargs, trained=True),
         # no fixed size: the size of the first validation image (deterministic transforms, no random draws)
-        "precision": precision_component(training=True, input_size="$@patch_size or @spatial_size or "
-                                         "monai_transfer.engines.precision.sample_size(@validate#dataset)"),
+        "precision": precision_component(
+            training=True,
+            input_size="$@patch_size or @spatial_size or "
+            "monai_transfer.engines.precision.sample_size(@validate#dataset)",
+        ),
         "network": "$monai_transfer.engines.prepare_network(@network_def.to(@device), @precision, @spatial_dims)",
         "finetune_strategy": {"_target_": "monai_transfer.finetune.create_strategy", "name": strategy, **strategy_args},
         "optimizer": {**_OPTIMIZERS[optimizer], "params": "$@finetune_strategy.apply(@network)", "lr": "@lr",

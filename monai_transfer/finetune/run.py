@@ -127,8 +127,9 @@ def finetune(
         raise
     result = summarize_run(run, plan.facts, out)
     if test_section and plan.facts["n_test"]:
-        result["test"] = _test(out, datalist, test_section, plan.facts["labels"], batch_size, options.get("device"),
-                               result["precision"])
+        result["test"] = _test(
+            out, datalist, test_section, plan.facts["labels"], batch_size, options.get("device"), result["precision"]
+        )
     result.update(overrides=user, duration_s=round(time.perf_counter() - t0, 3))
     atomic_write_json(out / RESULT_NAME, _json_safe(result))
     return result
@@ -162,8 +163,9 @@ def finetune_config_run(
     result = summarize_run(run, facts, out)
     datalist = facts["datalist"]
     if test_section and isinstance(datalist, str) and test_section in section_names(datalist):
-        result["test"] = _test(out, datalist, test_section, facts["labels"], int(run.get("batch_size")), None,
-                               result["precision"])
+        result["test"] = _test(
+            out, datalist, test_section, facts["labels"], int(run.get("batch_size")), None, result["precision"]
+        )
     result.update(overrides=user, duration_s=round(time.perf_counter() - t0, 3))
     atomic_write_json(out / RESULT_NAME, _json_safe(result))
     return result

@@ -3,8 +3,9 @@
 Their logits are similarities divided by a temperature (0.1 for SimCLR: a bfloat16 cosine, exact to about 3
 significant digits, becomes a logit off by up to 0.04), then exponentiated and summed over the batch; covariance
 and cross-correlation terms square values. In bfloat16 or float16 these lose the digits the loss is made of, so the
-decorated ``forward`` leaves autocast and casts its floating-point tensor arguments (and those in list arguments) to float32 (the embeddings'
-gradients flow back through the cast in the autocast dtype, as in any mixed-precision step).
+decorated ``forward`` leaves autocast and casts its float16 and bfloat16 tensor arguments (and those in list
+arguments) to float32; float64 stays float64. The embeddings' gradients flow back through the cast in the autocast
+dtype, as in any mixed-precision step.
 """
 
 from __future__ import annotations
@@ -21,9 +22,12 @@ __all__ = ["float32_forward"]
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+_LOW = (torch.float16, torch.bfloat16)
+
+
 def _float32(value: Any) -> Any:
-    """Floating-point tensors as float32, also inside lists and tuples (DINO's views)."""
-    if isinstance(value, torch.Tensor) and value.is_floating_point() and value.dtype != torch.float32:
+    """Half-precision tensors as float32, also inside lists and tuples (DINO's views); float64 stays float64."""
+    if isinstance(value, torch.Tensor) and value.dtype in _LOW:
         return value.float()
     if isinstance(value, (list, tuple)):
         return type(value)(_float32(v) for v in value)

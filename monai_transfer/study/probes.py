@@ -265,6 +265,8 @@ def run_probe_cell(payload: Mapping[str, Any]) -> dict[str, Any]:
     index = {k: i for i, k in enumerate(keys)}
     datalist = payload["datalist"]
     train, val, test = (_xy(datalist, s, feats, index) for s in ("training", "validation", "test"))
+    # the head trains on stored float32 features: no precision decision (its probe, its record in the run folder)
+    config = {**config, "network": "$@network_def.to(@device)"}
     parser = _parser(config)
     device = parser.get_parsed_content("device")
     net = parser.get_parsed_content("network")  # the head initialised from the cell's seed, as the pipeline's

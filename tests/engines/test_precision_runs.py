@@ -104,8 +104,18 @@ def test_bf16_resume_is_exact(demo, seg_runs, tmp_path, monkeypatch):
     assert all(torch.equal(straight["network"][k], resumed["network"][k]) for k in straight["network"])
 
 
-SSL = {"method": "simclr", "backbone": "resnet10", "spatial_dims": 2, "modality": "mr", "roi_size": [32, 32],
-       "batch_size": 4, "warmup_epochs": 0, "epochs": 2, "method_kwargs": {"projection_dim": 32}, "progress": False}
+SSL = {
+    "method": "simclr",
+    "backbone": "resnet10",
+    "spatial_dims": 2,
+    "modality": "mr",
+    "roi_size": [32, 32],
+    "batch_size": 4,
+    "warmup_epochs": 0,
+    "epochs": 2,
+    "method_kwargs": {"projection_dim": 32},
+    "progress": False,
+}
 
 
 @pytest.fixture(scope="module")

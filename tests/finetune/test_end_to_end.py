@@ -64,9 +64,11 @@ def test_segmentation_2d_beats_chance(demo, tmp_path, fraction):
     saved = json.loads((out / "result.json").read_text())
     assert saved["best_metric"] == pytest.approx(result["best_metric"])
     assert sorted(os.listdir(out)) == ["checkpoints", "configs", "models", "result.json", "test_cases.json"]
+    # precision.json: the run's amp decision, kept by a resumed run
     assert sorted(os.listdir(out / "models")) == ["model.pt"] and sorted(os.listdir(out / "checkpoints")) == [
         "last.json",
         "last.pt",
+        "precision.json",
     ]
     # the resolved config that ran is saved, and it is a bundle config MONAI can parse
     config = json.loads((out / "configs" / "train.json").read_text())

@@ -39,3 +39,9 @@ def test_dino_loss_under_autocast_matches_float32():  # views come as lists of t
     with torch.autocast("cpu", dtype=torch.bfloat16):
         loss = DINOLoss(32, 0.04, 0.04, 0)(teacher, student, epoch=0)
     assert loss.dtype == torch.float32 and torch.equal(loss, reference)
+
+
+def test_float64_inputs_stay_float64():  # only half precision is raised: a float64 check keeps its digits
+    g = torch.Generator().manual_seed(0)
+    z1, z2 = (torch.randn(8, 16, generator=g, dtype=torch.float64) for _ in range(2))
+    assert VICRegLoss()(z1, z2).dtype == torch.float64 and NTXentLoss()(z1, z2).dtype == torch.float64
