@@ -101,6 +101,7 @@ def build(impl: str, case: tuple, cfg: dict) -> tuple[Any, dict]:
     overrides = {"device": f"$torch.device({device!r})", "seed": cfg["seed"], "lr": LR, "weight_decay": WEIGHT_DECAY,
                  "batch_size": batch, "amp": cfg["amp"], "channels_last": cfg["channels_last"],
                  "compile": cfg["compile"], "precision#input_size": size,
+                 "precision#record": None,  # no run folder: nothing written beside a checkpoint
                  # the step alone: no data loader, no handlers (validation, checkpoints, logging are per epoch)
                  "train#trainer#train_data_loader": "$[]", "train#trainer#epoch_length": 1,
                  "train#trainer#train_handlers": []}  # fmt: skip

@@ -26,7 +26,7 @@ makes ``auto`` treat the CPU as one without bfloat16: fp32 everywhere, as the te
 
 ``channels_last`` (``auto``/``on``/``off``) converts the network (and each input) to channels-last memory
 (``channels_last_3d`` for volumes); ``auto`` turns it on only where it was measured to pay: a 2D CNN in bfloat16 on
-CPU (1.16x on the development CPU; it lost for 3D in fp32 and was even elsewhere; no GPU was measured, so off there).
+CPU (1.15x on the development CPU; it lost in 3D, and 2D fp32 is not yet switched; no GPU was measured, so off there).
 ``compile`` (``on``/``off``, default off, see docs/benchmarks.md for the measurement) compiles the network in place
 (``nn.Module.compile``: the state-dict keys stay the same); when compilation fails the run says so once and runs eager.
 
@@ -208,8 +208,9 @@ def sample_size(dataset: Any, key: str = "image") -> list[int] | None:
 
 
 #: channels-last under ``auto`` on CPU: bfloat16 2D CNNs only. Measured on the development CPU (AMD EPYC, AVX512-BF16,
-#: 1 thread, ResNet-18 fine-tuning step, paired, 5 rounds; docs/benchmarks.md): 2D 32x128^2 bf16 1.16x [1.10, 1.21],
-#: fp32 1.02x [0.99, 1.11]; 3D 16x28^3 bf16 1.05x [1.03, 1.09], fp32 0.73x [0.71, 0.75]. Not measured on a GPU: off.
+#: 2 threads, ResNet-18 fine-tuning step against a bare fp32 loop, 5 rounds; docs/benchmarks.md): 2D 32x128^2 bf16
+#: 2.08x channels-last vs 1.81x contiguous; 3D 16x28^3 bf16 0.91x vs 1.05x; 2D fp32 1.10x (one run; an earlier one at
+#: 1 thread gave 1.02x, and 3D fp32 0.73x). Not measured on a GPU: off.
 _CHANNELS_LAST_MIN_CONVS = 8
 
 
@@ -227,7 +228,7 @@ def _layout_choice(
     if dev.type != "cpu":
         return False, "channels_last=auto: off (not measured on a GPU)"
     if dims == 2 and bf16_cpu and _n_convs(network, dims) >= _CHANNELS_LAST_MIN_CONVS:
-        return True, "channels_last=auto: on (a 2D CNN in bfloat16 on CPU: measured 1.16x)"
+        return True, "channels_last=auto: on (a 2D CNN in bfloat16 on CPU: measured 1.15x, docs/benchmarks.md)"
     return False, "channels_last=auto: off on CPU (measured to pay only for 2D CNNs in bfloat16)"
 
 

@@ -123,13 +123,19 @@ _MONAI_AMP = "$monai_transfer.engines.monai_amp(@precision)"
 
 
 def precision_component(
-    training: bool, batch_size: Any = "@batch_size", input_size: str = "$@patch_size or @spatial_size"
+    training: bool,
+    batch_size: Any = "@batch_size",
+    input_size: str = "$@patch_size or @spatial_size",
+    record: str | None = None,
 ) -> dict[str, Any]:
     """``precision``: the run's ``amp`` / ``channels_last`` / ``compile`` resolved once for its device and network
     (``monai_transfer.engines.resolve_precision``: on CPU a short cached probe of this network at the run's input
     size), written into ``result.json``; a training run records it next to its checkpoint, and a resumed run keeps
-    it."""
-    record = {"record": "$@run_checkpoint_dir + '/precision.json'", "resume": "@resume"} if training else {}
+    it. ``record``: where a run that is not training writes it (an inference run: beside its predictions)."""
+    if training:
+        record = {"record": "$@run_checkpoint_dir + '/precision.json'", "resume": "@resume"}
+    else:
+        record = {} if record is None else {"record": record}
     return {"_target_": "monai_transfer.engines.resolve_precision", "amp": "@amp", "device": "@device",
             "network": "@network_def", "spatial_dims": "@spatial_dims", "in_channels": "@in_channels",
             "input_size": input_size, "batch_size": batch_size,

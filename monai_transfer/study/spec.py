@@ -39,8 +39,9 @@ TOP_KEYS = ("name", "description", "data_root", "data_help", "prepare", "metric"
 TARGET_KEYS = ("name", "data", "task", "spatial_dims", "in_channels", "domain_key", "patient_key", "positive", "metric")
 START_KEYS = ("name", "random", "source", "path", "ssl", "supervised", "continual")
 SSL_KEYS = ("method", "data", "epochs", "batch_size", "modality", "roi_size", "lr", "intensity", "seed", "cache",
-            "method_kwargs", "view_kwargs", "section")  # fmt: skip
-SUPERVISED_KEYS = ("data", "task", "epochs", "batch_size", "lr", "domain", "spatial_dims", "patch_size", "spatial_size")
+            "method_kwargs", "view_kwargs", "section", "amp")  # fmt: skip
+SUPERVISED_KEYS = ("data", "task", "epochs", "batch_size", "lr", "domain", "spatial_dims", "patch_size", "spatial_size",
+                   "amp")  # fmt: skip
 CONTINUAL_KEYS = ("from", "ssl")
 CHALLENGE_KEYS = ("full", "label_fractions", "imbalance", "domain")
 ESTIMATORS = ("knn", "linear_probe", "logme")
@@ -63,6 +64,18 @@ class MissingDataError(SpecError):
 
 def _fail(place: str, message: str) -> None:
     raise SpecError(f"{place}: {message}")
+
+
+def _check_speed(opts: Mapping[str, Any], place: str) -> None:
+    """``amp``, ``channels_last`` and ``compile`` values, checked with the spec (not when their run starts)."""
+    from monai_transfer.engines.precision import normalize_choice
+
+    for key in ("amp", "channels_last", "compile"):
+        if opts.get(key) is not None:
+            try:
+                normalize_choice(opts[key], key)
+            except ValueError as err:
+                _fail(f"{place}.{key}", str(err))
 
 
 def _check_keys(obj: Any, known: Sequence[str], place: str) -> Mapping[str, Any]:
@@ -209,6 +222,7 @@ def _parse_ssl(obj: Any, place: str, root: Path) -> dict[str, Any]:
             f"unknown SSL method {s['method']!r}" + (f"; did you mean {close[0]!r}?" if close else ""),
         )
     s["data"] = _path(s["data"], root, f"{place}.data")
+    _check_speed(s, place)
     return s
 
 
@@ -241,6 +255,7 @@ def _parse_start(obj: Any, place: str, root: Path) -> Start:
         if "data" not in sup:
             _fail(f"{place}.supervised", "missing 'data'")
         sup["data"] = _path(sup["data"], root, f"{place}.supervised.data")
+        _check_speed(sup, f"{place}.supervised")
         if sup.get("task", "classification") not in TASKS:
             _fail(f"{place}.supervised.task", f"must be one of {TASKS}")
         return Start(name, "supervised", supervised=sup)
@@ -331,6 +346,7 @@ def _parse_checked(s: Mapping[str, Any], root: str | os.PathLike) -> StudySpec:
         if e not in ESTIMATORS:
             _fail(f"transferability[{i}]", f"unknown estimator {e!r}; one of {ESTIMATORS}")
     finetune = _check_keys(s.get("finetune") or {}, FINETUNE_OPTIONS, "finetune")
+    _check_speed(finetune, "finetune")
     linear_probe = s.get("linear_probe", "cached")
     if linear_probe not in LINEAR_PROBE_MODES:
         _fail("linear_probe", "'cached' (linear-probe cells of classification targets train a head on encoder features "

@@ -29,13 +29,14 @@ def _folder(out: str | os.PathLike, start: Start, backbone: str, dims: int) -> P
 
 
 def _ssl(opts: Mapping[str, Any], backbone: str, dims: int, folder: Path, backbone_kwargs: Mapping[str, Any],
-         pretrained: str | None) -> str:  # fmt: skip
+         pretrained: str | None, amp: Any = None) -> str:  # fmt: skip
     from monai_transfer.ssl import pretrain
 
     encoder = folder / "encoder.pt"
     if (folder / "result.json").is_file() and encoder.is_file():
         return str(encoder)
     values = {k: v for k, v in opts.items() if k != "method"}
+    values.setdefault("amp", amp)
     values.setdefault("epochs", 2)
     values.setdefault("batch_size", 8)
     values.setdefault("modality", "mr")
@@ -72,7 +73,7 @@ def _supervised(opts: Mapping[str, Any], backbone: str, dims: int, folder: Path,
              epochs=int(opts.get("epochs", ft.get("epochs", 5))), batch_size=int(opts.get("batch_size", ft.get("batch_size", 8))),
              lr=float(opts.get("lr", ft.get("lr", 1e-3))), spatial_dims=dims, seed=0, resume="auto",
              backbone_kwargs=dict(ft.get("backbone_kwargs", {})), test_section=None, progress=False,
-             tensorboard=False, **sizes)  # fmt: skip
+             tensorboard=False, amp=opts.get("amp", ft.get("amp")), **sizes)  # fmt: skip
     if not bundle.is_dir():
         from monai_transfer.bundle import bundle_from_run
 
@@ -91,9 +92,10 @@ def resolve_start(spec: StudySpec, start: Start, backbone: str, dims: int, out: 
         return start.path
     folder = _folder(out, start, backbone, dims)
     kwargs = dict(spec.finetune.get("backbone_kwargs", {}))
+    amp = spec.finetune.get("amp")  # in-study pretraining follows the cells' amp unless its own section sets one
     if start.kind == "ssl":
-        return _ssl(start.ssl or {}, backbone, dims, folder, kwargs, None)
+        return _ssl(start.ssl or {}, backbone, dims, folder, kwargs, None, amp)
     if start.kind == "supervised":
         return _supervised(start.supervised or {}, backbone, dims, folder, spec, domain_key)
     base = resolve_start(spec, spec.start(start.base or ""), backbone, dims, out, domain_key)
-    return _ssl(start.ssl or {}, backbone, dims, folder, kwargs, base)
+    return _ssl(start.ssl or {}, backbone, dims, folder, kwargs, base, amp)

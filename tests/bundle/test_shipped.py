@@ -179,6 +179,9 @@ def _check_outputs(bundle: Path, demo: dict[str, Path], seg: bool) -> None:
     assert state and all(isinstance(v, torch.Tensor) for v in state.values())
     metrics = (bundle / "eval" / "metrics.csv").read_text()
     assert ("mean_dice" if seg else "auroc") in metrics, metrics
+    # the inference run's precision decision and its reason, beside its predictions (fp32 here: the suite says so)
+    precision = json.loads((bundle / "eval" / "precision.json").read_text())
+    assert precision["device"] == "cpu" and precision["amp"] is False and "MONAI_TRANSFER_BF16=0" in precision["reason"]
     if seg:
         for image in sorted(demo["seg_images"].iterdir()):
             stem = image.name.split(".")[0]

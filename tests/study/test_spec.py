@@ -83,6 +83,18 @@ def test_a_good_spec_parses(data):
         ({"seeds": [0, 0]}, "seeds", "repeated"),
         ({"strategies": ["fulll"]}, "strategies[0]", "unknown strategy"),
         ({"finetune": {"epoch": 2}}, "finetune.epoch", "did you mean 'epochs'"),
+        ({"finetune": {"amp": "fast"}}, "finetune.amp", "amp must be one of"),
+        ({"finetune": {"channels_last": "maybe"}}, "finetune.channels_last", "channels_last must be one of"),
+        (
+            {"starts": ["random", {"name": "x", "ssl": {"method": "simclr", "data": "pool.json", "amp": "bf16"}}]},
+            "starts[1].ssl.amp",
+            "amp must be one of",
+        ),
+        (
+            {"starts": ["random", {"name": "x", "supervised": {"data": "cls.json", "amp": "maybe"}}]},
+            "starts[1].supervised.amp",
+            "amp must be one of",
+        ),
     ],
 )
 def test_problems_are_named_with_their_place(data, changes, place, message):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from monai_transfer.study import precision as SP
 
 
@@ -35,3 +37,36 @@ def test_one_decision_per_target_and_backbone_recorded_and_reused(tmp_path, monk
     again = _payloads()
     SP.apply_study_precision(again, tmp_path, threads=1)  # a resumed study: nothing decided again
     assert calls == [] and [p["finetune"].get("amp") for p in again] == ["on", "on", "off", "off", "on", None]
+
+
+class _Called(Exception):
+    pass
+
+
+def test_in_study_pretraining_follows_the_cells_amp_unless_its_own_section_sets_one(tmp_path, monkeypatch):
+    import monai_transfer.finetune as FT
+    import monai_transfer.ssl as SSL
+    from monai_transfer.study import parse_spec
+    from monai_transfer.study.starts import resolve_start
+
+    entries = [{"image": f"i{i}.nii.gz", "label": i % 2, "patient_id": f"p{i}"} for i in range(6)]
+    (tmp_path / "cls.json").write_text(json.dumps({"training": entries[:4], "validation": entries[4:]}))
+    (tmp_path / "pool.json").write_text(json.dumps({"unlabeled": entries}))
+
+    def called(**kwargs):
+        raise _Called(kwargs.get("amp"))
+
+    monkeypatch.setattr(SSL, "pretrain", called)
+    monkeypatch.setattr(FT, "finetune", called)
+    spec = parse_spec({
+        "targets": [{"name": "t", "data": "cls.json", "task": "classification", "spatial_dims": 3}],
+        "starts": ["random", {"name": "ssl", "ssl": {"method": "simclr", "data": "pool.json"}},
+                   {"name": "sup", "supervised": {"data": "cls.json", "amp": "on"}}],
+        "backbones": ["resnet10"], "seeds": [0], "finetune": {"amp": "off"},
+    }, tmp_path)  # fmt: skip
+    seen = {}
+    for start in spec.starts[1:]:
+        with pytest.raises(_Called) as err:
+            resolve_start(spec, start, "resnet10", 3, tmp_path / "out")
+        seen[start.name] = err.value.args[0]
+    assert seen == {"ssl": "off", "sup": "on"}

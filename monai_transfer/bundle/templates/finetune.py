@@ -106,7 +106,8 @@ def inference_config(
         "compile": "off",
         "spatial_size": None if spatial_size is None else per_axis(spatial_size, spatial_dims, "spatial_size"),
         "network_def": network_def_component(backbone, backbone_kwargs, head_kwargs),
-        "precision": precision_component(training=False, batch_size=1),
+        # the decision and its reason beside the predictions (precision.json in output_dir)
+        "precision": precision_component(training=False, batch_size=1, record="$@output_dir + '/precision.json'"),
         "network": "$monai_transfer.engines.prepare_network(@network_def.to(@device), @precision, @spatial_dims)",
         "preprocessing": {"_target_": "Compose", "transforms": pre},
         "dataset": {"_target_": "Dataset", "data": "@datalist", "transform": "@preprocessing"},
