@@ -212,8 +212,8 @@ def add_speed_arguments(p: argparse.ArgumentParser) -> None:
                    "(cached per machine) measures that it pays; on/off force it (default: auto; the choice and its "
                    "reason go into result.json)")  # fmt: skip
     p.add_argument("--channels-last", choices=["auto", "on", "off"], default=None,
-                   help="channels-last memory layout (channels_last_3d for volumes) (default: auto = off: it did not "
-                   "pay where measured, docs/benchmarks.md)")  # fmt: skip
+                   help="channels-last memory layout (channels_last_3d for volumes) (default: auto = on for a 2D CNN "
+                   "in bfloat16 on CPU, the one case measured to pay; off otherwise, docs/benchmarks.md)")  # fmt: skip
     p.add_argument(
         "--compile",
         choices=["on", "off"],

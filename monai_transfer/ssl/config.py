@@ -113,7 +113,7 @@ class PretrainConfig:
         grad_clip: clip the gradient norm to this value; ``None``: no clipping.
         amp: ``"auto"`` (``None``), ``"on"`` or ``"off"`` (or a boolean): CUDA AMP; on CPU bfloat16 autocast where a
             short cached probe of the backbone at ``roi_size`` measures that it pays (``monai_transfer.engines.precision``).
-        channels_last: ``"auto"`` (``None``; off: it did not pay where measured), ``"on"``, ``"off"``: channels-last
+        channels_last: ``"auto"`` (``None``; on for a 2D CNN in bfloat16 on CPU only), ``"on"``, ``"off"``: channels-last
             memory for the backbone's weights.
         compile: ``"on"`` compiles the backbone (``nn.Module.compile``; a failure is said once and the run goes eager).
         device: ``cpu``, ``cuda``, ``cuda:1``...; ``None``: CUDA when available.
