@@ -58,6 +58,7 @@ from monai.inferers import Inferer
 from monai_transfer.engines.bf16_guard import guard_bf16_convs
 from monai_transfer.engines.precision_probe import probe_autocast
 from monai_transfer.utils.atomic import atomic_write_json
+from monai_transfer.utils.sizes import per_axis
 
 __all__ = [
     "AMP_CHOICES",
@@ -186,13 +187,7 @@ def input_shape(
 ) -> tuple[int, ...]:
     """``(batch, channels, *size)``; a missing size is 128 (2D) / 32 (3D) per axis, one number is every axis."""
     dims = int(spatial_dims)
-    if input_size is None:
-        size = [_DEFAULT_SIZE.get(dims, 32)] * dims
-    elif isinstance(input_size, (int, float)):
-        size = [int(input_size)] * dims
-    else:
-        size = [int(s) for s in input_size]
-        size = size * dims if len(size) == 1 else size
+    size = per_axis(_DEFAULT_SIZE.get(dims, 32) if input_size is None else input_size, dims, "the probe's input size")
     return (int(batch_size), int(in_channels), *size)
 
 
