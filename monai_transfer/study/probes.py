@@ -70,7 +70,7 @@ def features_path(out: str | os.PathLike, target: str, start: str, backbone: str
 
 def _finetune_kwargs(payload: Mapping[str, Any]) -> tuple[dict[str, Any], Any]:
     """The spec's finetune options as ``run_cell`` passes them (same defaults), and the ``overrides``."""
-    from monai_transfer.study.runner import CELL_DEFAULTS
+    from monai_transfer.study.identity import CELL_DEFAULTS
 
     opts = {**CELL_DEFAULTS, **dict(payload["finetune"])}
     return opts, opts.pop("overrides", None)
@@ -107,19 +107,27 @@ def _key_of(path: str, base: str | os.PathLike | None = None) -> str:
 
 
 def _fingerprint(config: Mapping[str, Any], images: Sequence[str], seeded: bool) -> str:
-    """What the features depend on: the weights (file size and time for a path), the network's build arguments, the
-    evaluation transforms, the cases, and the seed where it draws the encoder."""
+    """What the features depend on: the weights (their content for a file or folder), the network's build arguments,
+    the evaluation transforms, the cases' content, the seed where it draws the encoder, and the package version."""
+    from monai_transfer.utils.identity import package_version, path_digest
+
     pretrained = config.get("pretrained")
     weights: Any = pretrained
     if isinstance(pretrained, str) and os.path.exists(pretrained):
-        st = os.stat(pretrained)
-        weights = [pretrained, st.st_size, st.st_mtime_ns]
+        weights = path_digest(pretrained)
     net = {k: v for k, v in config["network_def"].items() if k not in ("head_kwargs", "seed")}
     key = {"format": _FORMAT, "weights": weights, "network": net, "spatial_dims": config["spatial_dims"],
            "in_channels": config["in_channels"], "transforms": config["validate"]["preprocessing"],
            "seed": config["seed"] if seeded else None,
-           "cases": hashlib.sha256("\n".join(images).encode()).hexdigest()}  # fmt: skip
+           "cases": hashlib.sha256("\n".join(f"{p}\0{_content(p)}" for p in images).encode()).hexdigest(),
+           "version": package_version()}  # fmt: skip
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _content(path: str) -> str:
+    from monai_transfer.utils.identity import path_digest
+
+    return path_digest(path) if os.path.exists(path) else ""
 
 
 def _read_features(path: Path, fingerprint: str) -> dict[str, np.ndarray] | None:

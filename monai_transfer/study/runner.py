@@ -18,18 +18,24 @@ from pathlib import Path
 from typing import Any
 
 from monai_transfer.study.cells import Cell, expand_cells, write_cell_data
+from monai_transfer.study.identity import (
+    CELL_DEFAULTS,
+    cell_identity,
+    changed,
+    digest,
+    read_identity,
+    start_identity,
+    write_identity,
+)
 from monai_transfer.study.spec import StudySpec
 from monai_transfer.study.starts import resolve_start
 from monai_transfer.study.store import ResultsStore
 from monai_transfer.utils.atomic import atomic_write_text
+from monai_transfer.utils.identity import data_digest, package_version
 
 __all__ = ["run_study", "run_cell", "cell_payload", "StudyStopped", "plan_study"]
 
 logger = logging.getLogger(__name__)
-
-
-#: finetune values of every cell that the spec's ``finetune`` section does not set
-CELL_DEFAULTS = {"epochs": 3, "batch_size": 4}
 
 
 class StudyStopped(RuntimeError):
@@ -139,13 +145,17 @@ def _transferability(spec: StudySpec, cell: Cell, pretrained: str | None, out: P
     if not spec.transferability:
         return {}
     path = out / "transferability" / cell.target.name / f"{cell.start}__{cell.backbone}.json"
-    if path.is_file():
-        return json.loads(path.read_text())
+    t = cell.target
+    made_by = {"start": start_identity(spec, spec.start(cell.start), cell.backbone, t.spatial_dims, t.domain_key),
+               "estimators": list(spec.transferability), "data": data_digest(t.data),
+               "backbone_kwargs": spec.finetune.get("backbone_kwargs"), "version": package_version()}  # fmt: skip
+    cached = read_identity(path)
+    if cached is not None and changed(cached.get("identity"), made_by) is None:
+        return cached
     from monai_transfer.evaluation.rank import rank_backbones
 
     start = spec.start(cell.start)
     source = (start.ssl or {}).get("data") if start.kind in ("ssl", "continual") else None
-    t = cell.target
     try:
         res = rank_backbones([(cell.backbone, pretrained)], cell.datalist, t.spatial_dims, in_channels=t.in_channels,
                              section=("training", "validation"), source_data=source, seed=0,
@@ -155,6 +165,7 @@ def _transferability(spec: StudySpec, cell: Cell, pretrained: str | None, out: P
                "domain_gap": r.get("frechet"), "warnings": res.warnings}  # fmt: skip
     except Exception as e:  # an estimate that cannot be made is reported, never fatal to the study
         est = {"transferability": {}, "domain_gap": None, "warnings": [f"{type(e).__name__}: {e}"]}
+    est["identity"] = made_by
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(est, indent=1, default=str))
     return est
@@ -175,6 +186,33 @@ def _probe_features(cell: Cell, payload: dict[str, Any], out: Path, done: dict[s
         except Exception as e:  # the cells fail with it (and the study goes on, as for a failing fine-tuning run)
             done[path] = {"features": path, "error": f"features not computed: {type(e).__name__}: {e}"}
     return done[path]
+
+
+def _cells_to_run(cells: list[Cell], identities: Mapping[str, dict[str, Any]], store: ResultsStore, out: Path,
+                  retry_failed: bool) -> list[Cell]:  # fmt: skip
+    """The cells without a row made by what makes them today: never run, failed (with ``retry_failed``), or stale
+    (their spec values, data content or the package version changed since). A stale or changed cell's folder is
+    removed first (it is the study's own), so its run starts afresh instead of resuming another cell's state; the
+    difference is said once, with a count."""
+    todo, stale = [], {}
+    for c in cells:
+        row = store.get(c.id)
+        if row is None:
+            todo.append(c)
+        elif row.get("identity_digest") != digest(identities[c.id]):
+            stale[c.id] = changed(row.get("identity"), identities[c.id])
+            todo.append(c)
+        elif retry_failed and row.get("status") != "ok":
+            todo.append(c)
+    if stale:
+        first = next(iter(stale.values()))
+        logger.warning(f"{len(stale)} cell(s) changed since they ran ({first}); running them again")
+    for c in todo:
+        folder, record = out / "cells" / c.id, out / "cells" / f"{c.id}.identity.json"
+        if folder.exists() and (c.id in stale or changed(read_identity(record), identities[c.id]) is not None):
+            shutil.rmtree(folder)  # a half-run cell of another spec: never resumed into this one
+        write_identity(record, identities[c.id])
+    return todo
 
 
 def plan_study(spec: StudySpec, out: str | os.PathLike) -> list[Cell]:
@@ -283,8 +321,8 @@ def run_study(spec: StudySpec, out: str | os.PathLike, raw: Mapping[str, Any] | 
         atomic_write_text(out / "spec.yaml", yaml.safe_dump(dict(raw), sort_keys=False))
     cells = plan_study(spec, out)
     store = ResultsStore(out)
-    pending = set(store.pending([c.id for c in cells], retry_failed))
-    todo = [c for c in cells if c.id in pending]
+    identities = {c.id: cell_identity(spec, c) for c in cells}
+    todo = _cells_to_run(cells, identities, store, out, retry_failed)
     logger.info(f"study {spec.name}: {len(cells)} cells, {len(cells) - len(todo)} done, {len(todo)} to run")
     starts: dict[tuple[str, str, int], str | None] = {}
     payloads, extras, features = [], {}, {}
@@ -310,7 +348,8 @@ def run_study(spec: StudySpec, out: str | os.PathLike, raw: Mapping[str, Any] | 
     with make_executor(executor, workers=workers, address=address, threads=threads) as ex:
         for row in ex.map(run_cell, payloads, progress=progress, desc=f"study {spec.name}"):
             est = extras.get(row["cell"], {})
-            row.update(transferability=est.get("transferability", {}), domain_gap=est.get("domain_gap"))
+            row.update(transferability=est.get("transferability", {}), domain_gap=est.get("domain_gap"),
+                       identity=identities[row["cell"]], identity_digest=digest(identities[row["cell"]]))  # fmt: skip
             store.put(row)
             if row["status"] != "ok":
                 logger.warning(f"cell {row['cell']} ({row['target']}, {row['challenge']}, {row['start']}, seed "
@@ -318,7 +357,8 @@ def run_study(spec: StudySpec, out: str | os.PathLike, raw: Mapping[str, Any] | 
                 if spec.on_error == "stop":
                     stopped = row
                     break
-    rows = store.rows([c.id for c in cells])
+    # only rows made by what makes each cell today (a study stopped early may leave stale rows unreplaced)
+    rows = [r for r in store.rows([c.id for c in cells]) if r.get("identity_digest") == digest(identities[r["cell"]])]
     result: dict[str, Any] = {"cells": len(cells), "ran": len(todo), "failed": sum(r["status"] != "ok" for r in rows),
                               "rows": rows, "report": {}, "best": {}}  # fmt: skip
     if stopped is not None:

@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from monai_transfer.data import load_datalist
+from monai_transfer.study.identity import changed, read_identity, start_identity, write_identity
 from monai_transfer.study.spec import Start, StudySpec
 from monai_transfer.utils.atomic import atomic_write_text
 
@@ -81,6 +83,19 @@ def _supervised(opts: Mapping[str, Any], backbone: str, dims: int, folder: Path,
     return str(bundle)
 
 
+def _fresh_folder(folder: Path, identity: dict[str, Any], name: str) -> None:
+    """Keep a pretraining folder only if it was made by what makes it today; else remove it (it is the study's own)
+    and say why, so a changed ``ssl``/``supervised`` section or pretraining pool is never served old weights."""
+    record = folder.with_name(folder.name + ".identity.json")  # beside it: the pretraining owns its folder
+    if folder.is_dir():
+        why = changed(read_identity(record), identity)
+        if why is None:
+            return
+        logger.warning(f"starting point {name}: pretraining again, since {why}")
+        shutil.rmtree(folder)
+    write_identity(record, identity)
+
+
 def resolve_start(spec: StudySpec, start: Start, backbone: str, dims: int, out: str | os.PathLike,
                   domain_key: str = "site") -> str | None:  # fmt: skip
     """The ``pretrained`` argument of a cell: None (random), a source name, a path, or the weights pretrained here."""
@@ -91,6 +106,7 @@ def resolve_start(spec: StudySpec, start: Start, backbone: str, dims: int, out: 
     if start.kind == "path":
         return start.path
     folder = _folder(out, start, backbone, dims)
+    _fresh_folder(folder, start_identity(spec, start, backbone, dims, domain_key), start.name)
     kwargs = dict(spec.finetune.get("backbone_kwargs", {}))
     amp = spec.finetune.get("amp")  # in-study pretraining follows the cells' amp unless its own section sets one
     if start.kind == "ssl":

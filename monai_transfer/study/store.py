@@ -1,8 +1,9 @@
 """The results store: one JSON file per cell under ``<out>/results/``, each written atomically.
 
-A cell's row exists only once the cell finished (``status: ok``) or failed (``status: failed`` with its error), so a
-study killed at any point and started again with the same command runs exactly the cells without a row (and, with
-``retry_failed``, the failed ones); a cell killed half-way resumes from its own checkpoint.
+A cell's row exists only once the cell finished (``status: ok``) or failed (``status: failed`` with its error), and
+holds the cell's identity (:mod:`monai_transfer.study.identity`), so a study killed at any point and started again
+runs exactly the cells without a row made by what makes them today (and, with ``retry_failed``, the failed ones); a
+cell killed half-way resumes from its own checkpoint.
 """
 
 from __future__ import annotations
@@ -36,14 +37,6 @@ class ResultsStore:
     def put(self, row: Mapping[str, Any]) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.path(row["cell"]), json.dumps(row, indent=1, default=str))
-
-    def pending(self, cell_ids: Iterable[str], retry_failed: bool = False) -> list[str]:
-        out = []
-        for cid in cell_ids:
-            row = self.get(cid)
-            if row is None or (retry_failed and row.get("status") != "ok"):
-                out.append(cid)
-        return out
 
     def rows(self, cell_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
         """The rows of ``cell_ids`` (in that order; missing ones skipped), or every row in the folder."""
