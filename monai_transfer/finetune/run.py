@@ -9,7 +9,12 @@
 Files written (only under ``out_dir``): ``configs/train.json`` (the resolved config that ran: re-run it with
 ``python -m monai.bundle run --config_file configs/train.json``), ``models/model.pt`` (best weights, a bare
 ``state_dict``), ``checkpoints/last.pt`` (exact resume), ``result.json``, ``test_cases.json`` when a test section
-exists, ``tensorboard/``. Each file is written atomically.
+exists, ``tensorboard/``, and ``identity.json`` (before training: what the result depends on, see
+:mod:`monai_transfer.engines.run_identity`). Each file is written atomically.
+
+``resume="auto"`` continues a run only when its identity is unchanged (the settings of :data:`NOT_IDENTITY` and
+the declared :data:`SAFE_CHANGES` aside); ``resume="overwrite"`` removes every output of :data:`RUN_OUTPUTS` once
+the new run's inputs have been checked, and nothing else.
 """
 
 from __future__ import annotations
@@ -26,7 +31,15 @@ from typing import Any
 import torch
 
 from monai_transfer.engines.checkpoint import RunExistsError
-from monai_transfer.engines.workflow import ConfigRun, apply_overrides, parse_overrides, run_config
+from monai_transfer.engines.run_identity import (
+    IDENTITY_NAME,
+    check_identity,
+    remove_outputs,
+    result_settings,
+    run_identity,
+    write_identity,
+)
+from monai_transfer.engines.workflow import ConfigRun, apply_overrides, load_config, parse_overrides, run_config
 from monai_transfer.finetune.cases import section_names
 from monai_transfer.finetune.evaluate import MODEL_FILE, evaluate
 from monai_transfer.finetune.plan import plan_finetune
@@ -34,12 +47,49 @@ from monai_transfer.finetune.strategies import FinetuneStrategy
 from monai_transfer.finetune.trainer import AtomicBestCheckpoint
 from monai_transfer.utils.atomic import atomic_write, atomic_write_json
 
-__all__ = ["finetune", "finetune_config_run", "evaluate", "RESULT_NAME", "summarize_run"]
+__all__ = [
+    "finetune",
+    "finetune_config_run",
+    "evaluate",
+    "RESULT_NAME",
+    "RUN_OUTPUTS",
+    "NOT_IDENTITY",
+    "SAFE_CHANGES",
+    "summarize_run",
+]
 
 logger = logging.getLogger(__name__)
 
 RESULT_NAME = "result.json"
 _RESUME = ("never", "auto", "overwrite")
+
+#: everything the package writes into a fine-tuning run folder (the run itself, ``bundle_from_run``, the study's
+#: per-cell records, an ``infer``/``robustness`` run pointed at ``RUN/predictions`` / ``RUN/robustness``): what
+#: ``overwrite`` removes. Anything else in the folder is the user's and stays.
+RUN_OUTPUTS: tuple[str, ...] = (
+    "configs/train.json", "configs/metadata.json", "configs/evaluate.json", "configs/inference.json",
+    "models", "checkpoints", "eval", "tensorboard", "bundle", "predictions", "robustness",
+    RESULT_NAME, "test_cases.json", IDENTITY_NAME, "precision.json", "run.log", "logs",
+    f".{RESULT_NAME}*", ".test_cases.json*", f".{IDENTITY_NAME}*",  # temporary files of a killed atomic write
+)  # fmt: skip
+
+#: config ids that do not determine a run's result: how it resumes, where it runs, how fast it loads and reports,
+#: and paths whose content is in the identity instead (``datalist``, ``pretrained``) or that only say where
+#: (``bundle_root``, ``dataset_dir``: a moved run or data folder is the same run)
+NOT_IDENTITY: tuple[str, ...] = (
+    "resume", "num_workers", "train#dataloader#num_workers", "validate#dataloader#num_workers", "device",
+    "channels_last", "compile", "bundle_root", "dataset_dir", "datalist", "pretrained", "print_config",
+)  # fmt: skip
+
+#: handlers that only report (removed from handler lists before the comparison)
+REPORTING_HANDLERS: tuple[str, ...] = ("TensorBoardStatsHandler", "ProgressBar", "MLFlowHandler")
+
+#: config id -> whether a change of it may go on in a resumed (unfinished) run: it is logged and recorded in
+#: ``result.json`` (``resumed_with_changes``); any other change is refused
+SAFE_CHANGES: dict[str, Any] = {
+    "train#trainer#max_epochs": lambda old, new: isinstance(old, int) and isinstance(new, int) and new > old,
+    "patience": lambda old, new: True,
+}
 
 
 def finetune(
@@ -107,9 +157,7 @@ def finetune(
     if resume not in _RESUME:
         raise ValueError(f"resume must be one of {_RESUME}, got {resume!r}")
     out = Path(out_dir).resolve() if out_dir else Path()
-    done = _finished_result(out, resume)
-    if done is not None:
-        return done
+    _refuse_existing(out, resume)
     values = {"seed": seed, "label_fraction": label_fraction, "batch_size": batch_size, "lr": lr, "epochs": epochs,
               "weight_decay": weight_decay, "head_lr_mult": head_lr_mult, "warmup_epochs": warmup_epochs,
               "patience": patience, "num_workers": num_workers, "resume": resume}  # fmt: skip
@@ -117,19 +165,28 @@ def finetune(
     print_config = options.pop("print_config", False)
     plan = plan_finetune(backbone, pretrained, task, strategy, datalist, out_dir, values, sections=sections, **options)
     user = parse_overrides(overrides)
+    raw = apply_overrides(plan.config, user)  # a bad --set id is named here, before anything is written
     if print_config:  # the config that would run, nothing written
-        return apply_overrides(plan.config, user)
+        return raw
+    identity = _identity(raw, datalist, pretrained)
+    done, changes = _prepare_folder(out, resume, identity)
+    if done is not None:
+        return done
     before = set(os.listdir(out)) if out.is_dir() else None
     try:
-        run = run_config(plan.config, out, overrides=user, name="train.json", workflow_type="train")
+        write_identity(out, identity, changes)
+        run = run_config(raw, out, name="train.json", workflow_type="train")
     except BaseException:
         _clean_failed_start(out, before)
         raise
-    result = summarize_run(run, plan.facts, out)
+    result = summarize_run(run, {**plan.facts, **_values_ran(run, plan.facts)}, out)
     if test_section and plan.facts["n_test"]:
         result["test"] = _test(
-            out, datalist, test_section, plan.facts["labels"], batch_size, options.get("device"), result["precision"]
+            out, datalist, test_section, plan.facts["labels"], int(result["batch_size"]), options.get("device"),
+            result["precision"],
         )
+    if changes:
+        result["resumed_with_changes"] = changes
     result.update(overrides=user, duration_s=round(time.perf_counter() - t0, 3))
     atomic_write_json(out / RESULT_NAME, _json_safe(result))
     return result
@@ -143,16 +200,25 @@ def finetune_config_run(
     test_section: str | None = "test",
 ) -> dict[str, Any]:
     """Run a fine-tuning bundle config (a saved ``configs/train.json``, or a bundle's) with ``out_dir`` as its
-    ``bundle_root``, then evaluate its best weights on ``test_section`` of its datalist when it has one."""
+    ``bundle_root``, then evaluate its best weights on ``test_section`` of its datalist when it has one.
+
+    ``resume`` as in :func:`finetune`: ``"auto"`` continues a run of the same identity only, ``"overwrite"`` removes
+    the folder's run outputs first."""
     t0 = time.perf_counter()
+    if resume not in _RESUME:
+        raise ValueError(f"resume must be one of {_RESUME}, got {resume!r}")
     out = Path(out_dir).resolve()
-    done = _finished_result(out, resume)
+    _refuse_existing(out, resume)
+    user = {"bundle_root": str(out), "resume": resume, **parse_overrides(overrides)}
+    raw = apply_overrides(load_config(config), user)
+    identity = _identity(raw, _plain_path(raw.get("datalist")), _plain_path(raw.get("pretrained")))
+    done, changes = _prepare_folder(out, resume, identity)
     if done is not None:
         return done
-    user = {"bundle_root": str(out), "resume": resume, **parse_overrides(overrides)}
     before = set(os.listdir(out)) if out.is_dir() else None
     try:
-        run = run_config(config, out, overrides=user, name="train.json", workflow_type="train")
+        write_identity(out, identity, changes)
+        run = run_config(raw, out, name="train.json", workflow_type="train")
     except BaseException:
         _clean_failed_start(out, before)
         raise
@@ -166,9 +232,91 @@ def finetune_config_run(
         result["test"] = _test(
             out, datalist, test_section, facts["labels"], int(run.get("batch_size")), None, result["precision"]
         )
+    if changes:
+        result["resumed_with_changes"] = changes
     result.update(overrides=user, duration_s=round(time.perf_counter() - t0, 3))
     atomic_write_json(out / RESULT_NAME, _json_safe(result))
     return result
+
+
+def _plain_path(value: Any) -> Any:
+    """A config value that names a path as it is (not a ``$`` expression or an ``@`` reference)."""
+    return value if isinstance(value, str) and value and value[0] not in "$@%" else None
+
+
+def _identity(raw: Mapping[str, Any], datalist: Any, pretrained: Any) -> dict[str, Any]:
+    """What the run's result depends on: the config that runs (without :data:`NOT_IDENTITY` and the reporting
+    handlers), the content of its data and starting weights, the package version."""
+    return run_identity(result_settings(raw, NOT_IDENTITY, REPORTING_HANDLERS), datalist, pretrained)
+
+
+def _values_ran(run: ConfigRun, facts: Mapping[str, Any]) -> dict[str, Any]:
+    """The run's values (``lr``, ``warmup_epochs``, ``epochs``...) as the config that ran resolved them, after
+    ``--set`` overrides (``result.json`` records what took effect, not the function's arguments)."""
+    from monai_transfer.finetune.plan import VALUE_IDS
+
+    out = {}
+    for arg, cid in VALUE_IDS.items():
+        try:
+            out[arg] = run.get(cid)
+        except Exception:  # an id a hand-edited config lacks: the argument's value
+            out[arg] = facts.get(arg)
+    return out
+
+
+def _refuse_existing(out: Path, resume: str) -> None:
+    """``resume="never"`` refuses a folder that holds a run."""
+    if resume == "never" and ((out / "checkpoints" / "last.pt").is_file() or (out / RESULT_NAME).is_file()):
+        raise RunExistsError(
+            f"{out} holds a fine-tuning run already. Continue it with `--resume auto` (resume='auto'), or start "
+            "again and replace it with `--overwrite` (resume='overwrite')."
+        )
+
+
+def _prepare_folder(out: Path, resume: str, identity: Mapping[str, Any]) -> tuple[dict[str, Any] | None, dict]:
+    """Called once the new run's inputs are checked: under ``"overwrite"`` remove the old run's outputs; under
+    ``"auto"`` check the folder's run against the new identity and return a finished run's result (unchanged runs
+    only) and the safe changes accepted.
+
+    Raises:
+        RunChangedError: the folder's run has other settings, data, weights or package version (named).
+        RunExistsError: the folder holds a run's results but not its checkpoint (it can be neither continued nor
+            checked; training again would silently replace its model).
+    """
+    from monai_transfer.engines.checkpoint import prev_path
+
+    if resume == "overwrite":
+        removed = remove_outputs(out, RUN_OUTPUTS) if out.is_dir() else []
+        if removed:
+            logger.info("%s: removed the earlier run's %s", out, ", ".join(removed))
+        return None, {}
+    if resume != "auto":
+        return None, {}
+    last, result, model = out / "checkpoints" / "last.pt", out / RESULT_NAME, out / MODEL_FILE
+    if not last.is_file() and not prev_path(last).is_file():
+        found = [p.relative_to(out).as_posix() for p in (model, result) if p.is_file()]
+        if found:
+            raise RunExistsError(
+                f"{out} holds a fine-tuning run ({' and '.join(found)}) without its checkpoint (checkpoints/last.pt), "
+                "so it can be neither continued nor checked; start again with --overwrite (resume='overwrite')."
+            )
+        return None, {}
+    finished = result.is_file() and last.is_file()
+    legacy = _legacy_identity(out)
+    changes = check_identity(out, identity, finished, SAFE_CHANGES, what="fine-tuning run", legacy=legacy)
+    if finished:
+        logger.info("%s holds a finished run; its result is returned as it is", out)
+        return json.loads(result.read_text()), {}
+    return None, changes
+
+
+def _legacy_identity(out: Path) -> dict[str, Any] | None:
+    """A run written before ``identity.json`` existed: its saved ``configs/train.json`` (settings only)."""
+    saved = out / "configs" / "train.json"
+    try:
+        return {"settings": result_settings(json.loads(saved.read_text()), NOT_IDENTITY, REPORTING_HANDLERS)}
+    except (OSError, ValueError):
+        return None
 
 
 def _test(
@@ -183,20 +331,6 @@ def _test(
     atomic_write_json(out / "test_cases.json", {"section": section, "labels": labels,
                                                 "cases": _named_cases(cases, datalist, section, labels)})  # fmt: skip
     return test
-
-
-def _finished_result(out: Path, resume: str) -> dict[str, Any] | None:
-    """A finished run's result when it is to be kept (``resume="auto"``); refuse an existing run under "never"."""
-    last, result = out / "checkpoints" / "last.pt", out / RESULT_NAME
-    if resume == "auto" and result.is_file() and last.is_file():
-        logger.info("%s holds a finished run; its result is returned as it is", out)
-        return json.loads(result.read_text())
-    if resume == "never" and (last.is_file() or result.is_file()):
-        raise RunExistsError(
-            f"{out} holds a fine-tuning run already. Continue it with `--resume auto` (resume='auto'), or start "
-            "again and replace it with `--overwrite` (resume='overwrite')."
-        )
-    return None
 
 
 def _clean_failed_start(out: Path, before: set[str] | None) -> None:

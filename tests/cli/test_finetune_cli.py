@@ -58,7 +58,7 @@ def test_existing_run_is_refused_or_continued_never_overwritten(run, capsys):
     # --resume auto on a finished run keeps its result (issue 12: it wrote "seconds": 0.0 over it)
     result = json.loads((out / "result.json").read_text())
     assert main(["finetune", *ARGS, "--data", demo["lesion_cls_3d"], "--out", str(out), "--resume", "auto",
-                 "--no-bundle"]) == 0  # fmt: skip
+                 "--no-bundle", "--set", "lr=0.002"]) == 0  # fmt: skip (the same settings: issue 21)
     assert json.loads((out / "result.json").read_text()) == result and result["duration_s"] > 0
 
 

@@ -63,7 +63,8 @@ def test_segmentation_2d_beats_chance(demo, tmp_path, fraction):
     # result.json and the checkpoint were written atomically (no temporary file left) inside out_dir only
     saved = json.loads((out / "result.json").read_text())
     assert saved["best_metric"] == pytest.approx(result["best_metric"])
-    assert sorted(os.listdir(out)) == ["checkpoints", "configs", "models", "result.json", "test_cases.json"]
+    assert sorted(os.listdir(out)) == ["checkpoints", "configs", "identity.json", "models", "result.json",
+                                       "test_cases.json"]
     # precision.json: the run's amp decision, kept by a resumed run
     assert sorted(os.listdir(out / "models")) == ["model.pt"] and sorted(os.listdir(out / "checkpoints")) == [
         "last.json",
