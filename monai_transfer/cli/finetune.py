@@ -185,8 +185,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--print-bundle", action="store_true", help="print the bundle config and exit without running")
     p.add_argument("--resume", choices=["never", "auto"], default="never",
-                   help="auto: continue the run in --out (a finished run is kept as it is) (default: never)")  # fmt: skip
-    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+                   help="auto: continue the run in --out (a finished run is kept as it is); a run of other settings "
+                   "or data is refused, the difference named; more --epochs go on (default: never)")  # fmt: skip
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a run already in --out: every output of the run is removed, other files stay")  # fmt: skip
     p.add_argument("--no-bundle", action="store_true", help="do not write OUT/bundle (the inference bundle)")
     p.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard logs")
     p.add_argument("--mlflow-uri", default=None,

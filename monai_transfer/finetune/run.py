@@ -211,7 +211,12 @@ def finetune_config_run(
     _refuse_existing(out, resume)
     user = {"bundle_root": str(out), "resume": resume, **parse_overrides(overrides)}
     raw = apply_overrides(load_config(config), user)
-    identity = _identity(raw, _plain_path(raw.get("datalist")), _plain_path(raw.get("pretrained")))
+    datalist_file = _plain_path(raw.get("datalist"))
+    if datalist_file is not None:  # readable before an overwrite removes the old run
+        from monai_transfer.data.datalist import load_datalist_file
+
+        load_datalist_file(datalist_file)
+    identity = _identity(raw, datalist_file, _plain_path(raw.get("pretrained")))
     done, changes = _prepare_folder(out, resume, identity)
     if done is not None:
         return done

@@ -64,6 +64,14 @@ class MethodSpec:
             when the loss gathers across ranks), ``queue_size``, ``temperature`` (read from the method's loss) and
             ``log``; ``None``: no chance level (non-contrastive and reconstructive losses). ``pretrain`` warns when
             the loss stays there.
+        min_batch: the smallest batch the method's loss can learn from (``pretrain`` refuses a smaller one before
+            anything runs): 2 where the loss takes its negatives from the batch (SimCLR's NT-Xent, MoCo v3: with one
+            sample its only candidate is the positive and the loss is 0 at every step) or standardises over it
+            (Barlow Twins, VICReg: no variance in one sample). Methods whose heads use batch norm
+            (``head_norm="batch"``) also need 2 samples per rank, whatever this value.
+        min_batch_scope: what ``min_batch`` counts under DDP: ``"global"`` where the loss gathers across ranks (its
+            default under ``torchrun``: per-rank batch x ranks), ``"rank"`` where its statistics are per rank.
+        min_batch_why: why, for the message (``"NT-Xent takes its negatives from the batch"``).
     """
 
     name: str
@@ -77,6 +85,9 @@ class MethodSpec:
     reason: str = ""
     view_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
     chance_loss: str | None = None
+    min_batch: int = 1
+    min_batch_scope: str = "rank"
+    min_batch_why: str = ""
 
     def resolve(self) -> type:
         """Import and return the method class."""

@@ -17,6 +17,7 @@ Everything is built and checked before training starts; a run that fails there l
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Mapping, Sequence
@@ -83,13 +84,14 @@ def resolve_config(config: PretrainConfig) -> PretrainConfig:
     """
     from monai_transfer.ssl.registry import check_method_backbone
     from monai_transfer.ssl.views import pretrain_intensity
-    from monai_transfer.ssl.workflow import check_method_kwargs
+    from monai_transfer.ssl.workflow import check_batch_size, check_method_kwargs
 
     for name in ("method", "backbone", "data", "out"):
         if not getattr(config, name):
             raise ValueError(f"pretraining needs {name!r} (see `monai-transfer pretrain --help`)")
     spec = check_method_backbone(config.method, config.backbone, config.spatial_dims)
     check_method_kwargs(spec.name, config.method_kwargs)
+    check_batch_size(spec.name, config.batch_size, config.method_kwargs)
     _check_view_kwargs(spec.name, config)
     values = config.to_dict()
     values["method"] = spec.name
@@ -106,9 +108,27 @@ def resolve_config(config: PretrainConfig) -> PretrainConfig:
     return PretrainConfig.from_dict(values, where="resolved config")
 
 
-#: the outputs of a run, removed by ``overwrite`` before a new run starts in the same folder
+#: the outputs of a run, removed by ``overwrite`` before a new run starts in the same folder (nothing else is)
 _OUTPUTS = ("checkpoints", "tensorboard", "bundle", "encoder.pt", "result.json", "loss.png", "config.yaml",
-            f"configs/{CONFIG_NAME}")  # fmt: skip
+            f"configs/{CONFIG_NAME}", "configs/metadata.json", "identity.json", ".result.json*", ".encoder.pt*",
+            ".identity.json*")  # fmt: skip
+
+#: config ids that do not determine a pretraining run's result (how it resumes, where it runs, how fast it loads
+#: and how often it saves; paths whose content is in the identity instead, or that only say where; the provenance's
+#: copy of the options, which repeats the top-level values and the switches above)
+NOT_IDENTITY: tuple[str, ...] = (
+    "resume", "num_workers", "device", "channels_last", "compile", "bundle_root", "datalist", "network_def#pretrained",
+    "checkpoint_every", "keep_previous_checkpoint", "provenance#extra#pretraining_config", "provenance#notes",
+)  # fmt: skip
+
+#: handlers that only report (left out of the comparison)
+REPORTING_HANDLERS: tuple[str, ...] = ("TensorBoardStatsHandler", "MLFlowHandler", "LossProgressBar")
+
+#: config id -> whether a change of it may go on in a resumed run (logged, recorded in ``identity.json``): more
+#: epochs extend a run (``ssl.checkpoint.resume`` keeps the trainer's ``max_epochs``)
+SAFE_CHANGES: dict[str, Any] = {
+    "epochs": lambda old, new: isinstance(old, int) and isinstance(new, int) and new > old,
+}
 
 
 def _metadata(raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -157,21 +177,70 @@ def _undo(out: Path, snapshot: tuple[bool, set[Path], bytes | None]) -> None:
         (out / "configs" / CONFIG_NAME).write_bytes(saved)
 
 
-def _refuse_or_clear(out: Path, resume: Any, overwrite: bool) -> None:
-    last = out / "checkpoints" / "last.pt"
-    if resume is not None or not last.is_file():
-        return
-    if not overwrite:
-        raise FileExistsError(
-            f"{out} holds a pretraining run ({last}); continue it with --resume auto, choose another --out, or "
-            f"replace it with --overwrite"
-        )
+def _plain(value: Any) -> Any:
+    return value if isinstance(value, str) and value and value[0] not in "$@%" else None
+
+
+def _identity(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """What the pretraining run's result depends on (``identity.json``): its config without :data:`NOT_IDENTITY`
+    and the reporting handlers, the content of its data and starting weights, the package version."""
+    from monai_transfer.engines.run_identity import result_settings, run_identity
+
+    net = raw.get("network_def") if isinstance(raw.get("network_def"), Mapping) else {}
+    settings = result_settings(raw, NOT_IDENTITY, REPORTING_HANDLERS)
+    return run_identity(settings, _plain(raw.get("datalist")), _plain(net.get("pretrained")))
+
+
+def _refuse_or_clear(out: Path, resume: Any, overwrite: bool, raw: Mapping[str, Any]) -> dict[str, Any]:
+    """Check the folder before the run: refuse a run there (neither resumed nor overwritten), clear it under
+    ``overwrite`` once the new run's data are readable, and under ``resume="auto"`` refuse a run of other settings or
+    data (named) or whose checkpoint is gone. Returns the safe changes a resumed run accepted."""
+    from monai_transfer.engines.run_identity import check_identity, remove_outputs
     from monai_transfer.utils.distributed import is_main_process
 
+    last = out / "checkpoints" / "last.pt"
+    outputs = [p.name for p in (last, out / "encoder.pt", out / "result.json") if p.is_file()]
+    if resume is not None:
+        if str(resume) != "auto":
+            return {}
+        if not last.is_file():
+            if outputs:
+                raise FileExistsError(
+                    f"{out} holds a pretraining run ({', '.join(outputs)}) without its checkpoint "
+                    "(checkpoints/last.pt), so it can be neither continued nor checked; start again with --overwrite"
+                )
+            return {}
+        return check_identity(out, _identity(raw), False, SAFE_CHANGES, what="pretraining run")
+    if not outputs:
+        return {}
+    if not overwrite:
+        raise FileExistsError(
+            f"{out} holds a pretraining run ({outputs[0]}); continue it with --resume auto, choose another --out, or "
+            f"replace it with --overwrite"
+        )
+    datalist = _plain(raw.get("datalist"))
+    if datalist is not None:  # a bad --data must not cost the old run
+        from monai_transfer.ssl.workflow import load_images
+
+        load_images(datalist, raw.get("data_section"))
     if is_main_process():
-        for name in _OUTPUTS:
-            target = out / name
-            shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+        remove_outputs(out, _OUTPUTS)
+    return {}
+
+
+def _check_batch(raw: Mapping[str, Any]) -> None:
+    """A batch size the config's method cannot learn from is refused before anything runs (a hand-written or saved
+    config: ``pretrain`` checked its options already)."""
+    from monai_transfer.ssl.workflow import check_batch_size
+
+    method, batch = raw.get("method"), raw.get("batch_size")
+    if not isinstance(method, Mapping) or not _plain(method.get("name")) or not isinstance(batch, int):
+        return
+    reserved = ("_target_", "name", "seed", "backbone", "device")
+    try:
+        check_batch_size(method["name"], batch, {k: v for k, v in method.items() if k not in reserved})
+    except KeyError:  # an unknown method is named when the config builds it
+        return
 
 
 def run_pretrain_config(
@@ -192,7 +261,14 @@ def run_pretrain_config(
     """
     import yaml
 
-    from monai_transfer.engines.workflow import load_config, parse_overrides, run_config, unwrap_config_error
+    from monai_transfer.engines.run_identity import write_identity
+    from monai_transfer.engines.workflow import (
+        apply_overrides,
+        load_config,
+        parse_overrides,
+        run_config,
+        unwrap_config_error,
+    )
     from monai_transfer.utils.atomic import atomic_write_text
     from monai_transfer.utils.distributed import is_main_process
 
@@ -203,9 +279,13 @@ def run_pretrain_config(
     folder = Path(str(sets.get("bundle_root", raw.get("bundle_root", "."))))
     if overwrite is None:
         overwrite = bool(options is not None and options.overwrite)
-    _refuse_or_clear(folder, sets.get("resume", raw.get("resume")), overwrite)
+    merged = apply_overrides(raw, sets)  # a bad id is named before anything is touched
+    _check_batch(merged)
+    changes = _refuse_or_clear(folder, merged.get("resume"), overwrite, merged)
     snapshot = _snapshot(folder)
     try:
+        if is_main_process():
+            write_identity(folder, _identity(merged), changes)
         run = run_config(raw, folder, overrides=sets, name=CONFIG_NAME, meta=_metadata(raw), run=False)  # + checks
         run.get("train#resume")  # every component built, and the checkpoint to resume from loaded, before training
         if options is not None and is_main_process():
@@ -220,7 +300,15 @@ def run_pretrain_config(
         raise unwrap_config_error(err) from None
     finally:
         run.workflow.finalize()
-    return dict(run.get("train#publish").result)
+    result = dict(run.get("train#publish").result)
+    if changes:  # the safe changes this resumed run accepted (more epochs), said in the log and recorded
+        result["resumed_with_changes"] = changes
+        if is_main_process() and (folder / "result.json").is_file():
+            from monai_transfer.utils.atomic import atomic_write_json
+
+            saved = json.loads((folder / "result.json").read_text())
+            atomic_write_json(folder / "result.json", {**saved, "resumed_with_changes": changes})
+    return result
 
 
 def pretrain(

@@ -37,6 +37,7 @@ __all__ = [
     "build_backbone",
     "build_method",
     "check_method_kwargs",
+    "check_batch_size",
     "PretrainData",
     "load_images",
     "intensity_transforms",
@@ -143,6 +144,59 @@ def check_method_kwargs(name: str, kwargs: Mapping[str, Any], where: str = "meth
                 f"{where}: option {key!r} of SSL method {method!r} {problem}, got {value!r} "
                 f"(default {params[key].default!r})"
             )
+
+
+def _planned_world_size() -> int:
+    """Ranks of the run: the process group's when it exists, else ``torchrun``'s ``WORLD_SIZE`` (checks run before
+    the group is made)."""
+    if world_size() > 1:
+        return world_size()
+    try:
+        return max(1, int(os.environ.get("WORLD_SIZE", "1")))
+    except ValueError:
+        return 1
+
+
+def check_batch_size(
+    name: str, batch_size: int, kwargs: Mapping[str, Any] | None = None, world: int | None = None
+) -> None:
+    """Refuse a batch size method ``name`` cannot learn from, before anything runs.
+
+    The minimum is the method's :attr:`~monai_transfer.ssl.registry.MethodSpec.min_batch` (counted over the global
+    batch, per-rank batch x ranks, where the loss gathers across ranks), and 2 per rank when its heads use batch
+    norm (``head_norm="batch"``). The last incomplete batch is no concern: pretraining drops it (``drop_last``).
+
+    Args:
+        name: the method.
+        batch_size: the batch per rank.
+        kwargs: the method's options (``head_norm``, ``gather_distributed``).
+        world: ranks (default: the process group's, or ``WORLD_SIZE``).
+
+    Raises:
+        ValueError: one sentence naming the method, the batch size and the minimum.
+    """
+    from monai_transfer.ssl.registry import get_method_spec
+
+    spec = get_method_spec(name)
+    kwargs = dict(kwargs or {})
+    world = _planned_world_size() if world is None else int(world)
+    batch = int(batch_size)
+    _, params, _ = _options(spec.name)
+    gathers = world > 1 and bool(kwargs.get("gather_distributed", "gather_distributed" in params))
+    counted = batch * world if spec.min_batch_scope == "global" and gathers else batch
+    per = f" per rank x {world} ranks = {counted}" if counted != batch else (" per rank" if world > 1 else "")
+    if counted < spec.min_batch:
+        least = -(-spec.min_batch // (world if counted != batch else 1))
+        raise ValueError(
+            f"{spec.name} cannot learn from a batch of {batch}{per}: {spec.min_batch_why or 'its loss needs more'}; "
+            f"use --batch-size {least} or more (batch_size >= {least})"
+        )
+    head_norm = kwargs.get("head_norm", params["head_norm"].default if "head_norm" in params else None)
+    if head_norm == "batch" and batch < 2:
+        raise ValueError(
+            f"{spec.name} cannot learn from a batch of {batch}{' per rank' if world > 1 else ''}: the batch norms of "
+            "its heads need 2 samples or more per rank; use --batch-size 2 or more, or --method-arg head_norm=layer"
+        )
 
 
 def build_method(

@@ -21,6 +21,9 @@ BUILTIN_METHODS: tuple[MethodSpec, ...] = (
         description="two views, MLP projector, NT-Xent over the (gathered) batch",
         defaults={"optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-6},
         chance_loss="log(2 * batch - 1)",  # each of 2B rows picks its positive among 2B - 1 candidates
+        min_batch=2,
+        min_batch_scope="global",
+        min_batch_why="NT-Xent takes its negatives from the other samples of the batch (with one, the loss is 0)",
     ),
     MethodSpec(
         "moco_v2",
@@ -40,6 +43,9 @@ BUILTIN_METHODS: tuple[MethodSpec, ...] = (
         description="momentum encoder, predictor, symmetric InfoNCE within the batch (no queue)",
         defaults={"optimizer": "adamw", "lr": 1.5e-4, "weight_decay": 0.1, "teacher_momentum": (0.99, 1.0)},
         chance_loss="4 * temperature * log(batch)",  # ctr(q1, k2) + ctr(q2, k1), each 2 * tau * CE over B keys
+        min_batch=2,
+        min_batch_scope="global",
+        min_batch_why="InfoNCE takes its negatives from the other keys of the batch (with one, the loss is 0)",
     ),
     # --- joint embedding: non-contrastive ---------------------------------------------------------------------
     MethodSpec(
@@ -65,6 +71,9 @@ BUILTIN_METHODS: tuple[MethodSpec, ...] = (
         paper="Zbontar et al. 2021, Barlow Twins: Self-Supervised Learning via Redundancy Reduction, arXiv:2103.03230",
         description="cross-correlation of the two views' embeddings driven to the identity",
         defaults={"optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-6},
+        min_batch=2,
+        min_batch_scope="rank",  # each rank standardises its own batch; only the correlation matrix is averaged
+        min_batch_why="its loss standardises each embedding over the batch (one sample has no variance)",
     ),
     MethodSpec(
         "vicreg",
@@ -73,6 +82,9 @@ BUILTIN_METHODS: tuple[MethodSpec, ...] = (
         paper="Bardes, Ponce and LeCun 2022, VICReg, arXiv:2105.04906",
         description="invariance + variance + covariance terms on the expander output",
         defaults={"optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-6},
+        min_batch=2,
+        min_batch_scope="global",  # variance and covariance over the gathered batch under torchrun
+        min_batch_why="its variance and covariance terms are taken over the batch (one sample has no variance)",
     ),
     MethodSpec(
         "dino",
@@ -133,6 +145,9 @@ BUILTIN_METHODS: tuple[MethodSpec, ...] = (
         paper="Tang et al. 2022, Self-Supervised Pre-Training of Swin Transformers for 3D Medical Image Analysis, "
         "arXiv:2111.14791",
         description="rotation prediction + contrastive coding + masked-volume in-painting",
+        min_batch=2,
+        min_batch_scope="global",
+        min_batch_why="its contrastive term takes its negatives from the batch (with one, that third of the loss is 0)",
         defaults={"optimizer": "adamw", "lr": 4e-4, "weight_decay": 1e-5},
         reason="the in-painting head upsamples the deepest feature map of a hierarchical encoder.",
     ),
