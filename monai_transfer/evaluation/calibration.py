@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["expected_calibration_error", "reliability_curve"]
+__all__ = ["expected_calibration_error", "reliability_curve", "brier_score", "apply_temperature", "fit_temperature"]
 
 
 def _bins(conf: np.ndarray, n_bins: int) -> np.ndarray:
@@ -77,3 +77,56 @@ def expected_calibration_error(y_true: Any, y_prob: Any, n_bins: int = 15, task:
     return float(
         np.mean([_ece_binary(probs[:, c], targets[:, c].astype(np.float64), n_bins) for c in range(probs.shape[1])])
     )
+
+
+def brier_score(y_true: Any, y_prob: Any) -> float:
+    """Brier score (Brier 1950): binary, the mean squared difference of the positive-class probability and the
+    outcome (``(N,)`` or ``(N, 2)`` probabilities); multi-class, the mean over cases of the summed squared difference
+    to the one-hot label (``(N, C)``). Lower is better; 0.25 is what a constant 0.5 scores on a binary task."""
+    y = np.asarray(y_true).ravel().astype(np.int64)
+    p = np.asarray(y_prob, dtype=np.float64)
+    if p.ndim == 2 and p.shape[1] == 2:
+        p = p[:, 1]
+    if len(p) != len(y):
+        raise ValueError(f"labels and probabilities disagree on N: {len(y)} vs {len(p)}")
+    if p.size and (p.min() < 0 or p.max() > 1):
+        raise ValueError("the Brier score needs probabilities in [0, 1], not logits")
+    if p.ndim == 1:
+        return float(np.mean((p - y) ** 2))
+    onehot = np.eye(p.shape[1])[y]
+    return float(np.mean(np.sum((p - onehot) ** 2, axis=1)))
+
+
+def _as_two_class(p: np.ndarray) -> np.ndarray:
+    return np.stack([1 - p, p], axis=1) if p.ndim == 1 else p
+
+
+def apply_temperature(y_prob: Any, temperature: float) -> np.ndarray:
+    """Class probabilities softened (``T > 1``) or sharpened (``T < 1``): ``softmax(log p / T)``, in the shape given
+    (``(N,)`` positive-class probabilities stay ``(N,)``). The ranking of cases, hence AUROC, does not change."""
+    p = np.asarray(y_prob, dtype=np.float64)
+    if temperature <= 0:
+        raise ValueError(f"a temperature must be positive, got {temperature}")
+    two = _as_two_class(p)
+    z = np.log(np.clip(two, 1e-12, 1.0)) / float(temperature)
+    z -= z.max(axis=1, keepdims=True)
+    out = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    return out[:, 1] if p.ndim == 1 else out
+
+
+def fit_temperature(y_true: Any, y_prob: Any) -> float:
+    """The temperature minimising the negative log-likelihood of these (validation) cases (Guo et al. 2017,
+    temperature scaling), searched over ``[0.05, 20]``."""
+    from scipy.optimize import minimize_scalar
+
+    y = np.asarray(y_true).ravel().astype(np.int64)
+    p = np.asarray(y_prob, dtype=np.float64)
+    if len(y) < 2:
+        raise ValueError(f"temperature scaling needs at least 2 validation cases, got {len(y)}")
+
+    def nll(log_t: float) -> float:
+        q = _as_two_class(apply_temperature(p, float(np.exp(log_t))))
+        return float(-np.mean(np.log(np.clip(q[np.arange(len(y)), y], 1e-12, 1.0))))
+
+    res = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded", options={"xatol": 1e-4})
+    return float(np.exp(res.x))

@@ -19,8 +19,17 @@ from typing import Any
 import numpy as np
 
 from monai_transfer.data.case_ids import attach_ids, class_names, name_cases
-from monai_transfer.evaluation.metrics import auroc, classification_metrics
+from monai_transfer.evaluation.calibration import brier_score
+from monai_transfer.evaluation.metrics import (
+    accuracy,
+    auroc,
+    average_precision,
+    balanced_accuracy,
+    classification_metrics,
+    f1_macro,
+)
 from monai_transfer.evaluation.stats import bootstrap_ci
+from monai_transfer.evaluation.thresholds import decisions, ranked_auroc, sorted_average_precision
 
 __all__ = ["summarize_cases", "attach_ids", "class_names", "name_cases", "MIN_UNITS"]
 
@@ -58,7 +67,9 @@ def _flag_few_units(out: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def summarize_cases(cases: Sequence[Mapping[str, Any]], n_resamples: int = 2000, seed: int = 0) -> dict[str, Any]:
+def summarize_cases(
+    cases: Sequence[Mapping[str, Any]], n_resamples: int = 2000, seed: int = 0, threshold: float | None = None
+) -> dict[str, Any]:
     """Metrics and 95 % bootstrap intervals from per-case records.
 
     Args:
@@ -66,10 +77,14 @@ def summarize_cases(cases: Sequence[Mapping[str, Any]], n_resamples: int = 2000,
             optionally ``patient_id`` (:func:`attach_ids`): then patients, not cases, are resampled.
         n_resamples: bootstrap resamples.
         seed: bootstrap seed.
+        threshold: binary classification: the decision threshold (chosen on validation data, never on these cases)
+            at which accuracy, sensitivity, specificity, F1 and balanced accuracy are computed; the accuracy at 0.5
+            stays as ``accuracy_at_0.5``. ``None``: the argmax rule (0.5 for two classes).
 
     Returns:
-        Classification: AUROC per class and mean, AUPRC, accuracy, balanced accuracy, macro F1, ECE, with intervals for
-        AUROC (when both classes occur) and accuracy. Segmentation: Dice, HD95 and surface Dice (when recorded) per
+        Classification: AUROC per class and mean, AUPRC, accuracy, balanced accuracy, F1, sensitivity and specificity
+        (binary), ECE and the Brier score, each headline metric with a case-level interval (``<metric>_ci95``: the
+        cases resampled and the metric recomputed). Segmentation: Dice, HD95 and surface Dice (when recorded) per
         class and mean, each mean with an interval over cases. Each interval carries ``n_cases``, ``n_units`` and
         ``unit``; ``warnings`` lists the intervals resting on fewer than ``MIN_UNITS`` independent units.
     """
@@ -97,11 +112,28 @@ def summarize_cases(cases: Sequence[Mapping[str, Any]], n_resamples: int = 2000,
     labels = np.asarray([c["label"] for c in cases])
     probs = np.asarray([c["prob"] for c in cases], dtype=float)
     out = classification_metrics(labels, probs)
+    out["brier"] = brier_score(labels, probs)
     index = np.arange(len(cases))
-    correct = (probs.argmax(axis=1) == labels.astype(int)) if probs.ndim == 2 else ((probs >= 0.5) == labels)
     groups = _groups(cases)
-    out["accuracy_ci95"] = _ci(correct.astype(float), np.mean, n_resamples, seed, groups)
-    if len(np.unique(labels)) > 1:
-        # resample case indices so each resample keeps labels and scores paired
-        out["auroc_ci95"] = _ci(index, lambda i: auroc(labels[i], probs[i]), n_resamples, seed, groups)
+    binary = probs.ndim == 1 or probs.shape[1] == 2
+    if binary:  # the positive class's scores once; rank-based metrics fast enough for thousands of resamples
+        y, s = labels.astype(np.int64).ravel(), (probs if probs.ndim == 1 else probs[:, 1])
+        t = 0.5 if threshold is None else float(threshold)
+        out["auprc"] = sorted_average_precision(y, s)  # of the positive class, as a binary task reports it
+        out["accuracy_at_0.5"] = decisions(y, s, 0.5)["accuracy"]
+        out.pop("f1_macro", None)  # at 0.5; ``f1`` below is the positive class's at the chosen threshold
+        out.update(decisions(y, s, t), threshold=t)
+        fns: dict[str, Any] = {"auroc": ranked_auroc, "auprc": sorted_average_precision,
+                               "brier": lambda y, s: float(np.mean((s - y) ** 2))}  # fmt: skip
+        for name in ("accuracy", "sensitivity", "specificity", "f1", "balanced_accuracy"):
+            fns[name] = lambda y, s, name=name: decisions(y, s, t)[name]
+    else:
+        y, s = labels, probs
+        fns = {"auroc": auroc, "auprc": average_precision, "brier": brier_score, "accuracy": accuracy,
+               "balanced_accuracy": balanced_accuracy, "f1_macro": f1_macro}  # fmt: skip
+    if len(np.unique(labels)) < 2:
+        fns = {k: v for k, v in fns.items() if k not in ("auroc", "auprc", "balanced_accuracy")}
+    for name, fn in fns.items():
+        # case indices are resampled, so each resample keeps labels and scores paired and recomputes the metric
+        out[f"{name}_ci95"] = _ci(index, lambda i, fn=fn: fn(y[i], s[i]), n_resamples, seed, groups)
     return _flag_few_units(out)

@@ -18,7 +18,21 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["youden_threshold", "majority_baseline", "accuracy_at_threshold", "decision_fields"]
+__all__ = [
+    "youden_threshold",
+    "majority_baseline",
+    "accuracy_at_threshold",
+    "decision_fields",
+    "THRESHOLD_RULES",
+    "check_threshold_rule",
+    "choose_threshold",
+    "binary_decision_metrics",
+    "binary_auroc",
+    "binary_average_precision",
+    "decisions",
+    "ranked_auroc",
+    "sorted_average_precision",
+]
 
 
 def _binary(labels: Any, probs: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -122,3 +136,136 @@ def decision_fields(
             n_threshold_cases=int(len(yv)),
         )
     return out
+
+
+#: the rules a decision threshold can be chosen by (besides a fixed number and ``"sensitivity:X"``)
+THRESHOLD_RULES = ("youden", "f1", "argmax")
+
+
+def check_threshold_rule(rule: Any) -> str | float:
+    """A valid rule: ``"youden"``, ``"f1"``, ``"argmax"`` (0.5, the argmax of two classes), a fixed threshold in
+    (0, 1), or ``"sensitivity:X"`` (the highest threshold whose validation sensitivity is at least ``X``).
+
+    Raises:
+        ValueError: naming the rule and the accepted forms.
+    """
+    accepted = "youden, f1, argmax, a number in (0, 1) or sensitivity:X with X in (0, 1]"
+    if isinstance(rule, bool):
+        raise ValueError(f"threshold rule {rule!r} is not one of: {accepted}")
+    if isinstance(rule, (int, float)):
+        if not 0 < float(rule) < 1:
+            raise ValueError(f"a fixed threshold must lie in (0, 1), got {rule}")
+        return float(rule)
+    text = str(rule).strip().lower()
+    if text in THRESHOLD_RULES:
+        return text
+    if text.startswith("sensitivity:"):
+        try:
+            target = float(text.split(":", 1)[1])
+        except ValueError:
+            target = -1.0
+        if 0 < target <= 1:
+            return f"sensitivity:{target:g}"
+    try:
+        return check_threshold_rule(float(text))
+    except ValueError as e:
+        if "fixed threshold" in str(e):
+            raise
+    raise ValueError(f"threshold rule {rule!r} is not one of: {accepted}")
+
+
+def _candidates(s: np.ndarray) -> np.ndarray:
+    u = np.unique(s)
+    return np.concatenate([[u[0] - 1e-6], (u[:-1] + u[1:]) / 2, [u[-1] + 1e-6]])
+
+
+def choose_threshold(labels: Any, probs: Any, rule: Any = "youden") -> float:
+    """The decision threshold (positive when ``p1 >= t``) that ``rule`` picks on these (validation) cases.
+
+    ``youden`` maximises sensitivity + specificity - 1 (Youden 1950); ``f1`` maximises the positive class's F1;
+    ``sensitivity:X`` takes the highest threshold whose sensitivity is at least ``X`` (the most specific one that
+    meets the target); ``argmax`` is 0.5; a number is itself. Ties go to the candidate nearest 0.5.
+    """
+    rule = check_threshold_rule(rule)
+    if isinstance(rule, float):
+        return rule
+    if rule == "argmax":
+        return 0.5
+    if rule == "youden":
+        return youden_threshold(labels, probs)
+    y, s = _binary(labels, probs)
+    if y.sum() == 0:
+        raise ValueError(f"threshold rule {rule!r} needs positive cases among the validation cases; there are none")
+    cand = _candidates(s)
+    pred = s[None, :] >= cand[:, None]
+    tp = (pred & (y == 1)).sum(1)
+    if rule == "f1":
+        fp, fn = (pred & (y == 0)).sum(1), (~pred & (y == 1)).sum(1)
+        score = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
+        best = np.flatnonzero(np.isclose(score, score.max(), rtol=0, atol=1e-12))
+        return float(cand[best[np.argmin(np.abs(cand[best] - 0.5))]])
+    target = float(rule.split(":", 1)[1])
+    ok = np.flatnonzero(tp / y.sum() >= target - 1e-12)
+    return float(cand[ok].max())
+
+
+def binary_decision_metrics(labels: Any, probs: Any, threshold: float) -> dict[str, float]:
+    """Accuracy, sensitivity, specificity, F1 (positive class) and balanced accuracy when deciding ``p1 >= t``
+    (NaN where a rate has no case to rest on, e.g. the sensitivity of a set without positives)."""
+    y, s = _binary(labels, probs)
+    return decisions(y, s, threshold)
+
+
+def decisions(y: np.ndarray, s: np.ndarray, threshold: float) -> dict[str, float]:
+    """:func:`binary_decision_metrics` of checked arrays (``y`` 0/1 ints, ``s`` 1-D scores): no checks, for the
+    thousands of calls of a bootstrap."""
+    pred, pos = s >= threshold, y == 1
+    tp, fp = int(np.count_nonzero(pred & pos)), int(np.count_nonzero(pred & ~pos))
+    n_pos = int(np.count_nonzero(pos))
+    fn, tn = n_pos - tp, len(y) - n_pos - fp
+    sens = tp / n_pos if n_pos else float("nan")
+    spec = tn / (tn + fp) if tn + fp else float("nan")
+    rates = [r for r in (sens, spec) if r == r]
+    return {
+        "accuracy": (tp + tn) / len(y),
+        "sensitivity": sens,
+        "specificity": spec,
+        "f1": 2 * tp / (2 * tp + fp + fn) if 2 * tp + fp + fn else float("nan"),
+        "balanced_accuracy": float(sum(rates) / len(rates)) if rates else float("nan"),
+    }
+
+
+def binary_auroc(labels: Any, probs: Any) -> float:
+    """AUROC of a binary task from the ranks of the positive-class scores (Mann-Whitney U; ties count half): the
+    value MONAI's ``compute_roc_auc`` gives, fast enough to recompute on thousands of bootstrap resamples."""
+    return ranked_auroc(*_binary(labels, probs))
+
+
+def ranked_auroc(y: np.ndarray, s: np.ndarray) -> float:
+    """:func:`binary_auroc` of checked arrays (no checks)."""
+    from scipy.stats import rankdata
+
+    pos = y == 1
+    n_pos = int(np.count_nonzero(pos))
+    n_neg = len(y) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    return float((rankdata(s)[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def binary_average_precision(labels: Any, probs: Any) -> float:
+    """Average precision (area under the precision-recall curve, step-wise) of the positive class."""
+    return sorted_average_precision(*_binary(labels, probs))
+
+
+def sorted_average_precision(y: np.ndarray, s: np.ndarray) -> float:
+    """:func:`binary_average_precision` of checked arrays (no checks)."""
+    n_pos = int(np.count_nonzero(y))
+    if n_pos == 0:
+        return float("nan")
+    order = np.argsort(-s, kind="mergesort")
+    s, y = s[order], y[order]
+    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # the last case of each distinct score
+    tp = np.cumsum(y)[last]
+    precision, recall = tp / (last + 1), tp / n_pos
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))

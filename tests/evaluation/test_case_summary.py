@@ -37,8 +37,11 @@ def test_classification_summary_matches_metrics_and_is_deterministic():
     a = summarize_cases(cases, n_resamples=300, seed=0)
     b = summarize_cases(cases, n_resamples=300, seed=0)
     direct = classification_metrics(labels, np.stack([1 - p, p], axis=1))
-    for key in ("auroc", "auprc", "accuracy", "balanced_accuracy", "f1_macro", "ece"):
+    for key in ("auroc", "accuracy", "balanced_accuracy", "ece"):  # no threshold given: the argmax rule, 0.5
         assert a[key] == pytest.approx(direct[key])
+    sklearn = pytest.importorskip("sklearn.metrics")
+    assert a["auprc"] == pytest.approx(sklearn.average_precision_score(labels, p))  # of the positive class
+    assert a["f1"] == pytest.approx(sklearn.f1_score(labels, p >= 0.5))
     assert a["auroc_ci95"] == b["auroc_ci95"]
     assert a["auroc_ci95"]["low"] <= a["auroc"] <= a["auroc_ci95"]["high"]
     assert a["auroc_ci95"]["high"] - a["auroc_ci95"]["low"] > 0.01  # 40 cases cannot pin AUROC down
