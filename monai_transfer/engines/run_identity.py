@@ -110,7 +110,9 @@ def read_identity(out: str | os.PathLike) -> dict[str, Any] | None:
         return None
 
 
-def write_identity(out: str | os.PathLike, identity: Mapping[str, Any], changes: Mapping[str, Any] | None = None) -> None:
+def write_identity(
+    out: str | os.PathLike, identity: Mapping[str, Any], changes: Mapping[str, Any] | None = None
+) -> None:
     """Write ``identity.json`` atomically (with the safe changes a resumed run accepted, accumulated)."""
     record = dict(identity)
     if changes:
@@ -122,10 +124,11 @@ def _compared(identity: Mapping[str, Any]) -> dict[str, Any]:
     """The view two identities are compared in: settings at the top level, ``data`` as it is (``describe_diff``
     summarises its keys), the starting weights and the package version by name."""
     settings = identity.get("settings") or {}
+    start = identity.get("pretrained")
     return {
         **settings,
         "data": identity.get("data") or {},
-        "pretrained weights": identity.get("pretrained"),
+        "pretrained weights": f"content {str(start.get('digest'))[:12]}" if isinstance(start, Mapping) else start,
         "package version": identity.get("package_version"),
     }
 

@@ -34,6 +34,7 @@ from monai_transfer.engines.checkpoint import RunExistsError
 from monai_transfer.engines.run_identity import (
     IDENTITY_NAME,
     check_identity,
+    read_identity,
     remove_outputs,
     result_settings,
     run_identity,
@@ -300,12 +301,17 @@ def _prepare_folder(out: Path, resume: str, identity: Mapping[str, Any]) -> tupl
     last, result, model = out / "checkpoints" / "last.pt", out / RESULT_NAME, out / MODEL_FILE
     if not last.is_file() and not prev_path(last).is_file():
         found = [p.relative_to(out).as_posix() for p in (model, result) if p.is_file()]
-        if found:
-            raise RunExistsError(
-                f"{out} holds a fine-tuning run ({' and '.join(found)}) without its checkpoint (checkpoints/last.pt), "
-                "so it can be neither continued nor checked; start again with --overwrite (resume='overwrite')."
-            )
-        return None, {}
+        if not found:
+            return None, {}
+        if result.is_file() and read_identity(out) is not None:
+            # finished, its resume state removed (a study drops it): kept as it is when nothing changed
+            check_identity(out, identity, True, what="fine-tuning run")
+            logger.info("%s holds a finished run (its resume checkpoint removed); its result is returned as it is", out)
+            return json.loads(result.read_text()), {}
+        raise RunExistsError(
+            f"{out} holds a fine-tuning run ({' and '.join(found)}) without its checkpoint (checkpoints/last.pt), "
+            "so it can be neither continued nor checked; start again with --overwrite (resume='overwrite')."
+        )
     finished = result.is_file() and last.is_file()
     legacy = _legacy_identity(out)
     changes = check_identity(out, identity, finished, SAFE_CHANGES, what="fine-tuning run", legacy=legacy)

@@ -191,28 +191,34 @@ def _identity(raw: Mapping[str, Any]) -> dict[str, Any]:
     return run_identity(settings, _plain(raw.get("datalist")), _plain(net.get("pretrained")))
 
 
-def _refuse_or_clear(out: Path, resume: Any, overwrite: bool, raw: Mapping[str, Any]) -> dict[str, Any]:
+def _refuse_or_clear(
+    out: Path, resume: Any, overwrite: bool, raw: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """Check the folder before the run: refuse a run there (neither resumed nor overwritten), clear it under
     ``overwrite`` once the new run's data are readable, and under ``resume="auto"`` refuse a run of other settings or
-    data (named) or whose checkpoint is gone. Returns the safe changes a resumed run accepted."""
-    from monai_transfer.engines.run_identity import check_identity, remove_outputs
+    data (named) or whose checkpoint is gone. Returns the safe changes a resumed run accepted, and the result of a
+    finished run of the same identity whose resume checkpoint was removed (kept as it is), else ``None``."""
+    from monai_transfer.engines.run_identity import check_identity, read_identity, remove_outputs
     from monai_transfer.utils.distributed import is_main_process
 
     last = out / "checkpoints" / "last.pt"
     outputs = [p.name for p in (last, out / "encoder.pt", out / "result.json") if p.is_file()]
     if resume is not None:
         if str(resume) != "auto":
-            return {}
+            return {}, None
         if not last.is_file():
-            if outputs:
-                raise FileExistsError(
-                    f"{out} holds a pretraining run ({', '.join(outputs)}) without its checkpoint "
-                    "(checkpoints/last.pt), so it can be neither continued nor checked; start again with --overwrite"
-                )
-            return {}
-        return check_identity(out, _identity(raw), False, SAFE_CHANGES, what="pretraining run")
+            if not outputs:
+                return {}, None
+            if outputs == ["encoder.pt", "result.json"] and read_identity(out) is not None:
+                check_identity(out, _identity(raw), True, what="pretraining run")  # finished: no change at all
+                return {}, json.loads((out / "result.json").read_text())
+            raise FileExistsError(
+                f"{out} holds a pretraining run ({', '.join(outputs)}) without its checkpoint "
+                "(checkpoints/last.pt), so it can be neither continued nor checked; start again with --overwrite"
+            )
+        return check_identity(out, _identity(raw), False, SAFE_CHANGES, what="pretraining run"), None
     if not outputs:
-        return {}
+        return {}, None
     if not overwrite:
         raise FileExistsError(
             f"{out} holds a pretraining run ({outputs[0]}); continue it with --resume auto, choose another --out, or "
@@ -225,7 +231,7 @@ def _refuse_or_clear(out: Path, resume: Any, overwrite: bool, raw: Mapping[str, 
         load_images(datalist, raw.get("data_section"))
     if is_main_process():
         remove_outputs(out, _OUTPUTS)
-    return {}
+    return {}, None
 
 
 def _check_batch(raw: Mapping[str, Any]) -> None:
@@ -281,7 +287,9 @@ def run_pretrain_config(
         overwrite = bool(options is not None and options.overwrite)
     merged = apply_overrides(raw, sets)  # a bad id is named before anything is touched
     _check_batch(merged)
-    changes = _refuse_or_clear(folder, merged.get("resume"), overwrite, merged)
+    changes, done = _refuse_or_clear(folder, merged.get("resume"), overwrite, merged)
+    if done is not None:
+        return done
     snapshot = _snapshot(folder)
     try:
         if is_main_process():

@@ -105,6 +105,12 @@ def test_resume_with_other_settings_or_data_is_refused_before_anything_runs(stop
     assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
     assert "lr: 0.001 -> 0.05" in err and "data content: 1 file(s) changed" in err and "--overwrite" in err
     assert _tree(out) == before  # nothing written, the old config kept
+    # the same through a saved config (--config): its --set values count as the flags' do
+    from monai_transfer.finetune import finetune_config_run
+
+    with pytest.raises(RunChangedError, match=r"other settings: .*lr: 0.001 -> 0.05"):
+        finetune_config_run(out / "configs" / "train.json", out, overrides=["lr=0.05"], resume="auto")
+    assert _tree(out) == before
 
 
 def test_more_epochs_continue_logged_and_recorded_then_a_finished_run_is_checked(stopped, tmp_path, caplog, capsys):
@@ -122,8 +128,14 @@ def test_more_epochs_continue_logged_and_recorded_then_a_finished_run_is_checked
         finetune(datalist=datalist, out_dir=out, epochs=3, lr=0.05, resume="auto", **TINY)
     with pytest.raises(RunChangedError, match=r"train#trainer#max_epochs: 3 -> 5"):
         finetune(datalist=datalist, out_dir=out, epochs=5, resume="auto", **TINY)
-    # checkpoints deleted: never trained again over models/model.pt
+    # checkpoints deleted: never trained again over models/model.pt. A finished run (result.json, identity.json) of
+    # the same settings is kept as it is (a study drops finished cells' resume state), a changed one refused...
     shutil.rmtree(out / "checkpoints")
+    assert finetune(datalist=datalist, out_dir=out, epochs=3, resume="auto", **TINY) == saved
+    with pytest.raises(RunChangedError, match=r"holds a finished fine-tuning run with other settings: lr: "):
+        finetune(datalist=datalist, out_dir=out, epochs=3, lr=0.05, resume="auto", **TINY)
+    # ...and one that cannot be checked or did not finish is refused
+    (out / "result.json").unlink()
     before = _tree(out)
     with pytest.raises(FileExistsError, match=r"without its checkpoint .* start again with --overwrite"):
         finetune(datalist=datalist, out_dir=out, epochs=3, resume="auto", **TINY)
@@ -151,7 +163,9 @@ def test_overwrite_removes_every_run_output_and_nothing_else(stopped, tmp_path, 
     with pytest.raises(Exception, match="not_there.json"):
         finetune(datalist=str(tmp_path / "not_there.json"), out_dir=out, epochs=1, resume="overwrite", **TINY)
     with pytest.raises(Exception, match="lr_shedule"):
-        finetune(datalist=datalist, out_dir=out, epochs=1, resume="overwrite", **{**TINY, "overrides": ["lr_shedule=1"]})
+        finetune(
+            datalist=datalist, out_dir=out, epochs=1, resume="overwrite", **{**TINY, "overrides": ["lr_shedule=1"]}
+        )
     assert _tree(out) == before
     # a good one: what the folder holds when the new run starts
     seen = {}

@@ -100,18 +100,27 @@ def test_pretrain_resume_with_other_settings_is_refused_and_more_epochs_continue
     before = (out / "configs" / "pretrain.json").read_bytes()
     assert main([*flags, "--epochs", "1", "--lr", "0.05", "--resume", "auto"]) == 2
     err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1 and "holds a pretraining run with other settings: lr: 0.001 -> 0.05" in err
+    assert (
+        len(err.strip().splitlines()) == 1 and "holds a pretraining run with other settings: lr: 0.001 -> 0.05" in err
+    )
     assert (out / "configs" / "pretrain.json").read_bytes() == before
     # more epochs extend the run: said and recorded
     assert main([*flags, "--epochs", "2", "--resume", "auto"]) == 0
     result = json.loads((out / "result.json").read_text())
     assert result["resumed_with_changes"] == {"epochs": [1, 2]} and result["epochs"] == 2
-    # the checkpoint gone, the encoder kept: not retrained silently
+    # the checkpoint gone (a study drops finished runs' resume state), the encoder kept: never retrained silently;
+    # kept as it is when nothing changed, refused otherwise
     import shutil
 
     shutil.rmtree(out / "checkpoints")
+    saved = (out / "result.json").read_bytes()
+    assert main([*flags, "--epochs", "2", "--resume", "auto"]) == 0
+    assert (out / "result.json").read_bytes() == saved and not (out / "checkpoints").exists()
+    assert main([*flags, "--epochs", "3", "--resume", "auto"]) == 2
+    assert "holds a finished pretraining run with other settings: epochs: 2 -> 3" in capsys.readouterr().err
+    (out / "result.json").unlink()
     assert main([*flags, "--epochs", "2", "--resume", "auto"]) == 2
     assert "without its checkpoint" in capsys.readouterr().err
     # --overwrite with unreadable data keeps the old run
     assert main([*_flags(str(tmp_path / "none.json"), out, "--batch-size", "2"), "--epochs", "1", "--overwrite"]) == 2
-    assert (out / "encoder.pt").is_file() and (out / "result.json").is_file()
+    assert (out / "encoder.pt").is_file() and (out / "identity.json").is_file()
