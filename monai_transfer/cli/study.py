@@ -59,7 +59,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_plan(args: argparse.Namespace) -> int:
     from monai_transfer.study import plan_study
 
-    spec, _ = _spec(args)
+    spec, raw = _spec(args)
     cells = plan_study(spec, args.out)
     print(f"{spec.name}: {len(cells)} cells = {len(spec.targets)} target(s) x {len(spec.challenges)} challenge(s) x "
           f"{len(spec.starts)} start(s) x {len(spec.backbones)} backbone(s) x {len(spec.strategies)} strateg"
@@ -73,7 +73,17 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     pre = [s.name for s in spec.starts if s.pretrained_in_study]
     if pre:
         print(f"pretrained in the study (once per backbone): {', '.join(pre)}")
+    if args.pilot:
+        _print_pilot(args, spec, raw)
     return 0
+
+
+def _print_pilot(args: argparse.Namespace, spec, raw) -> None:
+    """The seeds the design needs, from the spread of a pilot study's paired differences."""
+    from monai_transfer.study.pilot import format_seed_plan, pilot_plan
+
+    for line in format_seed_plan(pilot_plan(args.pilot, spec, raw, effect=args.effect)):
+        print(line)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -174,6 +184,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = ssub.add_parser("plan", help="check a spec and list its cells and training-set sizes (writes OUT/data only)",
                         formatter_class=ParagraphHelpFormatter)  # fmt: skip
     common(p)
+    p.add_argument("--pilot", default=None, metavar="DIR",
+                   help="a pilot study's folder (DIR/results): from the SD of its paired differences per target, "
+                   "challenge and start, the seeds this design needs to detect the pilot's observed difference and "
+                   "--effect with 80%% power (one paired t-test, and under Holm over the design's comparisons); see "
+                   "docs/studies.md, 'Power: how many seeds'")  # fmt: skip
+    p.add_argument("--effect", type=float, default=None,
+                   help="with --pilot: the difference worth detecting, in the metric's units (default: each "
+                   "metric's equivalence margin, 0.01 for AUROC and Dice, or the spec's equivalence_margin)")  # fmt: skip
     p.set_defaults(func=_cmd_plan)
 
     p = ssub.add_parser(

@@ -30,6 +30,7 @@ from monai_transfer.study.plots import (
     plot_transferability,
 )
 from monai_transfer.study.statistics import (
+    POWER,
     challenge_sort_key,
     paired_comparisons,
     summarize_cells,
@@ -123,17 +124,104 @@ def _start_label(s: Mapping[str, Any], several: bool) -> str:
     return f"{s['start']} ({s['backbone']}, {s['strategy']})" if several else str(s["start"])
 
 
+def _case_level(s: Mapping[str, Any], several: bool) -> str:
+    if s["case_mean"] is None:
+        return "–"
+    return f"{s['case_mean']:.3f}{_ci(s['case_ci_low'], s['case_ci_high'])} ({s['n_patients']} patients)"
+
+
+#: The columns of the per-cell summary tables: (header, value of one summary record). A new column is one entry.
+SUMMARY_COLUMNS: list[tuple[str, Any]] = [
+    ("target", lambda s, several: str(s["target"])),
+    ("challenge", lambda s, several: str(s["challenge"])),
+    ("start", _start_label),
+    ("n", lambda s, several: str(s["n"])),
+    ("mean [95% CI]", lambda s, several: f"{_num(s['mean'])}{_ci(s['ci_low'], s['ci_high'])}"),
+    ("sd", lambda s, several: _num(s["sd"])),
+    ("case-level mean [95% CI]", _case_level),
+    ("failed", lambda s, several: str(s["n_failed"])),
+    ("note", lambda s, several: s["note"] or ""),
+]
+
+
 def _summary_table(sec: _Section, summaries: Sequence[Mapping[str, Any]], several: bool) -> None:
-    rows = []
-    for s in summaries:
-        case = "–" if s["case_mean"] is None else f"{s['case_mean']:.3f}{_ci(s['case_ci_low'], s['case_ci_high'])}"
-        if s["case_mean"] is not None:
-            case += f" ({s['n_patients']} patients)"
-        rows.append([s["target"], s["challenge"], _start_label(s, several), str(s["n"]),
-                     f"{_num(s['mean'])}{_ci(s['ci_low'], s['ci_high'])}", _num(s["sd"]), case, str(s["n_failed"]),
-                     s["note"] or ""])  # fmt: skip
-    header = ["target", "challenge", "start", "n", "mean [95% CI]", "sd", "case-level mean [95% CI]", "failed", "note"]
-    sec.table(header, rows)
+    sec.table([h for h, _ in SUMMARY_COLUMNS], [[f(s, several) for _, f in SUMMARY_COLUMNS] for s in summaries])
+
+
+def _seeds(k: Any, c: Mapping[str, Any]) -> str:
+    return "–" if c["mde_80"] is None else (f"> {c['max_seeds']}" if k is None else str(k))
+
+
+#: The columns of the paired-comparison table: (header, value of one comparison record).
+COMPARISON_COLUMNS: list[tuple[str, Any]] = [
+    ("start", _start_label),
+    ("target", lambda c, several: str(c["target"])),
+    ("challenge", lambda c, several: str(c["challenge"])),
+    ("n", lambda c, several: str(c["n_pairs"])),
+    ("mean diff [95% CI]", lambda c, several: f"{_num(c['mean_diff'], '+.3f')}{_ci(c['diff_ci_low'], c['diff_ci_high'])}"),
+    ("p t / p Wilcoxon (Holm)", lambda c, several: f"{_p(c['p_t_holm'])} / {_p(c['p_wilcoxon_holm'])}"),
+    ("effect size (d_z / r_rb)", lambda c, several: f"{_num(c['cohens_dz'], '.2f')} / {_num(c['rank_biserial'], '.2f')}"),
+    ("detectable at 80% power", lambda c, several: "–" if c["mde_80"] is None else f"±{c['mde_80']:.3f}"),
+    ("seeds for the observed diff (one test / Holm)",
+     lambda c, several: f"{_seeds(c['seeds_needed'], c)} / {_seeds(c['seeds_needed_family'], c)}"),
+    ("verdict", lambda c, several: str(c["verdict"])),
+]  # fmt: skip
+
+
+def _margins(comps: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Metric -> the equivalence margin its comparisons used and where it came from (a relative margin varies)."""
+    out: dict[str, dict[str, Any]] = {}
+    for c in comps:
+        m = out.setdefault(str(c["metric"]), {"margin": c["equivalence_margin"], "source": c["margin_source"]})
+        if m["margin"] != c["equivalence_margin"]:
+            m["margin"] = None  # a relative margin: one per comparison
+    return dict(sorted(out.items()))
+
+
+def _margin_text(comps: Sequence[Mapping[str, Any]]) -> str:
+    return "; ".join(
+        f"{metric} {m['source']}" if m["margin"] is None else f"{metric} ±{m['margin']:.3g} ({m['source']})"
+        for metric, m in _margins(comps).items()
+    )
+
+
+#: The decision rule after "no significant difference", in words (the report and docs/studies.md say the same).
+POWER_RULE = (
+    'Every "no significant difference" is followed by which of two it is. "No effect seen": the {conf} CI of the '
+    "mean paired difference lies within ± the equivalence margin, or else the smallest difference these seeds detect "
+    'with 80% power is at most the margin. "Too few runs to tell": neither; the verdict then gives the seeds that '
+    "would detect the observed difference with 80% power, in one test and under the Holm correction over the "
+    "{family} comparisons, and the seeds that would detect the margin when the observed difference is smaller. "
+    "Power figures: two-sided paired t-test at alpha {alpha} (noncentral t), from the SD of the paired differences "
+    "of these seeds, so themselves estimates (with 3 to 5 seeds the SD is uncertain by about a factor of two). "
+    "Equivalence margins: {margins}."
+)
+
+
+def _power_rule(comps: Sequence[Mapping[str, Any]], alpha: float) -> str:
+    conf = comps[0].get("confidence", 0.95) if comps else 0.95
+    family = comps[0]["n_family"] if comps else 0
+    return POWER_RULE.format(conf=f"{conf:.0%}", family=family, alpha=alpha, margins=_margin_text(comps) or "none")
+
+
+def _why_not(c: Mapping[str, Any]) -> str:
+    """The part of a "no significant difference" verdict that says which of the two it is, in words."""
+    return str(c["verdict"]).split(": ", 1)[-1]
+
+
+def _why_not_short(c: Mapping[str, Any]) -> str:
+    """Which of the two, with the seeds the observed difference needs in one test (the table has the rest)."""
+    if c["nonsignificance"] != "too few runs to tell":
+        return str(c["nonsignificance"])
+    most, m = c["max_seeds"], c["equivalence_margin"]
+    need = [f"{c['mean_diff']:+.3f} needs {_seeds_words(c['seeds_needed'], most)} seeds"] if c["mean_diff"] else []
+    if m and abs(c["mean_diff"] or 0.0) < m:
+        need.append(f"±{m:.3g} needs {_seeds_words(c['seeds_needed_margin'], most)}")
+    return ": ".join(["too few runs to tell", ", ".join(need)]) if need else "too few runs to tell"
+
+
+def _seeds_words(k: int | None, most: int) -> str:
+    return f"more than {most}" if k is None else str(k)
 
 
 def _summary_sentences(summaries: Sequence[Mapping[str, Any]], comps: Sequence[Mapping[str, Any]], reference: str,
@@ -153,21 +241,30 @@ def _summary_sentences(summaries: Sequence[Mapping[str, Any]], comps: Sequence[M
         sign = 1 if done[0]["higher_is_better"] else -1
         best = max(done, key=lambda s: (sign * s["mean"], str(s["start"])))
         what = f"best mean {best['metric']} {best['mean']:.3f} with {_start_label(best, several)} (n={best['n']})"
-        if best["start"] == reference:
-            out.append(f"{head} {what}, the reference itself.")
-            continue
         c = comp.get((target, challenge, best["start"], best["backbone"], best["strategy"]))
-        if c is None or c["n_pairs"] == 0:
-            out.append(f"{head} {what}; no paired runs of {reference} to compare with.")
+        if best["start"] == reference:
+            sentence = f"{head} {what}, the reference itself."
+        elif c is None or c["n_pairs"] == 0:
+            sentence = f"{head} {what}; no paired runs of {reference} to compare with."
         elif c["p_t"] is None:
-            out.append(f"{head} {what}; too few runs to test against {reference} (n={c['n_pairs']} paired seeds).")
+            sentence = f"{head} {what}; too few runs to test against {reference} (n={c['n_pairs']} paired seeds)."
         else:
             diff = f"mean difference {c['mean_diff']:+.3f}{_ci(c['diff_ci_low'], c['diff_ci_high'])}"
             p = f"Holm-adjusted p = {_p(c['p_t_holm'])}"
-            if c["verdict"] == "better":
-                out.append(f"{head} {what}, significantly better than {reference} ({diff}, {p}).")
+            if c["verdict"] in ("better", "worse"):
+                sentence = f"{head} {what}, significantly {c['verdict']} than {reference} ({diff}, {p})."
             else:
-                out.append(f"{head} {what}, not significantly different from {reference} ({diff}, {p}).")
+                sentence = f"{head} {what}, not significantly different from {reference} ({diff}, {p}): {_why_not(c)}."
+        # the other starts that were tested and not found different: which of the two each is
+        others = [o for o in comps if (o["target"], o["challenge"]) == (target, challenge) and o is not c
+                  and o["nonsignificance"]]  # fmt: skip
+        if others:
+            sentence += (
+                f" Not significantly different from {reference}: "
+                + ", ".join(f"{_start_label(o, several)} ({_why_not_short(o)})" for o in others)
+                + "."
+            )
+        out.append(sentence)
     return out
 
 
@@ -218,14 +315,8 @@ def _sections(
     if "comparisons" in figures:
         comp.img("comparisons", f"mean difference with {reference} per start and challenge, * where Holm p < {alpha}")
     if comps:
-        comp.table(
-            ["start", "target", "challenge", "n", "mean diff [95% CI]", "p t / p Wilcoxon (Holm)",
-             "effect size (d_z / r_rb)", "verdict"],
-            [[_start_label(c, several), c["target"], c["challenge"], str(c["n_pairs"]),
-              f"{_num(c['mean_diff'], '+.3f')}{_ci(c['diff_ci_low'], c['diff_ci_high'])}",
-              f"{_p(c['p_t_holm'])} / {_p(c['p_wilcoxon_holm'])}",
-              f"{_num(c['cohens_dz'], '.2f')} / {_num(c['rank_biserial'], '.2f')}", c["verdict"]] for c in comps],
-        )  # fmt: skip
+        comp.table([h for h, _ in COMPARISON_COLUMNS], [[f(c, several) for _, f in COMPARISON_COLUMNS] for c in comps])
+        comp.p(_power_rule(comps, alpha))
         for note in dict.fromkeys(c["note"] for c in comps if c["note"]):
             comp.p(f"Note: {note}.")
     else:
@@ -280,6 +371,15 @@ def _sections(
         "sizes: Cohen's d_z = mean(d)/sd(d) and the matched-pairs rank-biserial correlation (Kerby 2014). With fewer "
         "than 6 pairs the Wilcoxon test cannot reach p < 0.05."
     )
+    if comps:
+        methods.p(
+            "Power (monai_transfer.evaluation.power): for each comparison with at least 3 pairs, the smallest "
+            "difference its seeds detect with 80% power and the seeds needed to detect the observed difference, for "
+            "the two-sided paired t-test with the SD of the paired differences (noncentral t distribution, as "
+            f"statsmodels' TTestPower); 'under Holm' uses alpha / {n_family} (Bonferroni, Holm's first step), the "
+            "most the Holm-corrected verdict may need. How a non-significant comparison is read (no effect seen, or "
+            "too few runs to tell) is stated under the comparisons table."
+        )
     methods.p(
         "Challenge drops: mean under the challenge against mean on full data, per start; the error bars add the two "
         "t-intervals' half-widths in quadrature (an approximation that ignores the pairing by seed)."
@@ -378,6 +478,7 @@ def write_report(
     alpha: float = 0.05,
     confidence: float = 0.95,
     n_resamples: int = 2000,
+    equivalence_margin: float | Mapping[str, float] | None = None,
 ) -> dict[str, str]:
     """Write the report of a study's results table into ``out_dir`` (every file atomically).
 
@@ -387,10 +488,13 @@ def write_report(
         reference: the starting point every other one is compared with; when the table lacks it, ``"random"`` or
             else the first starting point by name is used, and the report says so.
         title: heading of the report; default from ``spec`` (its ``name``), else "Study report".
-        spec: the study spec (a mapping or an object with ``name``), used for the title only.
+        spec: the study spec (a mapping or an object with ``name``), for the title and its ``equivalence_margin``.
         alpha: family-wise error rate of the verdicts.
         confidence: level of the intervals (the report's text speaks of 95%).
         n_resamples: bootstrap resamples of the case-level intervals.
+        equivalence_margin: the margin within which a paired difference counts as "no effect" (one number, or
+            metric -> number); default the spec's ``equivalence_margin``, else the defaults of
+            :data:`monai_transfer.study.statistics.EQUIVALENCE_MARGINS`.
 
     Returns:
         Name -> path of every file written: ``results_csv``, ``summary_json`` (its ``headline``: the summary in
@@ -405,7 +509,15 @@ def write_report(
         reference if reference in starts else ("random" if "random" in starts else (starts[0] if starts else reference))
     )
     summaries = summarize_cells(rows, confidence=confidence, n_resamples=n_resamples)
-    comps = paired_comparisons(rows, reference=used, alpha=alpha, confidence=confidence) if starts else []
+    if equivalence_margin is None:
+        equivalence_margin = (
+            spec.get("equivalence_margin") if isinstance(spec, Mapping) else getattr(spec, "equivalence_margin", None)
+        )
+    comps = (
+        paired_comparisons(rows, reference=used, alpha=alpha, confidence=confidence, margins=equivalence_margin)
+        if starts
+        else []
+    )
     corr = transferability_correlation(rows)
     drops = challenge_drops(summaries)
     headline = _summary_sentences(summaries, comps, used, _several(summaries))
@@ -416,6 +528,8 @@ def write_report(
         {"title": name, "reference": used, "alpha": alpha, "confidence": confidence, "n_cells": len(rows),
          "n_failed": sum(1 for r in rows if r.get("status") != "ok"), "summaries": summaries, "comparisons": comps,
          "transferability": corr, "challenge_drops": drops,
+         "power": {"power": POWER, "alpha": alpha, "margins": _margins(comps),
+                   "rule": _power_rule(comps, alpha) if comps else None},
          "headline": headline},
     )  # fmt: skip
     plotters = {

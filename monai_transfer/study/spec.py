@@ -35,7 +35,7 @@ METRICS = {"classification": ("auroc", "accuracy"), "segmentation": ("mean_dice"
 
 TOP_KEYS = ("name", "description", "data_root", "data_help", "prepare", "metric", "reference", "seeds", "backbones",
             "strategies", "starts", "targets", "challenges", "finetune", "transferability", "on_error",
-            "best_bundle", "linear_probe")  # fmt: skip
+            "best_bundle", "linear_probe", "equivalence_margin")  # fmt: skip
 TARGET_KEYS = ("name", "data", "task", "spatial_dims", "in_channels", "domain_key", "patient_key", "positive", "metric")
 START_KEYS = ("name", "random", "source", "path", "ssl", "supervised", "continual")
 SSL_KEYS = ("method", "data", "epochs", "batch_size", "modality", "roi_size", "lr", "intensity", "seed", "cache",
@@ -188,6 +188,15 @@ class StudySpec:
         return target.metric or DEFAULT_METRIC[target.task]
 
 
+def _check_margin(margin: Any) -> None:
+    """``equivalence_margin``: one number >= 0 for every metric, or metric -> number (see docs/studies.md, Power)."""
+    items = margin.items() if isinstance(margin, Mapping) else [] if margin is None else [(None, margin)]
+    for metric, m in items:
+        place = "equivalence_margin" if metric is None else f"equivalence_margin.{metric}"
+        if isinstance(m, bool) or not isinstance(m, (int, float)) or not 0 <= m < float("inf"):
+            _fail(place, f"expected a number >= 0 (a paired difference this small counts as no effect), got {m!r}")
+
+
 def _parse_target(obj: Any, place: str, root: Path, default_metric: str | None) -> Target:
     t = _check_keys(obj, TARGET_KEYS, place)
     for key in ("name", "data", "task"):
@@ -334,6 +343,7 @@ def _parse_checked(s: Mapping[str, Any], root: str | os.PathLike) -> StudySpec:
     reference = s.get("reference", "random")
     if reference not in names:
         _fail("reference", f"{reference!r} is not a starting point of this spec ({names})")
+    _check_margin(s.get("equivalence_margin"))
     seeds = tuple(int(x) for x in _list(s["seeds"], "seeds", int))
     if len(set(seeds)) != len(seeds):
         _fail("seeds", f"repeated seeds {list(seeds)}")

@@ -9,7 +9,9 @@ seed)`` every starting point saw the same labelled subset and split, so starting
 * :func:`summarize_cells` — mean, SD and t-interval over seeds per cell group; a patient-level cluster bootstrap
   interval of the mean case score when rows carry ``case_scores``.
 * :func:`paired_comparisons` — every starting point against the reference: mean paired difference with its t-interval,
-  paired t-test and Wilcoxon signed-rank test, Holm-adjusted over the whole table, effect sizes, a verdict in words.
+  paired t-test and Wilcoxon signed-rank test, Holm-adjusted over the whole table, effect sizes, the smallest
+  difference the seeds could detect and the seeds the observed difference needs (80 % power), a verdict in words
+  that says of every non-significant result whether it is "no effect seen" or "too few runs to tell".
 * :func:`transferability_correlation` — Kendall's tau and Spearman's rho between each transferability estimate and
   the mean fine-tuned score, over starting points (x backbones), per target.
 
@@ -26,11 +28,16 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
+from monai_transfer.evaluation.power import DEFAULT_MAX_SEEDS, min_detectable_difference, seeds_needed
 from monai_transfer.evaluation.stats import bootstrap_ci, cohens_dz, holm, paired_test, rank_biserial
 
 __all__ = [
     "LOWER_IS_BETTER",
+    "EQUIVALENCE_MARGINS",
+    "RELATIVE_MARGIN",
+    "POWER",
     "higher_is_better",
+    "equivalence_margin",
     "challenge_sort_key",
     "summarize_cells",
     "paired_comparisons",
@@ -45,6 +52,20 @@ LOWER_IS_BETTER: frozenset[str] = frozenset({"hd95", "hausdorff", "hausdorff95",
 UNIT_RANGE: frozenset[str] = frozenset({"auroc", "accuracy", "balanced_accuracy", "f1", "sensitivity", "specificity",
                                         "precision", "recall", "mean_dice", "dice", "iou", "ap"})  # fmt: skip
 
+#: Default equivalence margins: a paired difference smaller than this is "no effect" for the purpose of the verdict
+#: (see :func:`paired_comparisons`). 0.01 for scores in [0, 1] (one point of AUROC or Dice: below what papers
+#: report as a gain), 1 for surface distances (in mm where the images carry a spacing). A spec sets its own with
+#: ``equivalence_margin``.
+EQUIVALENCE_MARGINS: dict[str, float] = {
+    **{m: 0.01 for m in ("auroc", "ap", "auprc", "accuracy", "balanced_accuracy", "f1", "sensitivity", "specificity",
+                         "precision", "recall", "mean_dice", "dice", "iou", "ece", "brier")},
+    **{m: 1.0 for m in ("hd95", "hausdorff", "hausdorff95", "assd", "asd")},
+}  # fmt: skip
+#: For a metric without a default margin: this fraction of the reference's mean score (|mean|).
+RELATIVE_MARGIN = 0.01
+#: The power of the power figures (``mde_80``, ``seeds_needed``): the conventional 80 % (Cohen 1988).
+POWER = 0.8
+
 _KIND_ORDER = {"full": 0, "label_fraction": 1, "imbalance": 2, "domain": 3}
 #: The Wilcoxon signed-rank test's smallest two-sided exact p-value is 2 / 2**n: below 0.05 only from n = 6.
 _WILCOXON_MIN_N = 6
@@ -58,6 +79,39 @@ def higher_is_better(metric: str, lower_is_better: Iterable[str] | None = None) 
     lower = LOWER_IS_BETTER if lower_is_better is None else frozenset(lower_is_better)
     name = str(metric).lower()
     return not (name in lower or name.endswith("loss"))
+
+
+def equivalence_margin(
+    metric: str, margins: float | Mapping[str, float] | None = None, reference_mean: float | None = None
+) -> tuple[float | None, str]:
+    """The equivalence margin of ``metric`` and where it comes from.
+
+    Args:
+        metric: the metric's name.
+        margins: one margin for every metric, or metric name -> margin (the spec's ``equivalence_margin``); a metric
+            it does not name falls back to the defaults.
+        reference_mean: the reference's mean score, for a metric with neither (:data:`RELATIVE_MARGIN` of it).
+
+    Raises:
+        ValueError: a given margin is negative, NaN or infinite.
+
+    Returns:
+        ``(margin, source)``: source ``"spec"``, ``"default"`` (:data:`EQUIVALENCE_MARGINS`) or ``"1% of the
+        reference mean"``; ``(None, "none")`` when there is nothing to take it from.
+    """
+    name = str(metric).lower()
+    given = margins if isinstance(margins, Mapping) else {} if margins is None else {name: margins}
+    given = {str(k).lower(): v for k, v in given.items()}
+    if name in given:
+        m = float(given[name])
+        if not 0 <= m < math.inf:
+            raise ValueError(f"the equivalence margin of {metric!r} must be a finite number >= 0, got {given[name]!r}")
+        return m, "spec"
+    if name in EQUIVALENCE_MARGINS:
+        return EQUIVALENCE_MARGINS[name], "default"
+    if reference_mean is not None:
+        return RELATIVE_MARGIN * abs(float(reference_mean)), f"{RELATIVE_MARGIN:.0%} of the reference mean"
+    return None, "none"
 
 
 def _f(x: Any) -> float | None:
@@ -236,6 +290,7 @@ def _compare(start_scores: Mapping[Any, float], ref_scores: Mapping[Any, float],
         "mean_diff": _f(d.mean()) if n else None,
         "diff_ci_low": low,
         "diff_ci_high": high,
+        "sd_diff": _f(d.std(ddof=1)) if n > 1 else None,
         "t_statistic": None,
         "p_t": None,
         "wilcoxon_statistic": None,
@@ -268,6 +323,43 @@ def _holm_into(recs: list[dict[str, Any]], key: str, alpha: float) -> None:
         recs[i][f"{key}_holm"] = float(a)
 
 
+def _power_into(rec: dict[str, Any], alpha: float, margin: float | None, source: str, max_seeds: int) -> None:
+    """The power figures of one comparison (n >= 3 pairs; None below: no test, and no SD worth the name)."""
+    n, sd, diff = rec["n_pairs"], rec["sd_diff"], rec["mean_diff"]
+    family = max(int(rec["n_family"]), 1)
+    tested = n >= 3 and sd is not None
+    rec.update(
+        equivalence_margin=margin,
+        margin_source=source,
+        power=POWER,
+        mde_80=_f(min_detectable_difference(n, sd, alpha, POWER)) if tested else None,
+        seeds_needed=seeds_needed(diff, sd, alpha, POWER, max_n=max_seeds, min_n=3) if tested else None,
+        seeds_needed_family=(
+            seeds_needed(diff, sd, alpha / family, POWER, max_n=max_seeds, min_n=3) if tested else None
+        ),
+        seeds_needed_margin=(
+            seeds_needed(margin, sd, alpha, POWER, max_n=max_seeds, min_n=3) if tested and margin else None
+        ),
+        max_seeds=max_seeds,
+    )
+
+
+def _nonsignificance(rec: Mapping[str, Any]) -> tuple[str, str]:
+    """Which of the two a non-significant comparison is, and by which criterion (the rule of
+    :func:`paired_comparisons`)."""
+    m = rec["equivalence_margin"]
+    low, high, mde = rec["diff_ci_low"], rec["diff_ci_high"], rec["mde_80"]
+    if m is not None and low is not None and -m <= low and high <= m:
+        return "no effect seen", "ci_within_margin"
+    if m is not None and mde is not None and mde <= m:
+        return "no effect seen", "mde_within_margin"
+    return "too few runs to tell", "mde_above_margin"
+
+
+def _seeds_text(k: int | None, max_seeds: int) -> str:
+    return f"more than {max_seeds}" if k is None else str(k)
+
+
 def _verdict(rec: Mapping[str, Any], alpha: float) -> str:
     n = rec["n_pairs"]
     if n < 3:
@@ -275,7 +367,22 @@ def _verdict(rec: Mapping[str, Any], alpha: float) -> str:
     if rec["p_t_holm"] is not None and rec["p_t_holm"] < alpha and rec["mean_diff"]:
         improves = rec["mean_diff"] > 0 if rec["higher_is_better"] else rec["mean_diff"] < 0
         return "better" if improves else "worse"
-    return "no significant difference"
+    kind = rec["nonsignificance"]
+    m = rec["equivalence_margin"]
+    if kind == "no effect seen":
+        if rec["no_effect_by"] == "ci_within_margin":
+            return f"no significant difference: no effect seen ({rec['confidence']:.0%} CI within ±{m:.3g})"
+        return f"no significant difference: no effect seen ({n} seeds detect ±{rec['mde_80']:.3g} ≤ margin {m:.3g})"
+    diff, family, most = rec["mean_diff"], rec["n_family"], rec["max_seeds"]
+    if diff:
+        need = f"{diff:+.3g} needs {_seeds_text(rec['seeds_needed'], most)} seeds"
+        if family > 1 and rec["seeds_needed"] is not None:
+            need += f" ({_seeds_text(rec['seeds_needed_family'], most)} under Holm over {family} comparisons)"
+    else:
+        need = "a zero difference is never detected"
+    if m and abs(diff or 0.0) < m:  # detecting less than the margin matters little: say what the margin needs
+        need += f"; ±{m:.3g} needs {_seeds_text(rec['seeds_needed_margin'], most)}"
+    return f"no significant difference: too few runs to tell; {need}"
 
 
 def _note(rec: Mapping[str, Any]) -> str | None:
@@ -296,6 +403,8 @@ def paired_comparisons(
     alpha: float = 0.05,
     confidence: float = 0.95,
     lower_is_better: Iterable[str] | None = None,
+    margins: float | Mapping[str, float] | None = None,
+    max_seeds: int = DEFAULT_MAX_SEEDS,
 ) -> list[dict[str, Any]]:
     """Every starting point against ``reference``, per ``(target, challenge, backbone, strategy)``, paired by seed.
 
@@ -307,9 +416,24 @@ def paired_comparisons(
     family-wise error rate of the whole study.
 
     The ``verdict``: ``"better"`` / ``"worse"`` when the Holm-adjusted t-test p < ``alpha`` (direction from the sign
-    of the mean difference and whether the metric is higher-is-better), ``"no significant difference"`` otherwise,
-    ``"too few runs (n=2): no test"`` with fewer than 3 pairs (p-values None). ``note`` says when the Wilcoxon test
-    cannot reach p < 0.05 at all (n < 6).
+    of the mean difference and whether the metric is higher-is-better), ``"too few runs (n=2): no test"`` with fewer
+    than 3 pairs (p-values None), and otherwise ``"no significant difference: "`` followed, always, by which of two
+    it is (``nonsignificance``), by this rule with the metric's equivalence margin ``m`` (:func:`equivalence_margin`):
+
+    1. ``"no effect seen"`` when the 95 % t-interval of the mean paired difference lies within ``[-m, m]``
+       (``no_effect_by = "ci_within_margin"``: an equivalence test, two one-sided tests at 2.5 % each);
+    2. else ``"no effect seen"`` when the smallest difference the seeds detect with 80 % power, ``mde_80``, is at most
+       ``m`` (``"mde_within_margin"``: an effect as large as the margin would probably have been seen);
+    3. else ``"too few runs to tell"`` (``"mde_above_margin"``), with the seeds it would take to detect the observed
+       difference at 80 % power (``seeds_needed``) in the verdict.
+
+    Power figures (:mod:`monai_transfer.evaluation.power`), for ``n_pairs >= 3``, from the SD of the paired
+    differences: ``mde_80`` (smallest detectable ``|difference|`` with these seeds), ``seeds_needed`` (seeds that
+    detect the observed mean difference; None: more than ``max_seeds``, or a zero difference), both for one two-sided
+    paired t-test at ``alpha``; ``seeds_needed_family`` at ``alpha / n_family`` (Bonferroni, the first step of Holm:
+    what the Holm-corrected verdict may need at most) and ``seeds_needed_margin`` (seeds that detect a difference of
+    the margin). They rest on the SD estimated from these few seeds, so they are estimates. ``note`` says when the
+    Wilcoxon test cannot reach p < 0.05 at all (n < 6).
 
     Args:
         rows: the results table.
@@ -317,13 +441,19 @@ def paired_comparisons(
         alpha: family-wise error rate for the verdict.
         confidence: level of the t-interval of the mean difference.
         lower_is_better: metric names where lower is better (default :data:`LOWER_IS_BETTER`; ``*loss`` always).
+        margins: the equivalence margin, one for every metric or metric name -> margin; default
+            :data:`EQUIVALENCE_MARGINS`, else :data:`RELATIVE_MARGIN` of the reference's mean.
+        max_seeds: the most seeds the power figures search.
 
     Returns:
         One dict per comparison: ``target``, ``task``, ``challenge``, ``challenge_kind``, ``challenge_value``,
         ``backbone``, ``strategy``, ``start``, ``reference``, ``metric``, ``higher_is_better``, ``seeds``,
         ``n_pairs``, ``mean_start``, ``mean_reference``, ``mean_diff`` (start - reference), ``diff_ci_low``,
         ``diff_ci_high``, ``t_statistic``, ``p_t``, ``p_t_holm``, ``wilcoxon_statistic``, ``p_wilcoxon``,
-        ``p_wilcoxon_holm``, ``cohens_dz``, ``rank_biserial``, ``n_family``, ``verdict``, ``note``.
+        ``p_wilcoxon_holm``, ``cohens_dz``, ``rank_biserial``, ``n_family``, ``sd_diff``, ``equivalence_margin``,
+        ``margin_source``, ``power``, ``mde_80``, ``seeds_needed``, ``seeds_needed_family``, ``seeds_needed_margin``,
+        ``max_seeds``, ``nonsignificance`` (None unless the verdict is "no significant difference"),
+        ``no_effect_by``, ``verdict``, ``note``.
 
     Raises:
         ValueError: ``reference`` is not a starting point of the table, or a seed has two finished runs.
@@ -360,6 +490,11 @@ def paired_comparisons(
     for r in recs:
         r["n_family"] = n_family
         r["alpha"] = alpha
+        r["confidence"] = confidence
+        _power_into(r, alpha, *equivalence_margin(r["metric"], margins, r["mean_reference"]), max_seeds)
+        significant = r["p_t_holm"] is not None and r["p_t_holm"] < alpha and bool(r["mean_diff"])
+        tested = r["n_pairs"] >= 3
+        r["nonsignificance"], r["no_effect_by"] = _nonsignificance(r) if tested and not significant else (None, None)
         r["verdict"] = _verdict(r, alpha)
         r["note"] = _note(r)
     return recs

@@ -73,6 +73,70 @@ def test_summary_json(report):
     data = json.loads(Path(written["summary_json"]).read_text())
     assert data["reference"] == "random" and data["n_cells"] == len(rows) and data["n_failed"] == 1
     assert len(data["summaries"]) == 40 and len(data["comparisons"]) == 30 and len(data["transferability"]) == 6
+    power = data["power"]
+    assert power["power"] == 0.8 and power["alpha"] == 0.05
+    assert power["margins"] == {"auroc": {"margin": 0.01, "source": "default"},
+                                "mean_dice": {"margin": 0.01, "source": "default"}}  # fmt: skip
+    assert "No effect seen" in power["rule"] and "Too few runs to tell" in power["rule"]
+    assert all("mde_80" in c and "seeds_needed" in c and "nonsignificance" in c for c in data["comparisons"])
+
+
+def test_not_significant_is_always_followed_by_which(report):
+    """In the headline, the comparisons table and the rule under it: every "not significant" says which it is."""
+    written, _ = report
+    data = json.loads(Path(written["summary_json"]).read_text())
+    md = Path(written["report_md"]).read_text()
+    page = Path(written["report_html"]).read_text()
+    nonsig = [c for c in data["comparisons"] if c["verdict"].startswith("no significant difference")]
+    assert nonsig and all(c["nonsignificance"] in ("no effect seen", "too few runs to tell") for c in nonsig)
+    # the headline names every non-significant start of its target and challenge, with which of the two it is
+    for c in nonsig:
+        (h,) = [h for h in data["headline"] if h.startswith(f"{c['target']}, {c['challenge']}:")]
+        said = re.search(rf"{c['start']} \((no effect seen|too few runs to tell)(: [^)]*)?\)", h)
+        assert said and said.group(1) == c["nonsignificance"], h
+        if c["nonsignificance"] == "too few runs to tell":
+            assert f"{c['mean_diff']:+.3f} needs {c['seeds_needed'] or 'more than 1000'} seeds" in said.group(2)
+    assert all(h in md for h in data["headline"])
+    assert "| detectable at 80% power | seeds for the observed diff (one test / Holm) | verdict |" in md
+    for c in data["comparisons"]:
+        if c["mde_80"] is not None:
+            cell = f"| ±{c['mde_80']:.3f} | {c['seeds_needed'] or '> 1000'} / {c['seeds_needed_family'] or '> 1000'} |"
+            assert cell in md
+    for text in (md, page):
+        assert "Every &quot;no significant difference&quot; is followed" in text or (
+            'Every "no significant difference" is followed' in text
+        )
+        assert "Equivalence margins: auroc ±0.01 (default); mean_dice ±0.01 (default)." in text
+
+
+def test_headline_of_a_null_effect(tmp_path, study_rows):
+    """Random against a start without an effect: whichever is best, the sentence says which of the two it is."""
+    rows = [r for r in study_rows if r["start"] in ("random", "imagenet")]
+    written = write_report(rows, tmp_path, n_resamples=50)
+    headline = json.loads(Path(written["summary_json"]).read_text())["headline"]
+    tested = [h for h in headline if not h.startswith("tissue_seg_3d, domain")]  # n = 2 there: no test
+    assert len(tested) == 9
+    best_imagenet = [h for h in tested if "with imagenet" in h]
+    assert best_imagenet and all(
+        re.search(r"not significantly different from random \(mean difference .*\): (no effect seen|too few runs to "
+                  r"tell; [-+]\d\.\d+ needs (\d+|more than 1000) seeds)", h) for h in best_imagenet)  # fmt: skip
+    assert all(
+        re.search(r"the reference itself\. Not significantly different from random: imagenet \((no effect seen|too few)", h)
+        for h in tested if "with random" in h
+    )  # fmt: skip
+
+
+def test_equivalence_margin_from_the_spec(tmp_path, study_rows):
+    """The spec's equivalence_margin reaches the verdicts: a wide margin turns "too few runs to tell" into "no
+    effect seen"."""
+    written = write_report(study_rows, tmp_path, spec={"name": "s", "equivalence_margin": {"auroc": 0.2}},
+                           n_resamples=50)  # fmt: skip
+    data = json.loads(Path(written["summary_json"]).read_text())
+    assert data["power"]["margins"]["auroc"] == {"margin": 0.2, "source": "spec"}
+    auroc = [c for c in data["comparisons"] if c["metric"] == "auroc" and c["nonsignificance"]]
+    assert auroc and all(c["nonsignificance"] == "no effect seen" for c in auroc)
+    dice = [c for c in data["comparisons"] if c["metric"] == "mean_dice" and c["nonsignificance"]]
+    assert dice and all(c["margin_source"] == "default" for c in dice)
 
 
 def test_markdown_sections(report):
@@ -81,6 +145,7 @@ def test_markdown_sections(report):
     positions = [md.index(s) for s in MD_SECTIONS]
     assert positions == sorted(positions)
     assert "significantly better than random" in md
+    assert "Not significantly different from random: imagenet (too few runs to tell: " in md
     assert "too few runs to test against random (n=2 paired seeds)" in md
     assert "Holm-adjusted over the whole family of 27" in md
     assert "| start | target | challenge | n | mean diff [95% CI] | p t / p Wilcoxon (Holm)" in md

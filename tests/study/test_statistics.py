@@ -9,9 +9,12 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
+from monai_transfer.evaluation.power import seeds_needed
 from monai_transfer.evaluation.stats import bootstrap_ci
 from monai_transfer.study.statistics import (
+    EQUIVALENCE_MARGINS,
     UNIT_RANGE,
+    equivalence_margin,
     higher_is_better,
     paired_comparisons,
     summarize_cells,
@@ -107,12 +110,14 @@ def test_verdicts(study_rows):
     comps = paired_comparisons(study_rows)
     full_seeds = [c for c in comps if c["n_pairs"] == 5]
     assert all(c["verdict"] == "better" for c in full_seeds if c["start"] == "ssl_same_pool")
-    assert all(c["verdict"] == "no significant difference" for c in full_seeds if c["start"] == "imagenet")
+    null = [c for c in full_seeds if c["start"] == "imagenet"]
+    assert null and all(c["verdict"].startswith("no significant difference: ") for c in null)
     few = [c for c in comps if c["challenge_kind"] == "domain" and c["target"] == "tissue_seg_3d"]
     assert len(few) == 3
     for c in few:
         assert c["verdict"] == "too few runs (n=2): no test"
         assert c["p_t"] is None and c["p_wilcoxon"] is None and c["p_t_holm"] is None
+        assert c["mde_80"] is None and c["seeds_needed"] is None and c["nonsignificance"] is None
     assert all("Wilcoxon" in c["note"] and "cannot reach p < 0.05" in c["note"] for c in full_seeds)
 
 
@@ -139,7 +144,10 @@ def test_all_zero_differences(study_rows):
     comps = paired_comparisons(rows)
     tested = [c for c in comps if c["n_pairs"] >= 3]
     assert tested and all(c["p_t"] == 1.0 and c["p_wilcoxon"] == 1.0 and c["mean_diff"] == 0 for c in tested)
-    assert all(c["verdict"] == "no significant difference" and c["rank_biserial"] == 0 for c in tested)
+    assert all(c["rank_biserial"] == 0 and c["sd_diff"] == 0 and c["mde_80"] == 0 for c in tested)
+    assert all(c["seeds_needed"] is None for c in tested)  # a zero difference is never detected
+    # the interval is [0, 0]: within any margin
+    assert all(c["verdict"] == "no significant difference: no effect seen (95% CI within ±0.01)" for c in tested)
 
 
 def test_case_interval_resamples_patients(study_rows):
@@ -218,3 +226,114 @@ def test_interval_of_a_bounded_metric_is_clipped_to_its_range():
     assert s["note"] == "interval clipped to [0, 1]"
     (u,) = summarize_cells([{**r, "metric": "hd95"} for r in rows])
     assert u["ci_high"] == pytest.approx(high) and u["note"] is None
+
+
+def test_power_figures(study_rows):
+    """mde_80 and the seeds needed: the paired t-test's, from the SD of the paired differences (statsmodels too)."""
+    ttest_power = pytest.importorskip("statsmodels.stats.power").TTestPower()
+    comps = paired_comparisons(study_rows)
+    tested = [c for c in comps if c["n_pairs"] >= 3]
+    assert len(tested) == 27
+    for c in tested:
+        a = _ok_scores(study_rows, **{**_group(c), "start": c["start"]})
+        b = _ok_scores(study_rows, **{**_group(c), "start": "random"})
+        d = np.array([a[s] - b[s] for s in c["seeds"]])
+        assert c["sd_diff"] == pytest.approx(d.std(ddof=1), rel=1e-12)
+        assert c["power"] == 0.8 and c["equivalence_margin"] == 0.01 and c["margin_source"] == "default"
+        effect = ttest_power.solve_power(effect_size=None, nobs=d.size, alpha=0.05, power=0.8)
+        assert c["mde_80"] == pytest.approx(effect * d.std(ddof=1), rel=1e-5)
+        assert c["seeds_needed"] == seeds_needed(d.mean(), d.std(ddof=1), 0.05, 0.8, min_n=3)
+        assert c["seeds_needed_family"] == seeds_needed(d.mean(), d.std(ddof=1), 0.05 / 27, 0.8, min_n=3)
+        assert c["seeds_needed_margin"] == seeds_needed(0.01, d.std(ddof=1), 0.05, 0.8, min_n=3)
+        if c["seeds_needed"] is not None and c["seeds_needed"] > 3:
+            n = ttest_power.solve_power(effect_size=abs(d.mean()) / d.std(ddof=1), nobs=None, alpha=0.05, power=0.8)
+            assert c["seeds_needed"] == int(np.ceil(n))
+    # a strong effect is detected with fewer seeds than the study ran
+    strong = [c for c in tested if c["start"] == "ssl_same_pool"]
+    assert all(c["verdict"] == "better" and c["seeds_needed"] <= c["n_pairs"] for c in strong)
+    assert all(c["nonsignificance"] is None and c["no_effect_by"] is None for c in strong)
+
+
+def _rule(c: dict) -> tuple[str, str]:
+    """The documented rule, written out again."""
+    m = c["equivalence_margin"]
+    if -m <= c["diff_ci_low"] and c["diff_ci_high"] <= m:
+        return "no effect seen", "ci_within_margin"
+    if c["mde_80"] <= m:
+        return "no effect seen", "mde_within_margin"
+    return "too few runs to tell", "mde_above_margin"
+
+
+@pytest.mark.parametrize("margins", [None, 0.03, {"auroc": 0.05, "mean_dice": 0.002}])
+def test_not_significant_always_says_which(study_rows, margins):
+    comps = paired_comparisons(study_rows, margins=margins)
+    nonsig = [c for c in comps if c["n_pairs"] >= 3 and c["verdict"] not in ("better", "worse")]
+    assert nonsig
+    for c in nonsig:
+        kind, by = _rule(c)
+        assert (c["nonsignificance"], c["no_effect_by"]) == (kind, by)
+        assert c["verdict"].startswith(f"no significant difference: {kind}")
+        if kind == "too few runs to tell":
+            # the seeds it would take to detect the observed difference are in the verdict
+            assert f"{c['mean_diff']:+.3g} needs {c['seeds_needed'] or 'more than 1000'} seeds" in c["verdict"]
+            if abs(c["mean_diff"]) < c["equivalence_margin"]:
+                assert f"±{c['equivalence_margin']:.3g} needs {c['seeds_needed_margin']}" in c["verdict"]
+
+
+def test_no_effect_seen_by_the_interval(study_rows):
+    """A start that is the reference plus tiny noise: its interval lies within ±0.01."""
+    rng = np.random.default_rng(0)
+    rows = [r for r in study_rows if r["start"] in ("random", "imagenet")]
+    for r in rows:
+        if r["start"] == "imagenet":
+            ref = _ok_scores(rows, **{**_group(r), "start": "random"}).get(r["seed"])
+            r["score"] = None if ref is None else ref + float(rng.normal(0, 0.001))
+            r["status"] = "ok" if r["score"] is not None else "failed"
+    comps = [c for c in paired_comparisons(rows) if c["n_pairs"] >= 3]
+    assert comps and all(c["no_effect_by"] == "ci_within_margin" for c in comps)
+    assert all(c["verdict"] == "no significant difference: no effect seen (95% CI within ±0.01)" for c in comps)
+
+
+def test_no_effect_seen_by_the_smallest_detectable_difference(study_rows):
+    """A margin between a comparison's mde_80 and the far end of its interval: "no effect seen" by the second
+    criterion, and with a margin below its mde_80: "too few runs to tell"."""
+    comps = paired_comparisons(study_rows)
+    c = next(
+        c for c in comps
+        if c["nonsignificance"] and c["metric"] == "auroc" and max(-c["diff_ci_low"], c["diff_ci_high"]) > c["mde_80"]
+    )  # fmt: skip
+    key = {k: c[k] for k in ("target", "challenge", "start")}
+    margin = (c["mde_80"] + max(-c["diff_ci_low"], c["diff_ci_high"])) / 2
+    again = next(
+        x for x in paired_comparisons(study_rows, margins={"auroc": margin}) if all(x[k] == v for k, v in key.items())
+    )
+    assert again["no_effect_by"] == "mde_within_margin" and again["margin_source"] == "spec"
+    assert again["verdict"] == (
+        f"no significant difference: no effect seen (5 seeds detect ±{c['mde_80']:.3g} ≤ margin {margin:.3g})"
+    )
+    small = c["mde_80"] * 0.9
+    again = next(x for x in paired_comparisons(study_rows, margins=small) if all(x[k] == v for k, v in key.items()))
+    assert again["nonsignificance"] == "too few runs to tell" and again["seeds_needed_margin"] > 5
+
+
+def test_equivalence_margins():
+    assert EQUIVALENCE_MARGINS["auroc"] == EQUIVALENCE_MARGINS["mean_dice"] == 0.01
+    assert equivalence_margin("AUROC") == (0.01, "default")
+    assert equivalence_margin("auroc", 0.02) == (0.02, "spec")
+    assert equivalence_margin("auroc", {"mean_dice": 0.02}) == (0.01, "default")
+    assert equivalence_margin("mean_dice", {"mean_dice": 0.02}) == (0.02, "spec")
+    assert equivalence_margin("val_loss", reference_mean=-2.0) == (pytest.approx(0.02), "1% of the reference mean")
+    assert equivalence_margin("val_loss") == (None, "none")
+    for bad in (-0.01, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="equivalence margin"):
+            equivalence_margin("auroc", bad)
+
+
+def test_relative_margin_for_a_metric_without_a_default(study_rows):
+    for r in study_rows:
+        r["metric"] = "val_loss"
+    comps = [c for c in paired_comparisons(study_rows) if c["n_pairs"] >= 3]
+    for c in comps:
+        assert c["margin_source"] == "1% of the reference mean"
+        assert c["equivalence_margin"] == pytest.approx(0.01 * abs(c["mean_reference"]))
+        assert c["verdict"] in ("better", "worse") or c["nonsignificance"] in ("no effect seen", "too few runs to tell")
