@@ -8,6 +8,7 @@ import json
 import os
 import sys
 import warnings
+from pathlib import Path
 from typing import Any
 
 from monai_transfer.cli._common import _parse_kv, check_readable_weights, load_errors
@@ -21,13 +22,19 @@ def _section_rows(datalist: str, section: str) -> tuple[list[dict[str, Any]], An
     return load_datalist(datalist, section, required_keys=("image", "label")), props.get("labels")
 
 
+#: summary values copied to the top level of ``evaluate``'s output
+DECIDED = ("accuracy", "balanced_accuracy", "f1", "sensitivity", "specificity", "accuracy_at_0.5", "auprc", "brier")
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from monai_transfer.evaluation import summarize_cases
     from monai_transfer.evaluation.case_summary import class_names, name_cases
-    from monai_transfer.evaluation.thresholds import decision_fields
+    from monai_transfer.evaluation.thresholds import check_threshold_rule, majority_baseline
     from monai_transfer.finetune import evaluate
+    from monai_transfer.finetune.decision import decide, decided_metrics, read_decision
 
-    if args.threshold == "youden" and args.threshold_section == args.section:
+    rule = args.threshold if args.threshold == "run" else check_threshold_rule(args.threshold)
+    if rule not in ("run", "argmax") and not isinstance(rule, float) and args.threshold_section == args.section:
         raise ValueError(
             f"--threshold-section {args.threshold_section!r} is the evaluated section: choose the threshold on "
             "held-out validation data, not on the cases it is scored on"
@@ -43,22 +50,26 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     cases = name_cases(metrics.pop("cases"), rows, labels)
     if class_names(labels):
         metrics["class_names"] = [name for _, name in sorted(class_names(labels).items())]
+    decision: dict = {}
     if cases and "prob" in cases[0]:  # classification: the decision rule behind accuracy, and its baseline
-        val_cases = None
-        if args.threshold == "youden":
+        run_dir = Path(path).parent.parent if Path(path).is_file() else Path(path)
+        decision = (read_decision(run_dir) or {}) if rule == "run" else {}
+        if not decision and rule not in ("argmax",) and not isinstance(rule, float):
             with load_errors(path):
-                val = evaluate(
-                    args.checkpoint,
-                    args.data,
-                    section=args.threshold_section,
-                    batch_size=args.batch_size,
-                    overrides=args.set,
-                )
-            val_cases = val["cases"]
-        metrics.update(decision_fields(cases, val_cases))
+                val = evaluate(args.checkpoint, args.data, section=args.threshold_section,
+                               batch_size=args.batch_size, overrides=args.set)  # fmt: skip
+            decision = decide(val["cases"], "youden" if rule == "run" else rule)
+        elif not decision:
+            decision = decide(cases, rule)  # a fixed threshold (or argmax): nothing is chosen on these cases
+        metrics.update(threshold=decision.get("threshold"), threshold_rule=decision.get("rule"),
+                       majority_baseline=majority_baseline([c["label"] for c in cases]))  # fmt: skip
     with warnings.catch_warnings():  # printed below as warning: lines, once each
         warnings.filterwarnings("ignore", message=r".*independent units", category=UserWarning)
-        metrics["summary"] = summarize_cases(cases, seed=args.seed)
+        metrics["summary"] = decided_metrics(cases, decision, seed=args.seed) if decision else summarize_cases(
+            cases, seed=args.seed
+        )
+    # the top-level threshold-dependent values are the decided ones too (the evaluator's own accuracy is argmax)
+    metrics.update({k: metrics["summary"][k] for k in DECIDED if k in metrics["summary"]})
     for note in metrics["summary"].get("warnings", []):
         print(f"warning: {note}", file=sys.stderr)
     if args.out:
@@ -154,15 +165,17 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
                    "validate#inferer#overlap=0.5 (repeatable)")  # fmt: skip
     p.add_argument(
         "--threshold",
-        choices=["argmax", "youden"],
-        default="argmax",
-        help="binary classification: besides argmax accuracy, report accuracy_at_threshold at the threshold that "
-        "maximises Youden's J on --threshold-section (default: argmax only)",
+        default="run",
+        metavar="RULE",
+        help="how a binary classifier decides: 'run' (default: the threshold the run chose on its validation set, "
+        "models/decision.json; runs without one choose Youden's J on --threshold-section), or a rule applied on "
+        "--threshold-section: youden, f1, sensitivity:X, argmax (0.5) or a number in (0, 1). Accuracy at 0.5 is "
+        "reported beside it as accuracy_at_0.5",
     )
     p.add_argument(
         "--threshold-section",
         default="validation",
-        help="datalist section the Youden threshold is chosen on (default: validation)",
+        help="datalist section the threshold is chosen on (default: validation); never the evaluated section",
     )
     p.set_defaults(func=_cmd_evaluate)
 

@@ -88,7 +88,7 @@ def decided_metrics(
     summary = summarize_cases(cases, seed=seed, threshold=decision.get("threshold"))
     if out is not None and cases and "prob" in cases[0]:
         _reliability_png(cases, Path(out) / "calibration.png", decision)
-    keep = {k: v for k, v in summary.items() if not isinstance(v, list)}
+    keep = {k: v for k, v in summary.items() if not isinstance(v, list) or k == "warnings"}
     keep.update(threshold_rule=str(decision.get("rule")), temperature=decision.get("temperature"))
     return keep
 

@@ -73,6 +73,8 @@ def _finetune_kwargs(payload: Mapping[str, Any]) -> tuple[dict[str, Any], Any]:
     from monai_transfer.study.identity import CELL_DEFAULTS
 
     opts = {**CELL_DEFAULTS, **dict(payload["finetune"])}
+    for key in ("threshold", "calibrate"):  # how the test is decided, not part of the training config
+        opts.pop(key, None)
     return opts, opts.pop("overrides", None)
 
 
@@ -264,6 +266,9 @@ def _xy(datalist: str, section: str, feats: np.ndarray, index: Mapping[str, int]
 def run_probe_cell(payload: Mapping[str, Any]) -> dict[str, Any]:
     """Fit and score one cached linear-probe cell on the features ``ensure_features`` wrote: the test metrics, sizes,
     best epoch and load report that ``runner.run_cell`` turns into the cell's row."""
+    from monai_transfer.data.case_ids import name_cases
+    from monai_transfer.finetune.decision import decide, decided_metrics, row_metrics
+
     if payload["probe"].get("error"):
         raise RuntimeError(payload["probe"]["error"])
     config = cell_config(payload)
@@ -282,7 +287,15 @@ def run_probe_cell(payload: Mapping[str, Any]) -> dict[str, Any]:
     n_cls = int(config["num_classes"])
     best_epoch, _ = _fit_head(config, parser, head, train, val, n_cls, device)
     key = "auroc" if len(set(test[1].tolist())) > 1 else "accuracy"  # evaluate()'s rule for the test section
-    metrics, _ = _score(head, *test, n_cls, key, int(config["batch_size"]), device, cases=True)
+    bs = int(config["batch_size"])
+    metrics, ev = _score(head, *test, n_cls, key, bs, device, cases=True)
+    # decided as a fine-tuning run decides: the rule applied on validation, intervals over the test cases
+    _, val_ev = _score(head, *val, n_cls, key, bs, device, cases=True)
+    opts = dict(payload["finetune"])
+    decision = decide(val_ev.case_collector.cases, opts.get("threshold", "youden"), opts.get("calibrate", "none"))
+    test_cases = name_cases(ev.case_collector.cases, _section(datalist, "test"), None)
+    fields = row_metrics({**metrics, **decided_metrics(test_cases, decision)})
     report = getattr(net.backbone, "load_report", None)
-    return {"metrics": metrics, "n_train": len(train[0]), "n_test": len(test[0]), "best_epoch": best_epoch,
-            "load_report": report.to_dict() if report is not None else {}, "case_scores": None}  # fmt: skip
+    return {**fields, "n_train": len(train[0]), "n_test": len(test[0]), "best_epoch": best_epoch,
+            "decision": decision, "load_report": report.to_dict() if report is not None else {},
+            "case_scores": None}  # fmt: skip

@@ -1,7 +1,7 @@
 """``monai-transfer evaluate`` on a 2D classification of several slices per patient (issue 12).
 
 * The decision behind ``accuracy`` is reported (``threshold``, ``threshold_rule``) with the majority-class baseline
-  beside it, and ``--threshold youden`` selects a threshold on the validation section (``accuracy_at_threshold``).
+  beside it: by default the run's own (chosen on its validation section), or a rule given with ``--threshold``.
 * Confidence intervals resample patients (the datalist's ``patient_id``) when a patient has several cases, say how
   many independent units they rest on (``n_units``) and warn when those are few.
 """
@@ -41,19 +41,22 @@ def run(tmp_path_factory):
 
 def test_decision_threshold_and_majority_baseline(run, capsys):
     ckpt, path, datalist, root = run
+    decision = json.loads((ckpt / "models" / "decision.json").read_text())  # chosen by the run on validation
     assert main(["evaluate", str(ckpt), "--data", str(path), "--out", str(root / "plain.json")]) == 0
     plain = json.loads((root / "plain.json").read_text())
     n1 = sum(e["label"] for e in datalist["test"])
-    assert plain["threshold"] == 0.5 and plain["threshold_rule"] == "argmax"
+    assert plain["threshold"] == decision["threshold"] and plain["threshold_rule"] == "youden"
     assert plain["majority_baseline"] == pytest.approx(max(n1, len(datalist["test"]) - n1) / len(datalist["test"]))
-    assert "accuracy" in plain and "accuracy_at_threshold" not in plain
+    assert plain["accuracy"] == plain["summary"]["accuracy"] and "accuracy_at_0.5" in plain
     capsys.readouterr()
-    args = ["evaluate", str(ckpt), "--data", str(path), "--threshold", "youden", "--out", str(root / "tuned.json")]
+    args = ["evaluate", str(ckpt), "--data", str(path), "--threshold", "argmax", "--out", str(root / "half.json")]
+    assert main(args) == 0
+    half = json.loads((root / "half.json").read_text())
+    assert half["threshold"] == 0.5 and half["accuracy"] == pytest.approx(plain["accuracy_at_0.5"])
+    args = ["evaluate", str(ckpt), "--data", str(path), "--threshold", "f1", "--out", str(root / "tuned.json")]
     assert main(args) == 0
     tuned = json.loads((root / "tuned.json").read_text())
-    assert tuned["threshold_rule"] == "youden_validation" and 0 <= tuned["threshold"] <= 1
-    assert tuned["n_threshold_cases"] == len(datalist["validation"])
-    assert 0 <= tuned["accuracy_at_threshold"] <= 1 and tuned["accuracy"] == plain["accuracy"]
+    assert tuned["threshold_rule"] == "f1" and 0 <= tuned["threshold"] <= 1
     # choosing the threshold on the section it reports is refused
     bad = ["evaluate", str(ckpt), "--data", str(path), "--threshold", "youden", "--threshold-section", "test"]
     assert main(bad) == 2

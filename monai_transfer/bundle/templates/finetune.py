@@ -83,9 +83,14 @@ def inference_config(
         ]  # fmt: skip
     else:
         handlers.append({"_target_": "monai_transfer.finetune.predictions.ClassProbabilityWriter",
-                         "path": "$@output_dir + '/predictions.jsonl'", "labels": "@labels"})  # fmt: skip
+                         "path": "$@output_dir + '/predictions.jsonl'", "labels": "@labels",
+                         "decision": "@decision"})  # fmt: skip
     names = list(labels) if labels else [f"class_{i}" for i in range(int(num_classes))]
+    # classification: the threshold (and temperature) the run chose on its validation set, applied to every prediction
+    decision = {} if seg else {"decision": {"_target_": "monai_transfer.finetune.predictions.load_decision",
+                                            "path": "$@ckpt_dir + '/decision.json'"}}  # fmt: skip
     return {
+        **decision,
         "imports": ["$import glob", "$import numpy", "$import torch", "$import monai", "$import monai_transfer"],
         "bundle_root": bundle_root,
         "ckpt_dir": "$@bundle_root + '/models'",
