@@ -78,29 +78,37 @@ def _version() -> str:
 def starting_point(pretrained: str | os.PathLike | None, backbone: str) -> dict[str, Any]:
     """What a bundle needs to know of a starting point: its kind, provenance, and how its weights reach the bundle.
 
+    ``pretrained`` is anything ``resolve_pretrained`` takes: ``None``, a source name, a checkpoint file, or a bundle or
+    run folder the package writes (its weights file is copied into the bundle: a fine-tuned network's
+    ``models/model.pt``, a ``pretrain`` folder's ``encoder.pt``, a starting-point bundle's starting file; a shipped
+    bundle of a published source gives that source).
+
     Returns:
         ``{"kind": "random" | "source" | "file", "provenance": dict, "file": Path | None, "large_file": dict | None,
-        "name": str}``.
+        "name": str, "origin": str}`` (and ``"source"``: the published source, or whose layout a file has).
     """
-    from monai_transfer.weights.sources import get_source, is_source_name, resolve_source
-    from monai_transfer.weights.starting_point import starting_provenance
+    from monai_transfer.weights.sources import get_source, resolve_source
+    from monai_transfer.weights.starting_point import resolve_pretrained
 
-    if pretrained is None:
-        return {"kind": "random", "provenance": {}, "file": None, "large_file": None, "name": "random initialisation"}
-    if is_source_name(pretrained):
-        source, wfile = resolve_source(str(pretrained), backbone)
+    start = resolve_pretrained(pretrained, backbone)
+    if start.kind == "random":
+        return {"kind": "random", "provenance": {}, "file": None, "large_file": None, "name": start.name,
+                "origin": start.origin}  # fmt: skip
+    if start.kind == "source":
+        name = str(start.source)
+        source, wfile = resolve_source(name, backbone)
         prov = source.provenance_for(backbone)
         filename = wfile.filename or os.path.basename(wfile.url.split("?")[0])
         sha = wfile.sha256 or ""
         entry = {"path": f"models/pretrained/{filename}", "url": wfile.url,
                  "hash_val": sha if len(sha) == 64 else "", "hash_type": "sha256" if len(sha) == 64 else ""}  # fmt: skip
-        return {"kind": "source", "provenance": asdict(prov), "file": None, "large_file": entry,
-                "name": str(pretrained), "source": get_source(str(pretrained)).name, "notes": source.notes}  # fmt: skip
-    path = Path(pretrained)
-    if not path.is_file():
-        raise FileNotFoundError(f"pretrained checkpoint not found: {path} (give a file or a source name)")
-    prov_dict = starting_provenance(path)
-    return {"kind": "file", "provenance": prov_dict, "file": path, "large_file": None, "name": path.name}
+        return {"kind": "source", "provenance": asdict(prov), "file": None, "large_file": entry, "name": name,
+                "source": get_source(name).name, "notes": source.notes, "origin": start.origin}  # fmt: skip
+    out = {"kind": "file", "provenance": dict(start.provenance), "file": start.weights, "large_file": None,
+           "name": start.name, "origin": start.origin}  # fmt: skip
+    if start.source is not None:  # a shipped bundle's downloaded file: read with its source's adapter
+        out["source"] = get_source(start.source).name
+    return out
 
 
 def _network_facts(backbone: str, spatial_dims: int, in_channels: int, task: str, num_classes: int,

@@ -294,18 +294,33 @@ def unwrap_state_dict(obj: Any) -> tuple[dict[str, torch.Tensor], dict[str, Any]
 
 
 def find_bundle_weights(path: str | os.PathLike) -> Path:
-    """The weights file of a MONAI bundle folder: ``models/model.pt`` (or ``models/model.safetensors``)."""
+    """The weights file of a folder the package writes or a MONAI bundle: a fine-tuned network's
+    ``models/model.pt`` (or ``.safetensors``), a ``pretrain`` folder's ``encoder.pt``, a starting-point bundle's
+    ``models/pretrained/<file>`` (:func:`monai_transfer.weights.starting_point.resolve_pretrained`).
+
+    Raises:
+        FileNotFoundError: the folder holds no local weights file (the message says what was looked for, or names
+            the published source a shipped bundle starts from).
+    """
+    from monai_transfer.weights.starting_point import resolve_pretrained
+
     path = Path(path)
-    for candidate in ("models/model.pt", "models/model.safetensors", "models/model.pth", "model.pt"):
-        if (path / candidate).is_file():
-            return path / candidate
-    ts = path / "models" / "model.ts"
-    hint = (
-        " It holds only a TorchScript model (models/model.ts), whose weights this loader does not read."
-        if ts.is_file()
-        else ""
-    )
-    raise FileNotFoundError(f"No models/model.pt in bundle folder {path}.{hint}")
+    try:
+        start = resolve_pretrained(path)
+    except FileNotFoundError as err:
+        ts = path / "models" / "model.ts"
+        hint = (
+            " It holds only a TorchScript model (models/model.ts), whose weights this loader does not read."
+            if ts.is_file()
+            else ""
+        )
+        raise FileNotFoundError(f"{err}{hint}") from None
+    if start.weights is None:
+        raise FileNotFoundError(
+            f"{path} holds no weights file: it starts from the published source {start.source!r}; pass that name, or "
+            "fetch the file with `python -m monai.bundle download_large_files --bundle_path ...`."
+        )
+    return start.weights
 
 
 def load_checkpoint(
@@ -314,7 +329,8 @@ def load_checkpoint(
     """Read a checkpoint from a file, a bundle folder or an in-memory (wrapped) state dict.
 
     Args:
-        checkpoint: a file path, a MONAI bundle folder, or a (wrapped) state dict.
+        checkpoint: a file path, a bundle or run folder (its weights file: :func:`find_bundle_weights`), or a
+            (wrapped) state dict.
         sha256: when given, the file's SHA-256 (or 8+ hex prefix) is checked before reading.
 
     Returns:

@@ -104,7 +104,9 @@ def load_pretrained(
         module: the target, usually a backbone from ``monai_transfer.networks.create_backbone`` (its
             ``backbone_name`` selects the file of a named source; its ``param_stages()`` groups the report).
         checkpoint: a known source name (``monai_transfer.weights.list_sources``), an ``http(s)://``/``file://``
-            URL, a ``.pt``/``.pth``/``.ckpt``/``.safetensors`` file, a MONAI bundle folder, or a state dict
+            URL, a ``.pt``/``.pth``/``.ckpt``/``.safetensors`` file, a bundle or run folder the package writes
+            (``monai_transfer.weights.starting_point.resolve_pretrained``: a fine-tuned network loads its
+            ``backbone.`` part, its head is dropped and reported), or a state dict
             (possibly wrapped: ``{"state_dict": ...}``, ``{"model": ...}``, ``{"teacher": ...}``...).
         source: the checkpoint layout: ``None`` (the named source's adapter, else detection), ``"auto"``
             (detect from the keys), an adapter name (``monai_transfer.weights.adapters.list_adapters()``), or a
@@ -135,6 +137,22 @@ def load_pretrained(
     default_adapter: str | None = None
     description: str | None = None
     expected_hash = sha256
+    folder_provenance: Provenance | None = None
+
+    if isinstance(checkpoint, (str, os.PathLike)) and not is_source_name(checkpoint) and os.path.isdir(checkpoint):
+        # any folder the package writes (bundle, run folder): its weights file and their provenance, or its source
+        from monai_transfer.weights.starting_point import resolve_pretrained
+
+        start = resolve_pretrained(checkpoint, backbone_name)
+        if start.kind == "source":
+            checkpoint = str(start.source)
+        else:
+            checkpoint = str(start.weights)
+            description = f"{start.origin}: {checkpoint}"
+            folder_provenance = Provenance.from_dict(start.provenance) if start.provenance else None
+            if start.source is not None and source is None:  # a shipped bundle's downloaded file: its source's layout
+                known = get_source(start.source)
+                default_adapter = known.adapter_for(backbone_name) if backbone_name in known.files else known.adapter
 
     if is_source_name(checkpoint):
         name = str(checkpoint)
@@ -161,7 +179,7 @@ def load_pretrained(
         expected_hash = None
 
     state_dict, file_provenance, read_description, file_hash = load_checkpoint(checkpoint, sha256=expected_hash)
-    provenance = file_provenance or known_provenance
+    provenance = file_provenance or folder_provenance or known_provenance
     if provenance is not None and file_hash and not provenance.sha256:
         provenance = provenance.update(sha256=file_hash)
 

@@ -1,7 +1,8 @@
 """Checkpoint adapters, one file per source family; importing this package registers them.
 
 Detection order (ties in ``detect_adapter`` go to the earlier one): SwinUNETR, timm ViT, TorchXRayVision DenseNet,
-torchvision DenseNet, MedicalNet, torchvision ResNet, lightly/solo-learn, MONAI-native.
+torchvision DenseNet, MedicalNet, torchvision ResNet, monai_transfer's fine-tuned TransferNet, lightly/solo-learn,
+MONAI-native.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from monai_transfer.weights.adapters.swin_ssl import SWIN_SSL
 from monai_transfer.weights.adapters.timm_vit import TIMM_VIT
 from monai_transfer.weights.adapters.torchvision_models import DENSENET, RESNET
 from monai_transfer.weights.adapters.torchxrayvision_densenet import TORCHXRAYVISION
+from monai_transfer.weights.adapters.transfer_net import TRANSFER_NET
 
 __all__ = [
     "Adapter",
@@ -51,6 +53,7 @@ BUILTIN_ADAPTERS: tuple[Adapter, ...] = (
     DENSENET,
     MEDICALNET,
     RESNET,
+    TRANSFER_NET,
     LIGHTNING_SSL,
     MONAI,
 )
