@@ -193,7 +193,7 @@ def _case_interval(
             per_case.setdefault(case, []).append(float(c["score"]))
             patient[case] = str(c.get("patient", case))
     if not per_case:
-        return None
+        return _run_intervals(rows)
     cases = sorted(per_case)
     values = np.array([np.mean(per_case[c]) for c in cases])
     groups = [patient[c] for c in cases]
@@ -203,6 +203,19 @@ def _case_interval(
         return {**out, "case_ci_low": None, "case_ci_high": None, "case_note": "1 patient: no case-level interval"}
     res = bootstrap_ci(values, n_resamples=n_resamples, confidence_level=confidence, seed=seed, groups=groups)
     return {**out, "case_ci_low": _f(res.low), "case_ci_high": _f(res.high), "case_note": None}
+
+
+def _run_intervals(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """Where a metric has no per-case value (AUROC), each run's own test-case interval (its test cases resampled, the
+    metric recomputed: ``score_ci`` of the row), averaged over the seeds: the spread that the test set alone gives,
+    kept apart from the spread over seeds (training)."""
+    cis = [r["score_ci"] for r in rows if r.get("score_ci") and None not in r["score_ci"]]
+    if not cis:
+        return None
+    low, high = (float(np.mean([c[i] for c in cis])) for i in (0, 1))
+    return {"case_mean": float(np.mean([r["score"] for r in rows if r.get("score_ci")])), "case_ci_low": low,
+            "case_ci_high": high, "n_cases": rows[0].get("n_test"), "n_patients": None,
+            "case_note": f"test-case interval of each run, averaged over {len(cis)} run(s)"}  # fmt: skip
 
 
 def summarize_cells(

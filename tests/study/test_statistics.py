@@ -337,3 +337,17 @@ def test_relative_margin_for_a_metric_without_a_default(study_rows):
         assert c["margin_source"] == "1% of the reference mean"
         assert c["equivalence_margin"] == pytest.approx(0.01 * abs(c["mean_reference"]))
         assert c["verdict"] in ("better", "worse") or c["nonsignificance"] in ("no effect seen", "too few runs to tell")
+
+
+def test_classification_groups_carry_the_runs_test_case_interval(study_rows):
+    # AUROC has no per-case value: each run's own test-case interval (score_ci), averaged over its seeds, is the
+    # group's test-set interval, apart from the interval over seeds
+    rows = [dict(r) for r in study_rows if r["target"] == "lesion_cls_3d" and r["challenge"] == "full"]
+    for r in rows:
+        r["score_ci"] = [r["score"] - 0.05, r["score"] + 0.03]
+    summary = next(s for s in summarize_cells(rows) if s["start"] == "random")
+    ok = [r for r in rows if r["start"] == "random" and r["status"] == "ok"]
+    assert summary["case_ci_low"] == pytest.approx(np.mean([r["score"] - 0.05 for r in ok]))
+    assert summary["case_ci_high"] == pytest.approx(np.mean([r["score"] + 0.03 for r in ok]))
+    assert "test-case interval" in summary["case_note"]
+    assert summary["ci_low"] != summary["case_ci_low"]  # the two sources of variation stay apart
