@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # part of every result's identity (monai_transfer.utils.identity): bump when results change
 
 #: subpackages, imported on first use: ``import monai_transfer`` stays cheap, and a bundle config's
 #: ``$import monai_transfer`` reaches ``monai_transfer.engines.default_device()`` in its expressions
