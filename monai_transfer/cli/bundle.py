@@ -134,7 +134,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
             "how to run each config) and LICENSE. Published starting weights (--pretrained SOURCE; list them with "
             "'monai-transfer weights sources') are not copied: large_files.yml names their URL and published hash, "
             "and 'python -m monai.bundle download_large_files' fetches them. A checkpoint file (--pretrained PATH) is "
-            "copied into models/pretrained/. The intensity mapping is the starting point's own (its provenance) unless "
+            "copied into models/pretrained/, and so are the weights of a bundle or run folder the package wrote (a "
+            "finetune run or bundle: its fine-tuned backbone; a pretrain folder: its encoder.pt). The intensity mapping is the starting point's own (its provenance) unless "
             "--intensity overrides it. The bundle is assembled beside --out and moved into place at the end: a failure "
             "leaves nothing behind, and an existing --out is refused unless --overwrite. Exit codes: 0 written "
             "(and, with --check, no problems); 1 --check found problems; 2 bad arguments."
@@ -148,7 +149,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         default=None,
         metavar="SOURCE|PATH",
         help="starting weights: a published source name ('monai-transfer weights sources'), a checkpoint file "
-        "(e.g. a 'pretrain' run's encoder.pt), or none for random initialisation",
+        "(e.g. a 'pretrain' run's encoder.pt), a bundle or run folder the package wrote, or none for random "
+        "initialisation",
     )
     p.add_argument("--task", choices=["classification", "segmentation"], required=True)
     p.add_argument("--spatial-dims", type=int, choices=[2, 3], default=2, help="2D or 3D images")
