@@ -20,6 +20,7 @@ from monai_transfer.engines.distributed import (
     per_rank_batch_size,
     wrap_ddp,
 )
+from monai_transfer.engines.environment import environment_record
 from monai_transfer.engines.lr_schedule import WarmupCosineHandler, warmup_cosine_factor
 from monai_transfer.engines.precision import PrecisionInferer, monai_amp, prepare_network, resolve_precision
 from monai_transfer.engines.sampling import EpochSampler, EpochSeedHandler, epoch_seed
@@ -27,6 +28,7 @@ from monai_transfer.engines.workflow import ConfigRun, parse_overrides, run_conf
 
 __all__ = [
     "default_device",
+    "environment_record",
     "resolve_precision",
     "PrecisionInferer",
     "prepare_network",

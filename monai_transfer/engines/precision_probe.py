@@ -19,7 +19,7 @@ import torch
 
 from monai_transfer.engines.bf16_guard import guard_bf16_convs
 
-__all__ = ["GRAD_TOLERANCE", "OUTPUT_TOLERANCE", "compare_numerics", "probe_autocast"]
+__all__ = ["GRAD_TOLERANCE", "OUTPUT_TOLERANCE", "compare_numerics", "probe_autocast", "summarise_rounds"]
 
 #: the largest relative error of a weight's gradient (convolution and linear weights: tensors of 2 dimensions or more)
 #: under bfloat16 autocast, against float32, that counts as rounding. Measured on this project's development CPU at
@@ -110,7 +110,8 @@ def probe_autocast(
     in fp32 and under ``torch.autocast(device, dtype)``, then :func:`compare_numerics` on the same batch.
 
     The two modes alternate and swap order every round, so that slow drift hits both alike; the speed-up is the
-    median over rounds of (fp32 time / autocast time) in the same round. Timed rounds stop early once they have taken
+    median over rounds of (fp32 time / autocast time) in the same round, with its quartiles
+    (:func:`summarise_rounds`; ``amp: auto`` decides on the lower quartile). Timed rounds stop early once they have taken
     ``budget_s`` seconds (two rounds at least), so that a large 3D network costs a run seconds, not minutes.
 
     Returns:
@@ -143,23 +144,33 @@ def probe_autocast(
 
         for _ in range(max(int(warmup), 0)):
             step(False), step(True)
-        fp32, amp, ratios = [], [], []
+        fp32, amp = [], []
         for r in range(max(int(rounds), 1)):
             order = (False, True) if r % 2 == 0 else (True, False)
             times = {mode: step(mode) for mode in order}
             fp32.append(times[False]), amp.append(times[True])
-            ratios.append(times[False] / max(times[True], 1e-9))
             if r >= 1 and sum(fp32) + sum(amp) > budget_s:
                 break
         numerics = compare_numerics(net, x, call, dev, dtype, backward)
+    return {**summarise_rounds(fp32, amp), "shape": list(shape), "backward": bool(backward), "numerics": numerics}
+
+
+def summarise_rounds(fp32_s: Sequence[float], autocast_s: Sequence[float]) -> dict[str, Any]:
+    """The probe's statistics from its paired rounds (seconds per step, round ``i`` of each list run back to back).
+
+    Returns:
+        ``{"fp32_ms", "autocast_ms", "speedup", "speedup_iqr", "rounds"}``: median step times, the median of the
+        per-round speed-ups (fp32 time / autocast time, same round) and their lower and upper quartiles
+        (:func:`statistics.quantiles`, exclusive method; one round gives its own ratio for all three).
+    """
+    if len(fp32_s) != len(autocast_s) or not fp32_s:
+        raise ValueError(f"paired rounds needed, got {len(fp32_s)} fp32 and {len(autocast_s)} autocast times")
+    ratios = [f / max(a, 1e-9) for f, a in zip(fp32_s, autocast_s)]
     q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
     return {
-        "fp32_ms": round(1000 * statistics.median(fp32), 2),
-        "autocast_ms": round(1000 * statistics.median(amp), 2),
+        "fp32_ms": round(1000 * statistics.median(fp32_s), 2),
+        "autocast_ms": round(1000 * statistics.median(autocast_s), 2),
         "speedup": round(statistics.median(ratios), 3),
         "speedup_iqr": [round(q[0], 3), round(q[2], 3)],
         "rounds": len(ratios),
-        "shape": list(shape),
-        "backward": bool(backward),
-        "numerics": numerics,
     }

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from monai_transfer.engines.device import default_device
+from monai_transfer.engines.environment import environment_record
 from monai_transfer.engines.precision import (
     PrecisionInferer,
     monai_amp,
@@ -115,8 +116,9 @@ def evaluate(
         overrides: ``id=value`` changes of the run's saved config (:func:`load_run`).
 
     Returns:
-        ``{"section", "n", <metrics>, "checkpoint", "precision", ["cases"]}``: ``mean_dice`` for segmentation; ``auroc`` (``None``
-        when the section has one class) and ``accuracy`` for classification.
+        ``{"section", "n", <metrics>, "checkpoint", "precision", "environment", ["cases"]}``: ``mean_dice`` for
+        segmentation; ``auroc`` (``None`` when the section has one class) and ``accuracy`` for classification;
+        ``environment``: the machine and versions (:func:`monai_transfer.engines.environment_record`).
     """
     from monai.transforms import Compose
 
@@ -157,7 +159,7 @@ def evaluate(
         raise unwrap_config_error(err) from None
     root = Path(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint).parent.parent
     metrics: dict[str, Any] = {"section": section, "n": len(rows), "checkpoint": str(root / MODEL_FILE),
-                               "precision": precision}  # fmt: skip
+                               "precision": precision, "environment": environment_record()}  # fmt: skip
     for name, value in evaluator.state.metrics.items():
         metrics[name] = float(value)
     if task == "classification":

@@ -657,6 +657,7 @@ class PretrainPublisher:
         self._start_iteration = int(trainer.state.iteration)
 
     def __call__(self, trainer: Engine) -> dict[str, Any]:
+        from monai_transfer.engines.environment import environment_record
         from monai_transfer.utils.atomic import atomic_write_json
         from monai_transfer.weights import Provenance, save_pretrained
 
@@ -704,6 +705,8 @@ class PretrainPublisher:
             "world_size": world_size(),
             "amp": self.amp,
             "precision": self.precision,
+            # CPU model and flags, threads, library versions: what the same numbers need (docs/finetune.md)
+            "environment": environment_record(),
         }
         atomic_write_json(result_file, self.result)
         return self.result

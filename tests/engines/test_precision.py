@@ -81,6 +81,60 @@ def test_auto_picks_bf16_only_above_the_margin(bf16_cpu, speedup, expected):
     assert not P.monai_amp(d) and P.amp_dtype(d) == (torch.bfloat16 if expected else None)
 
 
+def _rounds(ratios: list[float]) -> dict:
+    """A probe summary from constructed paired timings: bfloat16 steps of 100 ms, fp32 steps ``ratio`` times longer,
+    in a shuffled round order (the statistics must not depend on it)."""
+    from monai_transfer.engines.precision_probe import summarise_rounds
+
+    order = [2, 0, 4, 1, 3][: len(ratios)] if len(ratios) == 5 else list(range(len(ratios)))
+    return summarise_rounds([0.1 * ratios[i] for i in order], [0.1] * len(ratios))
+
+
+@pytest.mark.parametrize("ratios,median,q1,expected", [
+    ([1.00, 1.10, 1.20, 1.30, 1.40], 1.20, 1.05, False),  # median over the margin, lower quartile under it: fp32
+    ([1.08, 1.16, 1.20, 1.30, 1.40], 1.20, 1.12, True),  # lower quartile over the margin: bfloat16
+    ([0.70, 0.70, 1.03, 1.04, 1.04], 1.03, 0.70, False),  # issue 21's second 3D run
+    ([1.10, 1.10, 1.10, 1.10, 1.10], 1.10, 1.10, True),  # at the margin exactly: reaches it
+])  # fmt: skip
+def test_bf16_decision_reads_the_lower_quartile(ratios, median, q1, expected):
+    probe = _rounds(ratios)
+    assert probe["rounds"] == len(ratios) and probe["fp32_ms"] == pytest.approx(100 * median, abs=0.01)
+    assert probe["speedup"] == pytest.approx(median) and probe["speedup_iqr"][0] == pytest.approx(q1)
+    on, why = P.bf16_decision(probe)
+    assert on is expected
+    assert f"median {median:.2f}x" in why and f"quartiles [{q1:.2f}, {probe['speedup_iqr'][1]:.2f}]" in why
+    assert "lower quartile must reach the margin 1.1x" in why and f"over {len(ratios)} rounds" in why
+
+
+def test_bf16_rule_is_one_constant(monkeypatch):
+    probe = _rounds([1.00, 1.10, 1.20, 1.30, 1.40])  # median 1.20, lower quartile 1.05
+    assert P.BF16_RULE == {"statistic": "lower quartile", "margin": 1.1}
+    assert P.bf16_decision(probe)[0] is False and P.bf16_decision(probe, margin=1.0)[0] is True
+    monkeypatch.setattr(P, "BF16_RULE", {"statistic": "median", "margin": 1.1})  # the old rule, as data
+    assert P.bf16_decision(probe)[0] is True
+    monkeypatch.setattr(P, "BF16_RULE", {"statistic": "lower quartile", "margin": 1.06})
+    assert P.bf16_decision(probe)[0] is False and P.bf16_decision(_rounds([1.07] * 5))[0] is True
+
+
+def test_summarise_rounds_needs_paired_rounds():
+    from monai_transfer.engines.precision_probe import summarise_rounds
+
+    with pytest.raises(ValueError, match="paired rounds"):
+        summarise_rounds([0.1, 0.2], [0.1])
+    one = summarise_rounds([0.2], [0.1])
+    assert one["speedup"] == 2.0 and one["speedup_iqr"] == [2.0, 2.0] and one["rounds"] == 1
+
+
+@pytest.mark.parametrize("q1,expected", [(1.05, False), (1.12, True)])
+def test_auto_decides_on_the_probes_lower_quartile_and_says_so(bf16_cpu, q1, expected):
+    bf16_cpu.update(speedup=1.2, iqr=[q1, 1.3])
+    d = resolve_precision("auto", "cpu", _tiny(), 2, 1, 16, 4)
+    assert d["amp"] is expected and d["dtype"] == ("bfloat16" if expected else None)
+    assert f"median 1.20x the fp32 speed, quartiles [{q1:.2f}, 1.30]" in d["reason"]
+    assert d["probe"]["speedup_iqr"] == [q1, 1.3]
+    assert d["reason"].startswith("amp=auto: " + ("bfloat16 autocast" if expected else "fp32"))
+
+
 def test_noisy_probe_is_neither_trusted_nor_cached(bf16_cpu, tmp_path):
     bf16_cpu.update(speedup=1.4, iqr=[0.7, 3.0])  # rounds that disagree: other work on the machine
     d = resolve_precision("auto", "cpu", _tiny(), 2, 1, 16, 4)

@@ -162,3 +162,18 @@ def test_bf16_pretraining_resume_is_exact(demo, ssl_runs, tmp_path, monkeypatch)
     assert resumed["epoch_losses"][1] == straight["epoch_losses"][1]  # bit-identical float
     a, b = (read_checkpoint(r["encoder"])["state_dict"] for r in (straight, resumed))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_every_result_records_its_environment(seg_runs, ssl_runs):
+    """finetune's result.json (and its test section, from ``evaluate``) and pretrain's name the CPU, the threads the
+    run used and the library versions: what the same numbers need (docs/finetune.md, "Reproducibility")."""
+    from monai_transfer.engines.environment import environment_record, same_environment
+
+    here = environment_record()
+    written = [json.loads(open(seg_runs["on"]["result_json"]).read()), seg_runs["on"]["test"]]
+    written.append(json.loads(open(f"{ssl_runs['on']['encoder'].rsplit('/', 1)[0]}/result.json").read()))
+    for result in written:
+        env = result["environment"]
+        assert env["threads"]["torch"] == 1  # the module runs at one thread
+        assert same_environment(env, here) == [] and env["cpu"]["model"] == here["cpu"]["model"]
+        assert set(env["versions"]) == {"python", "torch", "monai", "numpy", "monai_transfer"}
