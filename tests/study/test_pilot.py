@@ -70,9 +70,11 @@ def test_seed_plan_from_the_pilot_spread():
 def study(tmp_path) -> tuple[Path, Path]:
     """A spec with the synthetic table's classification target, starts and challenges, and a pilot folder holding
     that table's rows for seeds 0 to 2 (seeds 0 and 1 only for ssl_other_modality under fraction 0.5)."""
+    nib = pytest.importorskip("nibabel")
     entries = []
-    for i in range(12):
-        (tmp_path / f"img{i}.nii.gz").write_bytes(b"")
+    rng = np.random.default_rng(0)
+    for i in range(12):  # tiny real volumes: `study plan` reads every image to check it
+        nib.save(nib.Nifti1Image(rng.random((8, 8, 8), dtype=np.float32), np.eye(4)), tmp_path / f"img{i}.nii.gz")
         entries.append({"image": f"img{i}.nii.gz", "label": int(i % 3 == 0), "patient_id": f"p{i}"})
     dl = {"labels": {"0": "no", "1": "yes"}, "training": entries[:8], "validation": entries[8:10], "test": entries[10:]}
     (tmp_path / "cls.json").write_text(json.dumps(dl))
