@@ -1,4 +1,5 @@
-"""Evaluation: metrics, calibration, statistics (bootstrap CI, paired tests, Holm), robustness, transferability."""
+"""Evaluation: metrics, calibration, statistics (bootstrap CI, paired tests, Holm, power), robustness,
+transferability."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from .metrics import (
     segmentation_metrics,
     surface_dice_per_case,
 )
+from .power import min_detectable_difference, paired_t_power, seeds_needed
 from .rank import RankingResult, candidate_label, extract_features, load_images, rank_backbones
 from .robustness import RobustnessReport, evaluate_robustness, mean_over_cases
 from .stats import (
@@ -67,6 +69,9 @@ __all__ = [
     "holm",
     "paired_test",
     "rank_biserial",
+    "paired_t_power",
+    "min_detectable_difference",
+    "seeds_needed",
     "domain_gap",
     "frechet_distance",
     "frechet_distance_gaussians",
