@@ -127,7 +127,12 @@ def _start_label(s: Mapping[str, Any], several: bool) -> str:
 def _case_level(s: Mapping[str, Any], several: bool) -> str:
     if s["case_mean"] is None:
         return "–"
-    return f"{s['case_mean']:.3f}{_ci(s['case_ci_low'], s['case_ci_high'])} ({s['n_patients']} patients)"
+    unit = (
+        f" ({s['n_patients']} patients)"
+        if s.get("n_patients")
+        else f" ({s['n_cases']} cases)" if s.get("n_cases") else ""
+    )
+    return f"{s['case_mean']:.3f}{_ci(s['case_ci_low'], s['case_ci_high'])}{unit}"
 
 
 #: The columns of the per-cell summary tables: (header, value of one summary record). A new column is one entry.
