@@ -49,7 +49,16 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 
 #: ``(importing file relative to the repository, imported module)`` pairs tolerated for now. Each entry names the
 #: issue that removes it; an entry that no longer occurs fails ``test_known_violations_still_occur`` so it is deleted.
-KNOWN_VIOLATIONS: frozenset[tuple[str, str]] = frozenset()
+KNOWN_VIOLATIONS: frozenset[tuple[str, str]] = frozenset(
+    {
+        # issue 22: evaluation's pure array functions (thresholds, calibration, case-level intervals) move below
+        # engines, as monai.metrics sits below MONAI's engines; a fine-tuning run decides its test section with them
+        ("monai_transfer/finetune/decision.py", "monai_transfer.evaluation.calibration"),
+        ("monai_transfer/finetune/decision.py", "monai_transfer.evaluation.case_summary"),
+        ("monai_transfer/finetune/decision.py", "monai_transfer.evaluation.thresholds"),
+        ("monai_transfer/finetune/run.py", "monai_transfer.evaluation.thresholds"),
+    }
+)
 
 LEVEL: dict[str, int] = {name: i for i, group in enumerate(LAYERS) for name in group}
 
