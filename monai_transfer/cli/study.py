@@ -42,7 +42,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     spec, raw = _spec(args)
     result = run_study(spec, args.out, raw=raw, executor=args.executor, workers=args.workers, address=args.address,
-                       retry_failed=args.retry_failed, progress=not args.no_progress, threads=args.threads)  # fmt: skip
+                       retry_failed=args.retry_failed, progress=not args.no_progress, threads=args.threads,
+                       verbose=args.verbose, keep_checkpoints=True if args.keep_checkpoints else None)  # fmt: skip
     print(f"{result['cells']} cells ({result['ran']} run now, {result['failed']} failed) in {result['duration_s']} s")
     summary = (result.get("report") or {}).get("summary_json")
     for sentence in json.loads(Path(summary).read_text()).get("headline", []) if summary else []:
@@ -51,6 +52,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"{name}: {path}")
     for target, path in (result.get("best") or {}).items():
         print(f"best starting point for {target}: {path}")
+    print(f"logs: {Path(args.out) / 'study.log'}, {Path(args.out) / 'logs'} (one per cell and pretraining)")
     for w in result.get("warnings", []):
         print(f"WARNING: {w}")
     return 1 if result["failed"] else 0
@@ -73,6 +75,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     pre = [s.name for s in spec.starts if s.pretrained_in_study]
     if pre:
         print(f"pretrained in the study (once per backbone): {', '.join(pre)}")
+    _print_disk(spec, cells, Path(args.out))
     if args.pilot:
         _print_pilot(args, spec, raw)
     return 0
@@ -84,6 +87,19 @@ def _print_pilot(args: argparse.Namespace, spec, raw) -> None:
 
     for line in format_seed_plan(pilot_plan(args.pilot, spec, raw, effect=args.effect)):
         print(line)
+
+
+def _print_disk(spec, cells, out: Path) -> None:
+    """The disk the study needs: when finished, at its peak while running, and with every resume checkpoint kept."""
+    from monai_transfer.study.disk import estimate_disk, format_bytes
+
+    d = estimate_disk(spec, cells, out, data_folders=[out / "data", out / "data_root"])
+    weights = ", ".join(f"{k.replace('|', ' ')}: {format_bytes(v)}" for k, v in d["per_cell"].items())
+    pre = sum(p["kept"] for p in d["pretraining"])
+    print(f"disk: about {format_bytes(d['finished'])} when finished ({d['cells']} cells' best weights ({weights} each); "
+          f"in-study pretraining {format_bytes(pre)}; data {format_bytes(d['data'])}); up to "
+          f"{format_bytes(d['peak'])} while running (the running cell's or pretraining's resume checkpoint); "
+          f"{format_bytes(d['keep_checkpoints'])} with keep_checkpoints (a resume checkpoint per finished run)")  # fmt: skip
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -161,8 +177,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
             "each (target, challenge, seed)'s data once, pretrain the in-study starting points once per backbone, "
             "run the cells, and write OUT/report (report.html, report.md, results.csv, PNGs) and OUT/best/<target> "
             "(a bundle of the best starting point). Killed and run again with the same command, it runs only the "
-            "cells without a result; a cell killed half-way resumes from its checkpoint. Exit code 1 if a cell "
-            "failed (its error is in the report), 2 for a bad spec."
+            "cells without a result; a cell killed half-way resumes from its checkpoint, and a finished cell's "
+            "resume checkpoint is removed once its result is stored (--keep-checkpoints keeps it). The console shows "
+            "progress (pretraining epochs, cells done, time left; one plain line each without a terminal) and the "
+            "summary; the logs go to OUT/study.log and OUT/logs/ (one file per cell and pretraining). "
+            "Exit code 1 if a cell failed (its error is in the report), 2 for a bad spec."
         ),
         formatter_class=ParagraphHelpFormatter,
     )
@@ -178,7 +197,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "1 on Ray); the same count gives the same results on every executor",
     )
     p.add_argument("--retry-failed", action="store_true", help="run failed cells again")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true", help="no progress (warnings and the summary only)")
+    p.add_argument("--verbose", "-v", action="store_true",
+                   help="every INFO line on the console too (MONAI's per-epoch lines of every cell); they are in "
+                   "OUT/study.log and OUT/logs/ either way")  # fmt: skip
+    p.add_argument("--keep-checkpoints", action="store_true",
+                   help="keep finished runs' resume checkpoints (checkpoints/last.pt, about 3x the weights each); "
+                   "by default a cell's is removed once its result is stored (or the spec's keep_checkpoints: true)")  # fmt: skip
     p.set_defaults(func=_cmd_run)
 
     p = ssub.add_parser("plan", help="check a spec and list its cells and training-set sizes (writes OUT/data only)",

@@ -1,7 +1,7 @@
 """Where cells run: this process, N local processes, or a Ray cluster.
 
 An executor maps a picklable function over plain-data payloads and yields each result as it finishes (the runner
-stores it at once), with a progress bar over cells that shows the time left. Results are the same whichever executor
+stores it at once and shows the progress: :mod:`monai_transfer.study.console`). Results are the same whichever executor
 runs them: a cell's outcome depends only on its payload (seeded data, initialisation and order).
 """
 
@@ -16,20 +16,12 @@ from typing import Any
 __all__ = ["make_executor", "LocalExecutor", "ProcessExecutor", "RayExecutor"]
 
 
-def _bar(total: int, progress: bool, desc: str) -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, disable=not progress, desc=desc, unit="cell", dynamic_ncols=True)
-
-
 class LocalExecutor:
     """Cells one after another in this process."""
 
-    def map(self, fn: Callable, payloads: Sequence[Any], progress: bool = True, desc: str = "") -> Iterator[Any]:
-        with _bar(len(payloads), progress, desc) as bar:
-            for p in payloads:
-                yield fn(p)
-                bar.update(1)
+    def map(self, fn: Callable, payloads: Sequence[Any]) -> Iterator[Any]:
+        for p in payloads:
+            yield fn(p)
 
 
 def _init_worker(threads: int) -> None:
@@ -49,17 +41,15 @@ class ProcessExecutor:
                                         initargs=(threads,))  # fmt: skip
         self.workers = workers
 
-    def map(self, fn: Callable, payloads: Sequence[Any], progress: bool = True, desc: str = "") -> Iterator[Any]:
-        with _bar(len(payloads), progress, desc) as bar:
-            queue = list(payloads)
-            running = {self.pool.submit(fn, queue.pop(0)) for _ in range(min(self.workers, len(queue)))}
-            while running:
-                done, running = wait(running, return_when=FIRST_COMPLETED)
-                for f in done:
-                    if queue:
-                        running.add(self.pool.submit(fn, queue.pop(0)))
-                    bar.update(1)
-                    yield f.result()
+    def map(self, fn: Callable, payloads: Sequence[Any]) -> Iterator[Any]:
+        queue = list(payloads)
+        running = {self.pool.submit(fn, queue.pop(0)) for _ in range(min(self.workers, len(queue)))}
+        while running:
+            done, running = wait(running, return_when=FIRST_COMPLETED)
+            for f in done:
+                if queue:
+                    running.add(self.pool.submit(fn, queue.pop(0)))
+                yield f.result()
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
@@ -80,14 +70,12 @@ class RayExecutor:
             ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True,
                      **({} if address else {"_node_ip_address": "127.0.0.1"}))  # fmt: skip
 
-    def map(self, fn: Callable, payloads: Sequence[Any], progress: bool = True, desc: str = "") -> Iterator[Any]:
+    def map(self, fn: Callable, payloads: Sequence[Any]) -> Iterator[Any]:
         remote = self.ray.remote(num_cpus=self.threads, max_retries=0)(fn)
         pending = [remote.remote(p) for p in payloads]
-        with _bar(len(payloads), progress, desc) as bar:
-            while pending:
-                done, pending = self.ray.wait(pending, num_returns=1)
-                bar.update(1)
-                yield self.ray.get(done[0])
+        while pending:
+            done, pending = self.ray.wait(pending, num_returns=1)
+            yield self.ray.get(done[0])
 
     def close(self) -> None:
         if self.started:

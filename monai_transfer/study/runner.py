@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from monai_transfer.study.cells import Cell, expand_cells, write_cell_data
+from monai_transfer.study.console import cell_log, cell_log_path
 from monai_transfer.study.identity import (
     CELL_DEFAULTS,
     cell_identity,
@@ -128,7 +129,8 @@ def run_cell(payload: Mapping[str, Any]) -> dict[str, Any]:
     # default to 1) would give other rounding and, over epochs, other results for the same seed
     torch.set_num_threads(threads)
     try:
-        with torch.random.fork_rng(devices=[]):  # a cell never moves the caller's RNG (cells run in any order)
+        # its log to its own file (payload["log"]); a cell never moves the caller's RNG (cells run in any order)
+        with cell_log(payload), torch.random.fork_rng(devices=[]):
             row.update(_ok_fields(work(payload), payload["metric"]))
     except Exception as e:  # the study goes on (or stops, as the spec says): the row keeps the error
         row["error"] = f"{type(e).__name__}: {e}"
@@ -286,7 +288,8 @@ def _chance_warnings(spec: StudySpec, rows: list[dict[str, Any]]) -> list[str]:
 
 def run_study(spec: StudySpec, out: str | os.PathLike, raw: Mapping[str, Any] | None = None, executor: str = "local",
               workers: int = 1, address: str | None = None, retry_failed: bool = False, progress: bool = True,
-              report: bool = True, threads: int | None = None) -> dict[str, Any]:  # fmt: skip
+              report: bool = True, threads: int | None = None, verbose: bool = False,
+              keep_checkpoints: bool | None = None) -> dict[str, Any]:  # fmt: skip
     """Run every unfinished cell of ``spec`` into ``out`` and write the report.
 
     Args:
@@ -299,8 +302,13 @@ def run_study(spec: StudySpec, out: str | os.PathLike, raw: Mapping[str, Any] | 
         retry_failed: run failed cells again.
         threads: CPU threads per cell (recorded in each row; the same count gives the same results on every
             executor); default: the cores divided by ``workers`` locally, 1 on Ray.
-        progress: a progress bar over cells with the time left.
+        progress: show progress on stderr: the in-study pretraining's epochs and the cells with the time left (a bar
+            on a terminal, one plain line each otherwise; :mod:`monai_transfer.study.console`). The logs go to
+            ``out/study.log`` and ``out/logs/`` either way.
         report: write the report and best bundles at the end.
+        verbose: every INFO line on the console too (MONAI's per-epoch lines of every cell included).
+        keep_checkpoints: keep finished runs' resume checkpoints (``checkpoints/last.pt``); default: the spec's
+            ``keep_checkpoints`` (false: a cell's is removed once its row is stored, a pretraining's once it finished).
 
     Returns:
         ``{"cells": n, "ran": n, "failed": n, "rows": [...], "report": {...}, "best": {...}, "duration_s": s}``.
@@ -308,6 +316,17 @@ def run_study(spec: StudySpec, out: str | os.PathLike, raw: Mapping[str, Any] | 
     Raises:
         SpecError: an impossible cell (before anything trains). StudyStopped: a cell failed under ``on_error: stop``.
     """
+    from monai_transfer.study.console import StudyConsole
+
+    keep = bool(getattr(spec, "keep_checkpoints", False) if keep_checkpoints is None else keep_checkpoints)
+    with StudyConsole(Path(out).absolute(), progress=progress, verbose=verbose) as console:
+        return _run_study(spec, out, raw, executor, workers, address, retry_failed, report, threads, console, keep)
+
+
+def _run_study(spec: StudySpec, out: str | os.PathLike, raw: Mapping[str, Any] | None, executor: str, workers: int,
+               address: str | None, retry_failed: bool, report: bool, threads: int | None, console: Any,
+               keep: bool) -> dict[str, Any]:  # fmt: skip
+    from monai_transfer.study.disk import drop_resume_state
     from monai_transfer.study.executors import make_executor
     from monai_transfer.study.precision import apply_study_precision
     from monai_transfer.study.probes import uses_cached_probe
@@ -331,26 +350,32 @@ def run_study(spec: StudySpec, out: str | os.PathLike, raw: Mapping[str, Any] | 
         if key not in starts:
             if spec.start(c.start).pretrained_in_study:
                 logger.info(f"starting point {c.start}: pretraining (or reading) it for {c.backbone} {key[2]}D")
-            starts[key] = resolve_start(spec, spec.start(c.start), c.backbone, c.target.spatial_dims, out,
-                                        c.target.domain_key)  # fmt: skip
+            with console.start(out, spec.start(c.start), c.backbone, key[2]):  # its log, its epochs on the console
+                starts[key] = resolve_start(spec, spec.start(c.start), c.backbone, c.target.spatial_dims, out,
+                                            c.target.domain_key)  # fmt: skip
+            if starts[key] is not None and spec.start(c.start).pretrained_in_study and not keep:
+                drop_resume_state(Path(starts[key]).parent)  # finished: its encoder or bundle stays
             if starts[key] is not None and spec.start(c.start).kind != "source" and not os.path.exists(starts[key]):
                 raise FileNotFoundError(f"starting point {c.start!r}: its weights {starts[key]} were not written")
         payloads.append(cell_payload(c, spec, starts[key], out))
-        extras[c.id] = _transferability(spec, c, starts[key], out)
+        with console.quiet():  # its notes go to study.log (and into the report), not to the console
+            extras[c.id] = _transferability(spec, c, starts[key], out)
         if uses_cached_probe(spec, c):  # features computed here, once per file; the cells (any executor) read them
             payloads[-1]["probe"] = _probe_features(c, payloads[-1], out, features)
     if threads is None:
         threads = max(1, (os.cpu_count() or 1) // max(1, workers)) if executor == "local" else 1
     for p in payloads:
-        p["threads"] = threads
+        p.update(threads=threads, log=str(cell_log_path(out, p["cell"])), verbose=console.verbose)
     apply_study_precision(payloads, out, threads)  # one precision per (target, backbone), in <out>/precision.json
     stopped = None
     with make_executor(executor, workers=workers, address=address, threads=threads) as ex:
-        for row in ex.map(run_cell, payloads, progress=progress, desc=f"study {spec.name}"):
+        for row in console.cells(ex.map(run_cell, payloads), len(payloads), spec.name):
             est = extras.get(row["cell"], {})
             row.update(transferability=est.get("transferability", {}), domain_gap=est.get("domain_gap"),
                        identity=identities[row["cell"]], identity_digest=digest(identities[row["cell"]]))  # fmt: skip
             store.put(row)
+            if row["status"] == "ok" and row.get("run_dir") and not keep:
+                drop_resume_state(row["run_dir"])  # the stored row marks the cell done: its resume state is not needed
             if row["status"] != "ok":
                 logger.warning(f"cell {row['cell']} ({row['target']}, {row['challenge']}, {row['start']}, seed "
                                f"{row['seed']}) failed: {row['error']}")  # fmt: skip

@@ -35,7 +35,7 @@ METRICS = {"classification": ("auroc", "accuracy"), "segmentation": ("mean_dice"
 
 TOP_KEYS = ("name", "description", "data_root", "data_help", "prepare", "metric", "reference", "seeds", "backbones",
             "strategies", "starts", "targets", "challenges", "finetune", "transferability", "on_error",
-            "best_bundle", "linear_probe", "equivalence_margin")  # fmt: skip
+            "best_bundle", "linear_probe", "keep_checkpoints", "equivalence_margin")  # fmt: skip
 TARGET_KEYS = ("name", "data", "task", "spatial_dims", "in_channels", "domain_key", "patient_key", "positive", "metric")
 START_KEYS = ("name", "random", "source", "path", "ssl", "supervised", "continual")
 SSL_KEYS = ("method", "data", "epochs", "batch_size", "modality", "roi_size", "lr", "intensity", "seed", "cache",
@@ -180,6 +180,7 @@ class StudySpec:
     root: str = "."
     prepare: Mapping[str, Any] = field(default_factory=dict)
     linear_probe: str = "cached"  #: one of LINEAR_PROBE_MODES (monai_transfer.study.probes)
+    keep_checkpoints: bool = False  #: keep finished runs' resume checkpoints (monai_transfer.study.disk)
 
     def start(self, name: str) -> Start:
         return next(s for s in self.starts if s.name == name)
@@ -362,6 +363,9 @@ def _parse_checked(s: Mapping[str, Any], root: str | os.PathLike) -> StudySpec:
         _fail("linear_probe", "'cached' (linear-probe cells of classification targets train a head on encoder features "
               "computed once per target, start and backbone) or 'pipeline' (each cell a whole finetune run), got "
               f"{linear_probe!r}")  # fmt: skip
+    keep_checkpoints = s.get("keep_checkpoints", False)
+    if not isinstance(keep_checkpoints, bool):
+        _fail("keep_checkpoints", f"true or false, got {keep_checkpoints!r}")
     spec = StudySpec(
         name=str(s.get("name", "study")), targets=targets, starts=starts,
         backbones=tuple(str(b) for b in _list(s["backbones"], "backbones", str)),
@@ -369,7 +373,7 @@ def _parse_checked(s: Mapping[str, Any], root: str | os.PathLike) -> StudySpec:
         challenges=_parse_challenges(s.get("challenges"), "challenges"), seeds=seeds, reference=reference,
         finetune=dict(finetune), transferability=tuple(estimators), on_error=on_error,
         best_bundle=bool(s.get("best_bundle", True)), description=str(s.get("description", "")), root=str(base),
-        prepare=dict(s.get("prepare") or {}), linear_probe=linear_probe,
+        prepare=dict(s.get("prepare") or {}), linear_probe=linear_probe, keep_checkpoints=keep_checkpoints,
     )  # fmt: skip
     _check_fits(spec)
     return spec
