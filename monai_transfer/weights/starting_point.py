@@ -129,11 +129,11 @@ def _finetuned_provenance(folder: Path, backbone: str | None) -> tuple[dict[str,
 
 def _local_start_file(folder: Path, train: Mapping[str, Any]) -> Path | None:
     """The file under ``models/pretrained/`` a starting-point bundle's ``train.json`` starts from, if present."""
-    ref = (train.get("network_def") or {}).get("pretrained", train.get("pretrained"))
-    if isinstance(ref, str) and "models/pretrained/" in ref:
-        rel = "models/pretrained/" + ref.split("models/pretrained/", 1)[1].rstrip("'\" ")
-        if (folder / rel).is_file():
-            return folder / rel
+    for ref in (train.get("pretrained"), (train.get("network_def") or {}).get("pretrained")):
+        if isinstance(ref, str) and "models/pretrained/" in ref:
+            rel = "models/pretrained/" + ref.split("models/pretrained/", 1)[1].rstrip("'\" ")
+            if (folder / rel).is_file():
+                return folder / rel
     files = sorted(p for p in (folder / "models" / "pretrained").glob("*") if p.is_file())
     return files[0] if len(files) == 1 else None
 
@@ -142,7 +142,11 @@ def _resolve_folder(folder: Path, backbone: str | None, given: str) -> ResolvedS
     name = folder.name
     for rel in MODEL_FILES:
         if (folder / rel).is_file():
-            prov, origin = _finetuned_provenance(folder, backbone)
+            meta = _read_json(folder / "configs" / "metadata.json")
+            if "monai_transfer" in meta or (folder / "result.json").is_file():  # ours: a bundle or a run folder
+                prov, origin = _finetuned_provenance(folder, backbone)
+            else:  # another MONAI bundle: its weights, and no record we could vouch for
+                prov, origin = {}, "MONAI bundle"
             return ResolvedStart("file", f"{name}/{rel}", folder / rel, None, prov, origin, given)
     if (folder / "encoder.pt").is_file():
         return ResolvedStart("file", f"{name}/encoder.pt", folder / "encoder.pt", None,

@@ -240,3 +240,14 @@ def test_a_folder_without_weights_says_what_it_looked_for(tmp_path):
     with pytest.raises(FileNotFoundError, match="encoder.pt"):
         create_bundle(tmp_path / "e", **NET, task="classification", spatial_dims=2, num_classes=2,
                       pretrained=tmp_path / "empty")  # fmt: skip
+
+
+def test_another_monai_bundle_gives_its_weights_and_no_invented_record(tmp_path):
+    bundle = tmp_path / "zoo_bundle"
+    (bundle / "models").mkdir(parents=True)
+    (bundle / "configs").mkdir()
+    (bundle / "configs" / "metadata.json").write_text(json.dumps({"name": "a model-zoo bundle"}))
+    torch.save(create_backbone("resnet10", spatial_dims=2, in_channels=1).state_dict(), bundle / "models" / "model.pt")
+    start = resolve_pretrained(bundle)
+    assert (start.kind, start.weights, start.origin) == ("file", bundle / "models" / "model.pt", "MONAI bundle")
+    assert start.provenance == {} and starting_provenance(bundle) == {}
