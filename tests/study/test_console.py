@@ -210,3 +210,18 @@ def test_keep_checkpoints_is_a_checked_spec_key(tmp_path):
     assert load_spec(_data(tmp_path))[0].keep_checkpoints is False
     with pytest.raises(SpecError, match="keep_checkpoints"):
         load_spec(_data(tmp_path, SPEC + "keep_checkpoints: 'yes'\n"))
+
+
+def test_verbose_shows_the_cells_info_lines_on_the_console_too(tmp_path):
+    from monai.apps.utils import get_logger
+
+    from monai_transfer.study.console import StudyConsole, run_log
+
+    stream = io.StringIO()
+    with StudyConsole(tmp_path, progress=False, verbose=True, stream=stream, tty=False):
+        logging.getLogger("monai_transfer.study.runner").info("a study line")
+        with run_log(tmp_path / "cell.log", verbose=True):
+            get_logger("monai.handlers.StatsHandler").info("Epoch[1] Metrics -- auroc: 0.5")
+    shown = stream.getvalue()
+    assert "a study line" in shown and "Epoch[1] Metrics" in shown
+    assert "Epoch[1] Metrics" in (tmp_path / "cell.log").read_text()
