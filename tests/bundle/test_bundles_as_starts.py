@@ -251,3 +251,24 @@ def test_another_monai_bundle_gives_its_weights_and_no_invented_record(tmp_path)
     start = resolve_pretrained(bundle)
     assert (start.kind, start.weights, start.origin) == ("file", bundle / "models" / "model.pt", "MONAI bundle")
     assert start.provenance == {} and starting_provenance(bundle) == {}
+
+
+def test_command_line_takes_folders_as_pretrained(starts, data, tmp_path, capsys):
+    """``finetune --pretrained <pretrain's own bundle>`` (refused up front before) trains and writes its bundle;
+    ``bundle create --pretrained <a finetune run folder>`` writes a bundle whose report names what loaded."""
+    from monai_transfer.cli import main
+
+    out = tmp_path / "run"
+    code = main(["finetune", "--backbone", "resnet10", "--backbone-arg", "widen_factor=0.25", "--task",
+                 "classification", "--data", str(data / "squares.json"), "--out", str(out), "--epochs", "1",
+                 "--batch-size", "4", "--test-section", "", "--no-tensorboard", "--quiet",
+                 "--pretrained", str(starts["pretrain fine-tuning bundle"])])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert code == 0 and (out / "bundle" / "models" / "model.pt").is_file()
+    assert "adapter=monai" in printed and "starting-point bundle" in printed
+    code = main(["bundle", "create", "--backbone", "resnet10", "--backbone-arg", "widen_factor=0.25", "--task",
+                 "classification", "--num-classes", "2", "--spatial-dims", "2", "--out", str(tmp_path / "b"),
+                 "--pretrained", str(starts["finetune run folder"])])  # fmt: skip
+    assert code == 0
+    readme = (tmp_path / "b" / "docs" / "README.md").read_text()
+    assert "adapter=monai-transfer" in readme and "dropped on purpose" in readme
