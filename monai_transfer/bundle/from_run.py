@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -10,7 +11,9 @@ from typing import Any
 
 from monai_transfer.bundle.writer import create_bundle
 
-__all__ = ["bundle_from_run", "run_inference"]
+logger = logging.getLogger(__name__)
+
+__all__ = ["bundle_from_run", "run_inference", "skipped_images", "NoImagesError", "SKIPPED_NAME"]
 
 
 def bundle_from_run(
@@ -51,6 +54,13 @@ def bundle_from_run(
     )  # fmt: skip
 
 
+SKIPPED_NAME = "skipped.json"
+
+
+class NoImagesError(ValueError):
+    """``infer`` found no image to predict on (an empty folder, or a folder without NIfTI/PNG/DICOM files)."""
+
+
 def run_inference(
     bundle_dir: str | os.PathLike,
     images: str | os.PathLike | Sequence[str | os.PathLike],
@@ -60,7 +70,14 @@ def run_inference(
     """Run a bundle's ``inference.json`` on a folder of images (or a list of files); predictions go to ``out_dir``.
 
     The resolved config is saved as ``out_dir/configs/inference.json``; segmentation label maps keep each input's
-    geometry, classification writes ``predictions.jsonl``.
+    geometry, classification writes ``predictions.jsonl``. Every image is checked first (readable, finite, the
+    bundle's number of spatial axes): a bad one gets no prediction, is logged in one sentence naming it and listed in
+    ``out_dir/skipped.json`` (``{"skipped": [{"image", "reason"}], "n_images", "n_predicted"}``), and the other images
+    are still predicted. :func:`skipped_images` reads that list back.
+
+    Raises:
+        FileNotFoundError: no bundle config, or an image file given that does not exist.
+        NoImagesError: no image to predict on (an empty folder), or none of them can be read (the first is named).
     """
     from monai_transfer.engines.workflow import parse_overrides, run_config
 
@@ -77,5 +94,67 @@ def run_inference(
             if not Path(f).is_file():
                 raise FileNotFoundError(f"image not found: {f}")
         values["datalist"] = [{"image": str(Path(f).resolve())} for f in files]
-    run_config(config, out_dir, overrides={**values, **parse_overrides(overrides)}, name="inference.json")
+    merged = {**values, **parse_overrides(overrides)}
+    rows, dims = _inference_cases(config, merged)
+    skipped: list[dict[str, str]] = []
+    if rows is not None:
+        if not rows:
+            where = values.get("dataset_dir", images)
+            raise NoImagesError(f"{os.fspath(where)} holds no image to predict on (NIfTI .nii/.nii.gz, PNG or DICOM "
+                                ".dcm files): nothing was written")  # fmt: skip
+        from monai_transfer.transforms.checks import image_problem
+
+        good = []
+        for row in rows:
+            problem = image_problem(row, ("image",), dims)
+            if problem is None:
+                good.append(row)
+            else:
+                logger.warning("skipped: %s", problem)
+                skipped.append({"image": os.fspath(row["image"]), "reason": problem})
+        if not good:
+            raise NoImagesError(
+                f"none of the {len(rows)} images can be used, so nothing was written; the first: {skipped[0]['reason']}"
+            )
+        merged["datalist"] = good
+    run_config(config, out_dir, overrides=merged, name="inference.json")
+    record = Path(out_dir) / SKIPPED_NAME
+    if skipped:
+        from monai_transfer.utils.atomic import atomic_write_json
+
+        atomic_write_json(
+            record, {"skipped": skipped, "n_images": len(rows or []), "n_predicted": len(rows or []) - len(skipped)}
+        )
+    else:
+        record.unlink(missing_ok=True)  # an earlier run's list in the same folder no longer holds
     return Path(out_dir)
+
+
+def skipped_images(out_dir: str | os.PathLike) -> list[dict[str, str]]:
+    """The images :func:`run_inference` skipped in ``out_dir`` (``[]`` when it predicted them all)."""
+    path = Path(out_dir) / SKIPPED_NAME
+    return list(json.loads(path.read_text()).get("skipped", [])) if path.is_file() else []
+
+
+def _inference_cases(config: Path, overrides: Mapping[str, Any]) -> tuple[list[dict[str, Any]] | None, int | None]:
+    """The cases an inference config would predict on and its ``spatial_dims``, resolved without building anything
+    else; ``(None, None)`` for a config that names its data otherwise (then nothing is checked up front)."""
+    from monai.bundle import ConfigParser
+
+    from monai_transfer.engines.workflow import apply_overrides, load_config
+
+    raw = apply_overrides(load_config(config), dict(overrides))
+    if "datalist" not in raw:
+        return None, None
+    parser = ConfigParser(raw)
+    try:
+        if "imports" in raw:
+            parser.get_parsed_content("imports")
+        rows = parser.get_parsed_content("datalist")
+        dims = parser.get_parsed_content("spatial_dims") if "spatial_dims" in raw else None
+    except Exception as err:  # noqa: BLE001 - the workflow itself then runs (and reports) it as it always did
+        logger.debug("inference cases not resolved up front (%s: %s)", type(err).__name__, err)
+        return None, None
+    if not isinstance(rows, list) or not all(isinstance(r, Mapping) and "image" in r for r in rows):
+        return None, None
+    return [dict(r) for r in rows], (int(dims) if isinstance(dims, int) else None)

@@ -37,8 +37,9 @@ def load_bundle_network(
     config = root / "configs" / ("train.json" if use_train else "inference.json")
     if not config.is_file():
         raise FileNotFoundError(f"{config} not found: is {root} a bundle?")
-    parser = ConfigParser()
-    parser.read_config(str(config))
+    from monai_transfer.engines.workflow import read_config_file
+
+    parser = ConfigParser(read_config_file(config))  # a broken file is named, not only the place in it
     parser["bundle_root"] = str(root)
     net: Any = parser.get_parsed_content("network_def")
     if weights and not use_train:

@@ -15,8 +15,8 @@ Subcommands (one module each in this package):
     label       serve bundles in a real MONAI Label server (setup: its environment; serve)
     tour        the longest end-to-end path on the demo data (the quickstart's main job)
 
-User errors (a file that is not there, a checkpoint that does not fit or is not a checkpoint, weights that cannot be
-downloaded, a bad datalist) print one ``error:`` line and exit with status 2; anything else is a bug and keeps its
+User errors (a file that is not there, a checkpoint that does not fit or is not a checkpoint, a training checkpoint
+that cannot be resumed, weights that cannot be downloaded, a bad datalist) print one ``error:`` line and exit with status 2; anything else is a bug and keeps its
 traceback. ``main`` also shows MONAI's "nvImageCodec is not available" message at most once per process (it repeats
 for every image loader otherwise); nothing else is filtered.
 """
@@ -35,6 +35,7 @@ __all__ = ["main", "build_parser"]
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     from monai_transfer.data import DatalistError, QuarantineError
+    from monai_transfer.engines.checkpoint import CheckpointLoadError
     from monai_transfer.label import LabelEnvironmentError, ServerError
     from monai_transfer.study import SpecError, StudyStopped
     from monai_transfer.weights import (
@@ -52,6 +53,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         UnsafeCheckpointError,
         HashMismatchError,
         CheckpointReadError,
+        CheckpointLoadError,
         DownloadError,
         LabelEnvironmentError,
         ServerError,

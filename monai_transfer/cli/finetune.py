@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from monai_transfer.cli._common import _parse_kv, add_speed_arguments
 
@@ -83,12 +84,18 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
 def _cmd_infer(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from monai_transfer.bundle import run_inference
+    from monai_transfer.bundle import run_inference, skipped_images
 
     bundle = Path(args.bundle)
     if not (bundle / "configs" / "inference.json").is_file() and (bundle / "bundle").is_dir():
         bundle = bundle / "bundle"  # a finetune run folder: its inference bundle
     out = run_inference(bundle, args.images, args.out, overrides=args.set)
+    skipped = skipped_images(out)
+    if skipped:
+        names = ", ".join(Path(s["image"]).name for s in skipped)
+        print(f"error: {len(skipped)} image(s) could not be used and got no prediction ({names}: see the lines above "
+              f"or {out}/skipped.json); the predictions of the other images are in {out}", file=sys.stderr)  # fmt: skip
+        return 1
     print(f"predictions written to {out}")
     return 0
 
@@ -203,7 +210,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
             "Run the bundle's configs/inference.json (MONAI's ConfigWorkflow, as python -m monai.bundle run does) "
             "on every NIfTI/PNG/DICOM file of a folder, or on the files given. Segmentation writes label maps with "
             "each input's geometry (OUT/<name>_seg.nii.gz); classification writes OUT/predictions.jsonl with the "
-            "class names and probabilities. The resolved config is saved as OUT/configs/inference.json."
+            "class names and probabilities. The resolved config is saved as OUT/configs/inference.json.\n\n"
+            "Every image is checked first. One that cannot be used (truncated, not an image, NaN values, the wrong "
+            "number of axes) is named in one line and gets no prediction; the others are still predicted, the skipped "
+            "ones are listed in OUT/skipped.json and the exit status is 1. A folder without images, or images none of "
+            "which can be used, is an error (exit status 2) and writes nothing."
         ),
     )
     p.add_argument("bundle", help="a bundle folder, or the folder 'monai-transfer finetune' wrote")

@@ -158,6 +158,8 @@ def load_datalist_file(path: str | os.PathLike) -> dict[str, Any]:
     """Read a datalist JSON file (or a MedMNIST ``.npz``, see :func:`datalist_path`) as a dict (properties and
     sections, paths as stored)."""
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise DatalistError(_folder_message(path))
     if not os.path.isfile(path):
         raise FileNotFoundError(f"datalist file not found: {path}")
     path = datalist_path(path)
@@ -175,6 +177,26 @@ def load_datalist_file(path: str | os.PathLike) -> dict[str, Any]:
             f"{path}: expected a JSON object with sections such as 'training', got {type(obj).__name__}"
         )
     return obj
+
+
+_IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".mha", ".mhd", ".png", ".jpg", ".jpeg", ".dcm", ".npy", ".npz")
+
+
+def _folder_message(path: str) -> str:
+    """Why a folder given where a datalist file belongs cannot be used, and what to give instead (one sentence)."""
+    names = sorted(os.listdir(path))
+    datalists = [n for n in names if n.endswith(".json")]
+    images = [n for n in names if n.lower().endswith(_IMAGE_SUFFIXES)]
+    if not names:
+        what = "an empty folder"
+    elif datalists:
+        what = f"a folder (it holds {', '.join(datalists[:3])}{', ...' if len(datalists) > 3 else ''}: give that file)"
+    elif images:
+        what = (f"a folder of {len(images)} image(s) and no datalist: list them in a datalist JSON file "
+                "(monai_transfer.data.write_datalist)")  # fmt: skip
+    else:
+        what = "a folder that holds no images and no datalist"
+    return f"{path} is {what}; --data takes a datalist JSON file (or a MedMNIST .npz)"
 
 
 def load_datalist(

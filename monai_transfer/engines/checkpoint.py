@@ -222,15 +222,27 @@ def load_checkpoint(
     if not path.is_file():
         raise FileNotFoundError(f"training checkpoint not found: {path}")
     prev = prev_path(path)
-    fallback = ""
     if prev.is_file() and prev != path:
-        fallback = f" The previous checkpoint {prev} may be intact: resume from it."
+        todo = (f"the previous checkpoint {prev} may be intact: move {path.name} aside and resume again (--resume "
+                "auto) to continue from it, or start the run again with --overwrite")  # fmt: skip
+    else:
+        todo = "delete it and start the run again with --overwrite (resume='overwrite'), or restore it from a copy"
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # truncated zip, bad pickle, foreign file: all mean "cannot use this file"
+        from monai_transfer.weights.checkpoint import blocked_global
+
+        blocked = blocked_global(e)
+        if blocked is not None:  # a pickle with objects torch refuses (os.system...): not a checkpoint we wrote
+            raise CheckpointLoadError(
+                f"{path} holds a pickled global ({blocked}) that torch.load(weights_only=True) refuses, because "
+                f"loading it could run code; monai_transfer never writes one, so it is not this run's checkpoint: "
+                f"do not load it; {todo}"
+            ) from e
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
         raise CheckpointLoadError(
             f"cannot load training checkpoint {path} ({path.stat().st_size} bytes): it is truncated, corrupted or not "
-            f"a torch checkpoint ({type(e).__name__}: {e}).{fallback}"
+            f"a torch checkpoint ({type(e).__name__}: {lines[0][:200] if lines else ''}); {todo}"
         ) from e
     if not isinstance(ckpt, Mapping) or any(k not in ckpt for k in required):
         found = sorted(ckpt) if isinstance(ckpt, Mapping) else type(ckpt).__name__
@@ -421,6 +433,22 @@ class RunCheckpoint:
         """Register at ``STARTED`` (resume or check) and ``EPOCH_COMPLETED`` (save)."""
         engine.add_event_handler(Events.STARTED, self.started)
         engine.add_event_handler(Events.EPOCH_COMPLETED, self.epoch_completed)
+        # a checkpoint to resume from is read now, as the config is built: a truncated or foreign file is named in one
+        # line before the run starts, not from inside the engine (whose error log prints two tracebacks)
+        self._preloaded: tuple[Path, dict[str, Any]] | None = None
+        if self.resume not in ("never", "overwrite"):
+            path = self._resume_path()
+            if path is not None:
+                self._preloaded = (path, self._read(path))
+
+    def _read(self, path: Path) -> dict[str, Any]:
+        preloaded, self._preloaded = getattr(self, "_preloaded", None), None
+        if preloaded is not None and preloaded[0] == path:
+            return preloaded[1]
+        return load_checkpoint(
+            path, what="a run checkpoint of monai_transfer.engines.RunCheckpoint",
+            hint="Pretrained weights are loaded with monai_transfer.weights (`pretrained`), not resumed.",
+        )  # fmt: skip
 
     def _move_last(self, engine: Engine) -> None:
         # ignite runs an event's handlers in the order attached; the checkpoint must hold the state after all of them
@@ -495,10 +523,7 @@ class RunCheckpoint:
     def load(self, engine: Engine, path: str | os.PathLike) -> dict[str, Any]:
         """Restore ``engine`` and everything else from ``path`` so that the run continues at the next epoch."""
         path = Path(path)
-        ckpt = load_checkpoint(
-            path, what="a run checkpoint of monai_transfer.engines.RunCheckpoint",
-            hint="Pretrained weights are loaded with monai_transfer.weights (`pretrained`), not resumed.",
-        )  # fmt: skip
+        ckpt = self._read(path)
         eng = ckpt["engine"]
         st = engine.state
         length = eng.get("epoch_length")

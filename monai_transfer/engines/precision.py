@@ -258,7 +258,7 @@ def _amp_choice(
         except Exception as err:  # noqa: BLE001 - a probe that cannot run decides nothing: fp32, and the run goes on
             reason = (f"amp=auto: fp32 on CPU ({evidence}): the probe of this network on input {tuple(shape)} failed "
                       f"({type(err).__name__}: {str(err)[:300]})")  # fmt: skip
-            logger.warning("precision: %s", reason)
+            _say_fallback(training, reason)
             return {**fp32, "reason": reason}
         probe["probe_s"] = round(time.perf_counter() - t0, 2)
         source = f"probe of {probe['rounds']} rounds, {probe['probe_s']} s"
@@ -273,13 +273,20 @@ def _amp_choice(
         reason = (f"amp=auto: fp32 on CPU ({evidence}): bfloat16 disagrees with fp32 on this network beyond rounding "
                   f"(relative error of the output {numerics.get('output_error')}, of the gradient of "
                   f"{numerics.get('worst_parameter')} {numerics.get('grad_error')}) on input {tuple(shape)}, {source}")  # fmt: skip
-        logger.warning("precision: %s", reason)
+        _say_fallback(training, reason)
         return {**fp32, "reason": reason, "probe": probe}
     on, why = bf16_decision(probe, margin)
     verdict = "bfloat16 autocast" if on else "fp32"
     reason = f"amp=auto: {verdict} on CPU ({evidence}): bfloat16 {mode} step {why}; on input {tuple(shape)}, {source}"
     logger.info("precision: %s", reason)
     return {"amp": on, "dtype": "bfloat16" if on else None, "reason": reason, "probe": probe}
+
+
+def _say_fallback(training: bool, reason: str) -> None:
+    """A probe that rules bfloat16 out leaves the run in fp32, which is always correct: a warning for training (the
+    run's speed depends on it), the log's INFO for inference, where it otherwise printed on every ``infer`` of a
+    network whose bfloat16 output differs (issue 21). Either way the reason is in ``precision.json``."""
+    (logger.warning if training else logger.info)("precision: %s", reason)
 
 
 def bf16_decision(probe: Mapping[str, Any], margin: float | None = None) -> tuple[bool, str]:

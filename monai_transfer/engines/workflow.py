@@ -147,7 +147,30 @@ def load_config(config: Mapping[str, Any] | str | os.PathLike | Sequence[str | o
     for f in files:
         if not os.path.isfile(f):
             raise FileNotFoundError(f"config file not found: {f}")
+        read_config_file(f)  # a broken file is named here (MONAI's parser says only where in some file it broke)
     return dict(ConfigParser.load_config_files(files))
+
+
+def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """One JSON or YAML config file as a dict.
+
+    Raises:
+        ValueError: the file is not valid JSON/YAML, or holds no mapping; the message names the file and the place.
+    """
+    import yaml
+    from monai.bundle import ConfigParser
+
+    try:
+        obj = ConfigParser.load_config_file(os.fspath(path))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{os.fspath(path)} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}") from None
+    except yaml.YAMLError as e:
+        raise ValueError(f"{os.fspath(path)} is not valid YAML: {' '.join(str(e).split())}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{os.fspath(path)} is not a config file (binary content)") from None
+    if not isinstance(obj, Mapping):
+        raise ValueError(f"{os.fspath(path)}: a config file holds a JSON/YAML object, not a {type(obj).__name__}")
+    return dict(obj)
 
 
 @dataclass

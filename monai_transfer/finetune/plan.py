@@ -1,10 +1,11 @@
 """From ``finetune``'s arguments to the run's bundle config, with every input checked before anything is written.
 
 The plan reads the datalist once: the sections exist, every classification label is one of the declared classes
-(the case is named otherwise), the class count agrees with the datalist's ``labels``, and the label subset is not
-empty. It takes the starting point's intensity mapping from its provenance unless the user gives one (then the
-departure is recorded and warned about). What it returns is data: the config (``finetune_config``) with the run's
-values set, and the facts ``result.json`` reports.
+(the case is named otherwise), the class count agrees with the datalist's ``labels``, the label subset is not
+empty, and every test image can be read (training and validation images are read as the run starts, test images
+only once it has trained). It takes the starting point's intensity mapping from its provenance unless the user gives
+one (then the departure is recorded and warned about). What it returns is data: the config (``finetune_config``) with
+the run's values set, and the facts ``result.json`` reports.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from monai_transfer.finetune.cases import datalist_cases
 from monai_transfer.finetune.config import KEY_METRIC_DEFAULT, finetune_config
 from monai_transfer.finetune.strategies import FinetuneStrategy, create_strategy
 from monai_transfer.finetune.tasks import TASKS, check_num_classes, class_counts, infer_spatial_dims
+from monai_transfer.transforms.checks import check_image_files
 from monai_transfer.transforms.preprocessing import describe_intensity, intensity_of
 
 __all__ = ["FinetunePlan", "plan_finetune"]
@@ -138,6 +140,9 @@ def plan_finetune(
     if not subset or not val:
         raise ValueError(f"{os.fspath(datalist)}: the {'training subset' if not subset else val_s} is empty")
     dims = int(spatial_dims) if spatial_dims is not None else infer_spatial_dims(train_all, props)
+    if test:  # training and validation images are read (and checked) as the run starts; the test ones only after it
+        check_image_files(test, ("image", "label") if task == "segmentation" else ("image",), dims,
+                          where=f"{os.fspath(datalist)} [{test_s}]")  # fmt: skip
     key = key_metric or KEY_METRIC_DEFAULT[task]
     if task == "classification" and key == "auroc" and len({int(float(e["label"])) for e in val}) < 2:
         if key_metric == "auroc":

@@ -269,7 +269,9 @@ def resume(
     if problems:
         msg = f"resuming from {path} cannot be exact: " + "; ".join(problems)
         if exact:
-            raise ValueError(msg + ". Pass exact=False to continue anyway.")
+            # said for the command line (the API's exact=False is documented above)
+            raise ValueError(msg + "; run it again with the data and batch size it was written with, or start again "
+                             "with --overwrite (resume='overwrite')")  # fmt: skip
         logger.warning(msg)
 
     method = unwrap(trainer.method)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from monai_transfer.data import DatalistError, domain_split, induce_imbalance, label_fractions, load_datalist
+from monai_transfer.study.checks import check_target_labels
 from monai_transfer.study.spec import Challenge, SpecError, StudySpec, Target
 from monai_transfer.utils.atomic import atomic_write_text
 
@@ -147,6 +148,7 @@ def write_cell_data(spec: StudySpec, out: str | os.PathLike) -> dict[tuple[str, 
     paths: dict[tuple[str, str, int], str] = {}
     for target in spec.targets:
         sections = target_sections(target)
+        check_target_labels(target, sections)  # named with the user's datalist, not a cell's seed0.json
         for challenge in spec.challenges:
             for seed in spec.seeds:
                 data = cell_datalist(target, challenge, seed, sections)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from monai_transfer.study.cells import Cell, expand_cells, write_cell_data
+from monai_transfer.study.checks import check_target_images
 from monai_transfer.study.console import cell_log, cell_log_path
 from monai_transfer.study.identity import (
     CELL_DEFAULTS,
@@ -339,6 +340,7 @@ def _run_study(spec: StudySpec, out: str | os.PathLike, raw: Mapping[str, Any] |
 
         atomic_write_text(out / "spec.yaml", yaml.safe_dump(dict(raw), sort_keys=False))
     cells = plan_study(spec, out)
+    check_target_images(spec)  # a NaN or truncated image named now, with the user's datalist, not in its first cell
     store = ResultsStore(out)
     identities = {c.id: cell_identity(spec, c) for c in cells}
     todo = _cells_to_run(cells, identities, store, out, retry_failed)

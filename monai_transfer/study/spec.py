@@ -426,10 +426,18 @@ def read_spec_file(path: str | os.PathLike | None = None, preset: str | None = N
 
         path = preset_path(preset)
     p = Path(path)
+    if p.is_dir():
+        inside = sorted(q.name for q in p.glob("*.y*ml"))[:3]
+        hint = f" (it holds {', '.join(inside)})" if inside else ""
+        raise SpecError(f"{p} is a folder, not a study spec file: give the spec's YAML file{hint} or --preset NAME")
     try:
         raw = yaml.safe_load(p.read_text())
     except FileNotFoundError:
         raise SpecError(f"{p}: spec file not found") from None
+    except UnicodeDecodeError:
+        raise SpecError(f"{p}: not a study spec (binary content); a spec is a YAML text file") from None
+    except OSError as e:
+        raise SpecError(f"{p}: the spec file cannot be read ({e.strerror or e})") from None
     except yaml.YAMLError as e:
         raise SpecError(f"{p}: not valid YAML ({e})") from None
     if not isinstance(raw, Mapping):

@@ -1,5 +1,7 @@
 """Dictionary transforms that stop on bad input with a message naming the file: an unreadable image (``ReadImaged``),
 NaN or infinite values (``CheckFinited``), the wrong number of spatial axes (``CheckSpatialDimsd``).
+:func:`check_image_files` applies the same checks to a list of cases at once, before a run starts (the test section of
+a fine-tuning run, a study's targets, the images given to ``infer``).
 
 Shared by fine-tuning, pretraining, evaluation and inference, so that a truncated ``.nii.gz`` or a 2D slice in a 3D
 datalist is reported the same way by every command, instead of a decoder's or a collate function's traceback.
@@ -16,7 +18,7 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import LoadImaged, MapTransform
 
-__all__ = ["source_name", "ReadImaged", "CheckFinited", "CheckSpatialDimsd"]
+__all__ = ["source_name", "ReadImaged", "CheckFinited", "CheckSpatialDimsd", "check_image_files", "image_problem"]
 
 
 def source_name(data: Mapping[Hashable, Any], key: Hashable = "image") -> str:
@@ -105,3 +107,62 @@ class CheckSpatialDimsd(MapTransform):
                     f"but the network is {self.spatial_dims}D; fix or exclude the file"
                 )
         return d
+
+
+def image_problem(
+    row: Mapping[Hashable, Any], keys: KeysCollection = ("image",), spatial_dims: int | None = None
+) -> str | None:
+    """What is wrong with the image files of one case, in one sentence naming the file, or ``None``.
+
+    The checks every run applies when it loads an image (``ReadImaged``, ``EnsureChannelFirstd``, ``CheckFinited``,
+    ``CheckSpatialDimsd``), on the file-valued ``keys`` of ``row`` (other keys and missing ones are skipped).
+    """
+    from monai.transforms import EnsureChannelFirstd
+
+    names = [k for k in ([keys] if isinstance(keys, str) else list(keys)) if isinstance(row.get(k), (str, os.PathLike))]
+    if not names:
+        return None
+    steps: list[Any] = [
+        ReadImaged(names, image_only=True),
+        EnsureChannelFirstd(names),
+        CheckFinited(names),
+    ]
+    if spatial_dims is not None:
+        steps.append(CheckSpatialDimsd(names, int(spatial_dims)))
+    item: Any = {k: row[k] for k in names}
+    try:
+        for step in steps:
+            item = step(item)
+    except ValueError as err:
+        return str(err)
+    except Exception as err:  # noqa: BLE001 - e.g. a channel axis MONAI cannot place: still this file's problem
+        files = ", ".join(os.fspath(row[k]) for k in names)
+        return f"{files} cannot be used as an image ({type(err).__name__}: {str(err)[:200]}); fix or exclude it"
+    return None
+
+
+def check_image_files(
+    rows: Any, keys: KeysCollection = ("image",), spatial_dims: int | None = None, where: str = ""
+) -> int:
+    """Read every case's image files now, with the checks a run applies when it loads them, so that a truncated,
+    NaN or wrongly shaped file stops the run before it starts rather than after training.
+
+    Args:
+        rows: datalist entries (dicts); their file-valued ``keys`` are read.
+        keys: keys holding image files (``"image"``; add ``"label"`` for label maps).
+        spatial_dims: 2 or 3: the number of spatial axes each image must have (``None``: not checked).
+        where: prefix of the message (the datalist and section, e.g. ``"data.json [test]"``).
+
+    Returns:
+        The number of cases checked.
+
+    Raises:
+        ValueError: the first bad file, in one sentence naming it (and ``where``).
+    """
+    n = 0
+    for row in rows:
+        problem = image_problem(row, keys, spatial_dims)
+        if problem is not None:
+            raise ValueError(f"{where}: {problem}" if where else problem)
+        n += 1
+    return n

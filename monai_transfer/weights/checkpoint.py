@@ -186,15 +186,18 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
         why = f"a zip archive PyTorch cannot read: truncated, corrupt or not written by torch.save ({_first_line(err)})"
         raise _unreadable(path, why) from None
     except pickle.UnpicklingError as err:
-        if "Unsupported global" not in _torch_reason(err):
+        blocked = blocked_global(err)
+        if blocked is None:
             # the stream is not a pickle torch.save could have written (an opcode it never emits): corrupt data
             raise _unreadable(
                 path, f"its contents are not a valid PyTorch pickle: corrupt or truncated ({_torch_reason(err)})"
             ) from None
         raise UnsafeCheckpointError(
             f"{path} holds pickled Python objects that torch.load(weights_only=True) refuses to unpickle, because "
-            "unpickling can run arbitrary code. This usually means a whole model was saved with torch.save(model) "
-            "(TorchXRayVision releases its weights this way) or the checkpoint stores custom classes. "
+            f"unpickling can run arbitrary code: it refused the global {blocked}. "
+            "This usually means a whole model was saved with torch.save(model) "
+            "(TorchXRayVision releases its weights this way) or the checkpoint stores custom classes; a global such "
+            "as os.system or subprocess.Popen means the file would run a command when loaded: do not load it. "
             "monai_transfer never loads such files. In an environment you trust, load it with the library that "
             "wrote it and save only the tensors, e.g. torch.save(model.state_dict(), 'weights.pt'), then load "
             "that file. If the extra objects are harmless classes you know (argparse.Namespace in a Lightning "
@@ -202,6 +205,19 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
             "`with torch.serialization.safe_globals([argparse.Namespace]): load_pretrained(...)`. "
             f"(torch said: {_torch_reason(err)})"
         ) from err
+
+
+#: torch's weights_only refusals: an unknown global ("Unsupported global: GLOBAL builtins.print was not an allowed
+#: global by default") and a global of a blocked module ("Trying to load unsupported GLOBAL posix.system whose module
+#: posix is blocked"); the second is what a malicious pickle (os.system, subprocess) gives
+_BLOCKED_GLOBAL = re.compile(r"[Uu]nsupported (?:global:\s+)?GLOBAL\s+([\w.]+)")
+
+
+def blocked_global(err: BaseException) -> str | None:
+    """The global (``posix.system``, ``argparse.Namespace``) that ``torch.load(weights_only=True)`` refused in
+    ``err``, or ``None`` when the error is not such a refusal (a corrupt stream)."""
+    match = _BLOCKED_GLOBAL.search(re.sub(r"\x1b\[[0-9;]*m", "", str(err)))
+    return match.group(1) if match else None
 
 
 def _first_line(err: BaseException) -> str:
@@ -247,7 +263,7 @@ def _torch_reason(err: Exception) -> str:
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     for line in lines:
-        if "Unsupported global" in line or "Unsupported operand" in line:
+        if "unsupported global" in line.lower() or "Unsupported operand" in line:
             return line
     return lines[0] if lines else type(err).__name__
 

@@ -335,3 +335,23 @@ def test_probe_runs_batch_norm_networks_on_one_tiny_sample():
     out = P.probe_autocast(net, (1, 1, 4, 4, 4), rounds=2, warmup=0)
     assert out["rounds"] >= 1 and out["numerics"]["ok"] in (True, False) and out["numerics"]["grad_error"] is not None
     assert net.training  # the caller's network is untouched
+
+
+def test_a_probe_that_rules_bf16_out_of_inference_is_not_a_console_warning(monkeypatch, tmp_path, caplog):
+    # issue 21: every README `infer` printed the probe's fallback as a warning; inference then runs in fp32, which is
+    # always correct, so it goes to the log's INFO and precision.json, and stays a warning for training
+    monkeypatch.setattr(P, "cpu_bf16_support", lambda: (True, "test CPU with avx512_bf16"))
+    monkeypatch.setenv(P.CACHE_ENV, str(tmp_path))
+
+    def broken(*a, **k):
+        raise RuntimeError("no kernel for this shape")
+
+    monkeypatch.setattr(P, "probe_autocast", broken)
+    with caplog.at_level(logging.INFO, logger=P.logger.name):
+        infer = resolve_precision("auto", "cpu", _tiny(3), 3, 1, 8, 2, training=False)
+    assert not infer["amp"] and "no kernel for this shape" in infer["reason"]
+    assert [r.levelno for r in caplog.records if "no kernel" in r.getMessage()] == [logging.INFO]
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger=P.logger.name):
+        resolve_precision("auto", "cpu", _tiny(3), 3, 1, 8, 2, training=True)
+    assert [r.levelno for r in caplog.records if "no kernel" in r.getMessage()] == [logging.WARNING]

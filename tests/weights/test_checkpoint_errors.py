@@ -117,3 +117,24 @@ def test_readme_embedding_snippet_offline_says_what_to_do(offline):
     assert "'torchvision-imagenet1k-v2 (resnet50)'" in text
     assert "https://download.pytorch.org/models/resnet50-11ad3fa6.pth" in text and "resnet50-11ad3fa6.pth" in text
     assert not isinstance(info.value, urllib.error.URLError)
+
+
+class _Command:  # a malicious pickle: loading it would run a shell command
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo this would run at load time",))
+
+
+def test_a_malicious_pickle_names_the_blocked_global_not_a_corrupt_download(tmp_path):
+    # issue 21: torch says "unsupported GLOBAL posix.system whose module posix is blocked" for os.system; that was
+    # reported as "corrupt or truncated ... download it again"
+    import os
+
+    path = tmp_path / "evil.pt"
+    torch.save({"w": torch.zeros(2), "hook": _Command()}, path)
+    with pytest.raises(UnsafeCheckpointError) as info:
+        read_checkpoint(path)
+    message = str(info.value)
+    assert f"refused the global {os.system.__module__}.system" in message
+    assert "truncated" not in message and "download it again" not in message
