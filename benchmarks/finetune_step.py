@@ -29,6 +29,11 @@ faster), ours MiB and bare MiB (growth/peak), goal: "ok" when ours/bare meets th
     python benchmarks/finetune_step.py                     # the three default cases (~5 min on 2 CPU cores)
     python benchmarks/finetune_step.py --quick             # smoke run, tiny sizes (~1 min)
     python benchmarks/finetune_step.py --amp off --cases resnet18-3d
+    python benchmarks/finetune_step.py --amp off --cases resnet18-3d --control --repeats 15 --no-memory
+
+``--control`` also times a second bare loop, identical to the first and built after it: ``bare/bare2`` (in the notes)
+is how far from 1.00 the harness alone puts a ratio on this machine at this load, the yardstick for ``ours/bare``.
+``--out`` records the settings, both load averages and ``environment_record()`` (CPU, flags, threads, versions).
 """
 
 from __future__ import annotations
@@ -69,13 +74,14 @@ def _backbone_kwargs(backbone: str, size: int) -> dict:
 
 
 def build(impl: str, case: tuple, cfg: dict) -> tuple[Any, dict]:
-    """``(step(), info)`` of one configuration: ``step`` runs one complete training step on the case's batch."""
+    """``(step(), info)`` of one configuration: ``step`` runs one complete training step on the case's batch
+    (``bare2``: a second bare loop, identical to ``bare``, for ``--control``)."""
     import torch
 
     backbone, dims, size, batch = case
     device = cfg["device"]
     x, y = _batch(dims, size, batch, device)
-    if impl == "bare":
+    if impl in ("bare", "bare2"):
         from monai_transfer.networks import create_transfer_net
 
         net = create_transfer_net(backbone, "classification", dims, 1, 2, seed=cfg["seed"],
@@ -132,7 +138,8 @@ def run_paired(case: tuple, cfg: dict) -> dict:
     _setup(cfg)
     sync = _sync(cfg["device"])
     steps, info = {}, {}
-    for impl in ("ours", "bare"):
+    impls = ["ours", "bare", "bare2"] if cfg.get("control") else ["ours", "bare"]
+    for impl in impls:  # built in this order: ours first, as always; the control last
         steps[impl], info[impl] = build(impl, case, cfg)
 
     def timed(impl: str) -> float:
@@ -142,7 +149,6 @@ def run_paired(case: tuple, cfg: dict) -> dict:
         sync()
         return time.perf_counter() - t0
 
-    impls = ["ours", "bare"]
     first: dict[str, float] = {}
     for r in range(cfg["warmup"]):
         for impl in _rotation(impls, r):
@@ -200,6 +206,9 @@ def summarise(name: str, case: tuple, timing: tuple[str, Any], memory: dict[str,
     for impl in ("ours", "bare"):
         row[f"{impl}_step_s"] = statistics.median(rd["step_s"][impl] for rd in rounds)
     row["ratio"] = spread([rd["step_s"]["bare"] / rd["step_s"]["ours"] for rd in rounds])
+    if all("bare2" in rd["step_s"] for rd in rounds):
+        # the harness's own noise floor: the same bare loop against itself, built after ours and bare
+        row["control"] = spread([rd["step_s"]["bare"] / rd["step_s"]["bare2"] for rd in rounds])
     r = row["ratio"]
     row["goal"] = "ok" if (r["median"] >= 1.5 if dims == 2 else max(r["median"], r["q3"]) >= 1.0) else "miss"
     return row
@@ -225,6 +234,21 @@ def _cpu_text() -> str:
     return f"cpu={cpu_model()!r} flags={' '.join(flags) or '?'} bf16={cpu_bf16_support()}"
 
 
+def _environment(threads: int | None) -> dict:
+    """The record every result carries (monai_transfer.engines.environment_record), at the children's threads."""
+    import torch
+
+    from monai_transfer.engines.environment import environment_record
+
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(int(threads))
+    try:
+        return environment_record()
+    finally:
+        torch.set_num_threads(before)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
@@ -236,6 +260,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--memory-steps", type=int, default=2, help="steps of each memory process (default 2)")
     p.add_argument("--no-memory", action="store_true", help="skip the memory processes")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    p.add_argument("--control", action="store_true",
+                   help="also time a second, identical bare loop (built last): bare/bare2 is the harness's noise floor, "
+                   "printed in the notes")  # fmt: skip
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="smoke run: tiny sizes, 3 rounds (numbers not meaningful)")
@@ -259,7 +286,7 @@ def main(argv: list[str] | None = None) -> None:
     repeats = args.repeats or (3 if args.quick else 5)
     cfg = {"device": args.device, "seed": args.seed, "amp": args.amp, "channels_last": args.channels_last,
            "compile": args.compile, "warmup": warmup, "repeats": repeats, "threads": args.threads,
-           "memory_steps": args.memory_steps}  # fmt: skip
+           "memory_steps": args.memory_steps, "control": args.control}  # fmt: skip
     load = "/".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
     print(f"device={args.device} torch={torch.__version__} threads={args.threads or torch.get_num_threads()} "
           f"cpus={os.cpu_count()} load={load}\n{_cpu_text()}")  # fmt: skip
@@ -291,11 +318,18 @@ def main(argv: list[str] | None = None) -> None:
                 f"  {name}: {ours['reason']}; first step (warm-up) ours {ours.get('first_step_s')} s, "
                 f"bare {row['info']['bare'].get('first_step_s')} s"
             )
+            if row.get("control"):
+                c = row["control"]
+                notes.append(f"  {name} control: bare/bare2 {c['median']:.2f} [{c['q1']:.2f}, {c['q3']:.2f}] (the same "
+                             "loop twice: how far from 1.00 the harness alone puts a ratio)")  # fmt: skip
+    load_end = "/".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+    notes.append(f"  load average at the end: {load_end} (at the start: {load})")
     if notes:
         print("notes:\n" + "\n".join(notes))
     if args.out:
         with open(args.out, "w") as f:
-            json.dump({"settings": {**cfg, "torch": torch.__version__, "cpu": _cpu_text(), "quick": args.quick},
+            json.dump({"settings": {**cfg, "torch": torch.__version__, "cpu": _cpu_text(), "quick": args.quick,
+                                    "load": load, "load_end": load_end, "environment": _environment(args.threads)},
                        "rows": rows}, f, indent=2, default=str)  # fmt: skip
 
 
