@@ -396,6 +396,9 @@ def create_bundle(
             atomic_write_text(tmp / "large_files.yml", text)
         if weights is not None:
             _link_or_copy(Path(weights), tmp / "models" / "model.pt")
+            decision = Path(weights).with_name("decision.json")  # the run's threshold / temperature, if it chose one
+            if decision.is_file():
+                shutil.copyfile(decision, tmp / "models" / "decision.json")
         title = name or f"{backbone} {spatial_dims}D {task} from {start['name']}"
         desc = description or (
             f"{backbone} ({facts['n_params'] / 1e6:.1f} M parameters) for {spatial_dims}D {task} of "

@@ -40,6 +40,8 @@ def _options(args: argparse.Namespace) -> dict:
         "tensorboard": not args.no_tensorboard,
         "intensity": intensity,
         "mlflow_uri": args.mlflow_uri,
+        "threshold": args.threshold,
+        "calibrate": args.calibrate,
         **_speed(args),
     }
 
@@ -182,6 +184,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backbone-arg", nargs="*", default=[], metavar="KEY=VALUE", help="backbone options")
     p.add_argument("--test-section", default="test", help="section the best weights are evaluated on; '' for none "
                    "(default: test)")  # fmt: skip
+    p.add_argument("--threshold", default="youden", metavar="RULE",
+                   help="how a binary classifier decides, chosen on the validation section and applied to the test "
+                        "section and by the inference bundle: youden (default; Youden's J), f1, sensitivity:X (the "
+                        "highest threshold with validation sensitivity >= X), argmax (0.5) or a number in (0, 1); "
+                        "accuracy at 0.5 is reported beside it as accuracy_at_0.5")  # fmt: skip
+    p.add_argument("--calibrate", choices=["none", "temperature"], default="none",
+                   help="fit a temperature on the validation section (Guo et al. 2017), applied to test metrics and "
+                        "by the inference bundle (default: none)")  # fmt: skip
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA when available)")
     p.add_argument("--num-workers", type=int, default=0, help="data-loader workers (default: 0)")
     add_speed_arguments(p)

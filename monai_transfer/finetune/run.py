@@ -31,6 +31,7 @@ from typing import Any
 import torch
 
 from monai_transfer.engines.checkpoint import RunExistsError
+from monai_transfer.engines.environment import environment_record
 from monai_transfer.engines.run_identity import (
     IDENTITY_NAME,
     check_identity,
@@ -41,7 +42,9 @@ from monai_transfer.engines.run_identity import (
     write_identity,
 )
 from monai_transfer.engines.workflow import ConfigRun, apply_overrides, load_config, parse_overrides, run_config
+from monai_transfer.evaluation.thresholds import check_threshold_rule
 from monai_transfer.finetune.cases import section_names
+from monai_transfer.finetune.decision import CALIBRATIONS, decide, read_decision, decided_metrics, write_decision
 from monai_transfer.finetune.evaluate import MODEL_FILE, evaluate
 from monai_transfer.finetune.plan import plan_finetune
 from monai_transfer.finetune.strategies import FinetuneStrategy
@@ -164,12 +167,18 @@ def finetune(
               "patience": patience, "num_workers": num_workers, "resume": resume}  # fmt: skip
     sections = (options.pop("train_section", "training"), options.pop("val_section", "validation"), test_section)
     print_config = options.pop("print_config", False)
+    # how the test section is decided and calibrated (chosen on validation): checked before anything trains
+    decision = {"rule": check_threshold_rule(options.pop("threshold", "youden")),
+                "calibrate": options.pop("calibrate", "none")}  # fmt: skip
+    if decision["calibrate"] not in CALIBRATIONS:
+        raise ValueError(f"calibrate must be one of {CALIBRATIONS}, got {decision['calibrate']!r}")
     plan = plan_finetune(backbone, pretrained, task, strategy, datalist, out_dir, values, sections=sections, **options)
     user = parse_overrides(overrides)
     raw = apply_overrides(plan.config, user)  # a bad --set id is named here, before anything is written
     if print_config:  # the config that would run, nothing written
         return raw
     identity = _identity(raw, datalist, pretrained)
+    identity["settings"]["decision"] = decision  # the test's threshold rule and calibration determine its metrics
     done, changes = _prepare_folder(out, resume, identity)
     if done is not None:
         return done
@@ -184,8 +193,9 @@ def finetune(
     if test_section and plan.facts["n_test"]:
         result["test"] = _test(
             out, datalist, test_section, plan.facts["labels"], int(result["batch_size"]), options.get("device"),
-            result["precision"],
-        )
+            result["precision"], sections[1], **decision,
+        )  # fmt: skip
+        result["decision"] = read_decision(out)
     if changes:
         result["resumed_with_changes"] = changes
     result.update(overrides=user, duration_s=round(time.perf_counter() - t0, 3))
@@ -238,6 +248,7 @@ def finetune_config_run(
         result["test"] = _test(
             out, datalist, test_section, facts["labels"], int(run.get("batch_size")), None, result["precision"]
         )
+        result["decision"] = read_decision(out)
     if changes:
         result["resumed_with_changes"] = changes
     result.update(overrides=user, duration_s=round(time.perf_counter() - t0, 3))
@@ -331,17 +342,26 @@ def _legacy_identity(out: Path) -> dict[str, Any] | None:
 
 
 def _test(
-    out: Path, datalist: Any, section: str, labels: Any, batch_size: int, device: Any, precision: Any = None
-) -> dict[str, Any]:
-    """The best weights on the test section; per-case records (named by case id) to ``test_cases.json``.
+    out: Path, datalist: Any, section: str, labels: Any, batch_size: int, device: Any, precision: Any = None,
+    val_section: str = "validation", rule: Any = "youden", calibrate: str = "none",
+) -> dict[str, Any]:  # fmt: skip
+    """The best weights on the test section, decided as chosen on the validation section; per-case records (named by
+    case id) to ``test_cases.json``, the decision to ``models/decision.json`` (:mod:`monai_transfer.finetune.decision`).
 
     The test runs in the training run's precision (``amp`` on or off as it was decided), without a second probe."""
     amp = None if not isinstance(precision, dict) else bool(precision.get("amp"))
     test = evaluate(out, datalist, section=section, batch_size=batch_size, device=device, amp=amp)
-    cases = test.pop("cases", None)
-    atomic_write_json(out / "test_cases.json", {"section": section, "labels": labels,
-                                                "cases": _named_cases(cases, datalist, section, labels)})  # fmt: skip
-    return test
+    cases = _named_cases(test.pop("cases", None), datalist, section, labels)
+    atomic_write_json(out / "test_cases.json", {"section": section, "labels": labels, "cases": cases})
+    if not cases:
+        return test
+    if "prob" in cases[0]:
+        val = evaluate(out, datalist, section=val_section, batch_size=batch_size, device=device, amp=amp)
+        chosen = decide(val["cases"], rule, calibrate)
+        write_decision(out, {**chosen, "validation_section": val_section})
+    else:
+        chosen = {}
+    return {**test, **decided_metrics(cases, chosen, out)}
 
 
 def _clean_failed_start(out: Path, before: set[str] | None) -> None:
@@ -392,6 +412,7 @@ def summarize_run(run: ConfigRun, facts: Mapping[str, Any], out: Path) -> dict[s
         "out_dir": str(out),
         # the run's amp / layout / compile decision and why (monai_transfer.engines.resolve_precision)
         "precision": _precision(run),
+        "environment": environment_record(),  # CPU, threads, versions: what the same numbers need (docs/finetune.md)
         "load_report": None if report is None else report.to_dict(),
         "load_report_table": None if report is None else report.to_table(),
         "notes": notes,

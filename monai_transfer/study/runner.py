@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from monai_transfer.engines.environment import environment_record
+from monai_transfer.finetune.decision import row_metrics
 from monai_transfer.study.cells import Cell, expand_cells, write_cell_data
 from monai_transfer.study.checks import check_target_images
 from monai_transfer.study.console import cell_log, cell_log_path
@@ -92,9 +94,9 @@ def _finetune_cell(payload: Mapping[str, Any]) -> dict[str, Any]:
         **{**CELL_DEFAULTS, **opts},
     )  # fmt: skip
     test = result.get("test") or {}
-    return {"metrics": {k: v for k, v in test.items() if isinstance(v, (int, float)) and k != "n"},
-            "n_train": result.get("n_train"), "n_test": test.get("n"), "best_epoch": result.get("best_epoch"),
-            "load_report": result.get("load_report") or {},
+    return {**row_metrics(test), "n_train": result.get("n_train"), "n_test": test.get("n"),
+            "best_epoch": result.get("best_epoch"), "load_report": result.get("load_report") or {},
+            "decision": result.get("decision"),
             "case_scores": _case_scores(Path(payload["run_dir"]), payload["task"], payload["patient_key"])}  # fmt: skip
 
 
@@ -107,7 +109,9 @@ def _ok_fields(res: Mapping[str, Any], metric: str) -> dict[str, Any]:
         raise ValueError(f"test {metric} is undefined on {res['n_test']} test case(s) (one class only?)")
     report = {k: res["load_report"].get(k) for k in ("ok", "source", "loaded_fraction") if k in res["load_report"]}
     kept = {k: res[k] for k in ("metrics", "n_train", "n_test", "best_epoch", "case_scores")}
-    return {"status": "ok", "score": float(score), **kept, "load_report": report or None}
+    ci = res.get("metric_ci") or {}
+    return {"status": "ok", "score": float(score), **kept, "load_report": report or None, "metric_ci": ci,
+            "score_ci": ci.get(metric), "decision": res.get("decision")}  # fmt: skip
 
 
 def run_cell(payload: Mapping[str, Any]) -> dict[str, Any]:
@@ -129,6 +133,7 @@ def run_cell(payload: Mapping[str, Any]) -> dict[str, Any]:
     # the same thread count everywhere: CPU kernels split their sums by thread, so another count (Ray's workers
     # default to 1) would give other rounding and, over epochs, other results for the same seed
     torch.set_num_threads(threads)
+    row["environment"] = environment_record()  # CPU, threads, versions: what the same numbers need (docs/finetune.md)
     try:
         # its log to its own file (payload["log"]); a cell never moves the caller's RNG (cells run in any order)
         with cell_log(payload), torch.random.fork_rng(devices=[]):

@@ -51,7 +51,7 @@ LINEAR_PROBE_MODES = ("cached", "pipeline")
 FINETUNE_OPTIONS = ("epochs", "batch_size", "lr", "weight_decay", "head_lr_mult", "warmup_epochs", "patience",
                     "num_workers", "backbone_kwargs", "head_kwargs", "strategy_kwargs", "spatial_size", "patch_size",
                     "loss", "class_weights", "augment", "intensity", "device", "amp",
-                    "channels_last", "compile", "overrides")  # fmt: skip
+                    "channels_last", "compile", "threshold", "calibrate", "overrides")  # fmt: skip
 
 
 class SpecError(ValueError):
@@ -187,6 +187,19 @@ class StudySpec:
 
     def metric(self, target: Target) -> str:
         return target.metric or DEFAULT_METRIC[target.task]
+
+
+def _check_decision(section: Mapping[str, Any], place: str) -> None:
+    """``threshold`` (how test decisions are made, chosen on validation) and ``calibrate``, checked up front."""
+    from monai_transfer.evaluation.thresholds import check_threshold_rule
+
+    if "threshold" in section:
+        try:
+            check_threshold_rule(section["threshold"])
+        except ValueError as e:
+            _fail(f"{place}.threshold", str(e))
+    if section.get("calibrate", "none") not in ("none", "temperature"):
+        _fail(f"{place}.calibrate", f"'none' or 'temperature', got {section['calibrate']!r}")
 
 
 def _check_margin(margin: Any) -> None:
@@ -357,6 +370,7 @@ def _parse_checked(s: Mapping[str, Any], root: str | os.PathLike) -> StudySpec:
         if e not in ESTIMATORS:
             _fail(f"transferability[{i}]", f"unknown estimator {e!r}; one of {ESTIMATORS}")
     finetune = _check_keys(s.get("finetune") or {}, FINETUNE_OPTIONS, "finetune")
+    _check_decision(finetune, "finetune")
     _check_speed(finetune, "finetune")
     linear_probe = s.get("linear_probe", "cached")
     if linear_probe not in LINEAR_PROBE_MODES:
