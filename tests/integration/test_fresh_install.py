@@ -97,12 +97,14 @@ def fresh_venv() -> Iterator[Path]:
     cache = _cache_dir()
     venv = cache / f"fresh-venv-{environment_key()}"
     with _locked(cache / "fresh-venv.lock"):
-        log = cache / f"{venv.name}.log"
+        log = cache / f"{venv.name}.log"  # this run's install output
+        log.write_text("")
         if not (venv / MARKER).is_file():
             for old in cache.glob("fresh-venv-*"):  # other keys' environments, and an interrupted set-up of this one
                 if old.is_dir():
                     shutil.rmtree(old)
-            log.write_text("")
+                elif old != log:
+                    old.unlink()
             start = time.monotonic()
             _run([sys.executable, "-m", "venv", str(venv)], log, timeout=300)  # no --system-site-packages
             created = True
