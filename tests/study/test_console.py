@@ -30,9 +30,10 @@ challenges: {full: true}
 finetune: {epochs: 2, batch_size: 4, lr: 0.003, amp: "off", backbone_kwargs: {widen_factor: 0.25}}
 transferability: []
 """
-#: console lines a 2-cell study with one pretraining may print (progress, summary, report paths), with or without
-#: a terminal; the run before issue 21 printed dozens (MONAI's per-epoch INFO of every cell and pretraining epoch)
-MAX_LINES = 24
+#: console lines a study of 2 to 4 cells with one pretraining may print (progress, summary, report paths), with or
+#: without a terminal: 17 and 14 here; before issue 21 the first printed 24 (MONAI's per-epoch INFO of every cell and
+#: pretraining epoch around a progress bar), a number that grows with cells x epochs
+MAX_LINES = 20
 
 
 def _data(root: Path, spec: str = SPEC) -> Path:
