@@ -13,7 +13,7 @@ import os
 import shutil
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -197,7 +197,7 @@ def _probe_features(cell: Cell, payload: dict[str, Any], out: Path, done: dict[s
 
 
 def _cells_to_run(cells: list[Cell], identities: Mapping[str, dict[str, Any]], store: ResultsStore, out: Path,
-                  retry_failed: bool) -> list[Cell]:  # fmt: skip
+                  retry_failed: bool, has_folder: Callable[[Cell], bool] | None = None) -> list[Cell]:  # fmt: skip
     """The cells without a row made by what makes them today: never run, failed (with ``retry_failed``), or stale
     (their spec values, data content or the package version changed since). A stale or changed cell's folder is
     removed first (it is the study's own), so its run starts afresh instead of resuming another cell's state; the
@@ -219,7 +219,8 @@ def _cells_to_run(cells: list[Cell], identities: Mapping[str, dict[str, Any]], s
         folder, record = out / "cells" / c.id, out / "cells" / f"{c.id}.identity.json"
         if folder.exists() and (c.id in stale or changed(read_identity(record), identities[c.id]) is not None):
             shutil.rmtree(folder)  # a half-run cell of another spec: never resumed into this one
-        write_identity(record, identities[c.id])
+        if has_folder is None or has_folder(c):  # a cached linear probe has no run folder to guard
+            write_identity(record, identities[c.id])
     return todo
 
 
@@ -348,7 +349,7 @@ def _run_study(spec: StudySpec, out: str | os.PathLike, raw: Mapping[str, Any] |
     check_target_images(spec)  # a NaN or truncated image named now, with the user's datalist, not in its first cell
     store = ResultsStore(out)
     identities = {c.id: cell_identity(spec, c) for c in cells}
-    todo = _cells_to_run(cells, identities, store, out, retry_failed)
+    todo = _cells_to_run(cells, identities, store, out, retry_failed, lambda c: not uses_cached_probe(spec, c))
     logger.info(f"study {spec.name}: {len(cells)} cells, {len(cells) - len(todo)} done, {len(todo)} to run")
     starts: dict[tuple[str, str, int], str | None] = {}
     payloads, extras, features = [], {}, {}

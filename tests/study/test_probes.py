@@ -94,7 +94,12 @@ def test_features_are_computed_once_per_target_start_and_backbone(cached):
     assert not (out / "cells").exists()  # no fine-tuning run was made
     for r in rows:
         assert r["n_test"] == 8 and r["n_train"] == (20 if r["challenge"] == "full" else 10)
-        assert set(r["metrics"]) == {"auroc", "accuracy"} and r["score"] == r["metrics"]["auroc"]
+        assert {"auroc", "accuracy", "accuracy_at_0.5", "sensitivity", "specificity", "brier"} <= set(r["metrics"])
+        assert r["score"] == r["metrics"]["auroc"]
+        # decided as a fine-tuning cell decides: the threshold chosen on validation, intervals over test cases
+        assert r["decision"]["rule"] == "youden" and 0 < r["decision"]["threshold"] < 1
+        low, high = r["score_ci"]
+        assert low <= r["score"] <= high
         assert r["run_dir"] is None and r["duration_s"] > 0
 
 
