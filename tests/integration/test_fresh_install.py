@@ -13,7 +13,7 @@ what decides its content: the quickstart's install steps, ``setup.cfg``, ``pypro
 new key builds a new one from scratch (and removes the old one: each is about 5 GB, torch's CUDA wheels included);
 on every run the quickstart's install steps run again in it, which re-points the editable install at this checkout
 and installs anything missing. Measured on 2 cores (2026-12-07): creating it took 7 min (15 min under heavy other
-load; about 8 GB on disk), a cached one about 30 s.
+load; about 8 GB on disk), a cached one 8 to 30 s.
 """
 
 from __future__ import annotations
