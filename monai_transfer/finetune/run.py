@@ -44,7 +44,7 @@ from monai_transfer.engines.run_identity import (
 from monai_transfer.engines.workflow import ConfigRun, apply_overrides, load_config, parse_overrides, run_config
 from monai_transfer.evaluation.thresholds import check_threshold_rule
 from monai_transfer.finetune.cases import section_names
-from monai_transfer.finetune.decision import CALIBRATIONS, decide, read_decision, decided_metrics, write_decision
+from monai_transfer.finetune.decision import CALIBRATIONS, decide, decided_metrics, read_decision, write_decision
 from monai_transfer.finetune.evaluate import MODEL_FILE, evaluate
 from monai_transfer.finetune.plan import plan_finetune
 from monai_transfer.finetune.strategies import FinetuneStrategy
