@@ -117,8 +117,10 @@ def evaluate(
 
     Returns:
         ``{"section", "n", <metrics>, "checkpoint", "precision", "environment", ["cases"]}``: ``mean_dice`` for
-        segmentation; ``auroc`` (``None`` when the section has one class) and ``accuracy`` for classification;
-        ``environment``: the machine and versions (:func:`monai_transfer.engines.environment_record`).
+        segmentation; ``auroc`` (``None`` when the section has one class) and ``accuracy`` (the argmax rule) for
+        classification; ``environment``: the machine and versions (:func:`monai_transfer.engines.environment_record`).
+        The run's own decision (its validation-chosen threshold, ``models/decision.json``) is applied by
+        ``monai-transfer evaluate`` and :func:`monai_transfer.finetune.decision.decided_metrics` on ``cases``.
     """
     from monai.transforms import Compose
 
