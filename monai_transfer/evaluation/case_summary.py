@@ -133,6 +133,9 @@ def summarize_cases(
                "balanced_accuracy": balanced_accuracy, "f1_macro": f1_macro}  # fmt: skip
     if len(np.unique(labels)) < 2:
         fns = {k: v for k, v in fns.items() if k not in ("auroc", "auprc", "balanced_accuracy")}
+    if len(cases) < 2 or (groups is not None and len(set(groups)) < 2):
+        out["warnings"] = [f"no interval: {len(cases)} case(s) of {len(set(groups or range(len(cases))))} unit(s)"]
+        return out  # nothing to resample
     for name, fn in fns.items():
         # case indices are resampled, so each resample keeps labels and scores paired and recomputes the metric
         out[f"{name}_ci95"] = _ci(index, lambda i, fn=fn: fn(y[i], s[i]), n_resamples, seed, groups)

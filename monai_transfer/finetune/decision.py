@@ -60,15 +60,19 @@ def decide(val_cases: list[Mapping[str, Any]], rule: Any = "youden", calibrate: 
     y, p = _probs(val_cases)
     out: dict[str, Any] = {"rule": rule, "threshold": None, "temperature": None, "n_validation": int(len(y))}
     if calibrate == "temperature":
-        out["temperature"] = fit_temperature(y, p)
-        p = apply_temperature(p, out["temperature"])
+        try:
+            out["temperature"] = fit_temperature(y, p)
+            p = apply_temperature(p, out["temperature"])
+        except ValueError as e:  # too few validation cases: the run keeps its result, uncalibrated, and says so
+            out["note"] = f"no temperature: {e}"
+            logger.warning("calibrate temperature: %s; probabilities left as they are", e)
     if p.ndim == 2 and p.shape[1] > 2:
         out["rule"] = "argmax"
         return out
     try:
         out["threshold"] = choose_threshold(y, p, rule)
     except ValueError as e:
-        out.update(threshold=0.5, note=f"{e}; 0.5 used")
+        out.update(threshold=0.5, note="; ".join(filter(None, [out.get("note"), f"{e}; 0.5 used"])))
         logger.warning("threshold rule %s: %s; deciding at 0.5", rule, e)
     return out
 

@@ -124,3 +124,12 @@ def test_multiclass_decides_by_argmax():
     assert d["rule"] == "argmax" and d["threshold"] is None
     report = decided_metrics(val, d)
     assert report["accuracy"] == 1.0 and "sensitivity" not in report
+
+
+def test_a_tiny_validation_or_test_set_gives_a_result_without_intervals_not_an_error():
+    one = [{"label": 1, "prob": [0.3, 0.7]}]
+    d = decide(one, "youden", "temperature")  # one class, one case: neither a threshold nor a temperature to fit
+    assert d["threshold"] == 0.5 and d["temperature"] is None and "0.5 used" in d["note"]
+    report = decided_metrics([{"label": 0, "prob": [0.6, 0.4]}], d)
+    assert report["accuracy"] == 1.0 and not any(k.endswith("_ci95") for k in report)
+    assert "no interval" in report["warnings"][0]
