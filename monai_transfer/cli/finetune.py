@@ -42,6 +42,7 @@ def _options(args: argparse.Namespace) -> dict:
         "mlflow_uri": args.mlflow_uri,
         "threshold": args.threshold,
         "calibrate": args.calibrate,
+        "one_vs_rest": args.one_vs_rest,
         **_speed(args),
     }
 
@@ -192,6 +193,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--calibrate", choices=["none", "temperature"], default="none",
                    help="fit a temperature on the validation section (Guo et al. 2017), applied to test metrics and "
                         "by the inference bundle (default: none)")  # fmt: skip
+    p.add_argument("--one-vs-rest", action="store_true",
+                   help="multi-class: also choose each class's threshold against the rest by --threshold's rule on "
+                        "validation and report its test sensitivity, specificity, F1 and balanced accuracy (the "
+                        "predicted class stays the argmax)")  # fmt: skip
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA when available)")
     p.add_argument("--num-workers", type=int, default=0, help="data-loader workers (default: 0)")
     add_speed_arguments(p)

@@ -67,8 +67,40 @@ def _flag_few_units(out: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+#: the threshold-dependent metrics reported per class one-vs-rest (accuracy against the rest adds nothing a reader uses)
+OVR_METRICS = ("sensitivity", "specificity", "f1", "balanced_accuracy")
+
+
+def _one_vs_rest(
+    out: dict[str, Any], labels: np.ndarray, probs: np.ndarray, thresholds: Sequence[float | None] | None
+) -> dict[str, Any]:
+    """Each class against the rest at its own threshold: the values into ``out``, the metric functions returned (for
+    the intervals, called on the resampled labels and probabilities)."""
+    if thresholds is None:
+        return {}
+    if len(thresholds) != probs.shape[1]:
+        raise ValueError(f"{len(thresholds)} one-vs-rest thresholds for {probs.shape[1]} classes")
+    fns: dict[str, Any] = {}
+    y = labels.astype(np.int64).ravel()
+    for k, t in enumerate(thresholds):
+        if t is None:
+            continue
+        out[f"class{k}_threshold"] = float(t)
+        values = decisions((y == k).astype(np.int64), probs[:, k], float(t))
+        for name in OVR_METRICS:
+            out[f"class{k}_{name}"] = values[name]
+            fns[f"class{k}_{name}"] = lambda y, s, k=k, t=float(t), name=name: decisions(
+                (np.asarray(y).ravel() == k).astype(np.int64), s[:, k], t
+            )[name]
+    return fns
+
+
 def summarize_cases(
-    cases: Sequence[Mapping[str, Any]], n_resamples: int = 2000, seed: int = 0, threshold: float | None = None
+    cases: Sequence[Mapping[str, Any]],
+    n_resamples: int = 2000,
+    seed: int = 0,
+    threshold: float | None = None,
+    class_thresholds: Sequence[float | None] | None = None,
 ) -> dict[str, Any]:
     """Metrics and 95 % bootstrap intervals from per-case records.
 
@@ -80,6 +112,10 @@ def summarize_cases(
         threshold: binary classification: the decision threshold (chosen on validation data, never on these cases)
             at which accuracy, sensitivity, specificity, F1 and balanced accuracy are computed; the accuracy at 0.5
             stays as ``accuracy_at_0.5``. ``None``: the argmax rule (0.5 for two classes).
+        class_thresholds: multi-class classification, where asked: one-vs-rest thresholds per class (chosen on
+            validation; ``None`` for a class without one), at which each class's sensitivity, specificity, F1 and
+            balanced accuracy against the rest are reported as ``class<k>_<metric>``, each with its interval. The
+            task's own decision stays the argmax.
 
     Returns:
         Classification: AUROC per class and mean, AUPRC, accuracy, balanced accuracy, F1, sensitivity and specificity
@@ -131,6 +167,7 @@ def summarize_cases(
         y, s = labels, probs
         fns = {"auroc": auroc, "auprc": average_precision, "brier": brier_score, "accuracy": accuracy,
                "balanced_accuracy": balanced_accuracy, "f1_macro": f1_macro}  # fmt: skip
+        fns.update(_one_vs_rest(out, labels, probs, class_thresholds))
     if len(np.unique(labels)) < 2:
         fns = {k: v for k, v in fns.items() if k not in ("auroc", "auprc", "balanced_accuracy")}
     if len(cases) < 2 or (groups is not None and len(set(groups)) < 2):

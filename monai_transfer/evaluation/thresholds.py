@@ -26,6 +26,7 @@ __all__ = [
     "THRESHOLD_RULES",
     "check_threshold_rule",
     "choose_threshold",
+    "choose_class_thresholds",
     "binary_decision_metrics",
     "binary_auroc",
     "binary_average_precision",
@@ -207,6 +208,23 @@ def choose_threshold(labels: Any, probs: Any, rule: Any = "youden") -> float:
     target = float(rule.split(":", 1)[1])
     ok = np.flatnonzero(tp / y.sum() >= target - 1e-12)
     return float(cand[ok].max())
+
+
+def choose_class_thresholds(labels: Any, probs: Any, rule: Any = "youden") -> list[float | None]:
+    """One-vs-rest thresholds of a multi-class task: per class ``k``, :func:`choose_threshold` of ``rule`` on class
+    ``k`` against the rest (its score ``probs[:, k]``). A class whose rule cannot be applied on these cases (no case of
+    it, or all of it) gets ``None``: its one-vs-rest metrics are then not reported rather than guessed."""
+    y = np.asarray(labels).ravel().astype(np.int64)
+    p = np.asarray(probs, dtype=np.float64)
+    if p.ndim != 2 or p.shape[0] != len(y):
+        raise ValueError(f"one-vs-rest thresholds need (N, classes) probabilities for N labels; got {p.shape}")
+    out: list[float | None] = []
+    for k in range(p.shape[1]):
+        try:
+            out.append(choose_threshold((y == k).astype(np.int64), p[:, k], rule))
+        except ValueError:
+            out.append(None)
+    return out
 
 
 def binary_decision_metrics(labels: Any, probs: Any, threshold: float) -> dict[str, float]:

@@ -23,7 +23,7 @@ import numpy as np
 
 from monai_transfer.evaluation.calibration import apply_temperature, fit_temperature, reliability_curve
 from monai_transfer.evaluation.case_summary import summarize_cases
-from monai_transfer.evaluation.thresholds import check_threshold_rule, choose_threshold
+from monai_transfer.evaluation.thresholds import check_threshold_rule, choose_class_thresholds, choose_threshold
 from monai_transfer.utils.atomic import atomic_write_json
 
 __all__ = [
@@ -48,11 +48,15 @@ def _probs(cases: list[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray([int(c["label"]) for c in cases]), np.asarray([c["prob"] for c in cases], dtype=np.float64)
 
 
-def decide(val_cases: list[Mapping[str, Any]], rule: Any = "youden", calibrate: str = "none") -> dict[str, Any]:
+def decide(
+    val_cases: list[Mapping[str, Any]], rule: Any = "youden", calibrate: str = "none", one_vs_rest: bool = False
+) -> dict[str, Any]:
     """The decision of a classifier from its validation cases: ``{"rule", "threshold", "temperature", ...}``.
 
-    Multi-class tasks take the argmax (``threshold`` None). A binary rule that cannot be applied on these cases (one
-    class only) falls back to 0.5, and ``note`` says so.
+    Multi-class tasks take the argmax (``threshold`` None); with ``one_vs_rest`` each class also gets its own
+    threshold against the rest by ``rule`` (``class_thresholds``), at which its test sensitivity, specificity, F1 and
+    balanced accuracy are reported. A binary rule that cannot be applied on these cases (one class only) falls back
+    to 0.5, and ``note`` says so.
     """
     rule = check_threshold_rule(rule)
     if calibrate not in CALIBRATIONS:
@@ -68,6 +72,8 @@ def decide(val_cases: list[Mapping[str, Any]], rule: Any = "youden", calibrate: 
             logger.warning("calibrate temperature: %s; probabilities left as they are", e)
     if p.ndim == 2 and p.shape[1] > 2:
         out["rule"] = "argmax"
+        if one_vs_rest:
+            out.update(class_rule=rule, class_thresholds=choose_class_thresholds(y, p, rule))
         return out
     try:
         out["threshold"] = choose_threshold(y, p, rule)
@@ -89,7 +95,9 @@ def decided_metrics(
     if cases and "prob" in cases[0] and decision.get("temperature"):
         for c in cases:
             c["prob"] = apply_temperature(np.asarray(c["prob"], dtype=np.float64), decision["temperature"]).tolist()
-    summary = summarize_cases(cases, seed=seed, threshold=decision.get("threshold"))
+    summary = summarize_cases(
+        cases, seed=seed, threshold=decision.get("threshold"), class_thresholds=decision.get("class_thresholds")
+    )
     if out is not None and cases and "prob" in cases[0]:
         _reliability_png(cases, Path(out) / "calibration.png", decision)
     keep = {k: v for k, v in summary.items() if not isinstance(v, list) or k == "warnings"}
@@ -152,7 +160,8 @@ def row_metrics(test: Mapping[str, Any]) -> dict[str, Any]:
     """A run's test result as a row keeps it: the scores (``metrics``) and each one's case-level 95 % interval
     (``metric_ci``: ``[low, high]``, the test cases resampled); settings such as the threshold stay out of both."""
     metrics = {k: v for k, v in test.items()
-               if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in NOT_METRICS}  # fmt: skip
+               if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in NOT_METRICS
+               and not k.endswith("_threshold")}  # fmt: skip
     ci = {k[: -len("_ci95")]: [v.get("low"), v.get("high")] for k, v in test.items()
           if k.endswith("_ci95") and isinstance(v, Mapping)}  # fmt: skip
     return {"metrics": metrics, "metric_ci": ci}

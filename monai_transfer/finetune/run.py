@@ -169,7 +169,7 @@ def finetune(
     print_config = options.pop("print_config", False)
     # how the test section is decided and calibrated (chosen on validation): checked before anything trains
     decision = {"rule": check_threshold_rule(options.pop("threshold", "youden")),
-                "calibrate": options.pop("calibrate", "none")}  # fmt: skip
+                "calibrate": options.pop("calibrate", "none"), "one_vs_rest": bool(options.pop("one_vs_rest", False))}  # fmt: skip
     if decision["calibrate"] not in CALIBRATIONS:
         raise ValueError(f"calibrate must be one of {CALIBRATIONS}, got {decision['calibrate']!r}")
     plan = plan_finetune(backbone, pretrained, task, strategy, datalist, out_dir, values, sections=sections, **options)
@@ -343,7 +343,7 @@ def _legacy_identity(out: Path) -> dict[str, Any] | None:
 
 def _test(
     out: Path, datalist: Any, section: str, labels: Any, batch_size: int, device: Any, precision: Any = None,
-    val_section: str = "validation", rule: Any = "youden", calibrate: str = "none",
+    val_section: str = "validation", rule: Any = "youden", calibrate: str = "none", one_vs_rest: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
     """The best weights on the test section, decided as chosen on the validation section; per-case records (named by
     case id) to ``test_cases.json``, the decision to ``models/decision.json`` (:mod:`monai_transfer.finetune.decision`).
@@ -357,7 +357,7 @@ def _test(
         return test
     if "prob" in cases[0]:
         val = evaluate(out, datalist, section=val_section, batch_size=batch_size, device=device, amp=amp)
-        chosen = decide(val["cases"], rule, calibrate)
+        chosen = decide(val["cases"], rule, calibrate, one_vs_rest)
         write_decision(out, {**chosen, "validation_section": val_section})
     else:
         chosen = {}

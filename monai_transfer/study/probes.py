@@ -73,7 +73,7 @@ def _finetune_kwargs(payload: Mapping[str, Any]) -> tuple[dict[str, Any], Any]:
     from monai_transfer.study.identity import CELL_DEFAULTS
 
     opts = {**CELL_DEFAULTS, **dict(payload["finetune"])}
-    for key in ("threshold", "calibrate"):  # how the test is decided, not part of the training config
+    for key in ("threshold", "calibrate", "one_vs_rest"):  # how the test is decided, not part of the training config
         opts.pop(key, None)
     return opts, opts.pop("overrides", None)
 
@@ -292,7 +292,8 @@ def run_probe_cell(payload: Mapping[str, Any]) -> dict[str, Any]:
     # decided as a fine-tuning run decides: the rule applied on validation, intervals over the test cases
     _, val_ev = _score(head, *val, n_cls, key, bs, device, cases=True)
     opts = dict(payload["finetune"])
-    decision = decide(val_ev.case_collector.cases, opts.get("threshold", "youden"), opts.get("calibrate", "none"))
+    decision = decide(val_ev.case_collector.cases, opts.get("threshold", "youden"), opts.get("calibrate", "none"),
+                      bool(opts.get("one_vs_rest", False)))  # fmt: skip
     test_cases = name_cases(ev.case_collector.cases, _section(datalist, "test"), None)
     fields = row_metrics({**metrics, **decided_metrics(test_cases, decision)})
     report = getattr(net.backbone, "load_report", None)

@@ -51,7 +51,7 @@ LINEAR_PROBE_MODES = ("cached", "pipeline")
 FINETUNE_OPTIONS = ("epochs", "batch_size", "lr", "weight_decay", "head_lr_mult", "warmup_epochs", "patience",
                     "num_workers", "backbone_kwargs", "head_kwargs", "strategy_kwargs", "spatial_size", "patch_size",
                     "loss", "class_weights", "augment", "intensity", "device", "amp",
-                    "channels_last", "compile", "threshold", "calibrate", "overrides")  # fmt: skip
+                    "channels_last", "compile", "threshold", "calibrate", "one_vs_rest", "overrides")  # fmt: skip
 
 
 class SpecError(ValueError):
@@ -200,6 +200,8 @@ def _check_decision(section: Mapping[str, Any], place: str) -> None:
             _fail(f"{place}.threshold", str(e))
     if section.get("calibrate", "none") not in ("none", "temperature"):
         _fail(f"{place}.calibrate", f"'none' or 'temperature', got {section['calibrate']!r}")
+    if not isinstance(section.get("one_vs_rest", False), bool):
+        _fail(f"{place}.one_vs_rest", f"true or false, got {section['one_vs_rest']!r}")
 
 
 def _check_margin(margin: Any) -> None:

@@ -47,3 +47,14 @@ def test_pretrain_flags_reach_its_config():
     bundle = pretrain_config(config)
     assert (bundle["amp"], bundle["channels_last"], bundle["compile"]) == ("off", "on", "off")
     assert bundle["train"]["trainer"]["amp_dtype"] == "$monai_transfer.engines.precision.amp_dtype(@precision)"
+
+
+def test_finetune_decision_flags_reach_the_run_options():
+    from monai_transfer.cli.finetune import _options
+
+    argv = ["finetune", "--backbone", "resnet10", "--task", "classification", "--data", "d.json", "--out", "o"]
+    defaults = _options(build_parser().parse_args(argv))
+    assert (defaults["threshold"], defaults["calibrate"], defaults["one_vs_rest"]) == ("youden", "none", False)
+    args = build_parser().parse_args([*argv, "--threshold", "f1", "--calibrate", "temperature", "--one-vs-rest"])
+    chosen = _options(args)
+    assert (chosen["threshold"], chosen["calibrate"], chosen["one_vs_rest"]) == ("f1", "temperature", True)

@@ -110,7 +110,7 @@ def test_nvimagecodec_message_at_most_once_and_other_warnings_kept(capsys, caplo
         main(["weights", "sources", "--backbone", "resnet10"])  # re-installs its filter in front
         for _ in range(3):
             warnings.warn("NvImgCodecPydicomReader: nvImageCodec decoder plugin did not register successfully. "
-                          "Falling back to default pydicom decoders.", UserWarning)  # fmt: skip
-        warnings.warn("a real warning", UserWarning)
+                          "Falling back to default pydicom decoders.", UserWarning, stacklevel=1)  # fmt: skip
+        warnings.warn("a real warning", UserWarning, stacklevel=1)
     messages = [str(w.message) for w in seen]
     assert not any("nvImageCodec decoder plugin" in m for m in messages) and "a real warning" in messages

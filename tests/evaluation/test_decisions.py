@@ -20,7 +20,7 @@ from monai_transfer.evaluation.thresholds import (
     check_threshold_rule,
     choose_threshold,
 )
-from monai_transfer.finetune.decision import decide, decided_metrics
+from monai_transfer.finetune.decision import decide, decided_metrics, row_metrics
 
 
 def _shifted(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -124,6 +124,40 @@ def test_multiclass_decides_by_argmax():
     assert d["rule"] == "argmax" and d["threshold"] is None
     report = decided_metrics(val, d)
     assert report["accuracy"] == 1.0 and "sensitivity" not in report
+
+
+def _under_scored(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Three classes; class 2 is always out-scored by class 0 (never the argmax) but ranks its own cases first."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    p = np.full((n, 3), 0.2) + rng.normal(0, 0.02, (n, 3))
+    p[y == 0, 0] += 0.5
+    p[y == 1, 1] += 0.5
+    p[:, 0] += 0.15  # class 0 wins wherever class 2 is the truth
+    p[y == 2, 2] += 0.08
+    p = np.clip(p, 1e-3, None)
+    return y, p / p.sum(1, keepdims=True)
+
+
+def test_one_vs_rest_thresholds_are_chosen_on_validation_and_reported_per_class():
+    yv, pv = _under_scored(300, 0)
+    yt, pt = _under_scored(300, 1)
+    val = [{"label": int(a), "prob": b.tolist()} for a, b in zip(yv, pv)]
+    test = [{"label": int(a), "prob": b.tolist()} for a, b in zip(yt, pt)]
+    assert decided_metrics(test, decide(val, "youden")).get("class2_sensitivity") is None  # only where asked
+    d = decide(val, "youden", one_vs_rest=True)
+    assert d["rule"] == "argmax" and d["class_rule"] == "youden" and len(d["class_thresholds"]) == 3
+    report = decided_metrics(test, d)
+    argmax_sensitivity = float(np.mean(pt[yt == 2].argmax(1) == 2))
+    assert argmax_sensitivity < 0.1 < 0.9 < report["class2_sensitivity"]  # the argmax never finds class 2
+    assert report["class2_threshold"] == pytest.approx(d["class_thresholds"][2])
+    for k in range(3):
+        for name in ("sensitivity", "specificity", "f1", "balanced_accuracy"):
+            ci = report[f"class{k}_{name}_ci95"]
+            assert ci["low"] <= report[f"class{k}_{name}"] <= ci["high"]
+    row = row_metrics(report)
+    assert "class2_sensitivity" in row["metrics"] and "class2_threshold" not in row["metrics"]
+    assert "class2_sensitivity" in row["metric_ci"]
 
 
 def test_a_tiny_validation_or_test_set_gives_a_result_without_intervals_not_an_error():
