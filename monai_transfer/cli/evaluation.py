@@ -26,6 +26,21 @@ def _section_rows(datalist: str, section: str) -> tuple[list[dict[str, Any]], An
 DECIDED = ("accuracy", "balanced_accuracy", "f1", "sensitivity", "specificity", "accuracy_at_0.5", "auprc", "brier")
 
 
+def _decision_plan(rule: Any, calibrate: str, one_vs_rest: bool, recorded: dict) -> dict | None:
+    """How ``evaluate`` decides: ``None`` to apply the run's recorded decision unchanged, else the rule, calibration
+    and one-vs-rest choice to make, and whether that needs the validation section's cases."""
+    if rule == "run" and calibrate == "run" and not one_vs_rest and recorded:
+        return None
+    if rule == "run":  # the run's own rule (Youden's J for a run that recorded none), re-chosen with the new options
+        rule = recorded.get("class_rule") or recorded.get("rule") or "youden"
+        rule = "youden" if rule == "argmax" and one_vs_rest else rule
+    if calibrate == "run":
+        calibrate = "temperature" if recorded.get("temperature") else "none"
+    fixed = rule == "argmax" or isinstance(rule, float)
+    return {"rule": rule, "calibrate": calibrate, "one_vs_rest": one_vs_rest,
+            "chosen_on_validation": not fixed or calibrate == "temperature" or one_vs_rest}  # fmt: skip
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from monai_transfer.evaluation import summarize_cases
     from monai_transfer.evaluation.case_summary import class_names, name_cases
@@ -34,12 +49,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from monai_transfer.finetune.decision import decide, decided_metrics, read_decision
 
     rule = args.threshold if args.threshold == "run" else check_threshold_rule(args.threshold)
-    if rule not in ("run", "argmax") and not isinstance(rule, float) and args.threshold_section == args.section:
-        raise ValueError(
-            f"--threshold-section {args.threshold_section!r} is the evaluated section: choose the threshold on "
-            "held-out validation data, not on the cases it is scored on"
-        )
     path = check_readable_weights(args.checkpoint) or args.checkpoint
+    run_dir = Path(path).parent.parent if Path(path).is_file() else Path(path)
+    plan = _decision_plan(rule, args.calibrate, args.one_vs_rest, read_decision(run_dir) or {})
+    if plan is not None and plan["chosen_on_validation"] and args.threshold_section == args.section:
+        raise ValueError(
+            f"--threshold-section {args.threshold_section!r} is the evaluated section: choose the threshold "
+            "(and any temperature) on held-out validation data, not on the cases it is scored on"
+        )
     rows, labels = _section_rows(args.data, args.section)
     with load_errors(path):
         metrics = evaluate(
@@ -52,21 +69,21 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         metrics["class_names"] = [name for _, name in sorted(class_names(labels).items())]
     decision: dict = {}
     if cases and "prob" in cases[0]:  # classification: the decision rule behind accuracy, and its baseline
-        run_dir = Path(path).parent.parent if Path(path).is_file() else Path(path)
-        decision = (read_decision(run_dir) or {}) if rule == "run" else {}
-        if not decision and rule not in ("argmax",) and not isinstance(rule, float):
+        if plan is None:
+            decision = read_decision(run_dir) or {}
+        elif plan["chosen_on_validation"]:
             with load_errors(path):
                 val = evaluate(args.checkpoint, args.data, section=args.threshold_section,
                                batch_size=args.batch_size, overrides=args.set)  # fmt: skip
-            decision = decide(val["cases"], "youden" if rule == "run" else rule)
-        elif not decision:
-            decision = decide(cases, rule)  # a fixed threshold (or argmax): nothing is chosen on these cases
+            decision = decide(val["cases"], plan["rule"], plan["calibrate"], plan["one_vs_rest"])
+        else:
+            decision = decide(cases, plan["rule"])  # a fixed threshold (or argmax): nothing is chosen on these cases
         metrics.update(threshold=decision.get("threshold"), threshold_rule=decision.get("rule"),
                        majority_baseline=majority_baseline([c["label"] for c in cases]))  # fmt: skip
     with warnings.catch_warnings():  # printed below as warning: lines, once each
         warnings.filterwarnings("ignore", message=r".*independent units", category=UserWarning)
-        metrics["summary"] = decided_metrics(cases, decision, seed=args.seed) if decision else summarize_cases(
-            cases, seed=args.seed
+        metrics["summary"] = (
+            decided_metrics(cases, decision, seed=args.seed) if decision else summarize_cases(cases, seed=args.seed)
         )
     # the top-level threshold-dependent values are the decided ones too (the evaluator's own accuracy is argmax)
     metrics.update({k: metrics["summary"][k] for k in DECIDED if k in metrics["summary"]})
@@ -176,6 +193,20 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         "--threshold-section",
         default="validation",
         help="datalist section the threshold is chosen on (default: validation); never the evaluated section",
+    )
+    p.add_argument(
+        "--calibrate",
+        choices=["run", "none", "temperature"],
+        default="run",
+        help="probability calibration: 'run' (default: the temperature the run fitted, if any), 'none', or "
+        "'temperature' (fitted on --threshold-section, Guo et al. 2017; it changes ECE and Brier, not AUROC)",
+    )
+    p.add_argument(
+        "--one-vs-rest",
+        action="store_true",
+        help="multi-class: also choose each class's threshold against the rest on --threshold-section by the rule "
+        "and report its sensitivity, specificity, F1 and balanced accuracy (class<k>_*; the predicted class stays "
+        "the argmax)",
     )
     p.set_defaults(func=_cmd_evaluate)
 

@@ -61,6 +61,14 @@ def test_decision_threshold_and_majority_baseline(run, capsys):
     bad = ["evaluate", str(ckpt), "--data", str(path), "--threshold", "youden", "--threshold-section", "test"]
     assert main(bad) == 2
     assert "threshold" in capsys.readouterr().err
+    # a temperature fitted on validation: recorded with the result, ranking unchanged
+    args = ["evaluate", str(ckpt), "--data", str(path), "--calibrate", "temperature", "--out", str(root / "t.json")]
+    assert main(args) == 0
+    scaled = json.loads((root / "t.json").read_text())
+    assert scaled["summary"]["temperature"] > 0 and scaled["threshold_rule"] == "youden"
+    assert scaled["summary"]["auroc"] == pytest.approx(plain["summary"]["auroc"])
+    assert main([*args[:-2], "--threshold-section", "test"]) == 2  # nor a temperature fitted on the scored cases
+    assert "temperature" in capsys.readouterr().err
 
 
 def test_intervals_resample_patients_and_warn_when_few(run, capsys):
@@ -176,3 +184,18 @@ def test_long_commands_show_progress(run, tmp_path, capsys):
     captured = capsys.readouterr()
     assert "rank" in captured.err and "1/1" in captured.err
     assert "48 target cases" in captured.out
+
+
+def test_evaluate_keeps_the_runs_decision_unless_asked_to_choose_again():
+    from monai_transfer.cli.evaluation import _decision_plan
+
+    recorded = {"rule": "f1", "threshold": 0.3, "temperature": 1.7}
+    assert _decision_plan("run", "run", False, recorded) is None  # the run's own, unchanged
+    again = _decision_plan("run", "none", False, recorded)  # its rule, chosen again without the temperature
+    assert again == {"rule": "f1", "calibrate": "none", "one_vs_rest": False, "chosen_on_validation": True}
+    assert _decision_plan("run", "run", False, {})["rule"] == "youden"  # a run that recorded nothing
+    multi = _decision_plan("run", "run", True, {"rule": "argmax", "threshold": None})
+    assert multi["rule"] == "youden" and multi["one_vs_rest"] and multi["chosen_on_validation"]
+    fixed = _decision_plan(0.3, "run", False, recorded)  # a fixed threshold needs no validation, the temperature does
+    assert fixed["calibrate"] == "temperature" and fixed["chosen_on_validation"]
+    assert not _decision_plan(0.3, "none", False, recorded)["chosen_on_validation"]
