@@ -15,6 +15,8 @@ plus a seed effect shared by every start (the paired design: one seed = one labe
 from __future__ import annotations
 
 import copy
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -104,3 +106,25 @@ _ROWS = make_rows()
 def study_rows() -> list[dict]:
     """A fresh deep copy of the synthetic results table (tests may edit it)."""
     return copy.deepcopy(_ROWS)
+
+
+def write_squares(root: Path, flip: bool = False) -> Path:
+    """16 NIfTI images of 16x16 noise (class 1: a bright square), one patient each, as ``root/squares.json``
+    (8 training, 4 validation, 4 test; ``flip`` swaps every label) and the same images unlabeled as ``root/pool.json``:
+    the smallest data a real study run learns from in seconds."""
+    import nibabel as nib
+
+    rng = np.random.default_rng(0)
+    entries = []
+    for i in range(16):
+        label = i % 2
+        img = rng.normal(0, 1, (16, 16)).astype(np.float32)
+        if label:
+            img[4:9, 4:9] += 4
+        nib.save(nib.Nifti1Image(img, np.eye(4)), root / f"img{i:02d}.nii.gz")
+        entries.append({"image": f"img{i:02d}.nii.gz", "label": 1 - label if flip else label, "patient_id": f"p{i}"})
+    dl = {"labels": {"0": "empty", "1": "square"}, "training": entries[:8], "validation": entries[8:12],
+          "test": entries[12:]}  # fmt: skip
+    (root / "squares.json").write_text(json.dumps(dl))
+    (root / "pool.json").write_text(json.dumps({"unlabeled": [{"image": e["image"]} for e in entries]}))
+    return root / "squares.json"

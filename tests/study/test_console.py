@@ -12,9 +12,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import nibabel as nib
-import numpy as np
 import pytest
+
+from .conftest import write_squares
 
 SPEC = """
 name: console
@@ -37,19 +37,7 @@ MAX_LINES = 20
 
 
 def _data(root: Path, spec: str = SPEC) -> Path:
-    rng = np.random.default_rng(0)
-    entries = []
-    for i in range(16):
-        label = i % 2
-        img = rng.normal(0, 1, (16, 16)).astype(np.float32)
-        if label:
-            img[4:9, 4:9] += 4
-        nib.save(nib.Nifti1Image(img, np.eye(4)), root / f"img{i:02d}.nii.gz")
-        entries.append({"image": f"img{i:02d}.nii.gz", "label": label, "patient_id": f"p{i}"})
-    dl = {"labels": {"0": "empty", "1": "square"}, "training": entries[:8], "validation": entries[8:12],
-          "test": entries[12:]}  # fmt: skip
-    (root / "squares.json").write_text(json.dumps(dl))
-    (root / "pool.json").write_text(json.dumps({"unlabeled": [{"image": e["image"]} for e in entries]}))
+    write_squares(root)
     (root / "spec.yaml").write_text(spec)
     return root / "spec.yaml"
 

@@ -13,6 +13,8 @@ import pytest
 
 from monai_transfer.study import load_spec, run_study
 
+from .conftest import write_squares as squares
+
 pytestmark = pytest.mark.slow
 
 SPEC = """
@@ -29,21 +31,6 @@ best_bundle: false
 """
 
 
-def _data(root: Path, flip: bool = False) -> None:
-    rng = np.random.default_rng(0)
-    entries = []
-    for i in range(16):
-        label = i % 2
-        img = rng.normal(0, 1, (16, 16)).astype(np.float32)
-        if label:
-            img[4:9, 4:9] += 4
-        nib.save(nib.Nifti1Image(img, np.eye(4)), root / f"img{i:02d}.nii.gz")
-        entries.append({"image": f"img{i:02d}.nii.gz", "label": 1 - label if flip else label, "patient_id": f"p{i}"})
-    dl = {"labels": {"0": "empty", "1": "square"}, "training": entries[:8], "validation": entries[8:12],
-          "test": entries[12:]}  # fmt: skip
-    (root / "squares.json").write_text(json.dumps(dl))
-
-
 def _run(root: Path, spec_text: str, out: Path) -> dict:
     (root / "spec.yaml").write_text(spec_text)
     spec, raw = load_spec(root / "spec.yaml")
@@ -57,7 +44,7 @@ def _epochs_ran(out: Path, row: dict) -> int:
 
 
 def test_a_changed_spec_data_or_version_reruns_the_cells_and_names_the_change(tmp_path, caplog, monkeypatch):
-    _data(tmp_path)
+    squares(tmp_path)
     out = tmp_path / "out"
     first = _run(tmp_path, SPEC, out)
     assert first["ran"] == 1 and first["rows"][0]["status"] == "ok", first["rows"][0].get("error")
@@ -74,7 +61,7 @@ def test_a_changed_spec_data_or_version_reruns_the_cells_and_names_the_change(tm
     assert row["cell"] == row0["cell"]  # the same cell, run again: its folder holds the new run only
 
     caplog.clear()
-    _data(tmp_path, flip=True)  # every label flipped in the user's datalist, same file name
+    squares(tmp_path, flip=True)  # every label flipped in the user's datalist, same file name
     third = _run(tmp_path, SPEC.replace("epochs: 1,", "epochs: 2,"), out)
     assert third["ran"] == 1 and "data content" in caplog.text
     # the flipped labels were trained on: the test cases recorded by the new run carry them
@@ -88,7 +75,7 @@ def test_a_changed_spec_data_or_version_reruns_the_cells_and_names_the_change(tm
 
 
 def test_a_half_run_cell_of_another_spec_is_not_resumed(tmp_path):
-    _data(tmp_path)
+    squares(tmp_path)
     out = tmp_path / "out"
     first = _run(tmp_path, SPEC, out)
     cell = first["rows"][0]["cell"]
@@ -104,7 +91,7 @@ def test_a_changed_pretraining_section_pretrains_again(tmp_path, caplog):
     from monai_transfer.study.identity import start_identity
     from monai_transfer.study.starts import _fresh_folder
 
-    _data(tmp_path)
+    squares(tmp_path)
     (tmp_path / "spec.yaml").write_text(SPEC)
     spec, _ = load_spec(tmp_path / "spec.yaml")
     from dataclasses import replace
