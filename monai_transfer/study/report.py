@@ -16,6 +16,7 @@ import csv
 import html
 import io
 import os
+import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,8 @@ BASE_COLUMNS = (
     "cell", "target", "task", "challenge", "challenge_kind", "challenge_value", "start", "backbone", "strategy", "seed",
     "status", "metric", "score", "n_train", "duration_s", "domain_gap", "probe", "precision",
 )  # fmt: skip
+#: a classification cell's decision (chosen on validation), as results.csv gives it
+DECISION_COLUMNS = ("threshold_rule", "threshold", "temperature")
 FIGURES = {
     "label_efficiency": "label_efficiency.png",
     "challenge_drops": "challenge_drops.png",
@@ -101,13 +104,15 @@ def results_csv(rows: Iterable[Mapping[str, Any]]) -> str:
     rows = _sorted_rows(rows)
     metrics = sorted({k for r in rows for k in (r.get("metrics") or {})})
     estimators = sorted({k for r in rows for k in (r.get("transferability") or {})})
-    header = [*BASE_COLUMNS, *(f"metric_{m}" for m in metrics), *(f"transferability_{e}" for e in estimators), "error"]
+    header = [*BASE_COLUMNS, *DECISION_COLUMNS, *(f"metric_{m}" for m in metrics),
+              *(f"transferability_{e}" for e in estimators), "error"]  # fmt: skip
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(header)
     for r in rows:
         w.writerow(
             [_cell_value(r.get(c)) for c in BASE_COLUMNS]
+            + [_cell_value((r.get("decision") or {}).get(k)) for k in ("rule", "threshold", "temperature")]
             + [_cell_value((r.get("metrics") or {}).get(m)) for m in metrics]
             + [_cell_value((r.get("transferability") or {}).get(e)) for e in estimators]
             + [_cell_value(r.get("error"))]
@@ -151,6 +156,36 @@ SUMMARY_COLUMNS: list[tuple[str, Any]] = [
 
 def _summary_table(sec: _Section, summaries: Sequence[Mapping[str, Any]], several: bool) -> None:
     sec.table([h for h, _ in SUMMARY_COLUMNS], [[f(s, several) for _, f in SUMMARY_COLUMNS] for s in summaries])
+
+
+#: threshold-dependent and calibration metrics of the decisions table, in its column order
+DECISION_METRICS = ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "accuracy_at_0.5", "ece", "brier")
+
+
+def _decision_rows(rows: Sequence[Mapping[str, Any]], several: bool) -> list[list[str]]:
+    """Per (target, challenge, start, backbone, strategy) of the finished classification cells: the rule, the spread
+    of the thresholds the runs chose on validation, and the means over seeds of the metrics decided at them."""
+    groups: dict[tuple, list[Mapping[str, Any]]] = {}
+    for r in _sorted_rows(rows):
+        if r.get("status") == "ok" and r.get("task") == "classification" and isinstance(r.get("decision"), Mapping):
+            key = tuple(r.get(k) for k in ("target", "challenge", "start", "backbone", "strategy"))
+            groups.setdefault(key, []).append(r)
+    table = []
+    for (target, challenge, start, backbone, strategy), runs in groups.items():
+        rules = sorted({str(r["decision"].get("rule")) for r in runs})
+        ts = sorted(float(r["decision"]["threshold"]) for r in runs if r["decision"].get("threshold") is not None)
+        temps = [float(r["decision"]["temperature"]) for r in runs if r["decision"].get("temperature")]
+        spread = f" [{ts[0]:.3f}, {ts[-1]:.3f}]" if len(ts) > 1 else ""
+        threshold = f"{statistics.median(ts):.3f}{spread}" if ts else "–"
+        means = []
+        for m in DECISION_METRICS:
+            v = [float(r["metrics"][m]) for r in runs if isinstance((r.get("metrics") or {}).get(m), (int, float))]
+            v = [x for x in v if x == x]
+            means.append(_num(sum(v) / len(v)) if v else "–")
+        label = _start_label({"start": start, "backbone": backbone, "strategy": strategy}, several)
+        table.append([str(target), str(challenge), label, str(len(runs)), ", ".join(rules), threshold,
+                      f"{sum(temps) / len(temps):.2f}" if temps else "–", *means])  # fmt: skip
+    return table
 
 
 def _seeds(k: Any, c: Mapping[str, Any]) -> str:
@@ -314,6 +349,24 @@ def _sections(
     if others:
         _summary_table(chal, others, several)
 
+    decided = _Section("decisions", "Decisions and calibration (classification)")
+    table = _decision_rows(rows, several)
+    if table:
+        decided.table(["target", "challenge", "start", "n", "rule", "threshold: median [min, max]", "temperature",
+                       "accuracy", "balanced accuracy", "sensitivity", "specificity", "accuracy at 0.5", "ECE",
+                       "Brier"], table)  # fmt: skip
+        decided.p(
+            "Means over seeds. Each run chose its threshold on its validation section by the rule (Youden's J unless "
+            "the spec's finetune.threshold says otherwise) and applied it unchanged to the test section; accuracy, "
+            "balanced accuracy, sensitivity and specificity are taken there. Accuracy at 0.5 is shown for reference "
+            "only: a model that ranks well can sit far from 0.5 (a training set's class balance, selection by a "
+            "ranking metric), and read at 0.5 it can invert a comparison. ECE (15 equal-width bins) and the Brier "
+            "score measure calibration, after the temperature where one was fitted (finetune.calibrate). Each run's "
+            "case-level interval for every metric is in results/*.json (metric_ci)."
+        )
+    else:
+        decided.p("No finished classification cell with a recorded decision.")
+
     comp = _Section("comparisons", f"Paired comparisons vs {reference}")
     if requested_reference != reference:
         comp.p(f"The requested reference {requested_reference!r} is not in the table; compared with {reference}.")
@@ -395,7 +448,7 @@ def _sections(
         "when present; below 4 points they mean little."
     )
     methods.p(f"Written by monai_transfer {__version__} (monai_transfer.study.report.write_report).")
-    return [summary, label, chal, comp, trans, failed, methods]
+    return [summary, label, chal, decided, comp, trans, failed, methods]
 
 
 def _md_escape(text: str) -> str:

@@ -14,11 +14,21 @@ import pytest
 
 from monai_transfer.study.report import BASE_COLUMNS, write_report
 
-SECTION_IDS = ("summary", "label-efficiency", "challenges", "comparisons", "transferability", "failed", "methods")
+SECTION_IDS = (
+    "summary",
+    "label-efficiency",
+    "challenges",
+    "decisions",
+    "comparisons",
+    "transferability",
+    "failed",
+    "methods",
+)
 MD_SECTIONS = (
     "## Summary",
     "## Label efficiency",
     "## Imbalance and domain shift",
+    "## Decisions and calibration (classification)",
     "## Paired comparisons vs random",
     "## Transferability",
     "## Failed cells",
@@ -201,6 +211,33 @@ def test_html_renders_in_headless_chromium(report, chromium, tmp_path):
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     dom = done.stdout
-    assert f'data-rendered="7/{n_images}"' in dom, re.findall(r"<body[^>]*>", dom)
+    assert f'data-rendered="{len(SECTION_IDS)}/{n_images}"' in dom, re.findall(r"<body[^>]*>", dom)
     for sid in SECTION_IDS:
         assert f'<section id="{sid}">' in dom
+
+
+def test_decisions_are_reported_with_their_thresholds(tmp_path, study_rows):
+    """Classification cells carry the threshold they chose on validation: the report's decisions table gives the rule,
+    the thresholds' median and range and the metrics decided at them, accuracy at 0.5 labelled; results.csv has
+    each cell's threshold."""
+    rows = []
+    for i, r in enumerate(study_rows):
+        r = dict(r)
+        if r["task"] == "classification" and r["status"] == "ok":
+            t = 0.6 + 0.01 * (i % 5)
+            r["decision"] = {"rule": "youden", "threshold": t, "temperature": None}
+            r["metrics"] = {**r["metrics"], "accuracy": 0.8, "balanced_accuracy": 0.75, "accuracy_at_0.5": 0.4}
+        rows.append(r)
+    written = write_report(rows, tmp_path, reference="random", n_resamples=50)
+    md = Path(written["report_md"]).read_text()
+    section = md[md.index("## Decisions and calibration") : md.index("## Paired comparisons")]
+    line = next(x for x in section.splitlines() if x.startswith("| lesion_cls_3d | full | random |"))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[4] == "youden" and re.fullmatch(r"0\.6\d\d \[0\.6\d\d, 0\.6\d\d\]", cells[5])
+    assert cells[7] == "0.800" and cells[11] == "0.400"  # decided accuracy, and accuracy at 0.5 beside it
+    assert "tissue_seg_3d" not in section  # segmentation has no threshold
+    with open(written["results_csv"], newline="") as f:
+        table = list(csv.DictReader(f))
+    cls = [r for r in table if r["task"] == "classification" and r["status"] == "ok"]
+    assert all(r["threshold_rule"] == "youden" and 0.6 <= float(r["threshold"]) < 0.65 for r in cls)
+    assert all(r["threshold"] == "" for r in table if r["task"] == "segmentation")
