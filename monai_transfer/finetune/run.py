@@ -169,7 +169,8 @@ def finetune(
     print_config = options.pop("print_config", False)
     # how the test section is decided and calibrated (chosen on validation): checked before anything trains
     decision = {"rule": check_threshold_rule(options.pop("threshold", "youden")),
-                "calibrate": options.pop("calibrate", "none"), "one_vs_rest": bool(options.pop("one_vs_rest", False))}  # fmt: skip
+                "calibrate": options.pop("calibrate", "none"),
+                "one_vs_rest": bool(options.pop("one_vs_rest", False))}  # fmt: skip
     if decision["calibrate"] not in CALIBRATIONS:
         raise ValueError(f"calibrate must be one of {CALIBRATIONS}, got {decision['calibrate']!r}")
     plan = plan_finetune(backbone, pretrained, task, strategy, datalist, out_dir, values, sections=sections, **options)
