@@ -92,6 +92,15 @@ def _postprocessing(task: str) -> dict[str, Any]:
     return {"_target_": "Compose", "transforms": xs}
 
 
+def _decision_ids(task: str, decision: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A classifier's decision settings as config ids (``threshold``: the rule, ``calibrate``, ``one_vs_rest``)."""
+    if task != "classification":
+        return {}
+    d = dict(decision or {})
+    return {"threshold": d.get("rule", "youden"), "calibrate": d.get("calibrate", "none"),
+            "one_vs_rest": bool(d.get("one_vs_rest", False))}  # fmt: skip
+
+
 def inferer_component(task: str, spatial_dims: int, patch_size: Any) -> dict[str, Any]:
     if task == "segmentation" and spatial_dims == 3 and patch_size is not None:
         return {"_target_": "SlidingWindowInferer", "roi_size": "@patch_size", "sw_batch_size": 4, "overlap": 0.25,
@@ -203,6 +212,7 @@ def finetune_config(
     progress: bool = False,
     resume: str = "overwrite",
     mlflow_uri: str | None = None,
+    decision: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The ``train.json`` of a fine-tuning run.
 
@@ -238,6 +248,10 @@ def finetune_config(
         resume: what a run does with an earlier run's ``checkpoints/last.pt`` (``RunCheckpoint``): ``"never"``
             (refuse), ``"auto"`` (continue it), ``"overwrite"`` (start again: a bundle's default, since MONAI Label
             retrains in the same folder).
+        decision: classification: how the classifier decides, chosen on validation with every best checkpoint and
+            written beside it (``models/decision.json``, applied by inference): ``{"rule", "calibrate",
+            "one_vs_rest"}``, config ids ``threshold``, ``calibrate``, ``one_vs_rest`` (default Youden's J, no
+            temperature).
     """
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
@@ -281,7 +295,9 @@ def finetune_config(
     val_handlers: list[Any] = [
         {"_target_": "StatsHandler", "iteration_log": False},
         {"_target_": "monai_transfer.finetune.trainer.AtomicBestCheckpoint", "path": "$@ckpt_dir + '/model.pt'",
-         "network": "@network", "metric_name": key, "weights_only": True},
+         "network": "@network", "metric_name": key, "weights_only": True,
+         **({"decision": {"rule": "@threshold", "calibrate": "@calibrate", "one_vs_rest": "@one_vs_rest",
+                          "section": sections[1]}} if task == "classification" else {})},
         {"_target_": "monai_transfer.finetune.trainer.EarlyStopOnMetric", "patience": "@patience",
          "metric_name": key},
     ]  # fmt: skip
@@ -321,6 +337,7 @@ def finetune_config(
         "in_channels": int(in_channels),
         "num_classes": int(num_classes),
         "labels": names,
+        **_decision_ids(task, decision),
         "pretrained": pretrained,
         "label_fraction": 1.0,
         "batch_size": 8,

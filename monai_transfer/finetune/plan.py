@@ -115,6 +115,7 @@ def plan_finetune(
     progress: bool = False,
     intensity: Mapping[str, Any] | None = None,
     mlflow_uri: str | None = None,
+    decision: Mapping[str, Any] | None = None,
 ) -> FinetunePlan:
     """Check ``finetune``'s inputs and build its config (arguments as in :func:`monai_transfer.finetune.finetune`;
     ``values`` holds the scalars of :data:`VALUE_IDS`)."""
@@ -163,6 +164,7 @@ def plan_finetune(
         backbone_kwargs=backbone_kwargs, head_kwargs=head_kwargs, sections=(str(train_s), str(val_s)),
         dataset_dir=str(Path(datalist).resolve().parent), datalist=str(Path(datalist).resolve()), bundle_root=str(out),
         max_epochs=int(values["epochs"]), tensorboard=tensorboard, progress=progress, mlflow_uri=mlflow_uri,
+        decision=decision,
     )  # fmt: skip
     config["network_def"]["strict"] = bool(strict)
     if config["loss"].get("gamma") is not None:

@@ -173,9 +173,11 @@ def finetune(
                 "one_vs_rest": bool(options.pop("one_vs_rest", False))}  # fmt: skip
     if decision["calibrate"] not in CALIBRATIONS:
         raise ValueError(f"calibrate must be one of {CALIBRATIONS}, got {decision['calibrate']!r}")
-    plan = plan_finetune(backbone, pretrained, task, strategy, datalist, out_dir, values, sections=sections, **options)
+    plan = plan_finetune(backbone, pretrained, task, strategy, datalist, out_dir, values, sections=sections,
+                         decision=decision, **options)  # fmt: skip
     user = parse_overrides(overrides)
     raw = apply_overrides(plan.config, user)  # a bad --set id is named here, before anything is written
+    decision = _config_decision(raw, decision)  # --set threshold=f1 counts as --threshold f1
     if print_config:  # the config that would run, nothing written
         return raw
     identity = _identity(raw, datalist, pretrained)
@@ -247,8 +249,9 @@ def finetune_config_run(
     datalist = facts["datalist"]
     if test_section and isinstance(datalist, str) and test_section in section_names(datalist):
         result["test"] = _test(
-            out, datalist, test_section, facts["labels"], int(run.get("batch_size")), None, result["precision"]
-        )
+            out, datalist, test_section, facts["labels"], int(run.get("batch_size")), None, result["precision"],
+            **_config_decision(raw, {}),
+        )  # fmt: skip
         result["decision"] = read_decision(out)
     if changes:
         result["resumed_with_changes"] = changes
@@ -340,6 +343,18 @@ def _legacy_identity(out: Path) -> dict[str, Any] | None:
         return {"settings": result_settings(json.loads(saved.read_text()), NOT_IDENTITY, REPORTING_HANDLERS)}
     except (OSError, ValueError):
         return None
+
+
+def _config_decision(raw: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
+    """A classifier's decision settings as its config holds them (ids ``threshold``, ``calibrate``, ``one_vs_rest``),
+    checked; ``given`` where the config has none (segmentation, or a config written before they were ids)."""
+    out = {"rule": raw.get("threshold", given.get("rule", "youden")),
+           "calibrate": raw.get("calibrate", given.get("calibrate", "none")),
+           "one_vs_rest": bool(raw.get("one_vs_rest", given.get("one_vs_rest", False)))}  # fmt: skip
+    out["rule"] = check_threshold_rule(out["rule"])
+    if out["calibrate"] not in CALIBRATIONS:
+        raise ValueError(f"calibrate must be one of {CALIBRATIONS}, got {out['calibrate']!r}")
+    return out
 
 
 def _test(

@@ -100,6 +100,11 @@ class AtomicBestCheckpoint:
         extra: plain data stored beside the weights (e.g. the network's build config).
         weights_only: save the bare ``state_dict`` (a bundle's ``models/model.pt``, read by MONAI's
             ``CheckpointLoader``, ``ckpt_export`` and MONAI Label); ``extra`` is then not saved.
+        decision: classification: ``{"rule", "calibrate", "one_vs_rest", "section"}``: with every best checkpoint,
+            the decision chosen on that validation epoch's cases (:func:`monai_transfer.finetune.decision.decide`) is
+            written beside it as ``decision.json``, so that a run of the bundle's own ``train.json`` ships the
+            threshold its inference applies. Not under DDP, where each rank sees a shard of the validation cases
+            (``finetune`` then chooses it after training, on the whole section).
     """
 
     def __init__(
@@ -111,6 +116,7 @@ class AtomicBestCheckpoint:
         epoch_fn: Callable[[], int] | None = None,
         extra: Mapping[str, Any] | None = None,
         weights_only: bool = False,
+        decision: Mapping[str, Any] | None = None,
     ) -> None:
         if mode not in ("max", "min"):
             raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
@@ -123,8 +129,12 @@ class AtomicBestCheckpoint:
         self.weights_only = bool(weights_only)
         self.best_metric: float | None = None
         self.best_epoch: int | None = None
+        self.decision = dict(decision) if decision else None
+        self.cases = CaseCollector("classification") if self.decision else None
 
     def attach(self, engine: Engine) -> None:
+        if self.cases is not None:
+            self.cases.attach(engine)
         engine.add_event_handler(Events.EPOCH_COMPLETED, self)
 
     def state_dict(self) -> dict[str, Any]:
@@ -163,6 +173,22 @@ class AtomicBestCheckpoint:
         with atomic_write(self.path) as tmp:
             torch.save(payload, tmp)
         logger.info("best %s %.4f at epoch %d -> %s", self.metric_name, value, epoch, self.path)
+        if self.cases is not None:
+            self._write_decision(epoch)
+
+    def _write_decision(self, epoch: int) -> None:
+        from monai_transfer.engines.distributed import is_distributed
+        from monai_transfer.finetune.decision import decide
+
+        if is_distributed() and torch.distributed.get_world_size() > 1:
+            return  # a shard of the cases: finetune decides after training, on the whole section
+        d = self.decision or {}
+        chosen = decide(self.cases.cases, d.get("rule", "youden"), d.get("calibrate", "none"),
+                        bool(d.get("one_vs_rest", False)))  # fmt: skip
+        chosen.update(validation_section=d.get("section", "validation"), epoch=epoch)
+        from monai_transfer.utils.atomic import atomic_write_json
+
+        atomic_write_json(os.path.join(os.path.dirname(os.path.abspath(self.path)), "decision.json"), chosen)
 
 
 class CaseCollector:

@@ -193,10 +193,14 @@ def _check_outputs(bundle: Path, demo: dict[str, Path], seg: bool) -> None:
     else:
         rows = [json.loads(line) for line in (bundle / "eval" / "predictions.jsonl").read_text().splitlines()]
         assert sorted(r["image"] for r in rows) == sorted(p.name for p in demo["cls_images"].iterdir())
+        # the bundle's own train.json chose the threshold on validation with its best checkpoint; inference applied it
+        decision = json.loads((bundle / "models" / "decision.json").read_text())
+        assert decision["rule"] == "youden" and 0 < decision["threshold"] < 1 and decision["n_validation"] > 0
         for r in rows:
             assert list(r["probabilities"]) == labels
             assert abs(sum(r["probabilities"].values()) - 1.0) < 1e-4
-            assert r["pred"] in labels
+            assert r["pred"] == (labels[1] if r["probabilities"][labels[1]] >= decision["threshold"] else labels[0])
+            assert "on validation" in r["decision"]
 
 
 def _ready_to_share(bundle: Path) -> None:

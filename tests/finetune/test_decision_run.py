@@ -54,3 +54,25 @@ def test_the_inference_bundle_applies_the_runs_threshold_and_temperature(run, de
         p1 = r["probabilities"][labels[1]]
         assert r["pred"] == (labels[1] if p1 >= decision["threshold"] else labels[0])
         assert "on validation" in r["decision"]
+
+
+def test_the_bundles_own_train_json_chooses_and_writes_the_decision(run, tmp_path):
+    """``python -m monai.bundle run`` of the run's ``train.json`` (no ``finetune`` around it) writes
+    ``models/decision.json`` with its best checkpoint, by the rule its config holds."""
+    import subprocess
+    import sys
+
+    out, _ = run
+    config = json.loads((out / "configs" / "train.json").read_text())
+    assert (config["threshold"], config["calibrate"], config["one_vs_rest"]) == ("f1", "temperature", False)
+    root = tmp_path / "bundle_run"
+    (root / "models").mkdir(parents=True)
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(out / "configs" / "train.json"),
+           "--bundle_root", str(root), "--train#trainer#max_epochs", "1", "--resume", "overwrite",
+           "--threshold", "youden", "--calibrate", "none"]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    decision = json.loads((root / "models" / "decision.json").read_text())
+    assert decision["rule"] == "youden" and decision["temperature"] is None and 0 < decision["threshold"] < 1
+    assert decision["epoch"] == 1 and decision["validation_section"] == "validation" and decision["n_validation"] > 0
+    assert (root / "models" / "model.pt").is_file()
