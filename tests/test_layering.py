@@ -56,7 +56,6 @@ KNOWN_VIOLATIONS: frozenset[tuple[str, str]] = frozenset(
         ("monai_transfer/finetune/decision.py", "monai_transfer.evaluation.calibration"),
         ("monai_transfer/finetune/decision.py", "monai_transfer.evaluation.case_summary"),
         ("monai_transfer/finetune/decision.py", "monai_transfer.evaluation.thresholds"),
-        ("monai_transfer/finetune/run.py", "monai_transfer.evaluation.thresholds"),
     }
 )
 

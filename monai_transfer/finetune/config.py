@@ -96,9 +96,10 @@ def _decision_ids(task: str, decision: Mapping[str, Any] | None) -> dict[str, An
     """A classifier's decision settings as config ids (``threshold``: the rule, ``calibrate``, ``one_vs_rest``)."""
     if task != "classification":
         return {}
-    d = dict(decision or {})
-    return {"threshold": d.get("rule", "youden"), "calibrate": d.get("calibrate", "none"),
-            "one_vs_rest": bool(d.get("one_vs_rest", False))}  # fmt: skip
+    from monai_transfer.finetune.decision import decision_settings
+
+    d = decision_settings(**dict(decision or {}))
+    return {"threshold": d["rule"], "calibrate": d["calibrate"], "one_vs_rest": d["one_vs_rest"]}
 
 
 def inferer_component(task: str, spatial_dims: int, patch_size: Any) -> dict[str, Any]:

@@ -29,6 +29,8 @@ from monai_transfer.utils.atomic import atomic_write_json
 __all__ = [
     "DECISION_FILE",
     "CALIBRATIONS",
+    "DECISION_DEFAULTS",
+    "decision_settings",
     "decide",
     "decided_metrics",
     "read_decision",
@@ -40,12 +42,29 @@ logger = logging.getLogger(__name__)
 
 DECISION_FILE = "models/decision.json"
 CALIBRATIONS = ("none", "temperature")
+#: how a classifier decides unless asked otherwise (also its config ids' defaults: threshold, calibrate, one_vs_rest)
+DECISION_DEFAULTS = {"rule": "youden", "calibrate": "none", "one_vs_rest": False}
 #: test fields kept out of a run's metric list (settings and the interval records, not scores)
 NOT_METRICS = ("threshold", "temperature", "n", "n_validation")
 
 
 def _probs(cases: list[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray([int(c["label"]) for c in cases]), np.asarray([c["prob"] for c in cases], dtype=np.float64)
+
+
+def decision_settings(rule: Any = None, calibrate: Any = None, one_vs_rest: Any = None) -> dict[str, Any]:
+    """``{"rule", "calibrate", "one_vs_rest"}`` checked, :data:`DECISION_DEFAULTS` where ``None``.
+
+    Raises:
+        ValueError: naming the bad rule or calibration.
+    """
+    d = DECISION_DEFAULTS
+    out = {"rule": check_threshold_rule(d["rule"] if rule is None else rule),
+           "calibrate": d["calibrate"] if calibrate is None else calibrate,
+           "one_vs_rest": bool(d["one_vs_rest"] if one_vs_rest is None else one_vs_rest)}  # fmt: skip
+    if out["calibrate"] not in CALIBRATIONS:
+        raise ValueError(f"calibrate must be one of {CALIBRATIONS}, got {out['calibrate']!r}")
+    return out
 
 
 def decide(
@@ -58,9 +77,8 @@ def decide(
     balanced accuracy are reported. A binary rule that cannot be applied on these cases (one class only) falls back
     to 0.5, and ``note`` says so.
     """
-    rule = check_threshold_rule(rule)
-    if calibrate not in CALIBRATIONS:
-        raise ValueError(f"calibrate must be one of {CALIBRATIONS}, got {calibrate!r}")
+    settings = decision_settings(rule, calibrate, one_vs_rest)
+    rule, calibrate, one_vs_rest = settings["rule"], settings["calibrate"], settings["one_vs_rest"]
     y, p = _probs(val_cases)
     out: dict[str, Any] = {"rule": rule, "threshold": None, "temperature": None, "n_validation": int(len(y))}
     if calibrate == "temperature":

@@ -42,9 +42,14 @@ from monai_transfer.engines.run_identity import (
     write_identity,
 )
 from monai_transfer.engines.workflow import ConfigRun, apply_overrides, load_config, parse_overrides, run_config
-from monai_transfer.evaluation.thresholds import check_threshold_rule
 from monai_transfer.finetune.cases import section_names
-from monai_transfer.finetune.decision import CALIBRATIONS, decide, decided_metrics, read_decision, write_decision
+from monai_transfer.finetune.decision import (
+    decide,
+    decided_metrics,
+    decision_settings,
+    read_decision,
+    write_decision,
+)
 from monai_transfer.finetune.evaluate import MODEL_FILE, evaluate
 from monai_transfer.finetune.plan import plan_finetune
 from monai_transfer.finetune.strategies import FinetuneStrategy
@@ -168,11 +173,8 @@ def finetune(
     sections = (options.pop("train_section", "training"), options.pop("val_section", "validation"), test_section)
     print_config = options.pop("print_config", False)
     # how the test section is decided and calibrated (chosen on validation): checked before anything trains
-    decision = {"rule": check_threshold_rule(options.pop("threshold", "youden")),
-                "calibrate": options.pop("calibrate", "none"),
-                "one_vs_rest": bool(options.pop("one_vs_rest", False))}  # fmt: skip
-    if decision["calibrate"] not in CALIBRATIONS:
-        raise ValueError(f"calibrate must be one of {CALIBRATIONS}, got {decision['calibrate']!r}")
+    decision = decision_settings(options.pop("threshold", None), options.pop("calibrate", None),
+                                 options.pop("one_vs_rest", None))  # fmt: skip
     plan = plan_finetune(backbone, pretrained, task, strategy, datalist, out_dir, values, sections=sections,
                          decision=decision, **options)  # fmt: skip
     user = parse_overrides(overrides)
@@ -348,13 +350,8 @@ def _legacy_identity(out: Path) -> dict[str, Any] | None:
 def _config_decision(raw: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
     """A classifier's decision settings as its config holds them (ids ``threshold``, ``calibrate``, ``one_vs_rest``),
     checked; ``given`` where the config has none (segmentation, or a config written before they were ids)."""
-    out = {"rule": raw.get("threshold", given.get("rule", "youden")),
-           "calibrate": raw.get("calibrate", given.get("calibrate", "none")),
-           "one_vs_rest": bool(raw.get("one_vs_rest", given.get("one_vs_rest", False)))}  # fmt: skip
-    out["rule"] = check_threshold_rule(out["rule"])
-    if out["calibrate"] not in CALIBRATIONS:
-        raise ValueError(f"calibrate must be one of {CALIBRATIONS}, got {out['calibrate']!r}")
-    return out
+    return decision_settings(raw.get("threshold", given.get("rule")), raw.get("calibrate", given.get("calibrate")),
+                             raw.get("one_vs_rest", given.get("one_vs_rest")))  # fmt: skip
 
 
 def _test(

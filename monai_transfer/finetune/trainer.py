@@ -34,7 +34,7 @@ from monai.transforms import Activationsd, AsDiscreted, Compose
 from monai.utils import optional_import
 
 from monai_transfer.engines.device import default_device
-from monai_transfer.utils.atomic import atomic_write
+from monai_transfer.utils.atomic import atomic_write, atomic_write_json
 
 SummaryWriter, has_tensorboard = optional_import("torch.utils.tensorboard", name="SummaryWriter")
 
@@ -178,16 +178,14 @@ class AtomicBestCheckpoint:
 
     def _write_decision(self, epoch: int) -> None:
         from monai_transfer.engines.distributed import is_distributed
-        from monai_transfer.finetune.decision import decide
+        from monai_transfer.finetune.decision import decide, decision_settings
 
         if is_distributed() and torch.distributed.get_world_size() > 1:
             return  # a shard of the cases: finetune decides after training, on the whole section
-        d = self.decision or {}
-        chosen = decide(self.cases.cases, d.get("rule", "youden"), d.get("calibrate", "none"),
-                        bool(d.get("one_vs_rest", False)))  # fmt: skip
-        chosen.update(validation_section=d.get("section", "validation"), epoch=epoch)
-        from monai_transfer.utils.atomic import atomic_write_json
-
+        d = dict(self.decision or {})
+        section = d.pop("section", "validation")
+        chosen = decide(self.cases.cases, **decision_settings(**d))
+        chosen.update(validation_section=section, epoch=epoch)
         atomic_write_json(os.path.join(os.path.dirname(os.path.abspath(self.path)), "decision.json"), chosen)
 
 

@@ -198,7 +198,9 @@ def _check_decision(section: Mapping[str, Any], place: str) -> None:
             check_threshold_rule(section["threshold"])
         except ValueError as e:
             _fail(f"{place}.threshold", str(e))
-    if section.get("calibrate", "none") not in ("none", "temperature"):
+    from monai_transfer.finetune.decision import CALIBRATIONS
+
+    if section.get("calibrate", "none") not in CALIBRATIONS:
         _fail(f"{place}.calibrate", f"'none' or 'temperature', got {section['calibrate']!r}")
     if not isinstance(section.get("one_vs_rest", False), bool):
         _fail(f"{place}.one_vs_rest", f"true or false, got {section['one_vs_rest']!r}")
