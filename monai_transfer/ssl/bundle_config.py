@@ -127,7 +127,7 @@ def pretrain_config(config: PretrainConfig) -> dict[str, Any]:
     options = {k: v for k, v in config.to_dict().items() if k not in PATH_FIELDS}
     return {
         "imports": ["$import math", "$import torch", "$import monai", "$import monai_transfer",
-                    f"$import {_WF}", "$import monai_transfer.ssl.distributed",
+                    f"$import {_WF}", "$import monai_transfer.engines.distributed",
                     "$import monai_transfer.bundle.templates.pretrain"],  # fmt: skip
         "bundle_root": config.out,
         "output_dir": "@bundle_root",
@@ -154,8 +154,8 @@ def pretrain_config(config: PretrainConfig) -> dict[str, Any]:
         "keep_previous_checkpoint": bool(config.keep_previous),
         "resume": config.resume,
         # True when this run started the process group (under torchrun), so that it also ends it
-        "owns_group": "$not monai_transfer.ssl.distributed.is_distributed() and "
-        "monai_transfer.ssl.distributed.init_distributed()",
+        "owns_group": "$not monai_transfer.engines.distributed.is_distributed() and "
+        "monai_transfer.engines.distributed.init_distributed()",
         "device": {"_target_": f"{_WF}.run_device", "device": config.device},
         # "auto": CUDA AMP; on CPU bfloat16 only where a probe of the backbone measures that it pays
         "amp": normalize_choice(config.amp),
@@ -173,7 +173,7 @@ def pretrain_config(config: PretrainConfig) -> dict[str, Any]:
                    "backbone": "$monai_transfer.engines.prepare_network(@network_def, @precision, @spatial_dims)",
                    "device": "@device", **config.method_kwargs},  # fmt: skip
         # the heads and decoders get the backbone's bfloat16 convolution guard too (a no-op outside CPU bfloat16)
-        "network": "$monai_transfer.ssl.distributed.wrap_ddp(monai_transfer.engines.guard_bf16_convs(@method, "
+        "network": "$monai_transfer.engines.distributed.wrap_ddp(monai_transfer.engines.guard_bf16_convs(@method, "
         "@precision), @device)",
         "optimizer": {**_OPTIMIZERS[str(config.optimizer)], "params": "$@method.parameter_groups(@weight_decay)",
                       "lr": "@lr"},  # fmt: skip
@@ -278,7 +278,7 @@ def pretrain_config(config: PretrainConfig) -> dict[str, Any]:
         ],
         "finalize": [
             f"${_WF}.close_writers(@train#handlers)",
-            "$monai_transfer.ssl.distributed.cleanup() if @owns_group else None",
+            "$monai_transfer.engines.distributed.cleanup() if @owns_group else None",
         ],
     }
 

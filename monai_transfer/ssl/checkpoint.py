@@ -47,7 +47,7 @@ from monai_transfer.engines.checkpoint import (
 from monai_transfer.engines.checkpoint import prev_path as _prev_path
 from monai_transfer.engines.checkpoint import restore_rng as restore_rng_states
 from monai_transfer.engines.sampling import EpochSampler
-from monai_transfer.ssl.distributed import is_main_process, unwrap
+from monai_transfer.utils.distributed import is_main_process, unwrap
 
 __all__ = ["TrainingCheckpoint", "CheckpointLoadError", "load_training_checkpoint", "resume", "CHECKPOINT_FORMAT"]
 

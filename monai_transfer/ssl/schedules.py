@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from ignite.engine import Engine, Events
 
-from monai_transfer.ssl.distributed import unwrap as _unwrap
+from monai_transfer.utils.distributed import unwrap as _unwrap
 
 __all__ = [
     "cosine_schedule",

@@ -28,7 +28,7 @@ from monai.engines.utils import IterationEvents, default_metric_cmp_fn
 from monai.engines.workflow import Workflow
 from torch.utils.data import DataLoader
 
-from monai_transfer.ssl.distributed import is_distributed, unwrap
+from monai_transfer.engines.distributed import is_distributed, unwrap
 
 __all__ = ["SSLTrainer", "NonFiniteLossError", "StepOutput", "to_device"]
 

@@ -61,7 +61,7 @@ def run_device(device: str | torch.device | None = None) -> torch.device:
     """The device of this process: ``device`` (default CUDA when available, else CPU); under ``torchrun`` with more
     than one rank, CUDA becomes ``cuda:LOCAL_RANK``."""
     from monai_transfer.engines.device import default_device
-    from monai_transfer.ssl.distributed import local_device
+    from monai_transfer.engines.distributed import local_device
 
     return local_device(device) if world_size() > 1 else default_device(device)
 

@@ -24,7 +24,7 @@ from torch import nn
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from toy_method import build, toy_data, toy_views  # noqa: E402
 
-from monai_transfer.ssl import distributed as dist_utils  # noqa: E402
+from monai_transfer.engines import distributed as dist_utils  # noqa: E402
 from monai_transfer.ssl.data import make_ssl_dataloader  # noqa: E402
 from monai_transfer.ssl.trainer import NonFiniteLossError, SSLTrainer  # noqa: E402
 

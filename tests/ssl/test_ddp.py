@@ -76,7 +76,7 @@ def test_two_gloo_ranks_match_one_process_on_the_global_batch(tmp_path):
 def test_single_process_helpers(monkeypatch):
     from toy_method import build
 
-    from monai_transfer.ssl import distributed as dist_utils
+    from monai_transfer.engines import distributed as dist_utils
 
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     assert dist_utils.init_distributed() is False and not dist_utils.is_distributed()
