@@ -7,7 +7,9 @@ nothing about epoch ``e`` depends on what happened before it:
   (strided, as ``torch.utils.data.DistributedSampler``, so the per-rank batches of one step together are exactly
   the global batch one process draws). It subclasses ``DistributedSampler`` so that MONAI's ``Workflow`` calls
   ``set_epoch(engine.state.epoch)`` at every ``EPOCH_STARTED``, in one process as under ``torchrun``. It yields plain
-  indices, so it works with any map-style dataset (MONAI's ``Dataset``, ``CacheDataset``...).
+  indices, so it works with any map-style dataset (MONAI's ``Dataset``, ``CacheDataset``...); with
+  ``sample_seeds=True`` it yields ``(index, sample_seed(seed, epoch, index))`` pairs instead, for a dataset that
+  reseeds each item's random views itself (``monai_transfer.ssl.data.SeededViewDataset``, pretraining).
 * :class:`EpochSeedHandler` re-seeds the random transforms (``Compose.set_random_state`` reaches every random
   transform inside) with :func:`epoch_seed` ``(seed, epoch)`` at every ``EPOCH_STARTED``, and optionally the
   ``DataLoader``'s own generator (which draws the workers' base seed, so MONAI's ``DataLoader`` re-seeds each worker's
@@ -97,7 +99,10 @@ class EpochSampler(DistributedSampler):
         rank: this rank; default: the process group's rank (0 when not distributed).
         shuffle: shuffle per epoch (``False``: dataset order).
         drop_last: drop the tail that does not divide evenly across ranks instead of padding (single process:
-            nothing is dropped either way; the loader's own ``drop_last`` decides about the last batch).
+            nothing is dropped either way; the loader's own ``drop_last`` decides about the last batch). Pretraining
+            passes ``True`` (SSL losses want full batches).
+        sample_seeds: yield ``(index, sample_seed(seed, epoch, index))`` pairs instead of indices, so that every
+            sample's views are a pure function of (seed, epoch, index) (``SeededViewDataset``).
     """
 
     def __init__(
@@ -108,6 +113,7 @@ class EpochSampler(DistributedSampler):
         rank: int | None = None,
         shuffle: bool = True,
         drop_last: bool = False,
+        sample_seeds: bool = False,
     ) -> None:
         num_replicas = _world_size() if num_replicas is None else int(num_replicas)
         rank = _rank() if rank is None else int(rank)
@@ -116,6 +122,7 @@ class EpochSampler(DistributedSampler):
             drop_last=drop_last,
         )  # fmt: skip
         self._skip = 0
+        self.sample_seeds = bool(sample_seeds)
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch (MONAI's ``Workflow`` calls this with ``engine.state.epoch``, 1-based)."""
@@ -148,9 +155,18 @@ class EpochSampler(DistributedSampler):
         skip, self._skip = self._skip, 0  # one-shot: the following epochs are whole
         return skip
 
-    def __iter__(self) -> Iterator[int]:  # type: ignore[override]
+    def __iter__(self) -> Iterator[int] | Iterator[tuple[int, int]]:  # type: ignore[override]
+        if self.sample_seeds:
+            return self._seeded()
         skip = self._take_skip()
         return iter(self.indices()[skip:])
+
+    def _seeded(self) -> Iterator[tuple[int, int]]:
+        # a generator: the skip and the epoch are taken when the first item is drawn, not when iter() is called
+        skip = self._take_skip()
+        epoch = self.epoch
+        for index in self.indices(epoch)[skip:]:
+            yield index, sample_seed(self.seed, epoch, index)
 
     def __len__(self) -> int:
         # the full per-epoch length, also after skip(): ignite and MONAI take epoch_length from len(loader)

@@ -196,8 +196,8 @@ def pretrain_config(config: PretrainConfig) -> dict[str, Any]:
             "dataset": {"_target_": "monai_transfer.ssl.data.SeededViewDataset", "data": "$@train#data.items",
                         "transform": "@train#transforms",
                         "cache_transform": "@train#preprocessing" if cache else None},  # fmt: skip
-            "sampler": {"_target_": "monai_transfer.ssl.data.SeededSampler", "data_source": "@train#dataset",
-                        "seed": "@seed", "drop_last": True},  # fmt: skip
+            "sampler": {"_target_": "monai_transfer.engines.EpochSampler", "data_source": "@train#dataset",
+                        "seed": "@seed", "drop_last": True, "sample_seeds": True},  # fmt: skip
             "dataloader": {"_target_": "torch.utils.data.DataLoader", "dataset": "@train#dataset",
                            "batch_size": "@batch_size", "sampler": "@train#sampler", "num_workers": "@num_workers",
                            "drop_last": True, "collate_fn": "$monai.data.utils.list_data_collate",

@@ -16,8 +16,8 @@ loss) is written the same way for humans.
 
 Exact resume (:func:`resume`): the method, optimizer, scaler and RNG states are restored, and the engine's
 ``iteration`` / ``epoch`` are set. Ignite then restarts the data iterator at the start of the interrupted epoch while
-counting from the iteration inside it; so :func:`resume` tells the loader's :class:`~monai_transfer.ssl.data.
-SeededSampler` to skip the ``(iteration % epoch_length) * batch_size`` samples already consumed in that epoch, and
+counting from the iteration inside it; so :func:`resume` tells the loader's :class:`~monai_transfer.engines.
+EpochSampler` to skip the ``(iteration % epoch_length) * batch_size`` samples already consumed in that epoch, and
 MONAI's ``Workflow`` calls ``set_epoch`` with the interrupted epoch's number at ``EPOCH_STARTED``. The views of every
 sample are a pure function of (seed, epoch, index) and the schedules a pure function of the step, so the resumed run
 sees the same batches and hyper-parameters as the uninterrupted one.
@@ -208,7 +208,7 @@ def resume(
 
     Restores the (unwrapped) method's state (teacher and buffers included), the optimizer, the GradScaler, torch's
     RNG states (dropout and other in-model randomness), and the engine's ``iteration``/``epoch``; and makes the
-    loader's ``SeededSampler`` skip the samples of the interrupted epoch that were already trained on.
+    loader's ``EpochSampler`` skip the samples of the interrupted epoch that were already trained on.
     ``max_epochs`` stays the trainer's own (so a run can be extended); schedules built for the old length then
     differ, which is logged.
 
@@ -218,7 +218,7 @@ def resume(
         strict: strict ``load_state_dict`` of the method.
         restore_rng: restore torch's CPU (and CUDA) RNG states.
         exact: raise ``ValueError`` when the resume cannot be exact (mid-epoch checkpoint but the loader has no
-            ``SeededSampler``, or a different ``epoch_length``); ``False``: warn and continue approximately.
+            ``EpochSampler``, or a different ``epoch_length``); ``False``: warn and continue approximately.
         fallback_to_prev: if ``path`` cannot be loaded, try its ``.prev.pt`` sibling (logged as a warning).
         objects: the ``objects`` given to :class:`TrainingCheckpoint`; each gets ``load_state_dict`` of its entry
             (a name missing from the checkpoint raises ``CheckpointLoadError``).
@@ -254,7 +254,7 @@ def resume(
     if in_epoch and not isinstance(sampler, EpochSampler):
         problems.append(
             f"the checkpoint is {in_epoch} iteration(s) into epoch {iteration // int(epoch_length) + 1} but the loader "
-            f"has no SeededSampler to skip them (build it with monai_transfer.ssl.data.make_ssl_dataloader)"
+            f"has no EpochSampler to skip them (build it with monai_transfer.ssl.data.make_ssl_dataloader)"
         )
     if loader is not None and epoch_length is not None and hasattr(loader, "__len__"):
         try:

@@ -1,10 +1,11 @@
 """Exact, resumable data for SSL pretraining: every sample's random views are a pure function of (seed, epoch, index).
 
-* :class:`SeededSampler` (a :class:`~monai_transfer.engines.EpochSampler`) shuffles with a generator seeded by
-  ``(seed, epoch)``, splits the order across DDP ranks (strided, as ``torch.utils.data.DistributedSampler``) and yields
-  ``(index, sample_seed)`` pairs with ``sample_seed = sample_seed(seed, epoch, index)``. It subclasses
-  ``DistributedSampler`` so MONAI's ``Workflow`` calls ``set_epoch(engine.state.epoch)`` at every ``EPOCH_STARTED``. ``skip(n)`` drops the first ``n`` samples of the
-  next pass, which is how a run resumed in the middle of an epoch continues with the batches it has not seen.
+* :class:`~monai_transfer.engines.EpochSampler` with ``sample_seeds=True`` (and ``drop_last=True``: SSL losses want
+  full batches) shuffles with a generator seeded by ``(seed, epoch)``, splits the order across DDP ranks (strided, as
+  ``torch.utils.data.DistributedSampler``) and yields ``(index, sample_seed)`` pairs with
+  ``sample_seed = sample_seed(seed, epoch, index)``. MONAI's ``Workflow`` calls ``set_epoch(engine.state.epoch)`` at
+  every ``EPOCH_STARTED``. ``skip(n)`` drops the first ``n`` samples of the next pass, which is how a run resumed in the
+  middle of an epoch continues with the batches it has not seen.
 * :class:`SeededViewDataset` reseeds the view transform (``Compose.set_random_state`` propagates to every random
   transform) with the item's own seed before applying it, so the views do not depend on the worker that builds them,
   the number of workers, the rank, or where the run was resumed.
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence, Sized
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -29,46 +30,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from monai_transfer.engines.sampling import MAX_SEED, EpochSampler, check_seed, epoch_permutation, sample_seed
 
-__all__ = ["sample_seed", "epoch_permutation", "SeededSampler", "SeededViewDataset", "make_ssl_dataloader"]
+__all__ = ["sample_seed", "epoch_permutation", "SeededViewDataset", "make_ssl_dataloader"]
 
 _MAX_SEED = MAX_SEED
 _check_seed = check_seed
-
-
-class SeededSampler(EpochSampler):
-    """Deterministic, rank-split, resumable sampler yielding ``(index, sample_seed)``.
-
-    An :class:`~monai_transfer.engines.EpochSampler` (order a pure function of ``(seed, epoch)``, strided rank split,
-    ``skip``) whose items carry the sample's own seed ``sample_seed(seed, epoch, index)`` for
-    :class:`SeededViewDataset`. Unlike ``EpochSampler`` it drops the uneven tail by default (SSL losses want full
-    batches).
-
-    Args:
-        data_source: the dataset (only its length is used).
-        seed: base seed of the order and of every sample's views.
-        num_replicas: number of ranks; default: the process group's size (1 when not distributed).
-        rank: this rank; default: the process group's rank (0 when not distributed).
-        shuffle: shuffle per epoch (``False``: dataset order).
-        drop_last: drop the tail instead of padding.
-    """
-
-    def __init__(
-        self,
-        data_source: Sized,
-        seed: int = 0,
-        num_replicas: int | None = None,
-        rank: int | None = None,
-        shuffle: bool = True,
-        drop_last: bool = True,
-    ) -> None:
-        super().__init__(data_source, seed=seed, num_replicas=num_replicas, rank=rank, shuffle=shuffle,
-                         drop_last=drop_last)  # fmt: skip
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
-        skip = self._take_skip()
-        epoch = self.epoch
-        for index in self.indices(epoch)[skip:]:
-            yield index, sample_seed(self.seed, epoch, index)
 
 
 class SeededViewDataset(Dataset):
@@ -126,7 +91,8 @@ class SeededViewDataset(Dataset):
     def __getitem__(self, key: tuple[int, int]) -> Any:  # type: ignore[override]
         if not isinstance(key, (tuple, list)) or len(key) != 2:
             raise TypeError(
-                f"SeededViewDataset items are requested as (index, sample_seed) (from a SeededSampler), got {key!r}; "
+                f"SeededViewDataset items are requested as (index, sample_seed) (from an EpochSampler with "
+                f"sample_seeds=True), got {key!r}; "
                 f"use dataset.item(index, seed) to draw one directly."
             )
         return self.item(int(key[0]), int(key[1]))
@@ -148,7 +114,7 @@ def make_ssl_dataloader(
     collate_fn: Callable | None = None,
     **loader_kwargs: Any,
 ) -> DataLoader:
-    """A ``DataLoader`` over :class:`SeededViewDataset` with a :class:`SeededSampler` (exact and resumable).
+    """A ``DataLoader`` over :class:`SeededViewDataset` with a seeded ``EpochSampler`` (exact and resumable).
 
     Args:
         data: the items (dicts), read-only.
@@ -167,8 +133,8 @@ def make_ssl_dataloader(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
     dataset = SeededViewDataset(data, transform, cache_transform=cache_transform)
-    sampler = SeededSampler(dataset, seed=seed, num_replicas=num_replicas, rank=rank, shuffle=shuffle,
-                            drop_last=drop_last)  # fmt: skip
+    sampler = EpochSampler(dataset, seed=seed, num_replicas=num_replicas, rank=rank, shuffle=shuffle,
+                           drop_last=drop_last, sample_seeds=True)  # fmt: skip
     # a private generator: DataLoader would otherwise draw its worker base seed from torch's global generator
     loader_kwargs.setdefault("generator", torch.Generator().manual_seed(_check_seed(seed)))
     return DataLoader(

@@ -3,7 +3,7 @@
 ``python -m torch.distributed.run --standalone --nproc_per_node 2 ddp_script.py OUT`` trains, one after the other,
 the toy method (group norm, NT-Xent gathering negatives across ranks, an EMA teacher) and the real SimCLR on a small
 ResNet-10 (its batch norms replaced by group norms, no head norm: per-rank BN statistics are not the global batch's
-on CPU) for 3 plain-SGD steps each on a global batch of 8 (4 per rank, split by SeededSampler); rank 0 writes the
+on CPU) for 3 plain-SGD steps each on a global batch of 8 (4 per rank, split by EpochSampler); rank 0 writes the
 final weights to ``OUT_<name>.pt`` and the per-step losses (averaged over ranks) to ``OUT_<name>.json``.
 ``train(name)`` without torchrun is the single-process reference (batch 8).
 """

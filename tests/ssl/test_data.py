@@ -1,4 +1,4 @@
-"""SeededSampler and SeededViewDataset: determinism, rank split, skip, views independent of workers and order."""
+"""EpochSampler(sample_seeds=True) and SeededViewDataset: determinism, rank split, skip, views independent of workers and order."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from ignite.engine import Events
 from monai.transforms import Compose, Lambdad
 from toy_method import toy_data, toy_views
 
+from monai_transfer.engines.sampling import EpochSampler
 from monai_transfer.ssl.data import (
-    SeededSampler,
     SeededViewDataset,
     epoch_permutation,
     make_ssl_dataloader,
@@ -17,16 +17,21 @@ from monai_transfer.ssl.data import (
 )
 
 
+def _seeded(data, seed, num_replicas, rank, drop_last=True):
+    # pretraining's sampler: indices with their sample seeds, the uneven tail dropped
+    return EpochSampler(data, seed=seed, num_replicas=num_replicas, rank=rank, drop_last=drop_last, sample_seeds=True)
+
+
 def test_order_and_seeds_depend_only_on_seed_and_epoch():
     data = list(range(20))
-    a, b = SeededSampler(data, seed=3, num_replicas=1, rank=0), SeededSampler(data, seed=3, num_replicas=1, rank=0)
+    a, b = _seeded(data, seed=3, num_replicas=1, rank=0), _seeded(data, seed=3, num_replicas=1, rank=0)
     a.set_epoch(2), b.set_epoch(2)
     assert list(a) == list(b)
     b.set_epoch(3)
     assert [i for i, _ in a] != [i for i, _ in b]
     assert sorted(i for i, _ in b) == list(range(20))
     assert all(s == sample_seed(3, 3, i) for i, s in b)
-    c = SeededSampler(data, seed=4, num_replicas=1, rank=0)
+    c = _seeded(data, seed=4, num_replicas=1, rank=0)
     c.set_epoch(2)
     assert [i for i, _ in a] != [i for i, _ in c]
 
@@ -43,7 +48,7 @@ def test_rank_split_is_disjoint_and_matches_the_global_order(drop_last, n, expec
     data = list(range(n))
     parts = []
     for r in range(3):
-        s = SeededSampler(data, seed=1, num_replicas=3, rank=r, drop_last=drop_last)
+        s = _seeded(data, seed=1, num_replicas=3, rank=r, drop_last=drop_last)
         s.set_epoch(5)
         parts.append(list(s))
         assert len(s) == expected_per_rank == len(parts[-1])
@@ -59,7 +64,7 @@ def test_rank_split_is_disjoint_and_matches_the_global_order(drop_last, n, expec
 
 
 def test_skip_drops_the_first_samples_once():
-    s = SeededSampler(list(range(12)), seed=0, num_replicas=2, rank=1)
+    s = _seeded(list(range(12)), seed=0, num_replicas=2, rank=1)
     s.set_epoch(1)
     full = list(s)
     s.skip(4)

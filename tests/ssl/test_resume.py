@@ -150,7 +150,7 @@ def test_mid_epoch_resume_sets_the_skip_and_refuses_a_loader_that_cannot_skip(ki
 
     plain = torch.utils.data.DataLoader(SeededViewDataset(toy_data(N), toy_views()), batch_size=BATCH)
     other = SSLTrainer("cpu", 2, plain, build(dropout=0.2), torch.optim.AdamW(method.parameter_groups(0.05)))
-    with pytest.raises(ValueError, match="SeededSampler") as info:
+    with pytest.raises(ValueError, match="EpochSampler") as info:
         resume(other, killed_run["dir"] / "last.pt")
     # issue 21: the command line's words (a flag), not the API's argument exact=False
     assert "exact=False" not in str(info.value) and "--overwrite" in str(info.value)
