@@ -3,7 +3,9 @@
 Importing this package is cheap: methods, views and the trainer are imported when used
 (``monai_transfer.ssl.views.make_views``, ``monai_transfer.ssl.trainer.SSLTrainer``). A pretraining run
 (:func:`pretrain`) is a MONAI bundle config (``monai_transfer.ssl.bundle_config.pretrain_config``) whose parts live in
-:mod:`monai_transfer.ssl.workflow`.
+one module per purpose: :mod:`~monai_transfer.ssl.build` (device, backbone, method), :mod:`~monai_transfer.ssl.images`
+(the unlabeled images), :mod:`~monai_transfer.ssl.checks` (before training), :mod:`~monai_transfer.ssl.handlers`,
+:mod:`~monai_transfer.ssl.resume`, :mod:`~monai_transfer.ssl.publish` and :mod:`~monai_transfer.ssl.plots`.
 """
 
 from __future__ import annotations

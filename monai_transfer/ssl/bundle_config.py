@@ -2,7 +2,8 @@
 
 ``pretrain_config(config)`` turns a resolved :class:`~monai_transfer.ssl.config.PretrainConfig` into a
 ``train.json``-style dict (``_target_`` components, ``@`` references) whose parts come from
-:mod:`monai_transfer.ssl.workflow`; :func:`monai_transfer.ssl.run.pretrain` checks the options, builds that config,
+``monai_transfer.ssl.build``, ``images``, ``checks``, ``handlers``, ``resume`` and ``publish``;
+:func:`monai_transfer.ssl.run.pretrain` checks the options, builds that config,
 applies ``--set`` overrides and runs it with MONAI's ``ConfigWorkflow`` (:func:`monai_transfer.engines.run_config`),
 the code path of ``python -m monai.bundle run``. ``monai_transfer.bundle.templates.pretrain`` re-exports it beside
 the other bundle templates. The config is saved as ``<out>/configs/pretrain.json``, so
@@ -65,7 +66,7 @@ _OPTIMIZERS: dict[str, dict[str, Any]] = {
 _MODALITY_NAMES = {"ct": "CT", "mr": "MR", "xr": "radiograph"}
 _FROM_LOSS = "$monai.handlers.from_engine(['loss'], first=True)"
 _NOT_MAIN = "$not monai_transfer.utils.distributed.is_main_process()"
-_WF = "monai_transfer.ssl.workflow"
+_SSL = "monai_transfer.ssl"
 
 
 def _handlers(config: PretrainConfig, spec: Any) -> list[Any]:
@@ -96,7 +97,7 @@ def _handlers(config: PretrainConfig, spec: Any) -> list[Any]:
                          "run_name": f"{config.method}-{config.backbone}-{config.spatial_dims}d-seed{config.seed}",
                          "experiment_param": params, "tag_name": "loss"})  # fmt: skip
     if config.progress:
-        handlers.append({"_target_": f"{_WF}.LossProgressBar", "_disabled_": _NOT_MAIN})
+        handlers.append({"_target_": f"{_SSL}.handlers.LossProgressBar", "_disabled_": _NOT_MAIN})
     handlers.append({"_target_": "monai_transfer.ssl.checkpoint.TrainingCheckpoint", "_disabled_": _NOT_MAIN,
                      "save_dir": "$@output_dir + '/checkpoints'", "every": "@checkpoint_every",
                      "config": {"method": "@method#name", "backbone": "@network_def#name", "seed": "@seed",
@@ -127,7 +128,7 @@ def pretrain_config(config: PretrainConfig) -> dict[str, Any]:
     options = {k: v for k, v in config.to_dict().items() if k not in PATH_FIELDS}
     return {
         "imports": ["$import math", "$import torch", "$import monai", "$import monai_transfer",
-                    f"$import {_WF}", "$import monai_transfer.engines.distributed",
+                    f"$import {_SSL}.images", f"$import {_SSL}.handlers", "$import monai_transfer.engines.distributed",
                     "$import monai_transfer.bundle.templates.pretrain"],  # fmt: skip
         "bundle_root": config.out,
         "output_dir": "@bundle_root",
@@ -156,7 +157,7 @@ def pretrain_config(config: PretrainConfig) -> dict[str, Any]:
         # True when this run started the process group (under torchrun), so that it also ends it
         "owns_group": "$not monai_transfer.engines.distributed.is_distributed() and "
         "monai_transfer.engines.distributed.init_distributed()",
-        "device": {"_target_": f"{_WF}.run_device", "device": config.device},
+        "device": {"_target_": f"{_SSL}.build.run_device", "device": config.device},
         # "auto": CUDA AMP; on CPU bfloat16 only where a probe of the backbone measures that it pays
         "amp": normalize_choice(config.amp),
         "channels_last": normalize_choice(config.channels_last, "channels_last"),
@@ -166,10 +167,11 @@ def pretrain_config(config: PretrainConfig) -> dict[str, Any]:
                       "input_size": "@roi_size", "batch_size": "@batch_size", "channels_last": "@channels_last",
                       "compile": "@compile", "record": "$@output_dir + '/checkpoints/precision.json'",
                       "resume": "@resume"},  # fmt: skip
-        "network_def": {"_target_": f"{_WF}.build_backbone", "name": config.backbone, "spatial_dims": "@spatial_dims",
-                        "in_channels": "@in_channels", "seed": "@seed", "pretrained": config.pretrained,
+        "network_def": {"_target_": f"{_SSL}.build.build_backbone", "name": config.backbone,
+                        "spatial_dims": "@spatial_dims", "in_channels": "@in_channels", "seed": "@seed",
+                        "pretrained": config.pretrained,
                         **backbone_kwargs},  # fmt: skip
-        "method": {"_target_": f"{_WF}.build_method", "name": spec.name, "seed": "@seed",
+        "method": {"_target_": f"{_SSL}.build.build_method", "name": spec.name, "seed": "@seed",
                    "backbone": "$monai_transfer.engines.prepare_network(@network_def, @precision, @spatial_dims)",
                    "device": "@device", **config.method_kwargs},  # fmt: skip
         # the heads and decoders get the backbone's bfloat16 convolution guard too (a no-op outside CPU bfloat16)
@@ -178,13 +180,13 @@ def pretrain_config(config: PretrainConfig) -> dict[str, Any]:
         "optimizer": {**_OPTIMIZERS[str(config.optimizer)], "params": "$@method.parameter_groups(@weight_decay)",
                       "lr": "@lr"},  # fmt: skip
         "train": {
-            "data": {"_target_": f"{_WF}.load_images", "datalist": "@datalist", "section": "@data_section"},
+            "data": {"_target_": f"{_SSL}.images.load_images", "datalist": "@datalist", "section": "@data_section"},
             "loading": [{"_target_": "monai_transfer.transforms.checks.ReadImaged", "keys": "image", "image_only": True,
                          "ensure_channel_first": True},
                         # every image, not only the sample the data check looks at: a NaN is named with its file
                         {"_target_": "monai_transfer.transforms.checks.CheckFinited", "keys": "image"},
                         {"_target_": "EnsureTyped", "keys": "image", "dtype": "$torch.float32"}],  # fmt: skip
-            "intensity": f"${_WF}.intensity_transforms(@intensity, 'image', @in_channels)",
+            "intensity": f"${_SSL}.images.intensity_transforms(@intensity, 'image', @in_channels)",
             "preprocessing": {"_target_": "Compose", "transforms": "$@train#loading + @train#intensity"},
             "augmentation": {"_target_": "monai_transfer.ssl.views.make_pretrain_transforms", "method": spec.name,
                              "spatial_dims": "@spatial_dims", "roi_size": "@roi_size", "modality": "@modality",
@@ -202,17 +204,18 @@ def pretrain_config(config: PretrainConfig) -> dict[str, Any]:
                            "batch_size": "@batch_size", "sampler": "@train#sampler", "num_workers": "@num_workers",
                            "drop_last": True, "collate_fn": "$monai.data.utils.list_data_collate",
                            "generator": "$torch.Generator().manual_seed(@seed)"},  # fmt: skip
-            "check": {"_target_": f"{_WF}.check_pretraining_data", "data": "@train#data", "loading": "@train#loading",
-                      "intensity": "@train#intensity", "augmentation": "@train#augmentation",
-                      "intensity_spec": "@intensity", "batch_size": "@batch_size", "seed": "@seed"},  # fmt: skip
+            "check": {"_target_": f"{_SSL}.checks.check_pretraining_data", "data": "@train#data",
+                      "loading": "@train#loading", "intensity": "@train#intensity",
+                      "augmentation": "@train#augmentation", "intensity_spec": "@intensity",
+                      "batch_size": "@batch_size", "seed": "@seed"},  # fmt: skip
             "schedule": {"_target_": "monai_transfer.ssl.schedules.ScheduleHandler",
                          "total_steps": "$len(@train#dataloader) * @epochs", "epoch_length": "$len(@train#dataloader)",
                          "lr": ["@lr", "@min_lr"],
                          "warmup_steps": "$int(round(min(@warmup_epochs, @epochs / 2) * len(@train#dataloader)))",
                          "weight_decay": ["@weight_decay", "@weight_decay_end"],
                          "teacher_momentum": "@teacher_momentum", "teacher_temperature": "@teacher_temperature"},
-            "epoch_losses": {"_target_": f"{_WF}.EpochLosses"},
-            "chance": {"_target_": f"{_WF}.ChanceLossMonitor", "losses": "@train#epoch_losses",
+            "epoch_losses": {"_target_": f"{_SSL}.handlers.EpochLosses"},
+            "chance": {"_target_": f"{_SSL}.handlers.ChanceLossMonitor", "losses": "@train#epoch_losses",
                        "formula": spec.chance_loss, "method": "@method", "batch_size": "@batch_size",
                        "patience": 3, "rtol": 0.01, "warmup_epochs": "@warmup_epochs"},
             "monitor_sets": {"_target_": "monai_transfer.ssl.monitor.monitor_sets", "datalist": config.monitor_data,
@@ -229,10 +232,11 @@ def pretrain_config(config: PretrainConfig) -> dict[str, Any]:
                         # float16 with a GradScaler on CUDA; bfloat16 on CPU (float16 autocast is CUDA-only)
                         "amp_dtype": "$monai_transfer.engines.precision.amp_dtype(@precision)",
                         "grad_clip_norm": "@grad_clip", "train_handlers": "@train#handlers"},
-            "resume": {"_target_": f"{_WF}.resume_run", "trainer": "@train#trainer", "resume": "@resume",
+            "resume": {"_target_": f"{_SSL}.resume.resume_run", "trainer": "@train#trainer", "resume": "@resume",
                        "checkpoint_dir": "$@output_dir + '/checkpoints'", "objects": "@train#checkpoint_objects"},
-            "publish": {"_target_": f"{_WF}.PretrainPublisher", "output_dir": "@output_dir", "method": "@method",
-                        "data": "@train#data", "epoch_losses": "@train#epoch_losses", "provenance": "@provenance",
+            "publish": {"_target_": f"{_SSL}.publish.PretrainPublisher", "output_dir": "@output_dir",
+                        "method": "@method", "data": "@train#data", "epoch_losses": "@train#epoch_losses",
+                        "provenance": "@provenance",
                         "summary": {"method": spec.name, "backbone": config.backbone, "spatial_dims": "@spatial_dims",
                                     "intensity": "@intensity"},
                         "monitor": "@train#monitor" if config.monitor_data else None,
@@ -277,7 +281,7 @@ def pretrain_config(config: PretrainConfig) -> dict[str, Any]:
             "$monai_transfer.bundle.templates.pretrain.finetune_bundle(@train#publish, @finetune_bundle)",
         ],
         "finalize": [
-            f"${_WF}.close_writers(@train#handlers)",
+            f"${_SSL}.handlers.close_writers(@train#handlers)",
             "$monai_transfer.engines.distributed.cleanup() if @owns_group else None",
         ],
     }

@@ -295,7 +295,7 @@ def monitor_sets(
         raise ValueError(f"roi_size {tuple(roi_size)} does not have spatial_dims={spatial_dims} values.")
     # the same intensity mapping as the pretraining views, so the monitor embeds what the encoder was trained on
     if isinstance(intensity, Mapping):
-        from monai_transfer.ssl.workflow import intensity_transforms
+        from monai_transfer.ssl.images import intensity_transforms
 
         scale = intensity_transforms(intensity, "image")
     else:

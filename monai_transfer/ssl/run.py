@@ -82,9 +82,9 @@ def resolve_config(config: PretrainConfig) -> PretrainConfig:
         ValueError: a required option is missing, the method does not fit the backbone, or a method option is
             unknown or of the wrong type (named, with the options the method accepts).
     """
+    from monai_transfer.ssl.checks import check_batch_size, check_method_kwargs
     from monai_transfer.ssl.registry import check_method_backbone
     from monai_transfer.ssl.views import pretrain_intensity
-    from monai_transfer.ssl.workflow import check_batch_size, check_method_kwargs
 
     for name in ("method", "backbone", "data", "out"):
         if not getattr(config, name):
@@ -226,7 +226,7 @@ def _refuse_or_clear(
         )
     datalist = _plain(raw.get("datalist"))
     if datalist is not None:  # a bad --data must not cost the old run
-        from monai_transfer.ssl.workflow import load_images
+        from monai_transfer.ssl.images import load_images
 
         load_images(datalist, raw.get("data_section"))
     if is_main_process():
@@ -237,7 +237,7 @@ def _refuse_or_clear(
 def _check_batch(raw: Mapping[str, Any]) -> None:
     """A batch size the config's method cannot learn from is refused before anything runs (a hand-written or saved
     config: ``pretrain`` checked its options already)."""
-    from monai_transfer.ssl.workflow import check_batch_size
+    from monai_transfer.ssl.checks import check_batch_size
 
     method, batch = raw.get("method"), raw.get("batch_size")
     if not isinstance(method, Mapping) or not _plain(method.get("name")) or not isinstance(batch, int):

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from monai_transfer.cli import main
+from monai_transfer.ssl.checks import check_batch_size
 from monai_transfer.ssl.registry import get_method_spec, list_methods
-from monai_transfer.ssl.workflow import check_batch_size
 
 #: the smallest batch (single process) each built-in method learns from with its default options
 MINIMUM = {"simclr": 2, "moco_v2": 1, "moco_v3": 2, "byol": 2, "simsiam": 2, "barlow_twins": 2, "vicreg": 2,

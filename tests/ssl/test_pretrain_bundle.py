@@ -81,7 +81,7 @@ def test_chance_values_are_data_in_the_method_specs():
     assert contrastive == {"simclr", "moco_v2", "moco_v3"}
     from monai_transfer.networks import create_backbone
     from monai_transfer.ssl import create_method
-    from monai_transfer.ssl.workflow import chance_loss
+    from monai_transfer.ssl.handlers import chance_loss
 
     net = create_backbone("resnet10", spatial_dims=2, widen_factor=0.25)
     simclr = create_method("simclr", net, projection_dim=8)
@@ -196,7 +196,7 @@ def test_bad_intensity_specs_are_named(value, match):
 def test_every_intensity_works_in_2d_and_3d(spec, spatial_dims):
     from monai.transforms import Compose
 
-    from monai_transfer.ssl.workflow import intensity_transforms
+    from monai_transfer.ssl.images import intensity_transforms
 
     rng = np.random.default_rng(0)
     image = torch.as_tensor(rng.integers(0, 256, (1,) + (12,) * spatial_dims).astype(np.float32))
@@ -218,7 +218,7 @@ def _datalist(tmp_path, sections, name: str = "d.json") -> str:
 
 def test_an_empty_unlabeled_section_is_reported_as_empty(tmp_path):
     from monai_transfer.data import DatalistError
-    from monai_transfer.ssl.workflow import load_images
+    from monai_transfer.ssl.images import load_images
 
     (tmp_path / "a.nii.gz").write_bytes(b"")
     path = _datalist(tmp_path, {"unlabeled": [], "training": [{"image": "./a.nii.gz"}]})
@@ -254,7 +254,7 @@ class _Engine:
 
 
 def _feed(losses, epochs):
-    from monai_transfer.ssl.workflow import EpochLosses
+    from monai_transfer.ssl.handlers import EpochLosses
 
     tracker, engine = EpochLosses(), _Engine()
     for epoch in epochs:
@@ -266,7 +266,7 @@ def _feed(losses, epochs):
 
 
 def test_chance_monitor_flags_a_loss_stuck_at_chance_but_not_one_that_scatters_around_it():
-    from monai_transfer.ssl.workflow import ChanceLossMonitor
+    from monai_transfer.ssl.handlers import ChanceLossMonitor
 
     chance = float(np.log(7))
     stuck = _feed(None, [[chance + 1e-4, chance - 1e-4]] * 3)

@@ -148,7 +148,7 @@ def test_msd_preset_plans_on_an_extracted_task_folder(tmp_path):
     full = json.loads(Path(next(c.datalist for c in cells if c.challenge.kind == "full")).read_text())
     assert full["study_cell_data"]["n_training"] == 24  # 60/20/20 of the 40 labelled cases
     assert all("imagesTr" in e["image"] for s in ("training", "validation", "test") for e in full[s])
-    from monai_transfer.ssl.workflow import load_images
+    from monai_transfer.ssl.images import load_images
 
     pool = load_images(spec.start("ssl_unlabeled_test_images").ssl["data"], "test")  # the SSL pool: imagesTs only
     assert sorted(Path(p["image"]).name for p in pool.items) == [f"hippocampus_{i:03d}.nii.gz" for i in (40, 41, 42)]
