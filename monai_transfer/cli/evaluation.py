@@ -42,11 +42,11 @@ def _decision_plan(rule: Any, calibrate: str, one_vs_rest: bool, recorded: dict)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from monai_transfer.evaluation import summarize_cases
-    from monai_transfer.evaluation.case_summary import class_names, name_cases
-    from monai_transfer.evaluation.thresholds import check_threshold_rule, majority_baseline
+    from monai_transfer.data.case_ids import class_names, name_cases
     from monai_transfer.finetune import evaluate
     from monai_transfer.finetune.decision import decide, decided_metrics, read_decision
+    from monai_transfer.metrics.case_summary import summarize_cases
+    from monai_transfer.metrics.thresholds import check_threshold_rule, majority_baseline
 
     rule = args.threshold if args.threshold == "run" else check_threshold_rule(args.threshold)
     path = check_readable_weights(args.checkpoint) or args.checkpoint

@@ -1,7 +1,6 @@
 """Case records a reader can match to the datalist: the case's id (never a local path), patient and class names.
 
-Used by ``finetune`` (``test_cases.json``) and ``evaluate`` alike; ``monai_transfer.evaluation.case_summary``
-re-exports them.
+Used by ``finetune`` (``test_cases.json``), ``evaluate`` and ``monai_transfer.metrics.case_summary`` alike.
 """
 
 from __future__ import annotations

@@ -1,49 +1,58 @@
-"""Evaluation: metrics, calibration, statistics (bootstrap CI, paired tests, Holm, power), robustness,
-transferability."""
+"""Evaluation that builds networks: ranking backbones by transferability, robustness to corruptions, a checkpoint's
+robustness. It sits above ``ssl`` and ``finetune``. The pure array functions (metrics, calibration, statistics,
+thresholds, power, domain gap, transferability) live in :mod:`monai_transfer.metrics` and are exported here as well."""
 
 from __future__ import annotations
 
-from .calibration import expected_calibration_error, reliability_curve
-from .case_summary import summarize_cases
-from .checkpoint_robustness import CaseSeededCorruptd, checkpoint_robustness
-from .domain_gap import domain_gap, frechet_distance, frechet_distance_gaussians, median_bandwidth, mmd
-from .metrics import (
+# the pure array functions live in monai_transfer.metrics (below engines); users keep finding them here too
+from monai_transfer.metrics import (
+    BootstrapResult,
+    PairedTestResult,
     accuracy,
+    accuracy_at_threshold,
     auroc,
     average_precision,
     balanced_accuracy,
-    classification_metrics,
-    dice_per_case,
-    f1_macro,
-    hd95_per_case,
-    segmentation_metrics,
-    surface_dice_per_case,
-)
-from .power import min_detectable_difference, paired_t_power, seeds_needed
-from .rank import RankingResult, candidate_label, extract_features, load_images, rank_backbones
-from .robustness import RobustnessReport, evaluate_robustness, mean_over_cases
-from .stats import (
-    BootstrapResult,
-    PairedTestResult,
     bootstrap_ci,
     bootstrap_paired_difference,
+    classification_metrics,
     cliffs_delta,
     cohens_dz,
     compare_to_baseline,
+    decision_fields,
+    dice_per_case,
+    domain_gap,
+    expected_calibration_error,
+    f1_macro,
+    frechet_distance,
+    frechet_distance_gaussians,
+    hd95_per_case,
     hedges_g,
     holm,
-    paired_test,
-    rank_biserial,
-)
-from .thresholds import accuracy_at_threshold, decision_fields, majority_baseline, youden_threshold
-from .transferability import (
     knn_accuracy,
     linear_probe_accuracy,
     log_evidence,
     logme,
+    majority_baseline,
+    median_bandwidth,
+    min_detectable_difference,
+    mmd,
+    paired_t_power,
+    paired_test,
+    rank_biserial,
     rank_correlation,
+    reliability_curve,
+    seeds_needed,
+    segmentation_metrics,
     stratified_folds,
+    summarize_cases,
+    surface_dice_per_case,
+    youden_threshold,
 )
+
+from .checkpoint_robustness import CaseSeededCorruptd, checkpoint_robustness
+from .rank import RankingResult, candidate_label, extract_features, load_images, rank_backbones
+from .robustness import RobustnessReport, evaluate_robustness, mean_over_cases
 
 __all__ = [
     "accuracy",

@@ -2,8 +2,8 @@
 
 For each candidate ``(backbone_name, pretrained)`` the target images go through the frozen backbone's
 ``forward_features`` (pooled embedding); the features are scored with cross-validated kNN accuracy, a cross-validated
-linear probe and LogME (:mod:`monai_transfer.evaluation.transferability`). With pretraining-data images given, the
-domain gap (Frechet distance, MMD; :mod:`monai_transfer.evaluation.domain_gap`) between those and the target features
+linear probe and LogME (:mod:`monai_transfer.metrics.transferability`). With pretraining-data images given, the
+domain gap (Frechet distance, MMD; :mod:`monai_transfer.metrics.domain_gap`) between those and the target features
 is reported with each candidate. With real fine-tuning results given, the Kendall tau and Spearman rho between each
 estimate and the outcome are reported.
 
@@ -11,7 +11,7 @@ Scores resting on few cases are flagged: with fewer than :data:`MIN_RANK_SAMPLES
 cases than folds) the cross-validated accuracies move in steps of one held-out case per fold, and a difference
 between candidates is mostly noise; ``too_few_samples`` and ``warnings`` say so (also as a ``UserWarning`` and under
 the table). MMD is reported as the biased V-statistic, which cannot read as a negative distance
-(:data:`monai_transfer.evaluation.domain_gap.MMD_ESTIMATOR`).
+(:data:`monai_transfer.metrics.domain_gap.MMD_ESTIMATOR`).
 
 One preprocessing contract (issue 9): images read from a datalist are kept as read, and each candidate sees them
 through its own starting point's recorded intensity mapping (``Provenance.preprocessing``, see
@@ -34,8 +34,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from monai_transfer.evaluation.domain_gap import MMD_ESTIMATOR, domain_gap
-from monai_transfer.evaluation.transferability import knn_accuracy, linear_probe_accuracy, logme, rank_correlation
+from monai_transfer.metrics.domain_gap import MMD_ESTIMATOR, domain_gap
+from monai_transfer.metrics.transferability import knn_accuracy, linear_probe_accuracy, logme, rank_correlation
 from monai_transfer.transforms.preprocessing import describe_intensity
 
 __all__ = [

@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from monai_transfer.evaluation.calibration import apply_temperature, fit_temperature, reliability_curve
-from monai_transfer.evaluation.case_summary import summarize_cases
-from monai_transfer.evaluation.thresholds import check_threshold_rule, choose_class_thresholds, choose_threshold
+from monai_transfer.metrics.calibration import apply_temperature, fit_temperature, reliability_curve
+from monai_transfer.metrics.case_summary import summarize_cases
+from monai_transfer.metrics.thresholds import check_threshold_rule, choose_class_thresholds, choose_threshold
 from monai_transfer.utils.atomic import atomic_write_json
 
 __all__ = [

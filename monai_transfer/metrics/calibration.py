@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from monai_transfer.metrics.inputs import check_classification
+
 __all__ = ["expected_calibration_error", "reliability_curve", "brier_score", "apply_temperature", "fit_temperature"]
 
 
@@ -65,9 +67,7 @@ def expected_calibration_error(y_true: Any, y_prob: Any, n_bins: int = 15, task:
     Returns:
         The ECE in [0, 1].
     """
-    from monai_transfer.evaluation.metrics import _check_classification
-
-    targets, probs, task = _check_classification(y_true, y_prob, task)
+    targets, probs, task = check_classification(y_true, y_prob, task)
     if probs.min() < 0 or probs.max() > 1:
         raise ValueError("ECE needs probabilities in [0, 1], not logits")
     if task == "multiclass":

@@ -5,7 +5,7 @@ segmentation: ``dice`` per foreground class). This turns them into the metrics a
 with a 95 % BCa bootstrap interval (Efron 1987), deterministic for a seed.
 
 Cases of one patient (2D slices of a volume) are not independent: with ``patient_id`` on the records
-(:func:`attach_ids` copies it from the datalist rows) the intervals resample patients (cluster bootstrap), and each
+(:func:`monai_transfer.data.case_ids.attach_ids` copies it from the datalist rows) the intervals resample patients (cluster bootstrap), and each
 interval says how many independent units it rests on (``n_units``, ``unit``); fewer than :data:`MIN_UNITS` are flagged
 (``warnings`` in the summary, and a ``UserWarning``).
 """
@@ -18,9 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from monai_transfer.data.case_ids import attach_ids, class_names, name_cases
-from monai_transfer.evaluation.calibration import brier_score
-from monai_transfer.evaluation.metrics import (
+from monai_transfer.metrics.calibration import brier_score
+from monai_transfer.metrics.classification import (
     accuracy,
     auroc,
     average_precision,
@@ -28,10 +27,10 @@ from monai_transfer.evaluation.metrics import (
     classification_metrics,
     f1_macro,
 )
-from monai_transfer.evaluation.stats import bootstrap_ci
-from monai_transfer.evaluation.thresholds import decisions, ranked_auroc, sorted_average_precision
+from monai_transfer.metrics.stats import bootstrap_ci
+from monai_transfer.metrics.thresholds import decisions, ranked_auroc, sorted_average_precision
 
-__all__ = ["summarize_cases", "attach_ids", "class_names", "name_cases", "MIN_UNITS"]
+__all__ = ["summarize_cases", "MIN_UNITS"]
 
 #: fewer independent units than this behind an interval are flagged
 MIN_UNITS = 10
@@ -106,7 +105,7 @@ def summarize_cases(
 
     Args:
         cases: records with ``label`` and ``prob`` (classification) or ``dice`` (segmentation, per foreground class),
-            optionally ``patient_id`` (:func:`attach_ids`): then patients, not cases, are resampled.
+            optionally ``patient_id`` (:func:`monai_transfer.data.case_ids.attach_ids`): then patients, not cases, are resampled.
         n_resamples: bootstrap resamples.
         seed: bootstrap seed.
         threshold: binary classification: the decision threshold (chosen on validation data, never on these cases)

@@ -240,7 +240,7 @@ def bootstrap_paired_difference(
     """CI of ``metric_fn(y_true, pred_a) - metric_fn(y_true, pred_b)``, both models scored on the same resampled cases.
 
     Args:
-        metric_fn: ``f(y_true, y_pred) -> float`` over cases (e.g. :func:`~monai_transfer.evaluation.metrics.auroc`).
+        metric_fn: ``f(y_true, y_pred) -> float`` over cases (e.g. :func:`~monai_transfer.metrics.classification.auroc`).
             For values that are already per case (Dice per case) use
             ``bootstrap_ci((dice_a, dice_b), lambda a, b: a.mean() - b.mean())`` instead.
         y_true: targets ``(N, ...)``.

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from monai_transfer.evaluation.power import DEFAULT_MAX_SEEDS, min_detectable_difference, paired_t_power, seeds_needed
+from monai_transfer.metrics.power import DEFAULT_MAX_SEEDS, min_detectable_difference, paired_t_power, seeds_needed
 from monai_transfer.study.statistics import POWER, equivalence_margin, paired_comparisons
 
 __all__ = ["MIN_PILOT_SEEDS", "seed_plan", "pilot_plan", "format_seed_plan"]

@@ -431,7 +431,7 @@ def _sections(
     )
     if comps:
         methods.p(
-            "Power (monai_transfer.evaluation.power): for each comparison with at least 3 pairs, the smallest "
+            "Power (monai_transfer.metrics.power): for each comparison with at least 3 pairs, the smallest "
             "difference its seeds detect with 80% power and the seeds needed to detect the observed difference, for "
             "the two-sided paired t-test with the SD of the paired differences (noncentral t distribution, as "
             f"statsmodels' TTestPower); 'under Holm' uses alpha / {n_family} (Bonferroni, Holm's first step), the "

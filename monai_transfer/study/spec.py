@@ -191,7 +191,7 @@ class StudySpec:
 
 def _check_decision(section: Mapping[str, Any], place: str) -> None:
     """``threshold`` (how test decisions are made, chosen on validation) and ``calibrate``, checked up front."""
-    from monai_transfer.evaluation.thresholds import check_threshold_rule
+    from monai_transfer.metrics.thresholds import check_threshold_rule
 
     if "threshold" in section:
         try:

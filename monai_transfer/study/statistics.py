@@ -16,7 +16,7 @@ seed)`` every starting point saw the same labelled subset and split, so starting
   the mean fine-tuned score, over starting points (x backbones), per target.
 
 Everything returns plain, JSON-serialisable dicts (floats or None, never NaN) in a deterministic order, whatever the
-order of the input rows. The tests themselves are those of :mod:`monai_transfer.evaluation.stats`.
+order of the input rows. The tests themselves are those of :mod:`monai_transfer.metrics.stats`.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
-from monai_transfer.evaluation.power import DEFAULT_MAX_SEEDS, min_detectable_difference, seeds_needed
-from monai_transfer.evaluation.stats import bootstrap_ci, cohens_dz, holm, paired_test, rank_biserial
+from monai_transfer.metrics.power import DEFAULT_MAX_SEEDS, min_detectable_difference, seeds_needed
+from monai_transfer.metrics.stats import bootstrap_ci, cohens_dz, holm, paired_test, rank_biserial
 
 __all__ = [
     "LOWER_IS_BETTER",
@@ -440,7 +440,7 @@ def paired_comparisons(
     3. else ``"too few runs to tell"`` (``"mde_above_margin"``), with the seeds it would take to detect the observed
        difference at 80 % power (``seeds_needed``) in the verdict.
 
-    Power figures (:mod:`monai_transfer.evaluation.power`), for ``n_pairs >= 3``, from the SD of the paired
+    Power figures (:mod:`monai_transfer.metrics.power`), for ``n_pairs >= 3``, from the SD of the paired
     differences: ``mde_80`` (smallest detectable ``|difference|`` with these seeds), ``seeds_needed`` (seeds that
     detect the observed mean difference; None: more than ``max_seeds``, or a zero difference), both for one two-sided
     paired t-test at ``alpha``; ``seeds_needed_family`` at ``alpha / n_family`` (Bonferroni, the first step of Holm:

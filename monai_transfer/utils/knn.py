@@ -1,9 +1,8 @@
-"""Cross-validated kNN accuracy of frozen features, shared by the SSL monitor and ``evaluation.transferability``.
+"""Cross-validated kNN accuracy of frozen features, shared by the SSL monitor and ``metrics.transferability``.
 
 The kNN monitor of Wu et al. 2018 ("Unsupervised Feature Learning via Non-Parametric Instance Discrimination"):
 cosine similarity, ``k`` neighbours vote, stratified folds. Public through
-:mod:`monai_transfer.evaluation.transferability` (and ``monai_transfer.evaluation``); it lives here so that the SSL
-layer, which sits below evaluation, can use it too.
+:mod:`monai_transfer.metrics.transferability` (and ``monai_transfer.evaluation``).
 """
 
 from __future__ import annotations

@@ -6,21 +6,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from monai_transfer.evaluation.calibration import (
+from monai_transfer.finetune.decision import decide, decided_metrics, row_metrics
+from monai_transfer.metrics.calibration import (
     apply_temperature,
     brier_score,
     expected_calibration_error,
     fit_temperature,
 )
-from monai_transfer.evaluation.case_summary import summarize_cases
-from monai_transfer.evaluation.thresholds import (
+from monai_transfer.metrics.case_summary import summarize_cases
+from monai_transfer.metrics.thresholds import (
     binary_auroc,
     binary_average_precision,
     binary_decision_metrics,
     check_threshold_rule,
     choose_threshold,
 )
-from monai_transfer.finetune.decision import decide, decided_metrics, row_metrics
 
 
 def _shifted(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

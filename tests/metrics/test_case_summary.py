@@ -59,7 +59,7 @@ def test_cases_of_few_patients_are_resampled_by_patient_and_flagged():
     rng = np.random.default_rng(0)
     cases = [{"index": i, "label": i % 2, "prob": [0.3, 0.7] if i % 2 else [0.6, 0.4]} for i in range(8)]
     rows = [{"image": f"/data/p{i // 4}_z{i}.nii.gz", "patient_id": f"p{i // 4}"} for i in range(8)]
-    from monai_transfer.evaluation.case_summary import attach_ids
+    from monai_transfer.data.case_ids import attach_ids
 
     cases = attach_ids(cases, rows)
     assert [c["patient_id"] for c in cases] == [r["patient_id"] for r in rows]

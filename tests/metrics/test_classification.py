@@ -1,23 +1,17 @@
-"""Classification and segmentation metrics: known values, sklearn agreement, per-case shapes, clear errors."""
+"""Classification metrics: known values, sklearn agreement, tasks, clear errors."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
-from monai_transfer.evaluation.calibration import expected_calibration_error, reliability_curve
-from monai_transfer.evaluation.metrics import (
+from monai_transfer.metrics.classification import (
     accuracy,
     auroc,
     average_precision,
     balanced_accuracy,
     classification_metrics,
-    dice_per_case,
     f1_macro,
-    hd95_per_case,
-    segmentation_metrics,
-    surface_dice_per_case,
 )
 
 try:
@@ -94,81 +88,3 @@ def test_classification_errors(y: object, s: object, msg: str) -> None:
     task = "multilabel" if msg == "multilabel" else None
     with pytest.raises(ValueError, match=msg):
         auroc(y, s, task=task)
-
-
-def test_ece_known_values_and_reliability() -> None:
-    # perfectly calibrated in each bin: confidence 0.8, 4 of 5 correct -> ECE 0
-    y = np.array([1, 1, 1, 1, 0])
-    p = np.full(5, 0.8)
-    assert expected_calibration_error(y, p, n_bins=10) == pytest.approx(0.0)
-    # overconfident: confidence 0.9, half correct -> |0.5 - 0.9| = 0.4
-    probs = np.array([[0.9, 0.1], [0.9, 0.1], [0.1, 0.9], [0.1, 0.9]])
-    assert expected_calibration_error([0, 1, 1, 0], probs, n_bins=15) == pytest.approx(0.4)
-    # two bins: hand-worked weighted mean
-    conf = np.array([0.15, 0.15, 0.95, 0.95])
-    y2 = np.array([0, 1, 1, 1])  # binary: positive-class frequency per bin
-    expected = 0.5 * abs(0.5 - 0.15) + 0.5 * abs(1.0 - 0.95)
-    assert expected_calibration_error(y2, conf, n_bins=10) == pytest.approx(expected)
-    r = reliability_curve(conf, y2, n_bins=10)
-    assert r["count"].sum() == 4 and r["count"][1] == 2 and r["count"][9] == 2
-    with pytest.raises(ValueError, match="probabilities"):
-        expected_calibration_error([0, 1], [-1.0, 2.0])
-
-
-def _spheres(shape: tuple[int, ...], centres: list[tuple[float, ...]], radius: float) -> np.ndarray:
-    grid = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"))
-    lab = np.zeros(shape, dtype=np.int64)
-    for i, c in enumerate(centres, start=1):
-        d = np.sqrt(sum((grid[k] - c[k]) ** 2 for k in range(len(shape))))
-        lab[d <= radius] = i
-    return lab
-
-
-@pytest.mark.parametrize("spatial", [(32, 32), (20, 20, 20)])
-def test_segmentation_per_case_and_identity(spatial: tuple[int, ...]) -> None:
-    nd = len(spatial)
-    a = _spheres(spatial, [(6,) * nd, (14,) * nd], 4)
-    b = _spheres(spatial, [(7,) * nd, (14,) * nd], 4)
-    y = np.stack([a, a])[:, None]
-    p = np.stack([a, b])[:, None]
-    m = segmentation_metrics(p, y, num_classes=3, spacing=(1.0,) * nd, tolerance_mm=1.0)
-    assert m["dice"].shape == (2, 2) and m["hd95"].shape == (2, 2) and m["nsd"].shape == (2, 2)
-    np.testing.assert_allclose(m["dice"][0], 1.0)
-    np.testing.assert_allclose(m["hd95"][0], 0.0)
-    np.testing.assert_allclose(m["nsd"][0], 1.0)
-    assert m["dice"][1, 0] < 1 and m["dice"][1, 1] == pytest.approx(1.0)
-    assert 1.0 <= m["hd95"][1, 0] <= np.sqrt(nd) + 1e-3  # shifted by one voxel along every axis
-    assert m["dice_case_mean"].shape == (2,)
-
-
-def test_hd95_and_nsd_use_spacing() -> None:
-    a = _spheres((32, 32), [(12, 12)], 6)
-    b = np.roll(a, 2, axis=0)
-    h1 = hd95_per_case(b[None, None], a[None, None], num_classes=2, spacing=(1.0, 1.0))
-    h2 = hd95_per_case(b[None, None], a[None, None], num_classes=2, spacing=(2.0, 1.0))
-    assert h1[0, 0] == pytest.approx(2.0) and 2.0 < h2[0, 0] <= 4.0 + 1e-6  # a shift of 2 voxels of 2 mm along x
-    n_tight = surface_dice_per_case(b[None, None], a[None, None], 1.0, num_classes=2, spacing=(1.0, 1.0))
-    n_loose = surface_dice_per_case(b[None, None], a[None, None], 3.0, num_classes=2, spacing=(1.0, 1.0))
-    assert n_tight[0, 0] < n_loose[0, 0] == pytest.approx(1.0)
-
-
-def test_segmentation_accepts_one_hot_and_torch() -> None:
-    a = _spheres((16, 16), [(8, 8)], 4)
-    oh = torch.nn.functional.one_hot(torch.as_tensor(a), 2).permute(2, 0, 1)[None]
-    np.testing.assert_allclose(dice_per_case(oh, a[None, None], num_classes=2), [[1.0]])
-    np.testing.assert_allclose(dice_per_case(torch.as_tensor(a)[None], a[None], num_classes=2), [[1.0]])
-
-
-@pytest.mark.parametrize(
-    "pred,label,kw,msg",
-    [
-        (np.zeros((1, 1, 8, 8)), np.zeros((1, 1, 8, 9)), {"num_classes": 2}, "shapes differ"),
-        (np.full((1, 1, 8, 8), 3), np.zeros((1, 1, 8, 8)), {"num_classes": 2}, r"labels must lie in \[0, 1\]"),
-        (np.zeros((1, 1, 8, 8)), np.zeros((1, 1, 8, 8)), {}, "num_classes"),
-        (np.zeros((1, 3, 8, 8)), np.zeros((1, 1, 8, 8)), {"num_classes": 2}, "channels do not match"),
-        (np.zeros((8, 8)), np.zeros((8, 8)), {"num_classes": 2}, "expected"),
-    ],
-)
-def test_segmentation_errors(pred: np.ndarray, label: np.ndarray, kw: dict, msg: str) -> None:
-    with pytest.raises(ValueError, match=msg):
-        dice_per_case(pred, label, **kw)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from monai_transfer.evaluation.power import min_detectable_difference, paired_t_power, seeds_needed
+from monai_transfer.metrics.power import min_detectable_difference, paired_t_power, seeds_needed
 
 NS = [2, 3, 4, 5, 8, 10, 20, 50]
 SDS = [0.005, 0.02, 0.1]

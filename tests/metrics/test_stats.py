@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from monai_transfer.evaluation.metrics import auroc
-from monai_transfer.evaluation.stats import (
+from monai_transfer.metrics.classification import auroc
+from monai_transfer.metrics.stats import (
     bootstrap_ci,
     bootstrap_paired_difference,
     cliffs_delta,

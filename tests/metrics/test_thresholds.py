@@ -12,7 +12,7 @@ import json
 import numpy as np
 import pytest
 
-from monai_transfer.evaluation.thresholds import (
+from monai_transfer.metrics.thresholds import (
     accuracy_at_threshold,
     decision_fields,
     majority_baseline,
@@ -87,4 +87,6 @@ def test_decision_fields_report_threshold_baseline_and_validation_threshold() ->
     multi = decision_fields([{"label": c, "prob": [0.2, 0.3, 0.5]} for c in (0, 2, 2)])
     assert multi["threshold"] is None and multi["majority_baseline"] == pytest.approx(2 / 3)
     with pytest.raises(ValueError, match="binary"):
-        decision_fields([{"label": c, "prob": [0.2, 0.3, 0.5]} for c in (0, 2, 2)], val_cases=_cases([0, 1], [0.1, 0.9]))
+        decision_fields(
+            [{"label": c, "prob": [0.2, 0.3, 0.5]} for c in (0, 2, 2)], val_cases=_cases([0, 1], [0.1, 0.9])
+        )

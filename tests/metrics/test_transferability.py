@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from monai_transfer.evaluation.domain_gap import domain_gap, frechet_distance, frechet_distance_gaussians, mmd
-from monai_transfer.evaluation.transferability import (
+from monai_transfer.metrics.domain_gap import domain_gap, frechet_distance, frechet_distance_gaussians, mmd
+from monai_transfer.metrics.transferability import (
     knn_accuracy,
     linear_probe_accuracy,
     log_evidence,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
-from monai_transfer.evaluation.power import min_detectable_difference, paired_t_power, seeds_needed
+from monai_transfer.metrics.power import min_detectable_difference, paired_t_power, seeds_needed
 from monai_transfer.study import SpecError, parse_spec
 from monai_transfer.study.pilot import format_seed_plan, pilot_plan, seed_plan
 from monai_transfer.study.store import ResultsStore

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from monai_transfer.evaluation.power import seeds_needed
-from monai_transfer.evaluation.stats import bootstrap_ci
+from monai_transfer.metrics.power import seeds_needed
+from monai_transfer.metrics.stats import bootstrap_ci
 from monai_transfer.study.statistics import (
     EQUIVALENCE_MARGINS,
     UNIT_RANGE,
