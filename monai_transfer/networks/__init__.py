@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from monai_transfer.networks.backbone_config import BackboneConfig
 from monai_transfer.networks.base import BackboneMixin, StageInfo
 from monai_transfer.networks.decoders import UNetDecoder, UNETRDecoder, create_decoder
 from monai_transfer.networks.export import export_model, export_onnx, export_torchscript
 from monai_transfer.networks.heads import ClassificationHead
 from monai_transfer.networks.registry import (
-    BackboneConfig,
     create_backbone,
     get_backbone_config,
     list_backbones,

@@ -8,45 +8,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
 
+from monai_transfer.networks.backbone_config import BackboneConfig
 from monai_transfer.utils.registry import Registry
 
-__all__ = ["BackboneConfig", "register_backbone", "create_backbone", "list_backbones", "get_backbone_config"]
-
-
-@dataclass(frozen=True)
-class BackboneConfig:
-    """The record kept for a registered backbone.
-
-    Attributes:
-        name: registry name, e.g. ``"resnet18"``.
-        factory: callable ``(spatial_dims, in_channels, **kwargs) -> backbone``.
-        family: architecture family (``"resnet"``, ``"vit"``, ...), used by weight adapters.
-        spatial_dims: the spatial dimensions the wrapped MONAI network supports.
-        num_features: size of the pooled embedding.
-        kwargs: default keyword arguments passed to the factory.
-        wraps: the MONAI network that the backbone wraps, for the docs.
-        description: one line for ``list_backbones`` users.
-    """
-
-    name: str
-    factory: Callable[..., nn.Module]
-    family: str
-    spatial_dims: tuple[int, ...]
-    num_features: int
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    wraps: str = ""
-    description: str = ""
+__all__ = ["register_backbone", "create_backbone", "list_backbones", "get_backbone_config"]
 
 
 def _load_builtin() -> None:
-    # importing the module registers the built-in backbones; done lazily to keep imports cheap and acyclic
-    from monai_transfer.networks import backbones  # noqa: F401
+    # the built-in table is data that imports only the record type, so the registry reads it lazily (importing the
+    # networks stays cheap) without the table importing the registry back
+    from monai_transfer.networks.backbones import BUILTIN_BACKBONES
+
+    for config in BUILTIN_BACKBONES:
+        register_backbone(config, overwrite=True)
 
 
 _REGISTRY: Registry[BackboneConfig] = Registry("backbone", loader=_load_builtin)

@@ -1,14 +1,15 @@
-"""Built-in backbones. Importing this package registers them (see ``monai_transfer.networks.registry``)."""
+"""Built-in backbones, as data: :data:`BUILTIN_BACKBONES` is registered by ``monai_transfer.networks.registry`` on its
+first lookup (this package does not import the registry)."""
 
 from __future__ import annotations
 
+from monai_transfer.networks.backbone_config import BackboneConfig
 from monai_transfer.networks.backbones.densenet import DenseNetBackbone, densenet121
 from monai_transfer.networks.backbones.efficientnet import EfficientNetBackbone, efficientnet_b0
 from monai_transfer.networks.backbones.resnet import ResNetBackbone, resnet_factory
 from monai_transfer.networks.backbones.segresnet import SegResNetBackbone, segresnet_encoder
 from monai_transfer.networks.backbones.swin import SwinBackbone, swin_unetr_encoder
 from monai_transfer.networks.backbones.vit import ViTBackbone, vit_factory
-from monai_transfer.networks.registry import BackboneConfig, register_backbone
 
 __all__ = [
     "DenseNetBackbone",
@@ -112,6 +113,3 @@ BUILTIN_BACKBONES: tuple[BackboneConfig, ...] = (
         description="SegResNet encoder, init_filters 16",
     ),
 )
-
-for _config in BUILTIN_BACKBONES:
-    register_backbone(_config, overwrite=True)
