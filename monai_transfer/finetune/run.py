@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 
+from monai_transfer.engines import specs
 from monai_transfer.engines.checkpoint import RunExistsError
 from monai_transfer.engines.environment import environment_record
 from monai_transfer.engines.run_identity import (
@@ -41,6 +42,7 @@ from monai_transfer.engines.run_identity import (
     run_identity,
     write_identity,
 )
+from monai_transfer.engines.specs import FinetuneSpec, value_ids
 from monai_transfer.engines.workflow import ConfigRun, apply_overrides, load_config, parse_overrides, run_config
 from monai_transfer.finetune.cases import section_names
 from monai_transfer.finetune.decision import (
@@ -52,12 +54,12 @@ from monai_transfer.finetune.decision import (
 )
 from monai_transfer.finetune.evaluate import MODEL_FILE, evaluate
 from monai_transfer.finetune.plan import plan_finetune
-from monai_transfer.finetune.strategies import FinetuneStrategy
 from monai_transfer.finetune.trainer import AtomicBestCheckpoint
 from monai_transfer.utils.atomic import atomic_write, atomic_write_json
 
 __all__ = [
     "finetune",
+    "finetune_spec",
     "finetune_config_run",
     "evaluate",
     "RESULT_NAME",
@@ -101,28 +103,32 @@ SAFE_CHANGES: dict[str, Any] = {
 }
 
 
-def finetune(
-    backbone: str = "resnet18",
-    pretrained: str | None = None,
-    task: str = "classification",
-    strategy: str | FinetuneStrategy = "full",
-    label_fraction: float = 1.0,
-    seed: int = 0,
-    datalist: str | os.PathLike = "",
-    out_dir: str | os.PathLike = "",
-    epochs: int = 10,
-    batch_size: int = 8,
-    lr: float = 1e-3,
-    weight_decay: float = 1e-4,
-    head_lr_mult: float = 1.0,
-    warmup_epochs: float = 0.0,
-    patience: int | None = None,
-    num_workers: int = 0,
-    resume: str = "never",
-    overrides: Mapping[str, Any] | Sequence[str] | None = None,
-    test_section: str | None = "test",
-    **options: Any,
-) -> dict[str, Any]:
+#: what ``finetune(...)`` reads from positional arguments, in order (``finetune("resnet10", None, "segmentation")``)
+POSITIONAL = ("backbone", "pretrained", "task", "strategy")
+
+
+def finetune_spec(*args: Any, **settings: Any) -> FinetuneSpec:
+    """A checked :class:`~monai_transfer.engines.specs.FinetuneSpec` from a spec (with ``settings`` replacing some of
+    its fields) or from :data:`POSITIONAL` arguments and keyword settings.
+
+    Raises:
+        SpecFieldError: an unknown setting (the closest known one named) or a bad value (its field named).
+    """
+    spec_class = specs.spec_class("finetune")
+    if args and isinstance(args[0], FinetuneSpec):
+        if len(args) > 1:
+            raise TypeError("finetune(spec) takes the spec alone; give other settings by name")
+        return spec_class.from_mapping({**args[0].to_dict(), **settings})
+    if len(args) > len(POSITIONAL):
+        raise TypeError(f"finetune() takes at most {len(POSITIONAL)} positional settings {POSITIONAL}")
+    given = dict(zip(POSITIONAL, args))
+    twice = sorted(set(given) & set(settings))
+    if twice:
+        raise TypeError(f"finetune() got {twice[0]!r} both by position and by name")
+    return spec_class.from_mapping({**given, **settings})
+
+
+def finetune(*args: Any, print_config: bool = False, **settings: Any) -> dict[str, Any]:
     """Fine-tune a (pretrained) backbone on a datalist: build the run's bundle config, run it, report the result.
 
     Training is MONAI's ``SupervisedTrainer`` validated every epoch by a ``SupervisedEvaluator`` (mean Dice, or
@@ -130,28 +136,23 @@ def finetune(
     intensity mapping, early stopping, the best weights written atomically to ``models/model.pt``, an exact-resume
     checkpoint every epoch and TensorBoard logs. The best weights are then evaluated on ``test_section``.
 
-    Args:
-        backbone: registry name (``monai_transfer.networks.list_backbones()``).
-        pretrained: ``None`` (random init), a checkpoint path, a bundle folder or a known source name.
-        task: ``"classification"`` or ``"segmentation"``.
-        strategy: a name from ``list_strategies()`` (``"freeze-2"``) or a built strategy.
-        label_fraction: share of the training section used, in ``(0, 1]``: the nested, class-stratified,
-            patient-level subset of ``monai_transfer.data.label_fractions`` for ``seed``.
-        seed: seed of the label subset, initialisation, data order and augmentation (no global RNG is touched).
-        datalist: MSD-style datalist JSON with training and validation sections (and optionally ``test``).
-        out_dir: the run folder; nothing is written elsewhere.
-        epochs, batch_size, lr, weight_decay, head_lr_mult, warmup_epochs, patience, num_workers: the run's values
-            (config ids ``train#trainer#max_epochs``, ``batch_size``, ``lr``...).
-        resume: an earlier run in ``out_dir``: ``"never"`` refuses it (``RunExistsError``), ``"auto"`` continues it
-            (a finished run is returned as it is), ``"overwrite"`` starts again.
-        overrides: ``id=value`` strings or a mapping applied to the config last (``--set``): any value reachable.
-        test_section: the section the best weights are evaluated on (``None``: none).
-        options: the config's shape, see :func:`monai_transfer.finetune.plan.plan_finetune`: ``strategy_kwargs``,
-            ``num_classes``, ``spatial_dims``, ``in_channels``, ``loss``, ``class_weights``, ``focal_gamma``,
-            ``optimizer``, ``key_metric``, ``spatial_size``, ``patch_size``, ``augment``, ``train_section``,
-            ``val_section``, ``backbone_kwargs``, ``head_kwargs``, ``strict``, ``device``, ``amp``, ``channels_last``,
-            ``compile`` (``"auto"``/``"on"``/``"off"``: :func:`monai_transfer.engines.resolve_precision`), ``tensorboard``,
-            ``progress``, ``intensity``, ``mlflow_uri``.
+    The settings are the fields of :class:`~monai_transfer.engines.specs.FinetuneSpec` (their help says what each
+    does): give a spec, or settings by name (``backbone``, ``pretrained``, ``task``, ``strategy`` also by position).
+    The main ones:
+
+    - ``backbone`` (registry name), ``pretrained`` (``None``: random init; a checkpoint, bundle folder or source
+      name), ``task`` (``"classification"`` or ``"segmentation"``), ``strategy`` (``list_strategies()`` name or a
+      built strategy), ``datalist`` (MSD-style JSON with training and validation sections), ``out_dir``;
+    - ``label_fraction`` (the nested, class-stratified, patient-level subset for ``seed``), ``seed``, ``epochs``,
+      ``batch_size``, ``lr``... (the values of config ids ``train#trainer#max_epochs``, ``batch_size``, ``lr``);
+    - ``resume``: an earlier run in ``out_dir``: ``"never"`` refuses it (``RunExistsError``), ``"auto"`` continues it
+      (a finished run is returned as it is), ``"overwrite"`` starts again;
+    - ``overrides``: ``id=value`` strings or a mapping applied to the config last (``--set``): any value reachable;
+    - ``test_section``: the section the best weights are evaluated on (``None``: none);
+    - ``amp``, ``channels_last``, ``compile`` (``"auto"``/``"on"``/``"off"``:
+      :func:`monai_transfer.engines.resolve_precision`), ``threshold``, ``calibrate``, ``one_vs_rest``.
+
+    ``print_config=True`` returns the config that would run and writes nothing.
 
     Returns:
         The result (also ``out_dir/result.json``): best metric and epoch, epochs run, test metrics, the precision
@@ -159,30 +160,24 @@ def finetune(
         of ``pretrained``, the intensity used, sizes of the sets, the config file, the run's values, ``duration_s``.
 
     Raises:
-        ValueError / DatalistError: a bad argument or datalist (the case or file named), before anything is written.
+        SpecFieldError / ValueError / DatalistError: a bad setting or datalist (the field, case or file named), before
+            anything is written.
         RunExistsError: ``out_dir`` holds a run and ``resume="never"``.
     """
+    spec = finetune_spec(*args, **settings)
     t0 = time.perf_counter()
-    if resume not in _RESUME:
-        raise ValueError(f"resume must be one of {_RESUME}, got {resume!r}")
+    out_dir, resume, datalist, test_section = spec.out_dir, spec.resume, spec.datalist, spec.test_section
     out = Path(out_dir).resolve() if out_dir else Path()
     _refuse_existing(out, resume)
-    values = {"seed": seed, "label_fraction": label_fraction, "batch_size": batch_size, "lr": lr, "epochs": epochs,
-              "weight_decay": weight_decay, "head_lr_mult": head_lr_mult, "warmup_epochs": warmup_epochs,
-              "patience": patience, "num_workers": num_workers, "resume": resume}  # fmt: skip
-    sections = (options.pop("train_section", "training"), options.pop("val_section", "validation"), test_section)
-    print_config = options.pop("print_config", False)
     # how the test section is decided and calibrated (chosen on validation): checked before anything trains
-    decision = decision_settings(options.pop("threshold", None), options.pop("calibrate", None),
-                                 options.pop("one_vs_rest", None))  # fmt: skip
-    plan = plan_finetune(backbone, pretrained, task, strategy, datalist, out_dir, values, sections=sections,
-                         decision=decision, **options)  # fmt: skip
-    user = parse_overrides(overrides)
+    decision = decision_settings(spec.threshold, spec.calibrate, spec.one_vs_rest)
+    plan = plan_finetune(spec, decision)
+    user = parse_overrides(spec.overrides)
     raw = apply_overrides(plan.config, user)  # a bad --set id is named here, before anything is written
     decision = _config_decision(raw, decision)  # --set threshold=f1 counts as --threshold f1
     if print_config:  # the config that would run, nothing written
         return raw
-    identity = _identity(raw, datalist, pretrained)
+    identity = _identity(raw, datalist, spec.pretrained)
     identity["settings"]["decision"] = decision  # the test's threshold rule and calibration determine its metrics
     done, changes = _prepare_folder(out, resume, identity)
     if done is not None:
@@ -197,8 +192,8 @@ def finetune(
     result = summarize_run(run, {**plan.facts, **_values_ran(run, plan.facts)}, out)
     if test_section and plan.facts["n_test"]:
         result["test"] = _test(
-            out, datalist, test_section, plan.facts["labels"], int(result["batch_size"]), options.get("device"),
-            result["precision"], sections[1], **decision,
+            out, datalist, test_section, plan.facts["labels"], int(result["batch_size"]), spec.device,
+            result["precision"], spec.val_section, **decision,
         )  # fmt: skip
         result["decision"] = read_decision(out)
     if changes:
@@ -276,10 +271,8 @@ def _identity(raw: Mapping[str, Any], datalist: Any, pretrained: Any) -> dict[st
 def _values_ran(run: ConfigRun, facts: Mapping[str, Any]) -> dict[str, Any]:
     """The run's values (``lr``, ``warmup_epochs``, ``epochs``...) as the config that ran resolved them, after
     ``--set`` overrides (``result.json`` records what took effect, not the function's arguments)."""
-    from monai_transfer.finetune.plan import VALUE_IDS
-
     out = {}
-    for arg, cid in VALUE_IDS.items():
+    for arg, cid in value_ids(specs.spec_class("finetune")).items():
         try:
             out[arg] = run.get(cid)
         except Exception:  # an id a hand-edited config lacks: the argument's value

@@ -16,6 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from monai_transfer.study.cell_spec import CELL_DEFAULTS
 from monai_transfer.study.cells import Cell
 from monai_transfer.study.spec import Start, StudySpec
 from monai_transfer.utils.atomic import atomic_write_json
@@ -28,10 +29,8 @@ from monai_transfer.utils.identity import (
     value_digest,
 )
 
-__all__ = ["start_identity", "cell_identity", "digest", "read_identity", "write_identity", "changed", "CELL_DEFAULTS"]
+__all__ = ["start_identity", "cell_identity", "digest", "read_identity", "write_identity", "changed"]
 
-#: fine-tuning values every cell runs with unless the spec's ``finetune`` section sets them
-CELL_DEFAULTS = {"epochs": 3, "batch_size": 4}
 
 #: ``finetune`` values that do not change a result (how it runs, not what it computes)
 NOT_IDENTITY = ("num_workers", "progress", "tensorboard", "mlflow_uri", "device")

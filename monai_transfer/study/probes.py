@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import inspect
 import json
 import math
 import os
@@ -68,32 +67,16 @@ def features_path(out: str | os.PathLike, target: str, start: str, backbone: str
     return Path(out) / "features" / target / f"{name}.npz"
 
 
-def _finetune_kwargs(payload: Mapping[str, Any]) -> tuple[dict[str, Any], Any]:
-    """The spec's finetune options as ``run_cell`` passes them (same defaults), and the ``overrides``."""
-    from monai_transfer.study.identity import CELL_DEFAULTS
-
-    opts = {**CELL_DEFAULTS, **dict(payload["finetune"])}
-    for key in ("threshold", "calibrate", "one_vs_rest"):  # how the test is decided, not part of the training config
-        opts.pop(key, None)
-    return opts, opts.pop("overrides", None)
-
-
 def cell_config(payload: Mapping[str, Any]) -> dict[str, Any]:
     """The ``train.json`` the cell's ``finetune`` run would execute (planned, overrides applied), never run."""
     from monai_transfer.engines.workflow import apply_overrides, parse_overrides
-    from monai_transfer.finetune import finetune
-    from monai_transfer.finetune.plan import VALUE_IDS, plan_finetune
+    from monai_transfer.finetune.decision import decision_settings
+    from monai_transfer.finetune.plan import plan_finetune
+    from monai_transfer.study.cell_spec import cell_spec
 
-    opts, overrides = _finetune_kwargs(payload)
-    # finetune()'s own defaults for what the spec leaves out, so that the plan is the run's
-    defaults = inspect.signature(finetune).parameters
-    values = {k: defaults[k].default for k in VALUE_IDS}
-    values.update(seed=int(payload["seed"]), resume="auto")
-    values.update({k: opts.pop(k) for k in list(opts) if k in VALUE_IDS})
-    plan = plan_finetune(payload["backbone"], payload["pretrained"], payload["task"], payload["strategy"],
-                         payload["datalist"], payload["run_dir"], values, spatial_dims=payload["spatial_dims"],
-                         in_channels=payload["in_channels"], progress=False, tensorboard=False, **opts)  # fmt: skip
-    return apply_overrides(plan.config, parse_overrides(overrides))
+    spec = cell_spec(payload)
+    plan = plan_finetune(spec, decision_settings(spec.threshold, spec.calibrate, spec.one_vs_rest))
+    return apply_overrides(plan.config, parse_overrides(spec.overrides))
 
 
 def _parser(config: Mapping[str, Any]) -> Any:

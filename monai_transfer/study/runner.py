@@ -19,11 +19,11 @@ from typing import Any
 
 from monai_transfer.engines.environment import environment_record
 from monai_transfer.finetune.decision import row_metrics
+from monai_transfer.study.cell_spec import cell_spec
 from monai_transfer.study.cells import Cell, expand_cells, write_cell_data
 from monai_transfer.study.checks import check_target_images
 from monai_transfer.study.console import cell_log, cell_log_path
 from monai_transfer.study.identity import (
-    CELL_DEFAULTS,
     cell_identity,
     changed,
     digest,
@@ -84,15 +84,7 @@ def _finetune_cell(payload: Mapping[str, Any]) -> dict[str, Any]:
     """One cell as a whole ``finetune`` bundle run: its test metrics, sizes, best epoch, load report, case scores."""
     from monai_transfer.finetune import finetune
 
-    opts = dict(payload["finetune"])
-    overrides = opts.pop("overrides", None)
-    result = finetune(
-        backbone=payload["backbone"], pretrained=payload["pretrained"], task=payload["task"],
-        strategy=payload["strategy"], seed=int(payload["seed"]), datalist=payload["datalist"],
-        out_dir=payload["run_dir"], resume="auto", spatial_dims=payload["spatial_dims"],
-        in_channels=payload["in_channels"], progress=False, tensorboard=False, overrides=overrides,
-        **{**CELL_DEFAULTS, **opts},
-    )  # fmt: skip
+    result = finetune(cell_spec(payload))
     test = result.get("test") or {}
     return {**row_metrics(test), "n_train": result.get("n_train"), "n_test": test.get("n"),
             "best_epoch": result.get("best_epoch"), "load_report": result.get("load_report") or {},

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "FINETUNE_OPTIONS",
     "SpecError",
     "MissingDataError",
     "Target",
@@ -38,8 +37,10 @@ TOP_KEYS = ("name", "description", "data_root", "data_help", "prepare", "metric"
             "best_bundle", "linear_probe", "keep_checkpoints", "equivalence_margin")  # fmt: skip
 TARGET_KEYS = ("name", "data", "task", "spatial_dims", "in_channels", "domain_key", "patient_key", "positive", "metric")
 START_KEYS = ("name", "random", "source", "path", "ssl", "supervised", "continual")
-SSL_KEYS = ("method", "data", "epochs", "batch_size", "modality", "roi_size", "lr", "intensity", "seed", "cache",
-            "method_kwargs", "view_kwargs", "section", "amp")  # fmt: skip
+#: pretraining settings an in-study start sets itself (its ``ssl:`` section may set every other field of
+#: ``PretrainConfig``)
+SSL_SET_BY_STUDY = ("backbone", "spatial_dims", "out", "pretrained", "backbone_kwargs", "resume", "overwrite",
+                    "progress", "tensorboard", "mlflow_uri")  # fmt: skip
 SUPERVISED_KEYS = ("data", "task", "epochs", "batch_size", "lr", "domain", "spatial_dims", "patch_size", "spatial_size",
                    "amp")  # fmt: skip
 CONTINUAL_KEYS = ("from", "ssl")
@@ -47,12 +48,6 @@ CHALLENGE_KEYS = ("full", "label_fractions", "imbalance", "domain")
 ESTIMATORS = ("knn", "linear_probe", "logme")
 #: how linear-probe cells of classification targets run: a head on cached encoder features, or whole finetune runs
 LINEAR_PROBE_MODES = ("cached", "pipeline")
-#: finetune options a spec's ``finetune`` section may set (the rest of finetune's arguments belong to the cell)
-FINETUNE_OPTIONS = ("epochs", "batch_size", "lr", "weight_decay", "head_lr_mult", "warmup_epochs", "patience",
-                    "num_workers", "backbone_kwargs", "head_kwargs", "strategy_kwargs", "spatial_size", "patch_size",
-                    "loss", "class_weights", "augment", "intensity", "device", "amp",
-                    "channels_last", "compile", "threshold", "calibrate", "one_vs_rest", "overrides")  # fmt: skip
-
 
 class SpecError(ValueError):
     """A spec problem, named with its place (``targets[0].data: ...``)."""
@@ -76,6 +71,19 @@ def _check_speed(opts: Mapping[str, Any], place: str) -> None:
                 normalize_choice(opts[key], key)
             except ValueError as err:
                 _fail(f"{place}.{key}", str(err))
+
+
+def _finetune_section(section: Any) -> Mapping[str, Any]:
+    """The spec's ``finetune:`` section: fields of the fine-tuning spec a study may set (each cell sets the rest),
+    every value checked as a run checks it; kept as written (a cell's identity holds them as the user gave them)."""
+    from monai_transfer.engines.specs import SpecFieldError, check_values, spec_class
+
+    try:
+        check_values(spec_class("finetune"), section, "finetune")
+    except SpecFieldError as err:
+        raise SpecError(str(err)) from None
+    _check_decision(section, "finetune")
+    return section
 
 
 def _check_keys(obj: Any, known: Sequence[str], place: str) -> Mapping[str, Any]:
@@ -236,10 +244,18 @@ def _parse_target(obj: Any, place: str, root: Path, default_metric: str | None) 
 
 
 def _parse_ssl(obj: Any, place: str, root: Path) -> dict[str, Any]:
-    s = dict(_check_keys(obj, SSL_KEYS, place))
+    from monai_transfer.ssl.config import PretrainConfig
+
+    s = dict(_check_keys(obj, [k for k in PretrainConfig.field_names() if k not in SSL_SET_BY_STUDY], place))
     for key in ("method", "data"):
         if key not in s:
             _fail(place, f"missing {key!r}")
+    try:  # every value checked as the run will check it (the study fills what it sets itself)
+        roi = s.get("roi_size")
+        dims = len(roi) if isinstance(roi, list) and len(roi) in (2, 3) else 2 if s.get("modality") == "xr" else 3
+        PretrainConfig.from_dict({**s, "spatial_dims": dims}, where=place)
+    except ValueError as err:
+        raise SpecError(str(err)) from None
     from monai_transfer.ssl import list_methods
 
     if s["method"] not in list_methods():
@@ -373,9 +389,7 @@ def _parse_checked(s: Mapping[str, Any], root: str | os.PathLike) -> StudySpec:
     for i, e in enumerate(_list(estimators, "transferability", str, True)):
         if e not in ESTIMATORS:
             _fail(f"transferability[{i}]", f"unknown estimator {e!r}; one of {ESTIMATORS}")
-    finetune = _check_keys(s.get("finetune") or {}, FINETUNE_OPTIONS, "finetune")
-    _check_decision(finetune, "finetune")
-    _check_speed(finetune, "finetune")
+    finetune = _finetune_section(s.get("finetune") or {})
     linear_probe = s.get("linear_probe", "cached")
     if linear_probe not in LINEAR_PROBE_MODES:
         _fail("linear_probe", "'cached' (linear-probe cells of classification targets train a head on encoder features "

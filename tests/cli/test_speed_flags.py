@@ -49,12 +49,15 @@ def test_pretrain_flags_reach_its_config():
     assert bundle["train"]["trainer"]["amp_dtype"] == "$monai_transfer.engines.precision.amp_dtype(@precision)"
 
 
-def test_finetune_decision_flags_reach_the_run_options():
-    from monai_transfer.cli.finetune import _options
+def test_finetune_decision_flags_reach_the_run_spec():
+    from monai_transfer.cli.finetune import _settings
+    from monai_transfer.engines.specs import FinetuneSpec
+    from monai_transfer.finetune.decision import decision_settings
 
     argv = ["finetune", "--backbone", "resnet10", "--task", "classification", "--data", "d.json", "--out", "o"]
-    defaults = _options(build_parser().parse_args(argv))
-    assert (defaults["threshold"], defaults["calibrate"], defaults["one_vs_rest"]) == ("youden", "none", False)
+    defaults = FinetuneSpec(**_settings(build_parser().parse_args(argv)))
+    assert decision_settings(defaults.threshold, defaults.calibrate, defaults.one_vs_rest) == {
+        "rule": "youden", "calibrate": "none", "one_vs_rest": False}  # fmt: skip
     args = build_parser().parse_args([*argv, "--threshold", "f1", "--calibrate", "temperature", "--one-vs-rest"])
-    chosen = _options(args)
-    assert (chosen["threshold"], chosen["calibrate"], chosen["one_vs_rest"]) == ("f1", "temperature", True)
+    chosen = FinetuneSpec(**_settings(args))
+    assert (chosen.threshold, chosen.calibrate, chosen.one_vs_rest) == ("f1", "temperature", True)

@@ -86,7 +86,7 @@ def test_a_good_spec_parses(data):
         ({"finetune": {"amp": "fast"}}, "finetune.amp", "amp must be one of"),
         ({"finetune": {"channels_last": "maybe"}}, "finetune.channels_last", "channels_last must be one of"),
         ({"finetune": {"threshold": "yoden"}}, "finetune.threshold", "is not one of"),
-        ({"finetune": {"calibrate": "platt"}}, "finetune.calibrate", "'none' or 'temperature'"),
+        ({"finetune": {"calibrate": "platt"}}, "finetune.calibrate", "one of 'none', 'temperature'"),
         ({"finetune": {"one_vs_rest": "yes"}}, "finetune.one_vs_rest", "true or false"),
         (
             {"starts": ["random", {"name": "x", "ssl": {"method": "simclr", "data": "pool.json", "amp": "bf16"}}]},

@@ -1,0 +1,79 @@
+"""Command-line flags derived from a run spec's fields, and the spec built back from the parsed flags.
+
+Each field with a flag becomes ``--<name-with-dashes>`` (or the flag its declaration names) with the field's type,
+choices and help; booleans become ``--x``/``--no-x`` pairs (``progress`` is ``--quiet``), ``KEY=VALUE`` fields
+(``nargs="*"``) become mappings. Every flag defaults to "not given", so the spec's own default applies and a flag
+the user did not type never overrides a config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from collections.abc import Sequence
+from typing import Any
+
+from monai_transfer.cli._common import _parse_kv
+from monai_transfer.engines.specs import BaseRunSpec, spec_fields
+
+__all__ = ["add_spec_arguments", "given_settings"]
+
+
+def _flag(f: dataclasses.Field) -> str:
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
+def _scalar(hint: Any) -> Any:
+    """The argparse ``type`` of a hint: the first of str, int, float it allows (a list's item type for lists)."""
+    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    for option in options:
+        if typing.get_origin(option) in (list, tuple):
+            return _scalar(typing.get_args(option)[0])
+    for kind in (str, int, float):
+        if kind in options:
+            return kind
+    return str
+
+
+def _default_text(f: dataclasses.Field) -> str:
+    default = f.default if f.default is not dataclasses.MISSING else None
+    text = f.metadata.get("help", "")
+    if default in (None, "", {}, []) or "default" in text.lower() or isinstance(default, bool):
+        return text
+    return f"{text} (default: {default})"
+
+
+def add_spec_arguments(parser: argparse.ArgumentParser, spec_class: type, exclude: Sequence[str] = ()) -> None:
+    """Add a flag for every field of ``spec_class`` that has one (``exclude``: fields the command words its own
+    way)."""
+    hints = typing.get_type_hints(spec_class)
+    shared = {f.name for f in dataclasses.fields(BaseRunSpec)}
+    flagged = spec_fields(spec_class, cli=True)  # the kind's own settings first, then those every run shares
+    for f in [f for f in flagged if f.name not in shared] + [f for f in flagged if f.name in shared]:
+        if f.name in exclude:
+            continue
+        meta, flag, hint = f.metadata, _flag(f), hints[f.name]
+        kwargs: dict[str, Any] = {"dest": f.name, "default": None, "help": _default_text(f)}
+        if hint is bool and flag == "--quiet":  # the command shows a progress bar unless told not to
+            kwargs.update(action="store_const", const=False, default=True)
+        elif hint is bool:
+            kwargs.update(action=argparse.BooleanOptionalAction)
+        else:
+            kwargs["type"] = str if meta.get("nargs") == "*" else _scalar(hint)
+            for key in ("choices", "nargs", "metavar"):
+                if meta.get(key) is not None:
+                    kwargs[key] = list(meta[key]) if key == "choices" else meta[key]
+        parser.add_argument(flag, **kwargs)
+
+
+def given_settings(args: argparse.Namespace, spec_class: type, exclude: Sequence[str] = ()) -> dict[str, Any]:
+    """The fields whose flags were given (``KEY=VALUE`` lists as mappings); the spec's defaults fill the rest."""
+    out: dict[str, Any] = {}
+    for f in spec_fields(spec_class, cli=True):
+        value = getattr(args, f.name, None)
+        if f.name in exclude or value is None:
+            continue
+        out[f.name] = _parse_kv(value) if f.metadata.get("nargs") == "*" else value
+    return out

@@ -1,0 +1,19 @@
+"""One typed specification per run kind: the fields every run shares (:class:`BaseRunSpec`) and each kind's own
+(:class:`FinetuneSpec`). The command line, the Python API and a study spec all build and check one; the registry
+:data:`RUN_SPECS` is where the entry points look the class up (so a test, or a plugin, can extend one)."""
+
+from __future__ import annotations
+
+from monai_transfer.engines.specs.base import BaseRunSpec, RunSpec, SpecFieldError, check_values, setting, spec_fields
+from monai_transfer.engines.specs.finetune import FINETUNE_TASKS, FinetuneSpec, value_ids
+
+__all__ = ["RunSpec", "BaseRunSpec", "FinetuneSpec", "SpecFieldError", "setting", "spec_fields", "check_values",
+           "value_ids", "RUN_SPECS", "spec_class", "FINETUNE_TASKS"]  # fmt: skip
+
+#: run kind -> its spec class
+RUN_SPECS: dict[str, type[RunSpec]] = {"finetune": FinetuneSpec}
+
+
+def spec_class(kind: str) -> type:
+    """The spec class of a run kind (``"finetune"``)."""
+    return RUN_SPECS[kind]
