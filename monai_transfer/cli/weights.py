@@ -94,7 +94,7 @@ def _same_file(checkpoint: str, out: str) -> bool:
         return False
     src = Path(checkpoint)
     if src.is_dir():
-        from monai_transfer.weights.checkpoint import find_bundle_weights
+        from monai_transfer.weights.starting_point import find_bundle_weights
 
         try:
             src = find_bundle_weights(src)

@@ -19,13 +19,12 @@ from monai_transfer.weights.checkpoint import (
     UnsafeCheckpointError,
     default_cache_dir,
     download_checkpoint,
-    load_checkpoint,
     read_checkpoint,
     save_pretrained,
     sha256_file,
     unwrap_state_dict,
 )
-from monai_transfer.weights.load import load_pretrained
+from monai_transfer.weights.load import load_checkpoint, load_pretrained
 from monai_transfer.weights.provenance import Provenance
 from monai_transfer.weights.report import LoadReport, PretrainedLoadError
 from monai_transfer.weights.sources import (

@@ -47,8 +47,6 @@ __all__ = [
     "atomic_write",
     "read_checkpoint",
     "unwrap_state_dict",
-    "load_checkpoint",
-    "find_bundle_weights",
     "save_pretrained",
     "download_checkpoint",
     "copy_into_cache",
@@ -307,68 +305,6 @@ def unwrap_state_dict(obj: Any) -> tuple[dict[str, torch.Tensor], dict[str, Any]
                 f"keys {list(WRAPPER_KEYS)}; top-level keys: {list(current)[:20]}"
             )
     return {str(k): v for k, v in current.items()}, provenance, path
-
-
-def find_bundle_weights(path: str | os.PathLike) -> Path:
-    """The weights file of a folder the package writes or a MONAI bundle: a fine-tuned network's
-    ``models/model.pt`` (or ``.safetensors``), a ``pretrain`` folder's ``encoder.pt``, a starting-point bundle's
-    ``models/pretrained/<file>`` (:func:`monai_transfer.weights.starting_point.resolve_pretrained`).
-
-    Raises:
-        FileNotFoundError: the folder holds no local weights file (the message says what was looked for, or names
-            the published source a shipped bundle starts from).
-    """
-    from monai_transfer.weights.starting_point import resolve_pretrained
-
-    path = Path(path)
-    try:
-        start = resolve_pretrained(path)
-    except FileNotFoundError as err:
-        ts = path / "models" / "model.ts"
-        hint = (
-            " It holds only a TorchScript model (models/model.ts), whose weights this loader does not read."
-            if ts.is_file()
-            else ""
-        )
-        raise FileNotFoundError(f"{err}{hint}") from None
-    if start.weights is None:
-        raise FileNotFoundError(
-            f"{path} holds no weights file: it starts from the published source {start.source!r}; pass that name, or "
-            "fetch the file with `python -m monai.bundle download_large_files --bundle_path ...`."
-        )
-    return start.weights
-
-
-def load_checkpoint(
-    checkpoint: str | os.PathLike | Mapping[str, Any], sha256: str | None = None
-) -> tuple[dict[str, torch.Tensor], Provenance | None, str, str]:
-    """Read a checkpoint from a file, a bundle folder or an in-memory (wrapped) state dict.
-
-    Args:
-        checkpoint: a file path, a bundle or run folder (its weights file: :func:`find_bundle_weights`), or a
-            (wrapped) state dict.
-        sha256: when given, the file's SHA-256 (or 8+ hex prefix) is checked before reading.
-
-    Returns:
-        ``(state_dict, provenance_or_None, description, file_sha256)``.
-    """
-    file_hash = ""
-    if isinstance(checkpoint, Mapping):
-        obj: Any = checkpoint
-        description = "<state dict>"
-    else:
-        path = Path(checkpoint)
-        if path.is_dir():
-            path = find_bundle_weights(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"Checkpoint {path} does not exist (and is not a known source name).")
-        file_hash = sha256_file(path)
-        check_sha256(file_hash, sha256, what=str(path))
-        obj = read_checkpoint(path)
-        description = str(path)
-    state_dict, provenance, _ = unwrap_state_dict(obj)
-    record = Provenance.from_dict(provenance) if provenance is not None else None
-    return state_dict, record, description, file_hash
 
 
 def save_pretrained(

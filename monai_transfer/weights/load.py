@@ -19,6 +19,7 @@ import logging
 import os
 import urllib.parse
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -34,13 +35,20 @@ from monai_transfer.weights.adapters import (
     list_adapters,
     matches_any,
 )
-from monai_transfer.weights.checkpoint import download_checkpoint, load_checkpoint
+from monai_transfer.weights.checkpoint import (
+    check_sha256,
+    download_checkpoint,
+    read_checkpoint,
+    sha256_file,
+    unwrap_state_dict,
+)
 from monai_transfer.weights.provenance import Provenance
 from monai_transfer.weights.report import LoadReport, PretrainedLoadError
 from monai_transfer.weights.sources import get_source, is_source_name, resolve_source
+from monai_transfer.weights.starting_point import find_bundle_weights
 from monai_transfer.weights.surgery import INFLATE_MODES, fit_state_dict
 
-__all__ = ["load_pretrained", "resolve_adapter", "module_stages"]
+__all__ = ["load_pretrained", "load_checkpoint", "resolve_adapter", "module_stages"]
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +93,38 @@ def resolve_adapter(
             return get_adapter(known.adapter_for(backbone_name))
         return get_adapter(known.adapter)
     raise KeyError(f"source={source!r} is neither 'auto', an adapter ({list_adapters()}) nor a known weight source.")
+
+
+def load_checkpoint(
+    checkpoint: str | os.PathLike | Mapping[str, Any], sha256: str | None = None
+) -> tuple[dict[str, torch.Tensor], Provenance | None, str, str]:
+    """Read a checkpoint from a file, a bundle folder or an in-memory (wrapped) state dict.
+
+    Args:
+        checkpoint: a file path, a bundle or run folder (its weights file: :func:`find_bundle_weights`), or a
+            (wrapped) state dict.
+        sha256: when given, the file's SHA-256 (or 8+ hex prefix) is checked before reading.
+
+    Returns:
+        ``(state_dict, provenance_or_None, description, file_sha256)``.
+    """
+    file_hash = ""
+    if isinstance(checkpoint, Mapping):
+        obj: Any = checkpoint
+        description = "<state dict>"
+    else:
+        path = Path(checkpoint)
+        if path.is_dir():
+            path = find_bundle_weights(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"Checkpoint {path} does not exist (and is not a known source name).")
+        file_hash = sha256_file(path)
+        check_sha256(file_hash, sha256, what=str(path))
+        obj = read_checkpoint(path)
+        description = str(path)
+    state_dict, provenance, _ = unwrap_state_dict(obj)
+    record = Provenance.from_dict(provenance) if provenance is not None else None
+    return state_dict, record, description, file_hash
 
 
 def load_pretrained(

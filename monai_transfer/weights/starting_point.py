@@ -28,7 +28,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ResolvedStart", "resolve_pretrained", "starting_provenance", "MODEL_FILES"]
+from monai_transfer.weights.checkpoint import read_checkpoint, unwrap_state_dict
+
+__all__ = ["ResolvedStart", "resolve_pretrained", "starting_provenance", "find_bundle_weights", "MODEL_FILES"]
 
 #: the fine-tuned weights of a bundle or run folder, in order of preference
 MODEL_FILES: tuple[str, ...] = ("models/model.pt", "models/model.safetensors", "models/model.pth", "model.pt")
@@ -69,10 +71,10 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _file_provenance(path: Path) -> dict[str, Any]:
-    from monai_transfer.weights.checkpoint import load_checkpoint
     from monai_transfer.weights.provenance import Provenance
 
-    _, prov, _, _ = load_checkpoint(path)
+    _, prov, _ = unwrap_state_dict(read_checkpoint(path))
+    prov = Provenance.from_dict(prov) if prov is not None else None
     if isinstance(prov, Provenance):
         return asdict(prov)
     return dict(prov) if isinstance(prov, Mapping) else {}
@@ -235,3 +237,31 @@ def starting_provenance(pretrained: str | os.PathLike | None, backbone: str | No
         return dict(resolve_pretrained(pretrained, backbone).provenance)
     except FileNotFoundError:
         return {}
+
+
+def find_bundle_weights(path: str | os.PathLike) -> Path:
+    """The weights file of a folder the package writes or a MONAI bundle: a fine-tuned network's
+    ``models/model.pt`` (or ``.safetensors``), a ``pretrain`` folder's ``encoder.pt``, a starting-point bundle's
+    ``models/pretrained/<file>`` (:func:`resolve_pretrained`).
+
+    Raises:
+        FileNotFoundError: the folder holds no local weights file (the message says what was looked for, or names
+            the published source a shipped bundle starts from).
+    """
+    path = Path(path)
+    try:
+        start = resolve_pretrained(path)
+    except FileNotFoundError as err:
+        ts = path / "models" / "model.ts"
+        hint = (
+            " It holds only a TorchScript model (models/model.ts), whose weights this loader does not read."
+            if ts.is_file()
+            else ""
+        )
+        raise FileNotFoundError(f"{err}{hint}") from None
+    if start.weights is None:
+        raise FileNotFoundError(
+            f"{path} holds no weights file: it starts from the published source {start.source!r}; pass that name, or "
+            "fetch the file with `python -m monai.bundle download_large_files --bundle_path ...`."
+        )
+    return start.weights
