@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from monai_transfer.study.errors import MissingDataError, SpecError
+
 __all__ = [
     "SpecError",
     "MissingDataError",
@@ -48,13 +50,6 @@ CHALLENGE_KEYS = ("full", "label_fractions", "imbalance", "domain")
 ESTIMATORS = ("knn", "linear_probe", "logme")
 #: how linear-probe cells of classification targets run: a head on cached encoder features, or whole finetune runs
 LINEAR_PROBE_MODES = ("cached", "pipeline")
-
-class SpecError(ValueError):
-    """A spec problem, named with its place (``targets[0].data: ...``)."""
-
-
-class MissingDataError(SpecError):
-    """A path of the spec that does not exist (the spec's ``data_help`` says how to get the data)."""
 
 
 def _fail(place: str, message: str) -> None:

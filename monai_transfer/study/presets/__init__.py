@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from monai_transfer.study.errors import SpecError
+
 __all__ = ["list_presets", "preset_path"]
 
 FOLDER = Path(__file__).parent
@@ -16,7 +18,5 @@ def list_presets() -> list[str]:
 def preset_path(name: str) -> Path:
     path = FOLDER / f"{name}.yaml"
     if not path.is_file():
-        from monai_transfer.study.spec import SpecError
-
         raise SpecError(f"no preset {name!r}; presets: {', '.join(list_presets())}")
     return path
