@@ -28,15 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from monai_transfer.data import DatalistError, domain_split, induce_imbalance, label_fractions, load_datalist
+from monai_transfer.data import domain_split, induce_imbalance, label_fractions
 from monai_transfer.study.checks import check_target_labels
 from monai_transfer.study.spec import Challenge, SpecError, StudySpec, Target
+from monai_transfer.study.targets import SECTIONS, target_sections
 from monai_transfer.utils.atomic import atomic_write_text
 
-__all__ = ["Cell", "expand_cells", "target_sections", "cell_datalist", "write_cell_data"]
-
-SECTIONS = ("training", "validation", "test")
-
+__all__ = ["Cell", "expand_cells", "cell_datalist", "write_cell_data"]
 
 @dataclass(frozen=True)
 class Cell:
@@ -56,48 +54,6 @@ class Cell:
     @property
     def id(self) -> str:
         return hashlib.sha256(json.dumps(self.key, sort_keys=True).encode()).hexdigest()[:12]
-
-
-def _read_sections(target: Target) -> dict[str, Any]:
-    data = Path(target.data)
-    if data.is_dir():
-        if (data / "dataset.json").is_file():
-            from monai_transfer.data.adapters.msd import load_msd
-
-            entries = load_msd(data, "training")
-            labels = None
-        else:
-            from monai_transfer.data.adapters.csv_folder import load_csv_folder
-
-            entries = load_csv_folder(data)
-            labels = None
-        # a folder has one labelled list: split it 60/20/20 by patient, seed 0, the same for every cell
-        from monai_transfer.data import patient_split
-
-        parts = patient_split(entries, (0.6, 0.2, 0.2), SECTIONS, 0, target.patient_key)
-        return {"labels": labels, **{s: parts[s] for s in SECTIONS}}
-    raw = json.loads(data.read_text()) if data.suffix == ".json" else {}
-    out: dict[str, Any] = {"labels": raw.get("labels")}
-    for section in SECTIONS:
-        try:
-            out[section] = load_datalist(data, section)
-        except DatalistError:
-            if section == "training":
-                raise
-            out[section] = []
-    return out
-
-
-def target_sections(target: Target) -> dict[str, Any]:
-    """The target's ``training``/``validation``/``test`` entries (absolute paths) and its ``labels``."""
-    try:
-        sections = _read_sections(target)
-    except (DatalistError, FileNotFoundError, ValueError, KeyError) as e:
-        raise SpecError(f"target {target.name!r} ({target.data}): {e}") from None
-    if not sections["validation"]:
-        raise SpecError(f"target {target.name!r} ({target.data}): no validation section (needed to keep the best "
-                        "weights); add one or give a folder, which is split 60/20/20")  # fmt: skip
-    return sections
 
 
 def _classes(entries: list[dict[str, Any]]) -> Counter:

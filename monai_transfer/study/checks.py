@@ -12,10 +12,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from monai_transfer.study.spec import SpecError, StudySpec, Target
+from monai_transfer.study.targets import SECTIONS, target_sections
 
 __all__ = ["check_target_labels", "check_target_images"]
-
-SECTIONS = ("training", "validation", "test")
 
 
 def check_target_labels(target: Target, sections: Mapping[str, Any]) -> None:
@@ -24,7 +23,7 @@ def check_target_labels(target: Target, sections: Mapping[str, Any]) -> None:
 
     Args:
         target: the spec's target (its ``data`` is the file or folder the user gave).
-        sections: :func:`monai_transfer.study.cells.target_sections` of it (absolute paths, ``labels``).
+        sections: :func:`monai_transfer.study.targets.target_sections` of it (absolute paths, ``labels``).
 
     Raises:
         SpecError: the first bad label, in one sentence naming the target, the user's datalist, the section and case.
@@ -53,7 +52,6 @@ def check_target_images(spec: StudySpec) -> int:
         SpecError: the first unreadable, non-finite or wrongly shaped file, in one sentence naming the target, the
             user's datalist and the file.
     """
-    from monai_transfer.study.cells import target_sections
     from monai_transfer.transforms.checks import check_image_files
 
     n = 0
