@@ -4,14 +4,8 @@ adapters and the demo data (a simulation built on the real MNI152 template)."""
 from __future__ import annotations
 
 from .adapters import MedMNISTDataset, load_csv_folder, load_medmnist, load_msd, medmnist_datalist, msd_properties
-from .datalist import (
-    DatalistError,
-    datalist_path,
-    load_datalist,
-    unlabeled_datalist,
-    validate_datalist,
-    write_datalist,
-)
+from .datalist import datalist_path, load_datalist
+from .datalist_format import DatalistError, unlabeled_datalist, validate_datalist, write_datalist
 from .demo import make_demo_data
 from .dicom import QuarantineError, ScanStats, list_series, load_series, scan, summary_report
 from .radiograph import read_radiograph

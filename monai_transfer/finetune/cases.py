@@ -13,7 +13,8 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from monai_transfer.data.datalist import DatalistError, load_datalist, load_datalist_file
+from monai_transfer.data.datalist import load_datalist, load_datalist_file
+from monai_transfer.data.datalist_format import DatalistError
 from monai_transfer.data.splits import label_fractions
 
 __all__ = ["datalist_cases", "check_class_labels", "section_names"]

@@ -13,7 +13,7 @@ from monai.transforms import Compose, EnsureTyped, LoadImaged
 
 from monai_transfer.data.adapters import MedMNISTDataset, load_csv_folder, load_medmnist, load_msd, msd_properties
 from monai_transfer.data.adapters.medmnist import medmnist_url
-from monai_transfer.data.datalist import DatalistError
+from monai_transfer.data.datalist_format import DatalistError
 
 
 def _npz(path: Path, shape: tuple[int, ...], n_labels: int, n_classes: int, sizes=(12, 4, 5), seed: int = 0) -> Path:

@@ -8,13 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from monai_transfer.data.datalist import (
-    DatalistError,
-    load_datalist,
-    unlabeled_datalist,
-    validate_datalist,
-    write_datalist,
-)
+from monai_transfer.data.datalist import load_datalist
+from monai_transfer.data.datalist_format import DatalistError, unlabeled_datalist, validate_datalist, write_datalist
 
 
 def _touch(p: Path) -> str:

@@ -29,7 +29,7 @@ from monai.data import Dataset
 from monai.transforms import Transform
 from monai.utils import optional_import
 
-from ..datalist import DatalistError, write_datalist
+from ..datalist_format import DatalistError, write_datalist
 
 tqdm, has_tqdm = optional_import("tqdm", name="tqdm")
 

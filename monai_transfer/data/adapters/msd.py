@@ -14,7 +14,7 @@ import warnings
 from typing import Any
 
 from ..case_ids import image_stem
-from ..datalist import DatalistError, validate_datalist
+from ..datalist_format import DatalistError, validate_datalist
 
 __all__ = ["load_msd", "msd_properties"]
 

@@ -38,7 +38,7 @@ from scipy import ndimage
 
 from monai_transfer.utils.atomic import atomic_write_bytes, atomic_write_json
 
-from ..datalist import write_datalist
+from ..datalist_format import write_datalist
 from ..splits import patient_split
 from .dicom_writer import write_dicom_series
 
