@@ -50,16 +50,17 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Handlers that only write outputs (logs, event files, checkpoints, progress bars): under DDP they run on rank 0.
-#: Fully qualified class names, matched against each handler's class and its bases (no import needed). Handlers
-#: that take part in collectives (MONAI's ``MetricsSaver``, ``ValidationHandler`` with sharded validation, metric
-#: handlers) and handlers that change the training (schedules, early stopping) stay on every rank.
+#: Fully qualified class names of MONAI and ignite, matched against each handler's class and its bases (no import
+#: needed). Our own writers say so themselves (a ``main_process_only = True`` class attribute), so this layer names
+#: nothing above it. Handlers that take part in collectives (MONAI's ``MetricsSaver``, ``ValidationHandler`` with
+#: sharded validation, metric handlers) and handlers that change the training (schedules, early stopping) stay on
+#: every rank.
 MAIN_PROCESS_ONLY: tuple[str, ...] = (
     "monai.handlers.stats_handler.StatsHandler",
     "monai.handlers.tensorboard_handlers.TensorBoardHandler",
     "monai.handlers.mlflow_handler.MLFlowHandler",
     "monai.handlers.clearml_handlers.ClearMLHandler",
     "monai.handlers.checkpoint_saver.CheckpointSaver",
-    "monai_transfer.finetune.trainer.AtomicBestCheckpoint",
     "ignite.handlers.tqdm_logger.ProgressBar",
 )
 
@@ -180,7 +181,7 @@ def _qualnames(obj: Any) -> set[str]:
 
 
 def main_process_handlers(
-    handlers: Iterable[Any] | None, main_only: Sequence[str] = MAIN_PROCESS_ONLY
+    handlers: Iterable[Any] | None, main_only: Sequence[str] | None = None
 ) -> list[Any] | None:
     """``handlers`` on rank 0; on the other ranks, without the ones that only write outputs.
 
@@ -188,13 +189,16 @@ def main_process_handlers(
         handlers: ignite/MONAI handlers (a bundle's ``train#handlers`` or ``validate#handlers``); ``None`` stays
             ``None``.
         main_only: fully qualified class names (a handler matches through any of its bases) dropped on ranks > 0;
-            default :data:`MAIN_PROCESS_ONLY`.
+            default: :data:`MAIN_PROCESS_ONLY` and the handlers whose class sets ``main_process_only = True``.
     """
     if handlers is None:
         return None
     handlers = list(handlers)
     if is_main_process():
         return handlers
+    if main_only is None:
+        names = set(MAIN_PROCESS_ONLY)
+        return [h for h in handlers if not (_qualnames(h) & names or getattr(type(h), "main_process_only", False))]
     names = set(main_only)
     return [h for h in handlers if not (_qualnames(h) & names)]
 

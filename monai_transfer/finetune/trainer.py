@@ -15,7 +15,7 @@ import logging
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from ignite.engine import Engine, Events
@@ -106,6 +106,9 @@ class AtomicBestCheckpoint:
             threshold its inference applies. Not under DDP, where each rank sees a shard of the validation cases
             (``finetune`` then chooses it after training, on the whole section).
     """
+
+    #: it only writes outputs: under DDP, ``engines.main_process_handlers`` keeps it on rank 0 only
+    main_process_only: ClassVar[bool] = True
 
     def __init__(
         self,

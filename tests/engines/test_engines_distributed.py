@@ -32,6 +32,9 @@ def test_writers_run_on_rank_zero_only(monkeypatch):
     monkeypatch.setattr(ddp, "is_main_process", lambda: False)
     assert main_process_handlers(handlers) == [validation]  # validation is sharded and gathered: every rank
     assert main_process_handlers(handlers, main_only=()) == handlers
+    # finetune's writer says it writes only (engines names no class above it); an explicit list is the whole rule
+    assert AtomicBestCheckpoint.main_process_only and best not in main_process_handlers(handlers)
+    assert "finetune" not in " ".join(ddp.MAIN_PROCESS_ONLY)
 
 
 def test_single_process_helpers(monkeypatch):
@@ -63,7 +66,7 @@ def test_overrides_of_the_toy_config(tmp_path):
     assert out["train#dataloader#batch_size"]["global_batch_size"] == "@batch_size"
     assert out["validate#dataloader#sampler"] == "@validate#sampler"
     assert out["validate#sampler"]["dataset"] == "@validate#dataset"
-    assert out["train#trainer#train_handlers"]["handlers"] == "@train#handlers"
+    assert out["train#trainer#train_handlers"] == "$monai_transfer.engines.main_process_handlers(@train#handlers)"
     assert out["validate#evaluator#network"] == "@network_local"
 
     # merged over the config as MONAI merges config files; without torchrun every part is a no-op
@@ -107,4 +110,4 @@ def test_overrides_fit_the_finetune_template():
     parser = ConfigParser(config)
     for k, v in out.items():
         parser[k] = v  # every id exists (or has a parent that does)
-    assert parser["validate#evaluator#val_handlers"]["handlers"] == "@validate#handlers"
+    assert parser["validate#evaluator#val_handlers"] == "$monai_transfer.engines.main_process_handlers(@validate#handlers)"
