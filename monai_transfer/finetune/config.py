@@ -10,6 +10,23 @@ best checkpoint written atomically to ``models/model.pt`` (a bare ``state_dict``
 ``network_def``, ``train#trainer#max_epochs``, ``train#dataset#data``...) so that MONAI's workflow properties and
 MONAI Label's bundle tasks find what they read. Scalars a user tunes sit at the top level (``lr``, ``batch_size``,
 ``label_fraction``, ``seed``...) where ``--set lr=1e-4`` reaches them.
+
+The static part of each config is a JSON template beside this module (``templates/train.json``, the optional handlers
+of ``templates/train_handlers.json``, ``templates/evaluate.json``); the functions here compute the values that depend
+on the task and the run and set them by id (``monai_transfer.engines.templates.render``). What the templates encode:
+
+* components another one uses are referenced by id, never by list position: the run checkpoint
+  (``RunCheckpoint``, exact resume) names the best-checkpoint writer and early stopping as
+  ``@validate#best_checkpoint`` and ``@validate#early_stop``, and ``validate#handlers`` lists them by reference, so
+  reordering or extending a handler list cannot hand resume the wrong object; ``train#handlers`` stays a list of
+  components (MONAI Label inserts its checkpoint loader there and MONAI's property check reads its ``_target_``s);
+* ``precision``: the run's ``amp`` / ``channels_last`` / ``compile`` resolved once for its device and network
+  (``monai_transfer.engines.resolve_precision``), recorded beside the run checkpoint and kept by a resumed run;
+  MONAI's engines autocast CUDA only, so their ``amp`` is the CUDA half of the decision and
+  ``monai_transfer.engines.PrecisionInferer`` (wrapped where the engine uses the inferer, so that
+  ``validate#inferer#overlap=...`` still reaches the window) the CPU half;
+* the order of batches and augmentations of epoch e is a function of (seed, e) (``EpochSampler``,
+  ``EpochSeedHandler``): resumable exactly; gradients are freed, not zeroed, between steps (``optim_set_to_none``).
 """
 
 from __future__ import annotations
@@ -18,18 +35,16 @@ import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from monai_transfer.engines.templates import load_template, render
 from monai_transfer.finetune.tasks import TASKS, transform_components
 from monai_transfer.utils.sizes import per_axis
 
 __all__ = [
     "finetune_config",
     "evaluate_config",
-    "network_def_component",
     "KEY_METRIC_DEFAULT",
     "LOSSES",
     "inferer_component",
-    "precision_component",
-    "precision_inferer",
 ]
 
 KEY_METRIC_DEFAULT = {"classification": "auroc", "segmentation": "mean_dice"}
@@ -38,14 +53,20 @@ KEY_METRIC_DEFAULT = {"classification": "auroc", "segmentation": "mean_dice"}
 LOSSES: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
     "dice-ce": ({"_target_": "DiceCELoss", "to_onehot_y": True, "softmax": True}, ("segmentation",)),
     "ce": ({"_target_": "monai_transfer.losses.LabelCrossEntropyLoss"}, ("classification", "segmentation")),
-    "focal": ({"_target_": "FocalLoss", "to_onehot_y": True, "use_softmax": True, "gamma": 2.0},
-              ("classification", "segmentation")),
-}  # fmt: skip
-
-_OPTIMIZERS = {
-    "adamw": {"_target_": "torch.optim.AdamW"},
-    "sgd": {"_target_": "torch.optim.SGD", "momentum": 0.9},
+    "focal": (
+        {"_target_": "FocalLoss", "to_onehot_y": True, "use_softmax": True, "gamma": 2.0},
+        ("classification", "segmentation"),
+    ),
 }
+
+#: optimizer name -> its class (``templates/train.json`` holds SGD's momentum, dropped for AdamW)
+_OPTIMIZERS = {"adamw": "torch.optim.AdamW", "sgd": "torch.optim.SGD"}
+
+#: the package of the JSON templates this module renders (``train.json``, ``train_handlers.json``, ``evaluate.json``)
+_TEMPLATES = "monai_transfer.finetune.templates"
+
+#: a classifier's decision ids (dropped from a segmentation config)
+_DECISION_IDS = ("threshold", "calibrate", "one_vs_rest")
 
 _FROM_LOSS = "$monai.handlers.from_engine(['loss'], first=True)"
 _FROM_PRED_LABEL = "$monai.handlers.from_engine(['pred', 'label'])"
@@ -72,18 +93,24 @@ def _metrics(task: str) -> dict[str, dict[str, Any]]:
         }
     return {
         "auroc": {"_target_": "ROCAUC", "output_transform": _FROM_PRED_LABEL},
-        "accuracy": {"_target_": "ignite.metrics.Accuracy",
-                     "output_transform": "$monai_transfer.finetune.trainer.stack_for_accuracy"},
-    }  # fmt: skip
+        "accuracy": {
+            "_target_": "ignite.metrics.Accuracy",
+            "output_transform": "$monai_transfer.finetune.trainer.stack_for_accuracy",
+        },
+    }
 
 
 def _postprocessing(task: str) -> dict[str, Any]:
     if task == "segmentation":
         xs = [
             {"_target_": "Activationsd", "keys": "pred", "softmax": True},
-            {"_target_": "AsDiscreted", "keys": ["pred", "label"], "argmax": [True, False],
-             "to_onehot": ["@num_classes", "@num_classes"]},
-        ]  # fmt: skip
+            {
+                "_target_": "AsDiscreted",
+                "keys": ["pred", "label"],
+                "argmax": [True, False],
+                "to_onehot": ["@num_classes", "@num_classes"],
+            },
+        ]
     else:
         xs = [
             {"_target_": "Activationsd", "keys": "pred", "softmax": True},
@@ -104,8 +131,13 @@ def _decision_ids(task: str, decision: Mapping[str, Any] | None) -> dict[str, An
 
 def inferer_component(task: str, spatial_dims: int, patch_size: Any) -> dict[str, Any]:
     if task == "segmentation" and spatial_dims == 3 and patch_size is not None:
-        return {"_target_": "SlidingWindowInferer", "roi_size": "@patch_size", "sw_batch_size": 4, "overlap": 0.25,
-                "mode": "gaussian"}  # fmt: skip
+        return {
+            "_target_": "SlidingWindowInferer",
+            "roi_size": "@patch_size",
+            "sw_batch_size": 4,
+            "overlap": 0.25,
+            "mode": "gaussian",
+        }
     return {"_target_": "SimpleInferer"}
 
 
@@ -119,68 +151,13 @@ def _crop_from_patch_size(xs: list[dict[str, Any]]) -> None:
                 xs[i - 1]["spatial_size"] = "@patch_size"
 
 
-def _dataset(section: str, train: bool) -> dict[str, Any]:
-    part = "train" if train else "validate"
+def _cases(section: str, train: bool) -> str:
+    """The ``data`` expression of a dataset: the datalist's ``section`` (training: at ``@label_fraction``)."""
     fraction = "@label_fraction" if train else "1.0"
-    data = (f"$monai_transfer.finetune.datalist_cases(@datalist, '{section}', task=@task, num_classes=@num_classes, "
-            f"label_fraction={fraction}, seed=@seed)")  # fmt: skip
-    return {"_target_": "CacheDataset", "data": data, "transform": f"@{part}#preprocessing", "cache_rate": 1.0,
-            "num_workers": 0, "progress": False}  # fmt: skip
-
-
-#: MONAI's engines autocast "cuda" only: their amp is the CUDA half of the decision, PrecisionInferer the CPU half
-_MONAI_AMP = "$monai_transfer.engines.monai_amp(@precision)"
-
-
-def precision_component(
-    training: bool,
-    batch_size: Any = "@batch_size",
-    input_size: str = "$@patch_size or @spatial_size",
-    record: str | None = None,
-) -> dict[str, Any]:
-    """``precision``: the run's ``amp`` / ``channels_last`` / ``compile`` resolved once for its device and network
-    (``monai_transfer.engines.resolve_precision``: on CPU a short cached probe of this network at the run's input
-    size), written into ``result.json``; a training run records it next to its checkpoint, and a resumed run keeps
-    it. ``record``: where a run that is not training writes it (an inference run: beside its predictions)."""
-    if training:
-        record = {"record": "$@run_checkpoint_dir + '/precision.json'", "resume": "@resume"}
-    else:
-        record = {} if record is None else {"record": record}
-    return {"_target_": "monai_transfer.engines.resolve_precision", "amp": "@amp", "device": "@device",
-            "network": "@network_def", "spatial_dims": "@spatial_dims", "in_channels": "@in_channels",
-            "input_size": input_size, "batch_size": batch_size,
-            "channels_last": "@channels_last", "compile": "@compile", "training": training, **record}  # fmt: skip
-
-
-def precision_inferer(inferer: str) -> str:
-    """The engine's ``inferer``: ``inferer`` (a reference) under the run's precision. Wrapped where the engine uses it,
-    so that ``validate#inferer#overlap=...`` still reaches the window; an expression, which MONAI's property check of
-    ``train#trainer#inferer`` and ``validate#evaluator#inferer`` accepts as it accepts a reference."""
-    return f"$monai_transfer.engines.PrecisionInferer({inferer}, @precision)"
-
-
-def network_def_component(
-    backbone: str,
-    backbone_kwargs: Mapping[str, Any] | None = None,
-    head_kwargs: Mapping[str, Any] | None = None,
-    trained: bool = False,
-) -> dict[str, Any]:
-    """``network_def``: ``create_transfer_net`` over the config's ``task``, ``spatial_dims``, ``in_channels`` and
-    ``num_classes``; ``trained`` (``train.json``) adds the starting weights (``@pretrained``, strict) and the seed of
-    the new layers."""
-    start = {"pretrained": "@pretrained", "strict": True} if trained else {}
-    return {
-        "_target_": "monai_transfer.networks.create_transfer_net",
-        "backbone": backbone,
-        "task": "@task",
-        "spatial_dims": "@spatial_dims",
-        "in_channels": "@in_channels",
-        "num_classes": "@num_classes",
-        **start,
-        "backbone_kwargs": dict(backbone_kwargs or {}),
-        "head_kwargs": dict(head_kwargs or {}),
-        **({"seed": "@seed"} if trained else {}),
-    }
+    return (
+        f"$monai_transfer.finetune.datalist_cases(@datalist, '{section}', task=@task, num_classes=@num_classes, "
+        f"label_fraction={fraction}, seed=@seed)"
+    )
 
 
 def finetune_config(
@@ -268,71 +245,24 @@ def finetune_config(
     names = list(labels) if labels else [f"class_{i}" for i in range(int(num_classes))]
     if len(names) != int(num_classes):
         raise ValueError(f"{len(names)} label names for num_classes={num_classes}")
-    xform = {"spatial_size": spatial_size, "patch_size": patch_size, "divisible_by": divisible_by,
-             "intensity": intensity, "in_channels": in_channels}  # fmt: skip
+    xform = dict(
+        spatial_size=spatial_size,
+        patch_size=patch_size,
+        divisible_by=divisible_by,
+        intensity=intensity,
+        in_channels=in_channels,
+    )
     train_xs, _ = transform_components(task, spatial_dims, num_classes, True, augment=augment, **xform)
     _crop_from_patch_size(train_xs)
     val_xs, corrupt_at = transform_components(task, spatial_dims, num_classes, False, **xform)
     for comp in train_xs + val_xs:  # one class count: --set num_classes=4 reaches the label check too
         if comp["_target_"].endswith(".CheckLabelRanged"):
             comp["num_classes"] = "@num_classes"
-    train_handlers: list[Any] = [
-        {"_target_": "monai_transfer.engines.WarmupCosineHandler", "optimizer": "@optimizer",
-         "warmup_epochs": "@warmup_epochs", "final_factor": "@final_lr_factor", "schedule": "@lr_schedule"},
-        {"_target_": "monai_transfer.finetune.StrategyHandlers", "strategy": "@finetune_strategy",
-         "optimizer": "@optimizer"},
-        {"_target_": "ValidationHandler", "validator": "@validate#evaluator", "epoch_level": True,
-         "interval": "@val_interval"},
-        {"_target_": "StatsHandler", "tag_name": "train_loss", "output_transform": _FROM_LOSS, "iteration_log": False},
-        # the order of batches and augmentations of epoch e is a function of (seed, e): resumable exactly
-        {"_target_": "monai_transfer.engines.EpochSeedHandler", "seed": "@seed", "transform": "@train#preprocessing",
-         "loader": "@train#dataloader"},
-        # last.pt at every epoch end (after validation): exact resume; "never" refuses to overwrite a run
-        {"_target_": "monai_transfer.engines.RunCheckpoint", "save_dir": "@run_checkpoint_dir", "network": "@network",
-         "optimizer": "@optimizer", "resume": "@resume", "config": {"seed": "@seed"},
-         "objects": {"best": "@validate#handlers#1", "early_stop": "@validate#handlers#2",
-                     "evaluator": "@validate#evaluator"}},
-    ]  # fmt: skip
-    val_handlers: list[Any] = [
-        {"_target_": "StatsHandler", "iteration_log": False},
-        {"_target_": "monai_transfer.finetune.trainer.AtomicBestCheckpoint", "path": "$@ckpt_dir + '/model.pt'",
-         "network": "@network", "metric_name": key, "weights_only": True,
-         **({"decision": {"rule": "@threshold", "calibrate": "@calibrate", "one_vs_rest": "@one_vs_rest",
-                          "section": sections[1]}} if task == "classification" else {})},
-        {"_target_": "monai_transfer.finetune.trainer.EarlyStopOnMetric", "patience": "@patience",
-         "metric_name": key},
-    ]  # fmt: skip
-    if tensorboard:
-        train_handlers.append({"_target_": "TensorBoardStatsHandler", "log_dir": "@tensorboard_dir",
-                               "tag_name": "train_loss", "output_transform": _FROM_LOSS})  # fmt: skip
-        val_handlers.append({"_target_": "TensorBoardStatsHandler", "log_dir": "@tensorboard_dir",
-                             "iteration_log": False})  # fmt: skip
-    if progress:
-        train_handlers.append({"_target_": "ignite.handlers.ProgressBar", "persist": False})
-    if mlflow_uri:
-        params = {k: f"@{k}" for k in ("seed", "label_fraction", "batch_size", "lr", "weight_decay", "head_lr_mult",
-                                       "warmup_epochs", "task", "num_classes")}  # fmt: skip
-        tracking = {"_target_": "MLFlowHandler", "tracking_uri": mlflow_uri, "experiment_name": "monai_transfer_finetune",
-                    "run_name": f"{backbone}-{task}-{strategy}"}  # fmt: skip
-        train_handlers.append({**tracking, "output_transform": _FROM_LOSS, "tag_name": "train_loss",
-                               "experiment_param": {**params, "backbone": backbone, "strategy": strategy}})  # fmt: skip
-        # the evaluator's metrics go to the same run (MONAI's handler reuses the active run of its experiment)
-        val_handlers.append({**tracking, "iteration_log": False, "close_on_complete": False})
-    strategy_args = {"lr": "@lr", "weight_decay": "@weight_decay", "head_lr_mult": "@head_lr_mult",
-                     **dict(strategy_kwargs or {})}  # fmt: skip
-    key_metric_comp = {key: metrics.pop(key)}
-    return {
-        "imports": ["$import torch", "$import monai", "$import monai_transfer"],
+    values: dict[str, Any] = {
         "bundle_root": bundle_root,
-        "ckpt_dir": "$@bundle_root + '/models'",
-        "output_dir": "$@bundle_root + '/eval'",
-        "tensorboard_dir": "$@bundle_root + '/tensorboard'",
-        "run_checkpoint_dir": "$@bundle_root + '/checkpoints'",
         "resume": resume,
         "dataset_dir": dataset_dir,
         "datalist": datalist,
-        "device": "$monai_transfer.engines.default_device()",
-        "seed": 0,
         "task": task,
         "spatial_dims": int(spatial_dims),
         "in_channels": int(in_channels),
@@ -340,83 +270,76 @@ def finetune_config(
         "labels": names,
         **_decision_ids(task, decision),
         "pretrained": pretrained,
-        "label_fraction": 1.0,
-        "batch_size": 8,
-        "num_workers": 0,
-        "lr": 1e-3,
-        "weight_decay": 1e-4,
-        "head_lr_mult": 1.0,
-        "lr_schedule": "cosine",
-        "warmup_epochs": 0.0,
-        "final_lr_factor": 0.0,
-        "patience": None,
-        "val_interval": 1,
-        # "auto": CUDA AMP; on CPU bfloat16 only where a probe measures that it pays (monai_transfer.engines.precision)
-        "amp": "auto",
-        "channels_last": "auto",
-        "compile": "off",
-        "patch_size": None if patch_size is None else patch_size,
-        # facts of the transform chain above, for readers and for the inference bundle made from this run
+        "patch_size": patch_size,
         "spatial_size": spatial_size,
         "divisible_by": int(divisible_by),
         "intensity": dict(intensity) if intensity is not None else None,
-        "network_def": network_def_component(backbone, backbone_kwargs, head_kwargs, trained=True),
-        # no fixed size: the size of the first validation image (deterministic transforms, no random draws)
-        "precision": precision_component(
-            training=True,
-            input_size="$@patch_size or @spatial_size or "
-            "monai_transfer.engines.precision.sample_size(@validate#dataset)",
-        ),
-        "network": "$monai_transfer.engines.prepare_network(@network_def.to(@device), @precision, @spatial_dims)",
-        "finetune_strategy": {"_target_": "monai_transfer.finetune.create_strategy", "name": strategy, **strategy_args},
-        "optimizer": {**_OPTIMIZERS[optimizer], "params": "$@finetune_strategy.apply(@network)", "lr": "@lr",
-                      "weight_decay": "@weight_decay"},  # fmt: skip
+        "network_def#backbone": backbone,
+        "network_def#backbone_kwargs": dict(backbone_kwargs or {}),
+        "network_def#head_kwargs": dict(head_kwargs or {}),
+        "finetune_strategy#name": strategy,
+        "optimizer#_target_": _OPTIMIZERS[optimizer],
         "loss": _loss(task, loss, class_weights),
-        "train": {
-            "preprocessing": {"_target_": "Compose", "transforms": train_xs},
-            "dataset": _dataset(sections[0], train=True),
-            "sampler": {"_target_": "monai_transfer.engines.EpochSampler", "data_source": "@train#dataset",
-                        "seed": "@seed", "shuffle": True},
-            "dataloader": {"_target_": "DataLoader", "dataset": "@train#dataset", "batch_size": "@batch_size",
-                           "sampler": "@train#sampler", "shuffle": False, "num_workers": "@num_workers",
-                           "generator": "$torch.Generator().manual_seed(@seed)",
-                           "drop_last": "$len(@train#dataset) % @batch_size == 1 and len(@train#dataset) > 1"},
-            "inferer": {"_target_": "SimpleInferer"},
-            "handlers": train_handlers,
-            "trainer": {"_target_": "SupervisedTrainer", "max_epochs": int(max_epochs), "device": "@device",
-                        "train_data_loader": "@train#dataloader", "network": "@network", "optimizer": "@optimizer",
-                        "loss_function": "@loss", "inferer": precision_inferer("@train#inferer"),
-                        "train_handlers": "@train#handlers", "amp": _MONAI_AMP,
-                        # gradients freed, not zeroed, between steps (PyTorch's default since 2.0): no memset of every
-                        # gradient per step and a lower peak; a parameter that gets no gradient in a step is skipped
-                        "optim_set_to_none": True},
-        },  # fmt: skip
-        "validate": {
-            "preprocessing": {"_target_": "Compose", "transforms": val_xs},
-            # where a robustness corruption acts on what the network sees (monai_transfer.finetune.evaluate)
-            "corruption_index": corrupt_at,
-            "dataset": _dataset(sections[1], train=False),
-            "dataloader": {"_target_": "DataLoader", "dataset": "@validate#dataset", "batch_size": "@batch_size",
-                           "shuffle": False, "num_workers": "@num_workers"},
-            "inferer": inferer_component(task, spatial_dims, patch_size),
-            "postprocessing": _postprocessing(task),
-            "key_metric": key_metric_comp,
-            "additional_metrics": metrics,
-            "handlers": val_handlers,
-            "evaluator": {"_target_": "SupervisedEvaluator", "device": "@device",
-                          "val_data_loader": "@validate#dataloader", "network": "@network",
-                          "inferer": precision_inferer("@validate#inferer"), "postprocessing": "@validate#postprocessing",
-                          "key_val_metric": "@validate#key_metric", "additional_metrics": "@validate#additional_metrics",
-                          "val_handlers": "@validate#handlers", "amp": _MONAI_AMP},
-        },  # fmt: skip
-        "initialize": [
-            # dropout draws from torch's global generator: seeded per run (run_config restores the caller's state)
-            "$torch.manual_seed(@seed)",
-            "$[h.set_trainer(@train#trainer) for h in @validate#handlers if hasattr(h, 'set_trainer')]",
-        ],
-        "run": ["$@train#trainer.run()"],
-        "finalize": [],
+        "train#preprocessing#transforms": train_xs,
+        "train#dataset#data": _cases(sections[0], train=True),
+        "train#trainer#max_epochs": int(max_epochs),
+        "validate#preprocessing#transforms": val_xs,
+        "validate#corruption_index": corrupt_at,
+        "validate#dataset#data": _cases(sections[1], train=False),
+        "validate#inferer": inferer_component(task, spatial_dims, patch_size),
+        "validate#postprocessing": _postprocessing(task),
+        "validate#key_metric": {key: metrics.pop(key)},
+        "validate#additional_metrics": metrics,
+        "validate#best_checkpoint#metric_name": key,
+        "validate#best_checkpoint#decision#section": sections[1],
+        "validate#early_stop#metric_name": key,
     }
+    drop = [] if task == "classification" else [*_DECISION_IDS, "validate#best_checkpoint#decision"]
+    if optimizer != "sgd":
+        drop.append("optimizer#momentum")
+    config = render(_TEMPLATES, "train.json", values, drop)
+    for name, kwarg in dict(strategy_kwargs or {}).items():  # the strategy's own options, beside name and lr
+        config["finetune_strategy"][name] = kwarg
+    _add_handlers(
+        config,
+        tensorboard=tensorboard,
+        progress=progress,
+        mlflow_uri=mlflow_uri,
+        backbone=backbone,
+        task=task,
+        strategy=strategy,
+    )
+    return config
+
+
+def _add_handlers(
+    config: dict[str, Any],
+    tensorboard: bool,
+    progress: bool,
+    mlflow_uri: str | None,
+    backbone: str,
+    task: str,
+    strategy: str,
+) -> None:
+    """Append the optional handlers (``train_handlers.json``: TensorBoard, a progress bar, MLflow) that are on."""
+    run_name = f"{backbone}-{task}-{strategy}"
+    parts = render(
+        _TEMPLATES,
+        "train_handlers.json",
+        {
+            "mlflow#train#tracking_uri": mlflow_uri,
+            "mlflow#train#run_name": run_name,
+            "mlflow#train#experiment_param#backbone": backbone,
+            "mlflow#train#experiment_param#strategy": strategy,
+            "mlflow#validate#tracking_uri": mlflow_uri,
+            "mlflow#validate#run_name": run_name,
+        },
+    )
+    # MLflow: the evaluator's metrics go to the same run (MONAI's handler reuses the active run of its experiment)
+    for name, on in (("tensorboard", tensorboard), ("progress", progress), ("mlflow", bool(mlflow_uri))):
+        if on:
+            for engine, handler in parts[name].items():
+                config[engine]["handlers"].append(handler)
 
 
 def evaluate_config(section: str = "test") -> dict[str, Any]:
@@ -425,16 +348,8 @@ def evaluate_config(section: str = "test") -> dict[str, Any]:
     Metrics go to ``eval/metrics.csv`` (MONAI's ``MetricsSaver``); per-case records and intervals come from
     ``monai-transfer evaluate``.
     """
-    return {
-        "network_def#pretrained": None,
-        "validate#dataset#data": f"$monai_transfer.finetune.datalist_cases(@datalist, '{section}', task=@task, "
-        "num_classes=@num_classes)",
-        "validate#handlers": [
-            {"_target_": "CheckpointLoader", "load_path": "$@ckpt_dir + '/model.pt'", "load_dict": {"model": "@network"},
-             "map_location": "cpu"},
-            {"_target_": "StatsHandler", "iteration_log": False},
-            {"_target_": "MetricsSaver", "save_dir": "@output_dir", "metrics": "*"},
-        ],  # fmt: skip
-        "initialize": [],
-        "run": ["$@validate#evaluator.run()"],
-    }
+    config = load_template(_TEMPLATES, "evaluate.json")
+    config["validate#dataset#data"] = (
+        f"$monai_transfer.finetune.datalist_cases(@datalist, '{section}', task=@task, num_classes=@num_classes)"
+    )
+    return config

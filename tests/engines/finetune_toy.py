@@ -100,7 +100,7 @@ def toy_train_config(
                  "output_transform": "$monai.handlers.from_engine(['loss'], first=True)"},
                 {"_target_": "monai_transfer.engines.RunCheckpoint", "save_dir": "@ckpt_dir", "network": "@network",
                  "optimizer": "@optimizer", "resume": "@resume", "config": {"seed": "@seed"},
-                 "objects": {"best": "@validate#handlers#1", "early_stop": "@validate#handlers#2",
+                 "objects": {"best": "@validate#best_checkpoint", "early_stop": "@validate#early_stop",
                              "evaluator": "@validate#evaluator"}},
             ],
             "trainer": {"_target_": "SupervisedTrainer", "max_epochs": max_epochs, "device": "@device",
@@ -115,13 +115,16 @@ def toy_train_config(
             "postprocessing": {"_target_": "Compose", "transforms": [
                 {"_target_": "Activationsd", "keys": "pred", "softmax": True},
                 {"_target_": "AsDiscreted", "keys": "label", "to_onehot": 2}]},
+            # referenced by id (the run checkpoint names them), listed in the evaluator's handlers by reference
+            "best_checkpoint": {"_target_": "monai_transfer.finetune.trainer.AtomicBestCheckpoint",
+                                "path": "$@ckpt_dir + '/model.pt'", "network": "@network", "metric_name": "auroc",
+                                "weights_only": True},
+            "early_stop": {"_target_": "monai_transfer.finetune.trainer.EarlyStopOnMetric", "patience": "@patience",
+                           "metric_name": "auroc"},
             "handlers": [
                 {"_target_": "StatsHandler", "iteration_log": False},
-                {"_target_": "monai_transfer.finetune.trainer.AtomicBestCheckpoint",
-                 "path": "$@ckpt_dir + '/model.pt'", "network": "@network", "metric_name": "auroc",
-                 "weights_only": True},
-                {"_target_": "monai_transfer.finetune.trainer.EarlyStopOnMetric", "patience": "@patience",
-                 "metric_name": "auroc"},
+                "@validate#best_checkpoint",
+                "@validate#early_stop",
             ],
             "evaluator": {"_target_": "SupervisedEvaluator", "device": "@device",
                           "val_data_loader": "@validate#dataloader", "network": "@network",
@@ -225,7 +228,7 @@ def main() -> None:
             "iteration": int(trainer.state.iteration),
             "resumed_from": ckpt.resumed_from,
             "resumed_finished": ckpt.resumed_finished,
-            "best_metric": run.get("validate#handlers#1").best_metric,
+            "best_metric": run.get("validate#best_checkpoint").best_metric,
             "world_size": torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1,
         }
         if rank == 0:

@@ -26,8 +26,8 @@ and the run gives the single-process result on the same global batch (up to the 
 * Handlers that only write (logs, TensorBoard, MLflow, checkpoints, progress bars) run on rank 0
   (:func:`~monai_transfer.engines.main_process_handlers`); ``RunCheckpoint`` runs on every rank and writes on rank 0.
 
-Everything is written as ``_target_`` components wrapping the values of ``train.json``, so the overrides fit any
-``train.json`` with the model-zoo ids, whatever its components.
+Everything is written as ``_target_`` components (kept as JSON in ``multi_gpu_parts.json``) wrapping the values of
+``train.json``, so the overrides fit any ``train.json`` with the model-zoo ids, whatever its components.
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ import copy
 import re
 from collections.abc import Mapping
 from typing import Any
+
+from monai_transfer.engines.templates import load_template
 
 __all__ = ["multi_gpu_overrides"]
 
@@ -121,12 +123,12 @@ def multi_gpu_overrides(train_config: Mapping[str, Any]) -> dict[str, Any]:
     missing = [cid for cid in _REQUIRED if not _has(train_config, cid)]
     if missing:
         raise ValueError(f"multi_gpu_overrides: the train config lacks {missing} (model-zoo ids expected)")
-    seed = "@seed" if "seed" in train_config else 0
+    parts = load_template("monai_transfer.bundle.templates", "multi_gpu_parts.json")
     out: dict[str, Any] = {
-        "device": {"_target_": "monai_transfer.engines.local_device", "device": copy.deepcopy(train_config["device"])},
+        "device": {**parts["device"], "device": copy.deepcopy(train_config["device"])},
         # the bare network; the optimizer (and a fine-tuning strategy's freezing) act on it before DDP wraps it
         "network_local": copy.deepcopy(train_config["network"]),
-        "network": {"_target_": "monai_transfer.engines.wrap_ddp", "module": "@network_local", "device": "@device"},
+        "network": parts["network"],
         "validate#evaluator#network": "@network_local",
     }
     if "optimizer" in train_config:
@@ -136,27 +138,45 @@ def multi_gpu_overrides(train_config: Mapping[str, Any]) -> dict[str, Any]:
     # training data: the seeded, rank-split order, and the global batch split over the ranks
     train_id, train_loader = _loader(train_config, "train#trainer", "train_data_loader")
     if not _is_epoch_sampler(train_config, train_loader.get("sampler")):
-        out["train#sampler"] = {"_target_": "monai_transfer.engines.EpochSampler",
-                                "data_source": copy.deepcopy(train_loader["dataset"]), "seed": seed,
-                                "shuffle": copy.deepcopy(train_loader.get("shuffle", False))}  # fmt: skip
+        out["train#sampler"] = {
+            **parts["train_sampler"],
+            "data_source": copy.deepcopy(train_loader["dataset"]),
+            "seed": "@seed" if "seed" in train_config else 0,
+            "shuffle": copy.deepcopy(train_loader.get("shuffle", False)),
+        }
         out[f"{train_id}#sampler"] = "@train#sampler"
     out[f"{train_id}#shuffle"] = False
-    out[f"{train_id}#batch_size"] = {"_target_": "monai_transfer.engines.per_rank_batch_size",
-                                     "global_batch_size": copy.deepcopy(train_loader.get("batch_size", 1))}  # fmt: skip
+    global_batch = copy.deepcopy(train_loader.get("batch_size", 1))
+    out[f"{train_id}#batch_size"] = {**parts["batch_size"], "global_batch_size": global_batch}
 
     # validation: sharded without padding; MONAI's metric handlers gather the whole set on every rank
     val_id, val_loader = _loader(train_config, "validate#evaluator", "val_data_loader")
-    out["validate#sampler"] = {"_target_": "monai_transfer.engines.distributed.validation_sampler",
-                               "dataset": copy.deepcopy(val_loader["dataset"])}  # fmt: skip
+    out["validate#sampler"] = {**parts["validation_sampler"], "dataset": copy.deepcopy(val_loader["dataset"])}
     out[f"{val_id}#sampler"] = "@validate#sampler"
     out[f"{val_id}#shuffle"] = False
 
     # handlers that only write run on rank 0
     for cid, arg in (("train#trainer", "train_handlers"), ("validate#evaluator", "val_handlers")):
         if _has(train_config, f"{cid}#{arg}"):
-            out[f"{cid}#{arg}"] = {"_target_": "monai_transfer.engines.main_process_handlers",
-                                   "handlers": copy.deepcopy(_get(train_config, f"{cid}#{arg}"))}  # fmt: skip
+            out[f"{cid}#{arg}"] = _main_process_handlers(_get(train_config, f"{cid}#{arg}"), parts)
 
-    out["initialize"] = [{"_target_": "monai_transfer.engines.init_distributed"}, *_list(train_config["initialize"])]
-    out["finalize"] = [*_list(train_config.get("finalize")), {"_target_": "monai_transfer.engines.cleanup"}]
+    imports = _list(train_config.get("imports"))
+    if any(isinstance(v, str) and v.startswith("$monai_transfer.") for v in out.values()) and not any(
+        i in ("$import monai_transfer", "$import monai_transfer.engines") for i in imports
+    ):  # the handlers expression names the package
+        out["imports"] = [*imports, "$import monai_transfer"]
+    out["initialize"] = [parts["initialize"], *_list(train_config["initialize"])]
+    out["finalize"] = [*_list(train_config.get("finalize")), parts["finalize"]]
     return out
+
+
+def _main_process_handlers(handlers: Any, parts: Mapping[str, Any]) -> Any:
+    """An engine's handlers on rank 0, and without the ones that only write on the other ranks.
+
+    A reference (``"@train#handlers"``, the model zoo's way) becomes an expression, as in the model zoo's own
+    ``multi_gpu_train.json``: MONAI's ``ConfigWorkflow.check_properties`` reads the engine's handlers argument as a
+    string (a reference to the handlers property, or an expression it skips) and fails on a component there.
+    """
+    if isinstance(handlers, str) and handlers.startswith("@"):
+        return f"$monai_transfer.engines.main_process_handlers({handlers})"
+    return {**parts["main_process_handlers"], "handlers": copy.deepcopy(handlers)}

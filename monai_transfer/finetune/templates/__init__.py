@@ -1,0 +1,1 @@
+"""JSON templates of the fine-tuning configs (package data), rendered by ``monai_transfer.finetune.config``."""
