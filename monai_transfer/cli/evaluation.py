@@ -8,91 +8,22 @@ import json
 import os
 import sys
 import warnings
-from pathlib import Path
-from typing import Any
 
 from monai_transfer.cli._common import _parse_kv, check_readable_weights, load_errors
-
-
-def _section_rows(datalist: str, section: str) -> tuple[list[dict[str, Any]], Any]:
-    """The section's rows in the order ``evaluate`` reads them, and the datalist's ``labels`` property."""
-    from monai_transfer.data.datalist import load_datalist, load_datalist_file
-
-    props = load_datalist_file(datalist)
-    return load_datalist(datalist, section, required_keys=("image", "label")), props.get("labels")
-
-
-#: summary values copied to the top level of ``evaluate``'s output
-DECIDED = ("accuracy", "balanced_accuracy", "f1", "sensitivity", "specificity", "accuracy_at_0.5", "auprc", "brier")
-
-
-def _decision_plan(rule: Any, calibrate: str, one_vs_rest: bool, recorded: dict) -> dict | None:
-    """How ``evaluate`` decides: ``None`` to apply the run's recorded decision unchanged, else the rule, calibration
-    and one-vs-rest choice to make, and whether that needs the validation section's cases."""
-    if rule == "run" and calibrate == "run" and not one_vs_rest and recorded:
-        return None
-    if rule == "run":  # the run's own rule (Youden's J for a run that recorded none), re-chosen with the new options
-        rule = recorded.get("class_rule") or recorded.get("rule") or "youden"
-        rule = "youden" if rule == "argmax" and one_vs_rest else rule
-    if calibrate == "run":
-        calibrate = "temperature" if recorded.get("temperature") else "none"
-    fixed = rule == "argmax" or isinstance(rule, float)
-    return {"rule": rule, "calibrate": calibrate, "one_vs_rest": one_vs_rest,
-            "chosen_on_validation": not fixed or calibrate == "temperature" or one_vs_rest}  # fmt: skip
+from monai_transfer.cli.spec_flags import add_spec_arguments, given_settings
+from monai_transfer.engines.specs import spec_class
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from monai_transfer.data.case_ids import class_names, name_cases
-    from monai_transfer.finetune import evaluate
-    from monai_transfer.finetune.decision import decide, decided_metrics, read_decision
-    from monai_transfer.metrics.case_summary import summarize_cases
-    from monai_transfer.metrics.thresholds import check_threshold_rule, majority_baseline
+    from monai_transfer.finetune.evaluate_run import evaluate_run
 
-    rule = args.threshold if args.threshold == "run" else check_threshold_rule(args.threshold)
-    path = check_readable_weights(args.checkpoint) or args.checkpoint
-    run_dir = Path(path).parent.parent if Path(path).is_file() else Path(path)
-    plan = _decision_plan(rule, args.calibrate, args.one_vs_rest, read_decision(run_dir) or {})
-    if plan is not None and plan["chosen_on_validation"] and args.threshold_section == args.section:
-        raise ValueError(
-            f"--threshold-section {args.threshold_section!r} is the evaluated section: choose the threshold "
-            "(and any temperature) on held-out validation data, not on the cases it is scored on"
-        )
-    rows, labels = _section_rows(args.data, args.section)
+    spec = spec_class("evaluate")(**{**given_settings(args, spec_class("evaluate")), "overrides": args.set})
+    path = check_readable_weights(spec.checkpoint) or spec.checkpoint
     with load_errors(path):
-        metrics = evaluate(
-            args.checkpoint, args.data, section=args.section, batch_size=args.batch_size, overrides=args.set
-        )
-    # each record names its case (the row's id, else its image's file name) and patient, so that intervals resample
-    # patients rather than the slices of one patient as if they were independent
-    cases = name_cases(metrics.pop("cases"), rows, labels)
-    if class_names(labels):
-        metrics["class_names"] = [name for _, name in sorted(class_names(labels).items())]
-    decision: dict = {}
-    if cases and "prob" in cases[0]:  # classification: the decision rule behind accuracy, and its baseline
-        if plan is None:
-            decision = read_decision(run_dir) or {}
-        elif plan["chosen_on_validation"]:
-            with load_errors(path):
-                val = evaluate(args.checkpoint, args.data, section=args.threshold_section,
-                               batch_size=args.batch_size, overrides=args.set)  # fmt: skip
-            decision = decide(val["cases"], plan["rule"], plan["calibrate"], plan["one_vs_rest"])
-        else:
-            decision = decide(cases, plan["rule"])  # a fixed threshold (or argmax): nothing is chosen on these cases
-        metrics.update(threshold=decision.get("threshold"), threshold_rule=decision.get("rule"),
-                       majority_baseline=majority_baseline([c["label"] for c in cases]))  # fmt: skip
-    with warnings.catch_warnings():  # printed below as warning: lines, once each
-        warnings.filterwarnings("ignore", message=r".*independent units", category=UserWarning)
-        metrics["summary"] = (
-            decided_metrics(cases, decision, seed=args.seed) if decision else summarize_cases(cases, seed=args.seed)
-        )
-    # the top-level threshold-dependent values are the decided ones too (the evaluator's own accuracy is argmax)
-    metrics.update({k: metrics["summary"][k] for k in DECIDED if k in metrics["summary"]})
+        metrics = evaluate_run(spec)
+    metrics.pop("cases", None)
     for note in metrics["summary"].get("warnings", []):
         print(f"warning: {note}", file=sys.stderr)
-    if args.out:
-        from monai_transfer.utils.atomic import atomic_write_json
-
-        atomic_write_json(args.out, {**metrics, "cases": cases})
     print(json.dumps(metrics, indent=2, default=str))
     return 0
 
@@ -171,43 +102,11 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
             "checkpoint is named in a one-line error (exit code 2)."
         ),
     )
-    p.add_argument("checkpoint", help="the folder 'monai-transfer finetune' wrote (or its models/model.pt)")
-    p.add_argument("--data", required=True, help="datalist JSON (or a MedMNIST .npz)")
-    p.add_argument("--section", default="test", help="datalist section to evaluate")
-    p.add_argument("--batch-size", type=int, default=8, help="evaluation batch size")
-    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap confidence intervals")
-    p.add_argument("--out", default=None, help="write the metrics and per-case records to this JSON file")
+    # one argument per field of EvaluateSpec (its type, choices and help)
+    add_spec_arguments(p, spec_class("evaluate"))
     p.add_argument("--set", action="append", default=[], metavar="ID=VALUE",
                    help="change a value of the run's saved config (configs/train.json) for this evaluation, e.g. "
                    "validate#inferer#overlap=0.5 (repeatable)")  # fmt: skip
-    p.add_argument(
-        "--threshold",
-        default="run",
-        metavar="RULE",
-        help="how a binary classifier decides: 'run' (default: the threshold the run chose on its validation set, "
-        "models/decision.json; runs without one choose Youden's J on --threshold-section), or a rule applied on "
-        "--threshold-section: youden, f1, sensitivity:X, argmax (0.5) or a number in (0, 1). Accuracy at 0.5 is "
-        "reported beside it as accuracy_at_0.5",
-    )
-    p.add_argument(
-        "--threshold-section",
-        default="validation",
-        help="datalist section the threshold is chosen on (default: validation); never the evaluated section",
-    )
-    p.add_argument(
-        "--calibrate",
-        choices=["run", "none", "temperature"],
-        default="run",
-        help="probability calibration: 'run' (default: the temperature the run fitted, if any), 'none', or "
-        "'temperature' (fitted on --threshold-section, Guo et al. 2017; it changes ECE and Brier, not AUROC)",
-    )
-    p.add_argument(
-        "--one-vs-rest",
-        action="store_true",
-        help="multi-class: also choose each class's threshold against the rest on --threshold-section by the rule "
-        "and report its sensitivity, specificity, F1 and balanced accuracy (class<k>_*; the predicted class stays "
-        "the argmax)",
-    )
     p.set_defaults(func=_cmd_evaluate)
 
 

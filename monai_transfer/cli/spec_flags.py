@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from monai_transfer.cli._common import _parse_kv
-from monai_transfer.engines.specs import BaseRunSpec, spec_fields
+from monai_transfer.engines.specs import TrainingRunSpec, spec_fields
 
 __all__ = ["add_spec_arguments", "given_settings"]
 
@@ -49,13 +49,16 @@ def add_spec_arguments(parser: argparse.ArgumentParser, spec_class: type, exclud
     """Add a flag for every field of ``spec_class`` that has one (``exclude``: fields the command words its own
     way)."""
     hints = typing.get_type_hints(spec_class)
-    shared = {f.name for f in dataclasses.fields(BaseRunSpec)}
+    shared = {f.name for f in dataclasses.fields(TrainingRunSpec)}
     flagged = spec_fields(spec_class, cli=True)  # the kind's own settings first, then those every run shares
     for f in [f for f in flagged if f.name not in shared] + [f for f in flagged if f.name in shared]:
         if f.name in exclude:
             continue
         meta, flag, hint = f.metadata, _flag(f), hints[f.name]
         kwargs: dict[str, Any] = {"dest": f.name, "default": None, "help": _default_text(f)}
+        if meta.get("positional"):
+            parser.add_argument(f.name, type=_scalar(hint), help=_default_text(f), nargs=meta.get("nargs"))
+            continue
         if hint is bool and flag == "--quiet":  # the command shows a progress bar unless told not to
             kwargs.update(action="store_const", const=False, default=True)
         elif hint is bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from monai_transfer.finetune.cases import datalist_cases
 from monai_transfer.finetune.evaluate import evaluate, load_run
+from monai_transfer.finetune.evaluate_run import evaluate_run
 from monai_transfer.finetune.param_groups import (
     backbone_stage_names,
     get_param_stages,
@@ -13,7 +14,7 @@ from monai_transfer.finetune.param_groups import (
     stage_param_groups,
     trainable_parameter_names,
 )
-from monai_transfer.finetune.run import finetune, finetune_config_run
+from monai_transfer.finetune.run import finetune, finetune_config_run, finetune_spec
 from monai_transfer.finetune.strategies import (
     STRATEGIES,
     FinetuneStrategy,
@@ -46,6 +47,8 @@ __all__ = [
     "backbone_stage_names",
     "create_strategy",
     "evaluate",
+    "evaluate_run",
+    "finetune_spec",
     "load_run",
     "finetune",
     "finetune_config_run",

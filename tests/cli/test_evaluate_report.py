@@ -187,7 +187,7 @@ def test_long_commands_show_progress(run, tmp_path, capsys):
 
 
 def test_evaluate_keeps_the_runs_decision_unless_asked_to_choose_again():
-    from monai_transfer.cli.evaluation import _decision_plan
+    from monai_transfer.finetune.evaluate_run import _decision_plan
 
     recorded = {"rule": "f1", "threshold": 0.3, "temperature": 1.7}
     assert _decision_plan("run", "run", False, recorded) is None  # the run's own, unchanged

@@ -3,7 +3,7 @@ a mapping (a study spec's section, a YAML file, keyword arguments) with every er
 
 A field is declared once with :func:`setting`: its type (the annotation), default, help text and where it shows up
 (the command line's flag, whether a study spec's section may set it, the config id the run's bundle config holds it
-under). The command line (:mod:`monai_transfer.engines.specs.cli`), the study spec and the config builders read those
+under). The command line (:mod:`monai_transfer.cli.spec_flags`), the study spec and the config builders read those
 declarations, never their own lists of names, so adding a setting is one field plus the code that uses it.
 """
 
@@ -20,7 +20,7 @@ from typing import Any, ClassVar, TypeVar
 
 from monai_transfer.engines.precision import normalize_choice
 
-__all__ = ["RunSpec", "SpecFieldError", "setting", "spec_fields", "check_values"]
+__all__ = ["RunSpec", "BaseRunSpec", "TrainingRunSpec", "SpecFieldError", "setting", "spec_fields", "check_values"]
 
 S = TypeVar("S", bound="RunSpec")
 
@@ -46,6 +46,7 @@ def setting(
     open_minimum: bool = False,
     metavar: str | None = None,
     nargs: str | None = None,
+    positional: bool = False,
 ) -> Any:
     """A spec field with what the entry points need to know about it.
 
@@ -59,9 +60,11 @@ def setting(
         config_id: the id of the run's bundle config that holds its value (set after the config is built).
         minimum / maximum / open_minimum: the range of a number (``open_minimum``: the minimum itself is refused).
         metavar / nargs: how the flag reads its value (``nargs="+"`` for a list, ``"*"`` for ``KEY=VALUE`` pairs).
+        positional: the command reads it as a positional argument (``evaluate RUN``).
     """
     meta = {"help": help, "choices": choices, "flag": flag, "cli": cli, "study": study, "config_id": config_id,
-            "minimum": minimum, "maximum": maximum, "open_minimum": open_minimum, "metavar": metavar, "nargs": nargs}  # fmt: skip
+            "minimum": minimum, "maximum": maximum, "open_minimum": open_minimum, "metavar": metavar, "nargs": nargs,
+            "positional": positional}  # fmt: skip
     if factory is not _MISSING:
         return dataclasses.field(default_factory=factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -210,27 +213,31 @@ def check_values(cls: type[RunSpec], values: Mapping[str, Any], place: str, *, s
 
 @dataclass
 class BaseRunSpec(RunSpec):
-    """The fields every run kind shares: where it writes, its seed, how it resumes, where and how fast it runs, and
-    what it reports to."""
+    """The fields every run kind shares: where it writes, its seed, where it runs and in what precision."""
 
     out_dir: str = setting("", "the run folder; nothing is written elsewhere", flag="--out", study=False)
     seed: int = setting(0, "seed of the data subset, initialisation, data order and augmentation", study=False,
-                         config_id="seed")  # fmt: skip
+                        config_id="seed")  # fmt: skip
+    device: str | None = setting(None, "cpu, cuda, cuda:1 (default: CUDA when available)")
+    amp: str | None = setting(
+        "auto", "mixed precision: auto = AMP on CUDA; on CPU bfloat16 only where a short probe of the network (cached "
+        "per machine) measures that it pays; on/off force it (default: auto; the choice and its reason are recorded)",
+        choices=("auto", "on", "off"))  # fmt: skip
+
+
+@dataclass
+class TrainingRunSpec(BaseRunSpec):
+    """What a training run (fine-tuning, pretraining) adds: how it resumes, how fast it runs, what it reports to."""
+
     resume: str = setting("never", "an earlier run in out_dir: never refuses it, auto continues it (a finished run "
                           "is returned as it is; changed settings are refused, named), overwrite starts again",
                           choices=("never", "auto", "overwrite"), cli=False, study=False, config_id="resume")  # fmt: skip
-    device: str | None = setting(None, "cpu, cuda, cuda:1 (default: CUDA when available)")
-    amp: str | None = setting(
-        "auto", "mixed precision: auto = AMP on CUDA; on CPU bfloat16 only where a short probe of the network (cached per "
-        "machine) measures that it pays; on/off force it (default: auto; the choice and its reason go into result.json)",
-        choices=("auto", "on", "off"))  # fmt: skip
     channels_last: str | None = setting(
-        "auto", "channels-last memory layout (channels_last_3d for volumes) (default: auto = on for a 2D CNN in bfloat16 "
-        "on CPU, the one case measured to pay; off otherwise, docs/benchmarks.md)",
+        "auto", "channels-last memory layout (channels_last_3d for volumes) (default: auto = on for a 2D CNN in "
+        "bfloat16 on CPU, the one case measured to pay; off otherwise, docs/benchmarks.md)",
         choices=("auto", "on", "off"))  # fmt: skip
-    compile: str | None = setting(
-        "off", "torch.compile the network; a failure is said once and the run goes eager", choices=("on", "off")
-    )
+    compile: str | None = setting("off", "torch.compile the network; a failure is said once and the run goes eager",
+                                  choices=("on", "off"))  # fmt: skip
     num_workers: int = setting(0, "data-loader workers", minimum=0, config_id="num_workers")
     tensorboard: bool = setting(True, "TensorBoard logs under OUT/tensorboard (--no-tensorboard: none)", study=False)
     mlflow_uri: str | None = setting(

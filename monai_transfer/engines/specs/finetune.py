@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from monai_transfer.engines.specs.base import BaseRunSpec, SpecFieldError, setting
+from monai_transfer.engines.specs.base import SpecFieldError, TrainingRunSpec, setting
 
 __all__ = ["FinetuneSpec", "FINETUNE_TASKS", "value_ids"]
 
@@ -19,8 +19,8 @@ FINETUNE_TASKS = ("classification", "segmentation")
 
 
 @dataclass
-class FinetuneSpec(BaseRunSpec):
-    """Everything a fine-tuning run needs (the shared fields of :class:`~monai_transfer.engines.specs.base.BaseRunSpec`
+class FinetuneSpec(TrainingRunSpec):
+    """Everything a fine-tuning run needs (the shared fields of :class:`~monai_transfer.engines.specs.base.TrainingRunSpec`
     first). A study's cells set the fields marked ``study=False``; its ``finetune:`` section may set the others."""
 
     kind: ClassVar[str] = "fine-tuning"
