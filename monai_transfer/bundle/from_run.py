@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from monai_transfer.bundle.writer import create_bundle
+from monai_transfer.engines.specs import InferSpec
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,19 @@ SKIPPED_NAME = "skipped.json"
 
 class NoImagesError(ValueError):
     """``infer`` found no image to predict on (an empty folder, or a folder without NIfTI/PNG/DICOM files)."""
+
+
+def infer(spec: InferSpec) -> Path:
+    """Run an :class:`~monai_transfer.engines.specs.InferSpec`: a bundle (or a run folder's ``bundle/``) on its images,
+    with its ``device`` and ``amp`` set in the config before the user's own overrides (see :func:`run_inference`)."""
+    bundle = Path(spec.bundle)
+    if not (bundle / "configs" / "inference.json").is_file() and (bundle / "bundle").is_dir():
+        bundle = bundle / "bundle"  # a finetune run folder: its inference bundle
+    from monai_transfer.engines.workflow import parse_overrides
+
+    images = spec.images[0] if len(spec.images) == 1 else spec.images
+    values = {**parse_overrides(spec.config_values()), **parse_overrides(spec.overrides)}  # the user's --set wins
+    return run_inference(bundle, images, spec.out_dir, values)
 
 
 def run_inference(

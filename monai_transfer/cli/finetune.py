@@ -64,12 +64,10 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
 def _cmd_infer(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from monai_transfer.bundle import run_inference, skipped_images
+    from monai_transfer.bundle import infer, skipped_images
 
-    bundle = Path(args.bundle)
-    if not (bundle / "configs" / "inference.json").is_file() and (bundle / "bundle").is_dir():
-        bundle = bundle / "bundle"  # a finetune run folder: its inference bundle
-    out = run_inference(bundle, args.images, args.out, overrides=args.set)
+    spec = spec_class("infer")(**{**given_settings(args, spec_class("infer")), "overrides": args.set})
+    out = infer(spec)
     skipped = skipped_images(out)
     if skipped:
         names = ", ".join(Path(s["image"]).name for s in skipped)
@@ -145,13 +143,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
             "which can be used, is an error (exit status 2) and writes nothing."
         ),
     )
-    p.add_argument("bundle", help="a bundle folder, or the folder 'monai-transfer finetune' wrote")
-    p.add_argument("--images", required=True, nargs="+", help="a folder of images, or image files")
-    p.add_argument("--out", required=True, help="output folder")
+    # one argument per field of InferSpec (its type and help)
+    add_spec_arguments(p, spec_class("infer"))
     p.add_argument("--set", action="append", default=[], metavar="ID=VALUE", help="set any value of inference.json")
-    p.set_defaults(func=lambda a: _cmd_infer(_one_folder(a)))
-
-
-def _one_folder(args: argparse.Namespace) -> argparse.Namespace:
-    args.images = args.images[0] if len(args.images) == 1 else args.images
-    return args
+    p.set_defaults(func=_cmd_infer)

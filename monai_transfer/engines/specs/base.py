@@ -215,7 +215,7 @@ def check_values(cls: type[RunSpec], values: Mapping[str, Any], place: str, *, s
 class BaseRunSpec(RunSpec):
     """The fields every run kind shares: where it writes, its seed, where it runs and in what precision."""
 
-    out_dir: str = setting("", "the run folder; nothing is written elsewhere", flag="--out", study=False)
+    out_dir: str = setting("", "the run folder; nothing is written elsewhere", flag="--out", study=False, metavar="OUT")
     seed: int = setting(0, "seed of the data subset, initialisation, data order and augmentation", study=False,
                         config_id="seed")  # fmt: skip
     device: str | None = setting(None, "cpu, cuda, cuda:1 (default: CUDA when available)")
