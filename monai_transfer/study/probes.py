@@ -197,7 +197,11 @@ def _fit_head(config: Mapping[str, Any], parser: Any, head: torch.nn.Module, tra
 
     optimizer = parser.get_parsed_content("optimizer")  # the strategy's groups: only the head is trainable
     loss_fn = parser.get_parsed_content("loss")
-    schedule = parser.get_parsed_content("train#handlers#0")  # WarmupCosineHandler, the config's first handler
+    # the warm-up + cosine schedule, found by its component: train#handlers stays a list of components (MONAI Label
+    # inserts its loader there), so its place in the list is not an id
+    handlers = config["train"]["handlers"]
+    at = next(i for i, h in enumerate(handlers) if str(h.get("_target_", "")).endswith(".WarmupCosineHandler"))
+    schedule = parser.get_parsed_content(f"train#handlers#{at}")
     key = next(iter(config["validate"]["key_metric"]))
     epochs, bs, seed = int(config["train"]["trainer"]["max_epochs"]), int(config["batch_size"]), int(config["seed"])
     patience = config.get("patience")
