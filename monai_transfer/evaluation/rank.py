@@ -254,8 +254,8 @@ def _intensity_transforms(spec: Mapping[str, Any] | None, image_key: str, in_cha
 
     if spec is None:
         return [ScaleIntensityRangePercentilesd([image_key], 0.5, 99.5, 0.0, 1.0, clip=True)]
-    from monai_transfer.finetune.tasks import instantiate
     from monai_transfer.transforms.preprocessing import intensity_components
+    from monai_transfer.utils.components import instantiate
 
     return list(instantiate(intensity_components(spec, keys=image_key, in_channels=in_channels)))
 

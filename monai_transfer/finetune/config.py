@@ -36,7 +36,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from monai_transfer.engines.templates import load_template, render
-from monai_transfer.finetune.tasks import TASKS, transform_components
+from monai_transfer.finetune.datalist_checks import TASKS
+from monai_transfer.finetune.task_transforms import transform_components
 from monai_transfer.utils.sizes import per_axis
 
 __all__ = [

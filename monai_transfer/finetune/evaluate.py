@@ -25,7 +25,7 @@ from monai_transfer.engines.precision import (
 )
 from monai_transfer.engines.workflow import unwrap_config_error
 from monai_transfer.finetune.cases import datalist_cases
-from monai_transfer.finetune.tasks import make_loader
+from monai_transfer.finetune.loaders import make_loader
 from monai_transfer.finetune.trainer import make_evaluator
 
 __all__ = ["evaluate", "load_run", "RunLoadError", "MODEL_FILE", "CONFIG_FILE"]

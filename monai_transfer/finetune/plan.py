@@ -22,8 +22,8 @@ from monai_transfer.data.datalist import load_datalist_file
 from monai_transfer.engines.specs import FinetuneSpec, value_ids
 from monai_transfer.finetune.cases import datalist_cases
 from monai_transfer.finetune.config import KEY_METRIC_DEFAULT, finetune_config
+from monai_transfer.finetune.datalist_checks import check_num_classes, class_counts, infer_spatial_dims
 from monai_transfer.finetune.strategies import FinetuneStrategy, create_strategy
-from monai_transfer.finetune.tasks import check_num_classes, class_counts, infer_spatial_dims
 from monai_transfer.transforms.checks import check_image_files
 from monai_transfer.transforms.preprocessing import describe_intensity, intensity_of
 

@@ -1,5 +1,6 @@
 """Dictionary transforms that stop on bad input with a message naming the file: an unreadable image (``ReadImaged``),
-NaN or infinite values (``CheckFinited``), the wrong number of spatial axes (``CheckSpatialDimsd``).
+NaN or infinite values (``CheckFinited``), the wrong number of spatial axes (``CheckSpatialDimsd``), a class label
+outside ``[0, num_classes)`` (``CheckLabelRanged``).
 :func:`check_image_files` applies the same checks to a list of cases at once, before a run starts (the test section of
 a fine-tuning run, a study's targets, the images given to ``infer``).
 
@@ -9,6 +10,7 @@ datalist is reported the same way by every command, instead of a decoder's or a 
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Hashable, Mapping
 from typing import Any
@@ -18,7 +20,15 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import LoadImaged, MapTransform
 
-__all__ = ["source_name", "ReadImaged", "CheckFinited", "CheckSpatialDimsd", "check_image_files", "image_problem"]
+__all__ = [
+    "source_name",
+    "ReadImaged",
+    "CheckFinited",
+    "CheckSpatialDimsd",
+    "CheckLabelRanged",
+    "check_image_files",
+    "image_problem",
+]
 
 
 def source_name(data: Mapping[Hashable, Any], key: Hashable = "image") -> str:
@@ -105,6 +115,54 @@ class CheckSpatialDimsd(MapTransform):
                 raise ValueError(
                     f"{key} {source_name(d, key)} has {len(shape) - 1} spatial axes (shape {shape}, channel first) "
                     f"but the network is {self.spatial_dims}D; fix or exclude the file"
+                )
+        return d
+
+
+class CheckLabelRanged(MapTransform):
+    """Check class labels lie in ``[0, num_classes)``; a scalar class label becomes a ``(1,)`` long tensor.
+
+    Segmentation label maps must hold integer values in range; classification labels (a number per image) must be
+    one integer in range. The error names the file (the label map, or the image of a classification entry).
+
+    Args:
+        keys: label keys (``"label"``).
+        num_classes: number of classes (background included for segmentation).
+        image_key: key whose file names a classification entry in messages.
+    """
+
+    def __init__(self, keys: KeysCollection, num_classes: int, image_key: str = "image") -> None:
+        super().__init__(keys)
+        self.num_classes = int(num_classes)
+        self.image_key = image_key
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            value = d[key]
+            if isinstance(value, (int, float, np.integer, np.floating)) or (
+                isinstance(value, (np.ndarray, torch.Tensor)) and np.size(value) == 1 and not hasattr(value, "meta")
+            ):
+                v = float(np.asarray(value).reshape(-1)[0])
+                if not math.isfinite(v) or v != int(v) or not 0 <= v < self.num_classes:
+                    raise ValueError(
+                        f"label {value!r} of {source_name(d, self.image_key)} is outside [0, {self.num_classes}) "
+                        f"(num_classes={self.num_classes})"
+                    )
+                d[key] = torch.tensor([int(v)], dtype=torch.long)
+                continue
+            arr = torch.as_tensor(value)
+            where = source_name(d, key)
+            if arr.is_floating_point() and not bool(torch.isfinite(arr).all()):
+                raise ValueError(f"label map {where} contains NaN or infinite values")
+            if arr.is_floating_point() and not bool((arr == arr.round()).all()):
+                raise ValueError(f"label map {where} holds non-integer values; expected class indices")
+            lo, hi = float(arr.min()), float(arr.max())
+            if lo < 0 or hi >= self.num_classes:
+                found = sorted(int(v) for v in torch.unique(arr).tolist())
+                raise ValueError(
+                    f"label map {where} holds values {found} outside [0, {self.num_classes}) "
+                    f"(num_classes={self.num_classes})"
                 )
         return d
 

@@ -10,7 +10,8 @@ import pytest
 
 from monai_transfer.data import DatalistError
 from monai_transfer.finetune import finetune
-from monai_transfer.finetune.tasks import CheckFinited, CheckLabelRanged, check_num_classes
+from monai_transfer.finetune.datalist_checks import check_num_classes
+from monai_transfer.transforms.checks import CheckFinited, CheckLabelRanged
 
 FAST = {"backbone": "resnet10", "epochs": 1, "batch_size": 4, "tensorboard": False}
 

@@ -13,7 +13,7 @@ import torch
 from scipy import ndimage
 
 from monai_transfer.evaluation.checkpoint_robustness import CaseSeededCorruptd
-from monai_transfer.finetune.tasks import make_transforms
+from monai_transfer.finetune.task_transforms import make_transforms
 from monai_transfer.transforms.corruptions import CORRUPTIONS
 
 
