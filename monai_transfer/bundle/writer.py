@@ -26,10 +26,12 @@ import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from monai_transfer.bundle.templates.finetune import evaluate_config, finetune_config, inference_config
+from monai_transfer.engines.templates import render
 from monai_transfer.transforms.preprocessing import describe_intensity, intensity_of
 from monai_transfer.utils.atomic import atomic_write_json, atomic_write_text
 from monai_transfer.utils.sizes import per_axis
@@ -38,28 +40,11 @@ __all__ = ["create_bundle", "starting_point", "SCHEMA_URL", "LOGGING_CONF", "Bun
 
 SCHEMA_URL = "https://github.com/Project-MONAI/MONAI-extra-test-data/releases/download/0.8.1/meta_schema_20240725.json"
 
-LOGGING_CONF = """[loggers]
-keys=root
+#: the package of the bundle layer's templates (``metadata.json``, ``logging.conf``, ``inference.json``...)
+_TEMPLATES = "monai_transfer.bundle.templates"
 
-[handlers]
-keys=consoleHandler
-
-[formatters]
-keys=fullFormatter
-
-[logger_root]
-level=INFO
-handlers=consoleHandler
-
-[handler_consoleHandler]
-class=StreamHandler
-level=INFO
-formatter=fullFormatter
-args=(sys.stdout,)
-
-[formatter_fullFormatter]
-format=%(asctime)s - %(name)s - %(levelname)s - %(message)s
-"""
+#: ``configs/logging.conf`` of every bundle (MONAI's ``--logging_file``)
+LOGGING_CONF = resources.files(_TEMPLATES).joinpath("logging.conf").read_text(encoding="utf-8")
 
 
 class BundleExistsError(FileExistsError):
@@ -92,37 +77,79 @@ def starting_point(pretrained: str | os.PathLike | None, backbone: str) -> dict[
 
     start = resolve_pretrained(pretrained, backbone)
     if start.kind == "random":
-        return {"kind": "random", "provenance": {}, "file": None, "large_file": None, "name": start.name,
-                "origin": start.origin}  # fmt: skip
+        return {
+            "kind": "random",
+            "provenance": {},
+            "file": None,
+            "large_file": None,
+            "name": start.name,
+            "origin": start.origin,
+        }
     if start.kind == "source":
         name = str(start.source)
         source, wfile = resolve_source(name, backbone)
         prov = source.provenance_for(backbone)
         filename = wfile.filename or os.path.basename(wfile.url.split("?")[0])
         sha = wfile.sha256 or ""
-        entry = {"path": f"models/pretrained/{filename}", "url": wfile.url,
-                 "hash_val": sha if len(sha) == 64 else "", "hash_type": "sha256" if len(sha) == 64 else ""}  # fmt: skip
-        return {"kind": "source", "provenance": asdict(prov), "file": None, "large_file": entry, "name": name,
-                "source": get_source(name).name, "notes": source.notes, "origin": start.origin}  # fmt: skip
-    out = {"kind": "file", "provenance": dict(start.provenance), "file": start.weights, "large_file": None,
-           "name": start.name, "origin": start.origin}  # fmt: skip
+        entry = {
+            "path": f"models/pretrained/{filename}",
+            "url": wfile.url,
+            "hash_val": sha if len(sha) == 64 else "",
+            "hash_type": "sha256" if len(sha) == 64 else "",
+        }
+        return {
+            "kind": "source",
+            "provenance": asdict(prov),
+            "file": None,
+            "large_file": entry,
+            "name": name,
+            "source": get_source(name).name,
+            "notes": source.notes,
+            "origin": start.origin,
+        }
+    out = {
+        "kind": "file",
+        "provenance": dict(start.provenance),
+        "file": start.weights,
+        "large_file": None,
+        "name": start.name,
+        "origin": start.origin,
+    }
     if start.source is not None:  # a shipped bundle's downloaded file: read with its source's adapter
         out["source"] = get_source(start.source).name
     return out
 
 
-def _network_facts(backbone: str, spatial_dims: int, in_channels: int, task: str, num_classes: int,
-                   backbone_kwargs: Mapping[str, Any] | None, pretrained_source: str | None) -> dict[str, Any]:  # fmt: skip
+def _network_facts(
+    backbone: str,
+    spatial_dims: int,
+    in_channels: int,
+    task: str,
+    num_classes: int,
+    backbone_kwargs: Mapping[str, Any] | None,
+    pretrained_source: str | None,
+) -> dict[str, Any]:
     from monai_transfer.networks import create_transfer_net
     from monai_transfer.weights.sources import source_backbone_kwargs
 
     kwargs = {**source_backbone_kwargs(pretrained_source, backbone), **dict(backbone_kwargs or {})}
-    net = create_transfer_net(backbone, task=task, spatial_dims=spatial_dims, in_channels=in_channels,
-                              num_classes=num_classes, backbone_kwargs=kwargs, seed=0)  # fmt: skip
+    net = create_transfer_net(
+        backbone,
+        task=task,
+        spatial_dims=spatial_dims,
+        in_channels=in_channels,
+        num_classes=num_classes,
+        backbone_kwargs=kwargs,
+        seed=0,
+    )
     stride = int(max(s.stride for s in net.backbone.feature_info))
     img = getattr(net.backbone, "img_size", None)
-    return {"divisible_by": stride, "backbone_kwargs": kwargs, "img_size": img,
-            "n_params": sum(p.numel() for p in net.parameters())}  # fmt: skip
+    return {
+        "divisible_by": stride,
+        "backbone_kwargs": kwargs,
+        "img_size": img,
+        "n_params": sum(p.numel() for p in net.parameters()),
+    }
 
 
 def metadata_head(version: str, changelog: str) -> dict[str, Any]:
@@ -143,59 +170,55 @@ def metadata_head(version: str, changelog: str) -> dict[str, Any]:
     }
 
 
-def _metadata(task: str, spatial_dims: int, in_channels: int, labels: Sequence[str], shape: list, name: str,
-              description: str, version: str, changelog: str, start: Mapping[str, Any], modality: str,
-              intensity: Mapping[str, Any] | None, extra: Mapping[str, Any]) -> dict[str, Any]:  # fmt: skip
-
+def _metadata(
+    net: Mapping[str, Any],
+    shape: list,
+    name: str,
+    description: str,
+    version: str,
+    changelog: str,
+    start: Mapping[str, Any],
+    modality: str,
+    extra: Mapping[str, Any],
+) -> dict[str, Any]:
+    """``configs/metadata.json`` (``templates/metadata.json`` filled) of the network ``net`` (``create_bundle``'s
+    ``task``, ``spatial_dims``, ``in_channels``, ``labels``, ``intensity``)."""
+    task, spatial_dims, in_channels, labels = net["task"], net["spatial_dims"], net["in_channels"], net["labels"]
+    intensity = net["intensity"]
     prov = start.get("provenance") or {}
     seg = task == "segmentation"
-    channels = {str(i): lab for i, lab in enumerate(labels)}
-    pred = {
-        "type": "image" if seg else "probabilities",
-        "format": "segmentation" if seg else "classes",
-        "num_channels": len(labels),
-        "spatial_shape": shape if seg else [1, len(labels)],
-        "dtype": "float32",
-        "value_range": [0, 1],
-        "is_patch_data": False,
-        "channel_def": channels,
-    }
     refs = [c for c in [prov.get("citation")] if c] or ["MONAI Consortium, MONAI: Medical Open Network for AI"]
-    return {
-        **metadata_head(version, changelog),
-        "name": name,
-        "task": f"{spatial_dims}D {task}",
-        "description": description,
-        "authors": "monai_transfer",
-        "copyright": "Copyright (c) the bundle's authors; weights under the licence in LICENSE",
-        "data_source": str(prov.get("source_data") or "the user's datalist"),
-        "data_type": "nibabel",
-        "image_classes": f"{in_channels} channel {modality or 'medical'} image; intensity: "
-        f"{describe_intensity(intensity)}",
-        "label_classes": ", ".join(f"{i} {lab}" for i, lab in enumerate(labels)),
-        "pred_classes": ", ".join(f"{i} {lab}" for i, lab in enumerate(labels)),
-        "eval_metrics": dict(extra.get("eval_metrics") or {}),
-        "intended_use": "Research only; not for clinical use.",
-        "references": refs,
-        "network_data_format": {
-            "inputs": {
-                "image": {
-                    "type": "image",
-                    "format": "magnitude",
-                    "modality": modality or "MR",
-                    "num_channels": int(in_channels),
-                    "spatial_shape": shape,
-                    "dtype": "float32",
-                    "value_range": [],
-                    "is_patch_data": False,
-                    "channel_def": {str(i): f"image channel {i}" for i in range(int(in_channels))},
-                }
-            },
-            "outputs": {"pred": pred},
+    image = "network_data_format#inputs#image"
+    meta = render(
+        _TEMPLATES,
+        "metadata.json",
+        {
+            "name": name,
+            "task": f"{spatial_dims}D {task}",
+            "description": description,
+            "data_source": str(prov.get("source_data") or "the user's datalist"),
+            "image_classes": f"{in_channels} channel {modality or 'medical'} image; intensity: "
+            f"{describe_intensity(intensity)}",
+            "label_classes": ", ".join(f"{i} {lab}" for i, lab in enumerate(labels)),
+            "pred_classes": ", ".join(f"{i} {lab}" for i, lab in enumerate(labels)),
+            "eval_metrics": dict(extra.get("eval_metrics") or {}),
+            "references": refs,
+            f"{image}#modality": modality or "MR",
+            f"{image}#num_channels": int(in_channels),
+            f"{image}#spatial_shape": shape,
+            f"{image}#channel_def": {str(i): f"image channel {i}" for i in range(int(in_channels))},
+            "network_data_format#outputs#pred#type": "image" if seg else "probabilities",
+            "network_data_format#outputs#pred#format": "segmentation" if seg else "classes",
+            "network_data_format#outputs#pred#num_channels": len(labels),
+            "network_data_format#outputs#pred#spatial_shape": shape if seg else [1, len(labels)],
+            "network_data_format#outputs#pred#channel_def": {str(i): lab for i, lab in enumerate(labels)},
+            "monai_transfer#starting_point": start.get("name"),
+            "monai_transfer#kind": start.get("kind"),
+            "monai_transfer#provenance": _plain(prov),
         },
-        "monai_transfer": {"starting_point": start.get("name"), "kind": start.get("kind"),
-                           "provenance": _plain(prov), **{k: _plain(v) for k, v in extra.items()}},  # fmt: skip
-    }
+    )
+    meta["monai_transfer"].update({k: _plain(v) for k, v in extra.items()})
+    return {**metadata_head(version, changelog), **meta}
 
 
 def _intensity_origin(start: Mapping[str, Any], intensity: Mapping[str, Any] | None) -> str:
@@ -212,9 +235,18 @@ def _plain(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=str))
 
 
-def _readme(name: str, description: str, task: str, spatial_dims: int, in_channels: int, labels: Sequence[str],
-            shape: list, start: Mapping[str, Any], intensity: Mapping[str, Any] | None, has_model: bool,
-            load_report: str | None) -> str:  # fmt: skip
+def _readme(
+    net: Mapping[str, Any],
+    name: str,
+    description: str,
+    shape: list,
+    start: Mapping[str, Any],
+    has_model: bool,
+    load_report: str | None,
+) -> str:
+    """``docs/README.md``: the starting point, the expected input, how to run the bundle."""
+    task, spatial_dims, in_channels, labels = net["task"], net["spatial_dims"], net["in_channels"], net["labels"]
+    intensity = net["intensity"]
     prov = start.get("provenance") or {}
     lines = [f"# {name}", "", description, "", "## Starting point", ""]
     if start["kind"] == "random":
@@ -225,9 +257,14 @@ def _readme(name: str, description: str, task: str, spatial_dims: int, in_channe
             if prov.get(key):
                 lines.append(f"- {key.replace('_', ' ')}: {prov[key]}")
     if start.get("large_file"):
-        lines += ["", "The starting weights are not stored in the bundle: fetch them (URL and hash in "
-                  "`large_files.yml`) with", "", "```bash",
-                  "python -m monai.bundle download_large_files --bundle_path .", "```"]  # fmt: skip
+        lines += [
+            "",
+            "The starting weights are not stored in the bundle: fetch them (URL and hash in " "`large_files.yml`) with",
+            "",
+            "```bash",
+            "python -m monai.bundle download_large_files --bundle_path .",
+            "```",
+        ]
     if start.get("notes"):
         lines += ["", f"Note on the published file: {start['notes']}"]
     if load_report:
@@ -341,98 +378,115 @@ def create_bundle(
     create_strategy(strategy, **{"lr": 1e-3, "weight_decay": 1e-4, "head_lr_mult": 1.0, **dict(strategy_kwargs or {})})
     start = starting_point(pretrained, backbone)
     spec = dict(intensity) if intensity is not None else intensity_of((start["provenance"] or {}).get("preprocessing"))
-    facts = _network_facts(backbone, spatial_dims, in_channels, task, num_classes, backbone_kwargs,
-                           start.get("source"))  # fmt: skip
+    facts = _network_facts(backbone, spatial_dims, in_channels, task, num_classes, backbone_kwargs, start.get("source"))
     if task == "classification" and spatial_size is None and facts["img_size"] is not None:
         spatial_size = facts["img_size"]
-    d = facts["divisible_by"]
-    if task == "classification" and spatial_size is not None:
-        size = per_axis(spatial_size, spatial_dims, "spatial_size")
-        shape: list = size
-    elif task == "segmentation":  # the configs pad to a multiple of d, at least 2 d (the deepest map keeps 2 voxels)
-        shape = [f"{d}*n+{d}"] * spatial_dims
-    else:
-        shape = [f"{d}*n"] * spatial_dims
-    pretrained_ref: str | None = None
-    if start["kind"] == "source":
-        pretrained_ref = f"$@bundle_root + '/{start['large_file']['path']}'"
-    elif start["kind"] == "file":
-        pretrained_ref = f"$@bundle_root + '/models/pretrained/{start['file'].name}'"
-    common = {"backbone": backbone, "task": task, "spatial_dims": spatial_dims, "num_classes": num_classes,
-              "in_channels": in_channels, "labels": labels, "intensity": spec, "divisible_by": d,
-              "spatial_size": spatial_size, "patch_size": patch_size, "backbone_kwargs": facts["backbone_kwargs"],
-              "head_kwargs": head_kwargs}  # fmt: skip
-    train = finetune_config(pretrained=pretrained_ref, strategy=strategy, strategy_kwargs=strategy_kwargs,
-                            sections=("training", "validation"), **common)  # fmt: skip
-    if start.get("source"):
-        train["network_def"]["pretrained_source"] = start["source"]
-    for key, value in dict(train_values or {}).items():
-        if key not in train:
-            raise KeyError(f"train.json has no top-level id {key!r}")
-        train[key] = value
-    infer = inference_config(**{k: v for k, v in common.items() if k != "labels"}, labels=labels)
-    load_report = None
+    network = dict(backbone=backbone, task=task, spatial_dims=spatial_dims, num_classes=num_classes,
+                   in_channels=in_channels, labels=labels, intensity=spec, divisible_by=facts["divisible_by"],
+                   spatial_size=spatial_size, patch_size=patch_size, backbone_kwargs=facts["backbone_kwargs"],
+                   head_kwargs=head_kwargs)  # fmt: skip
+    configs = _configs(network, start, strategy, strategy_kwargs, train_values)
+    shape = _input_shape(task, spatial_dims, spatial_size, facts["divisible_by"])
+    title = name or f"{backbone} {spatial_dims}D {task} from {start['name']}"
+    desc = description or (
+        f"{backbone} ({facts['n_params'] / 1e6:.1f} M parameters) for {spatial_dims}D {task} of "
+        f"{', '.join(labels)}, starting from {start['name']}."
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        (tmp / "configs").mkdir()
-        (tmp / "docs").mkdir()
-        (tmp / "models").mkdir()
-        configs = {"train.json": train, "evaluate.json": evaluate_config(), "inference.json": infer}
-        multi = _multi_gpu(train)
-        if multi is not None:
-            configs["multi_gpu_train.json"] = multi
+        for folder in ("configs", "docs", "models"):
+            (tmp / folder).mkdir()
         for fname, cfg in configs.items():
             atomic_write_json(tmp / "configs" / fname, cfg, indent=4)
         atomic_write_text(tmp / "configs" / "logging.conf", LOGGING_CONF)
-        if start["kind"] == "file":
-            (tmp / "models" / "pretrained").mkdir()
-            _link_or_copy(start["file"], tmp / "models" / "pretrained" / start["file"].name)  # no second copy on disk
-            load_report = _load_report(tmp, train, start["file"].name)
-        if start["large_file"] is not None:
-            import yaml
-
-            text = yaml.safe_dump({"large_files": [start["large_file"]]}, sort_keys=False, default_style=None)
-            atomic_write_text(tmp / "large_files.yml", text)
-        if weights is not None:
-            _link_or_copy(Path(weights), tmp / "models" / "model.pt")
-            decision = Path(weights).with_name("decision.json")  # the run's threshold / temperature, if it chose one
-            if decision.is_file():
-                shutil.copyfile(decision, tmp / "models" / "decision.json")
-        title = name or f"{backbone} {spatial_dims}D {task} from {start['name']}"
-        desc = description or (
-            f"{backbone} ({facts['n_params'] / 1e6:.1f} M parameters) for {spatial_dims}D {task} of "
-            f"{', '.join(labels)}, starting from {start['name']}."
-        )
+        load_report = _add_weights(tmp, start, weights, configs["train.json"])
         if load_report is None and isinstance((extra_metadata or {}).get("load_report"), str):
             load_report = extra_metadata["load_report"]  # a run's own report (a published start is not fetched here)
-        extra = {**dict(extra_metadata or {}), "load_report": load_report, "intensity": spec,
-                 "intensity_origin": _intensity_origin(start, spec)}  # fmt: skip
-        meta = _metadata(task, spatial_dims, in_channels, labels, shape, title, desc, version, changelog, start,
-                         modality or str((start["provenance"] or {}).get("modality") or ""), spec, extra)  # fmt: skip
+        extra = {
+            **dict(extra_metadata or {}),
+            "load_report": load_report,
+            "intensity": spec,
+            "intensity_origin": _intensity_origin(start, spec),
+        }
+        modality = modality or str((start["provenance"] or {}).get("modality") or "")
+        meta = _metadata(network, shape, title, desc, version, changelog, start, modality, extra)
         atomic_write_json(tmp / "configs" / "metadata.json", meta, indent=4)
-        atomic_write_text(
-            tmp / "docs" / "README.md",
-            _readme(
-                title,
-                desc,
-                task,
-                spatial_dims,
-                in_channels,
-                labels,
-                shape,
-                start,
-                spec,
-                weights is not None,
-                load_report,
-            ),
-        )
+        readme = _readme(network, title, desc, shape, start, weights is not None, load_report)
+        atomic_write_text(tmp / "docs" / "README.md", readme)
         atomic_write_text(tmp / "LICENSE", _license(start))
         _swap_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _input_shape(task: str, spatial_dims: int, spatial_size: Any, d: int) -> list:
+    """The metadata's input shape: a classifier's fixed size, or a multiple of the network's stride ``d``."""
+    if task == "classification" and spatial_size is not None:
+        return per_axis(spatial_size, spatial_dims, "spatial_size")
+    if task == "segmentation":  # the configs pad to a multiple of d, at least 2 d (the deepest map keeps 2 voxels)
+        return [f"{d}*n+{d}"] * spatial_dims
+    return [f"{d}*n"] * spatial_dims
+
+
+def _configs(
+    network: Mapping[str, Any],
+    start: Mapping[str, Any],
+    strategy: str,
+    strategy_kwargs: Mapping[str, Any] | None,
+    train_values: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """The bundle's configs by file name: ``train.json`` starting from ``start``'s weights in the bundle,
+    ``evaluate.json``, ``inference.json`` and (when the DDP template is available) ``multi_gpu_train.json``."""
+    pretrained_ref: str | None = None
+    if start["kind"] == "source":
+        pretrained_ref = f"$@bundle_root + '/{start['large_file']['path']}'"
+    elif start["kind"] == "file":
+        pretrained_ref = f"$@bundle_root + '/models/pretrained/{start['file'].name}'"
+    train = finetune_config(
+        pretrained=pretrained_ref,
+        strategy=strategy,
+        strategy_kwargs=strategy_kwargs,
+        sections=("training", "validation"),
+        **network,
+    )
+    if start.get("source"):
+        train["network_def"]["pretrained_source"] = start["source"]
+    for key, value in dict(train_values or {}).items():
+        if key not in train:
+            raise KeyError(f"train.json has no top-level id {key!r}")
+        train[key] = value
+    infer = inference_config(**{k: v for k, v in network.items() if k != "labels"}, labels=network["labels"])
+    configs = {"train.json": train, "evaluate.json": evaluate_config(), "inference.json": infer}
+    multi = _multi_gpu(train)
+    if multi is not None:
+        configs["multi_gpu_train.json"] = multi
+    return configs
+
+
+def _add_weights(
+    root: Path, start: Mapping[str, Any], weights: str | os.PathLike | None, train: Mapping[str, Any]
+) -> str | None:
+    """Put the starting weights (a copied file, or ``large_files.yml``) and the fine-tuned ``weights`` (with the run's
+    ``decision.json``) into the bundle at ``root``; return the starting file's load report, if one was copied."""
+    load_report = None
+    if start["kind"] == "file":
+        (root / "models" / "pretrained").mkdir()
+        _link_or_copy(start["file"], root / "models" / "pretrained" / start["file"].name)  # no second copy on disk
+        load_report = _load_report(root, train, start["file"].name)
+    if start["large_file"] is not None:
+        import yaml
+
+        text = yaml.safe_dump({"large_files": [start["large_file"]]}, sort_keys=False, default_style=None)
+        atomic_write_text(root / "large_files.yml", text)
+    if weights is not None:
+        _link_or_copy(Path(weights), root / "models" / "model.pt")
+        decision = Path(weights).with_name("decision.json")  # the run's threshold / temperature, if it chose one
+        if decision.is_file():
+            shutil.copyfile(decision, root / "models" / "decision.json")
+    return load_report
 
 
 def _swap_into_place(tmp: Path, out: Path) -> None:
@@ -475,10 +529,16 @@ def _load_report(root: Path, train: Mapping[str, Any], filename: str) -> str | N
 
     nd = dict(train["network_def"])
     pretrained = str(root / "models" / "pretrained" / filename)
-    net = create_transfer_net(backbone=nd["backbone"], task=train["task"], spatial_dims=train["spatial_dims"],
-                              in_channels=train["in_channels"], num_classes=train["num_classes"],
-                              pretrained=pretrained, backbone_kwargs=nd.get("backbone_kwargs"),
-                              pretrained_source=nd.get("pretrained_source"))  # fmt: skip
+    net = create_transfer_net(
+        backbone=nd["backbone"],
+        task=train["task"],
+        spatial_dims=train["spatial_dims"],
+        in_channels=train["in_channels"],
+        num_classes=train["num_classes"],
+        pretrained=pretrained,
+        backbone_kwargs=nd.get("backbone_kwargs"),
+        pretrained_source=nd.get("pretrained_source"),
+    )
     report = getattr(net.backbone, "load_report", None)
     # the bundle is assembled in a temporary folder: the report names the file relative to the bundle
     return None if report is None else str(report).replace(str(root), ".")
