@@ -103,7 +103,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         ),
     )
     # one argument per field of EvaluateSpec (its type, choices and help)
-    add_spec_arguments(p, spec_class("evaluate"))
+    add_spec_arguments(p, spec_class("evaluate"), required=("datalist",))
     p.add_argument("--set", action="append", default=[], metavar="ID=VALUE",
                    help="change a value of the run's saved config (configs/train.json) for this evaluation, e.g. "
                    "validate#inferer#overlap=0.5 (repeatable)")  # fmt: skip

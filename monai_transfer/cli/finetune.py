@@ -44,9 +44,9 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if args.config:  # the flags are overrides of the config's ids; a --set of the same id comes later and wins
         speed = [f"{k}={settings[k]}" for k in _CONFIG_FLAGS if k in settings]
-        result = finetune_config_run(args.config, args.out, speed + list(args.set or []), _resume(args))
+        result = finetune_config_run(args.config, args.out_dir, speed + list(args.set or []), _resume(args))
     else:
-        spec = spec_class("finetune")(**{**settings, "out_dir": args.out, "overrides": args.set,
+        spec = spec_class("finetune")(**{**settings, "overrides": args.set,
                                          "resume": _resume(args)})  # fmt: skip
         result = finetune(spec, print_config=args.print_bundle)
         if args.print_bundle:
@@ -55,7 +55,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     if result.get("load_report"):
         print(f"pretrained weights loaded (strict):\n{result['load_report_table']}")
     if not args.no_bundle:
-        result["bundle"] = str(bundle_from_run(args.out, overwrite=True))
+        result["bundle"] = str(bundle_from_run(args.out_dir, overwrite=True))
     shown = {k: v for k, v in result.items() if k not in ("load_report", "load_report_table")}
     print(json.dumps(shown, indent=2, default=str))
     return 0
@@ -107,9 +107,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--out", required=True, help="the run folder")
     # one flag per field of FinetuneSpec (its type, choices and help): a new setting is one field
-    add_spec_arguments(p, spec_class("finetune"), exclude=("out_dir",))
+    add_spec_arguments(p, spec_class("finetune"), required=("out_dir",))
     p.add_argument("--intensity", default=None,
                    help="intensity mapping: zscore, imagenet, range, minmax, percentile, preset, none (default: the "
                    "starting point's recorded one, else zscore; a departure is warned about and recorded)")  # fmt: skip
@@ -144,6 +143,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         ),
     )
     # one argument per field of InferSpec (its type and help)
-    add_spec_arguments(p, spec_class("infer"))
+    add_spec_arguments(p, spec_class("infer"), required=("images", "out_dir"))
     p.add_argument("--set", action="append", default=[], metavar="ID=VALUE", help="set any value of inference.json")
     p.set_defaults(func=_cmd_infer)

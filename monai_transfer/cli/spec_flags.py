@@ -45,9 +45,11 @@ def _default_text(f: dataclasses.Field) -> str:
     return f"{text} (default: {default})"
 
 
-def add_spec_arguments(parser: argparse.ArgumentParser, spec_class: type, exclude: Sequence[str] = ()) -> None:
+def add_spec_arguments(
+    parser: argparse.ArgumentParser, spec_class: type, exclude: Sequence[str] = (), required: Sequence[str] = ()
+) -> None:
     """Add a flag for every field of ``spec_class`` that has one (``exclude``: fields the command words its own
-    way)."""
+    way; ``required``: flags the command cannot run without)."""
     hints = typing.get_type_hints(spec_class)
     shared = {f.name for f in dataclasses.fields(TrainingRunSpec)}
     flagged = spec_fields(spec_class, cli=True)  # the kind's own settings first, then those every run shares
@@ -56,6 +58,8 @@ def add_spec_arguments(parser: argparse.ArgumentParser, spec_class: type, exclud
             continue
         meta, flag, hint = f.metadata, _flag(f), hints[f.name]
         kwargs: dict[str, Any] = {"dest": f.name, "default": None, "help": _default_text(f)}
+        if f.name in required:
+            kwargs["required"] = True
         if meta.get("positional"):
             parser.add_argument(f.name, type=_scalar(hint), help=_default_text(f), nargs=meta.get("nargs"))
             continue

@@ -44,11 +44,15 @@ def test_a_new_field_is_a_flag_with_its_help(extended, capsys):
     assert "--mixup-alpha MIXUP_ALPHA" in text and "a setting this test adds (mixup strength)" in text
 
 
-def test_every_field_with_a_flag_is_in_help(capsys):
-    text = _help(capsys)
-    for f in spec_fields(FinetuneSpec, cli=True):
-        flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
-        assert flag if f.name == "out_dir" else flag in text, f.name
+@pytest.mark.parametrize("kind", ["finetune", "evaluate", "infer"])
+def test_every_field_with_a_flag_is_in_its_commands_help(kind, capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([kind, "--help"])
+    text = capsys.readouterr().out
+    for f in spec_fields(RUN_SPECS[kind], cli=True):
+        shown = f.name if f.metadata.get("positional") else f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+        assert shown in text, (kind, f.name)
+        assert " ".join(f.metadata["help"].split()[:3]) in " ".join(text.split()), (kind, f.name)
 
 
 def test_a_new_field_reaches_the_config_from_the_command_line(extended, capsys, demo, tmp_path):
