@@ -77,7 +77,6 @@ def _finetune_section(section: Any) -> Mapping[str, Any]:
         check_values(spec_class("finetune"), section, "finetune")
     except SpecFieldError as err:
         raise SpecError(str(err)) from None
-    _check_decision(section, "finetune")
     return section
 
 
@@ -190,23 +189,6 @@ class StudySpec:
 
     def metric(self, target: Target) -> str:
         return target.metric or DEFAULT_METRIC[target.task]
-
-
-def _check_decision(section: Mapping[str, Any], place: str) -> None:
-    """``threshold`` (how test decisions are made, chosen on validation) and ``calibrate``, checked up front."""
-    from monai_transfer.metrics.thresholds import check_threshold_rule
-
-    if "threshold" in section:
-        try:
-            check_threshold_rule(section["threshold"])
-        except ValueError as e:
-            _fail(f"{place}.threshold", str(e))
-    from monai_transfer.finetune.decision import CALIBRATIONS
-
-    if section.get("calibrate", "none") not in CALIBRATIONS:
-        _fail(f"{place}.calibrate", f"'none' or 'temperature', got {section['calibrate']!r}")
-    if not isinstance(section.get("one_vs_rest", False), bool):
-        _fail(f"{place}.one_vs_rest", f"true or false, got {section['one_vs_rest']!r}")
 
 
 def _check_margin(margin: Any) -> None:

@@ -47,6 +47,7 @@ def setting(
     metavar: str | None = None,
     nargs: str | None = None,
     positional: bool = False,
+    check: Any = None,
 ) -> Any:
     """A spec field with what the entry points need to know about it.
 
@@ -61,10 +62,11 @@ def setting(
         minimum / maximum / open_minimum: the range of a number (``open_minimum``: the minimum itself is refused).
         metavar / nargs: how the flag reads its value (``nargs="+"`` for a list, ``"*"`` for ``KEY=VALUE`` pairs).
         positional: the command reads it as a positional argument (``evaluate RUN``).
+        check: a function that raises ``ValueError`` for a bad value (named with the field when it does).
     """
     meta = {"help": help, "choices": choices, "flag": flag, "cli": cli, "study": study, "config_id": config_id,
             "minimum": minimum, "maximum": maximum, "open_minimum": open_minimum, "metavar": metavar, "nargs": nargs,
-            "positional": positional}  # fmt: skip
+            "positional": positional, "check": check}  # fmt: skip
     if factory is not _MISSING:
         return dataclasses.field(default_factory=factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -170,6 +172,11 @@ def _check_field(f: dataclasses.Field, hint: Any, value: Any, where: str) -> Any
         close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
         hint_text = f"; did you mean {close[0]!r}?" if close else ""
         raise SpecFieldError(f"{where}: one of {', '.join(map(repr, choices))}, got {value!r}{hint_text}")
+    if meta.get("check") is not None and value is not None:
+        try:
+            meta["check"](value)
+        except ValueError as err:
+            raise SpecFieldError(f"{where}: {err}") from None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         low, high = meta.get("minimum"), meta.get("maximum")
         if low is not None and (value < low or (meta.get("open_minimum") and value == low)):

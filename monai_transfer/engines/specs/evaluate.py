@@ -8,8 +8,15 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from monai_transfer.engines.specs.base import BaseRunSpec, SpecFieldError, setting
+from monai_transfer.metrics.thresholds import check_threshold_rule
 
 __all__ = ["EvaluateSpec"]
+
+
+def _rule(value: str) -> None:
+    """``run`` (the run's own decision) or a threshold rule."""
+    if value != "run":
+        check_threshold_rule(value)
 
 
 @dataclass
@@ -30,7 +37,7 @@ class EvaluateSpec(BaseRunSpec):
         "run", "how a binary classifier decides: 'run' (default: the threshold the run chose on its validation set, "
         "models/decision.json; runs without one choose Youden's J on --threshold-section), or a rule applied on "
         "--threshold-section: youden, f1, sensitivity:X, argmax (0.5) or a number in (0, 1). Accuracy at 0.5 is "
-        "reported beside it as accuracy_at_0.5", metavar="RULE")  # fmt: skip
+        "reported beside it as accuracy_at_0.5", metavar="RULE", check=_rule)  # fmt: skip
     threshold_section: str = setting(
         "validation", "datalist section the threshold is chosen on (default: validation); never the evaluated section"
     )

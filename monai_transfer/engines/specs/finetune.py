@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from monai_transfer.engines.specs.base import SpecFieldError, TrainingRunSpec, setting
+from monai_transfer.metrics.thresholds import check_threshold_rule
 
 __all__ = ["FinetuneSpec", "FINETUNE_TASKS", "value_ids"]
 
@@ -87,7 +88,7 @@ class FinetuneSpec(TrainingRunSpec):
         None, "how a binary classifier decides, chosen on the validation section and applied to the test section and "
         "by the inference bundle: youden (default; Youden's J), f1, sensitivity:X (the highest threshold with "
         "validation sensitivity >= X), argmax (0.5) or a number in (0, 1); accuracy at 0.5 is reported beside it as "
-        "accuracy_at_0.5", metavar="RULE")  # fmt: skip
+        "accuracy_at_0.5", metavar="RULE", check=check_threshold_rule)  # fmt: skip
     calibrate: str | None = setting(
         None, "fit a temperature on the validation section (Guo et al. 2017), applied to test metrics and by the "
         "inference bundle (default: none)", choices=("none", "temperature"))  # fmt: skip
