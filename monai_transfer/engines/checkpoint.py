@@ -1,7 +1,8 @@
 """One versioned, atomic training checkpoint with exact resume, for every run (fine-tuning and pretraining).
 
-The format (``"format": 1``), written by :class:`RunCheckpoint` (fine-tuning: any MONAI ``Trainer``) and by
-``monai_transfer.ssl.TrainingCheckpoint`` (pretraining)::
+The format (``"format": 1``), written by :class:`RunCheckpoint` for fine-tuning (any MONAI ``Trainer``: the module
+under ``"network"``) and for pretraining (the ``SSLTrainer``: the SSL method, teacher and buffers included, under
+``"method"``)::
 
     {"format": 1,
      "network" | "method": state_dict of the unwrapped module (tensors on the CPU),
@@ -13,7 +14,8 @@ The format (``"format": 1``), written by :class:`RunCheckpoint` (fine-tuning: an
      "config": <JSON-able dict>, "objects": {name: state of each stateful object}, "extra": {...}}
 
 Files: ``<dir>/last.pt`` (``torch.load(weights_only=True)`` reads it), optionally ``<dir>/last.prev.pt`` (the one
-before), and ``<dir>/last.json`` (epoch, iteration, finished: for humans). Every file goes through
+before), and ``<dir>/last.json`` (epoch, iteration, finished, the last loss when the trainer's output has one: for
+humans). Every file goes through
 :func:`monai_transfer.utils.atomic.atomic_write` (temporary file in the folder, fsync, ``os.replace``): a kill at any
 moment leaves a complete ``last.pt``, old or new. A ``kill -9`` during the write leaves a ``.last.pt.tmp-*`` file
 behind; :func:`clean_stale_tmp` removes those when the run resumes.
@@ -23,16 +25,18 @@ GradScaler, every RNG (torch CPU and CUDA, NumPy's and Python's global ones: dro
 them), the stateful objects (best-checkpoint tracker, early stopping, LR schedulers, the evaluator's best metric) and
 the engine's ``epoch``/``iteration``. With the data order and augmentations a pure function of ``(seed, epoch)``
 (:class:`~monai_transfer.engines.EpochSampler`, :class:`~monai_transfer.engines.EpochSeedHandler`), the resumed run
-then ends with weights bit-identical to the uninterrupted one.
+then ends with weights bit-identical to the uninterrupted one. Pretraining also saves every ``every`` iterations and
+resumes in the middle of an epoch (``monai_transfer.ssl.resume.resume``: the sampler skips the samples already seen).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import random
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -348,12 +352,12 @@ def restore_objects(objects: Mapping[str, Any] | None, ckpt: Mapping[str, Any], 
 class RunCheckpoint:
     """Save ``<save_dir>/last.pt`` at the end of every epoch; on ``STARTED``, resume from it or refuse to overwrite it.
 
-    An ignite handler for any MONAI ``Trainer`` (``SupervisedTrainer`` in fine-tuning), built in a bundle config as
-    one of ``train#handlers``::
+    The one checkpoint handler of every run. An ignite handler for any MONAI ``Trainer`` (``SupervisedTrainer`` in
+    fine-tuning, the ``SSLTrainer`` in pretraining), built in a bundle config as one of ``train#handlers``::
 
         {"_target_": "monai_transfer.engines.RunCheckpoint", "save_dir": "$@ckpt_dir", "network": "@network",
          "optimizer": "@optimizer", "resume": "@resume", "config": {"seed": "@seed"},
-         "objects": {"best": "@validate#handlers#1", "evaluator": "@validate#evaluator"}}
+         "objects": {"best": "@validate#best_checkpoint", "evaluator": "@validate#evaluator"}}
 
     Saving: at ``EPOCH_COMPLETED`` after every other epoch-end handler of the trainer, validation included (it moves
     itself last at ``STARTED``, whatever the order of ``train#handlers``), every ``every_epochs`` epochs and always at
@@ -374,20 +378,34 @@ class RunCheckpoint:
     :attr:`resumed_finished` is True. Stale temporary files of a killed write are removed when a run resumes or
     overwrites.
 
+    Pretraining (``resume=None, every=N, module_key="method", every_rank=False``): the handler only saves, every
+    ``every`` iterations too, and the run resumes before ``run()`` with ``monai_transfer.ssl.resume.resume`` (also in
+    the middle of an epoch). It is attached in order, after the ``EPOCH_COMPLETED`` handlers whose state it stores (a
+    ``KNNMonitor``, an epoch-level LR schedule), and under DDP on rank 0 only. An ``every`` multiple that is also an
+    epoch end is saved once, at ``EPOCH_COMPLETED``.
+
     Args:
         save_dir: the checkpoint folder (created at the first save).
-        network: the trained network (a DDP wrapper is unwrapped; saved under ``"network"``).
-        optimizer: its optimizer.
-        resume: ``"never"``, ``"auto"``, ``"overwrite"`` or a checkpoint path.
+        network: the trained module (a DDP wrapper is unwrapped; saved under ``module_key``); default: the engine's
+            ``network`` (the ``SSLTrainer``'s method).
+        optimizer: its optimizer; default: the engine's ``optimizer``.
+        resume: ``"never"``, ``"auto"``, ``"overwrite"`` or a checkpoint path; ``None``: nothing at ``STARTED`` (the
+            caller resumes, as pretraining does).
         objects: stateful objects saved under ``"objects"`` and restored by name: anything with ``state_dict`` /
             ``load_state_dict`` (``AtomicBestCheckpoint``, LR schedulers), MONAI's ``EarlyStopHandler``, and MONAI
             evaluators (their best metric).
         scaler: the GradScaler; default: the trainer's ``scaler`` (MONAI makes it in ``Trainer.run``).
         config: a JSON-able dict stored in the checkpoint (the run's configuration).
-        every_epochs: epochs between saves.
+        every_epochs: epochs between saves; ``None``: none at epoch ends (only every ``every`` iterations).
         keep_previous: also keep the checkpoint before the newest as ``last.prev.pt`` (twice the disk).
         name: file stem (``last`` -> ``last.pt``, ``last.json``).
         strict: strict ``load_state_dict`` of the network.
+        every: also save every ``every`` iterations (``None``: at epoch ends only).
+        extra_state: called at each save; its JSON-able dict is stored under ``"extra"``.
+        module_key: the key of the module's state: ``"network"`` (fine-tuning) or ``"method"`` (pretraining); a
+            checkpoint must hold it to be loaded.
+        every_rank: under DDP every rank calls the handler (each rank's RNG state is gathered, rank 0 writes);
+            ``False``: it is attached on rank 0 only, which stores its own RNG state.
 
     Attributes:
         resumed_from: the checkpoint a run continued from (``None``: a new run).
@@ -397,22 +415,30 @@ class RunCheckpoint:
     def __init__(
         self,
         save_dir: str | os.PathLike,
-        network: torch.nn.Module,
-        optimizer: torch.optim.Optimizer,
-        resume: str | os.PathLike = "never",
+        network: torch.nn.Module | None = None,
+        optimizer: torch.optim.Optimizer | None = None,
+        resume: str | os.PathLike | None = "never",
         objects: Mapping[str, Any] | None = None,
         scaler: Any = None,
         config: Mapping[str, Any] | None = None,
-        every_epochs: int = 1,
+        every_epochs: int | None = 1,
         keep_previous: bool = False,
         name: str = "last",
         strict: bool = True,
+        every: int | None = None,
+        extra_state: Callable[[], Mapping[str, Any]] | None = None,
+        module_key: str = "network",
+        every_rank: bool = True,
     ) -> None:
-        if int(every_epochs) < 1:
-            raise ValueError(f"every_epochs must be a positive number of epochs, got {every_epochs}.")
+        if every_epochs is not None and int(every_epochs) < 1:
+            raise ValueError(f"every_epochs must be a positive number of epochs or None, got {every_epochs}.")
+        if every is not None and int(every) < 1:
+            raise ValueError(f"every must be a positive number of iterations or None, got {every}.")
+        if every is None and every_epochs is None:
+            raise ValueError("every and every_epochs are both None: the run would never be saved.")
         resume = os.fspath(resume) if isinstance(resume, os.PathLike) else resume
-        if not isinstance(resume, str) or not resume:
-            raise ValueError(f"resume must be one of {RESUME_MODES} or a checkpoint path, got {resume!r}.")
+        if resume is not None and (not isinstance(resume, str) or not resume):
+            raise ValueError(f"resume must be one of {RESUME_MODES}, a checkpoint path or None, got {resume!r}.")
         self.save_dir = Path(save_dir)
         self.network = network
         self.optimizer = optimizer
@@ -420,23 +446,34 @@ class RunCheckpoint:
         self.objects = dict(objects or {})
         self.scaler = scaler
         self.config = dict(config or {})
-        self.every_epochs = int(every_epochs)
+        self.every_epochs = None if every_epochs is None else int(every_epochs)
         self.keep_previous = bool(keep_previous)
         self.name = name
         self.strict = strict
+        self.every = None if every is None else int(every)
+        self.extra_state = extra_state
+        self.module_key = str(module_key)
+        self.every_rank = bool(every_rank)
         self.path = self.save_dir / f"{name}.pt"
         self.resumed_from: str | None = None
         self.resumed_finished = False
+        self._last_saved_iteration: int | None = None
 
     # -- wiring ----------------------------------------------------------------------------------------------------
     def attach(self, engine: Engine) -> None:
-        """Register at ``STARTED`` (resume or check) and ``EPOCH_COMPLETED`` (save)."""
-        engine.add_event_handler(Events.STARTED, self.started)
-        engine.add_event_handler(Events.EPOCH_COMPLETED, self.epoch_completed)
+        """Register at ``STARTED`` (resume or check; not with ``resume=None``), ``EPOCH_COMPLETED`` (save) and, with
+        ``every``, ``ITERATION_COMPLETED(every=...)`` (save)."""
+        self._preloaded: tuple[Path, dict[str, Any]] | None = None
+        if self.every is not None:
+            engine.add_event_handler(Events.ITERATION_COMPLETED(every=self.every), self.iteration_completed)
+        if self.resume is not None:
+            engine.add_event_handler(Events.STARTED, self.started)
+        # with resume=None (the caller resumes) the handler keeps its place among the epoch-end handlers
+        if self.every_epochs is not None:
+            engine.add_event_handler(Events.EPOCH_COMPLETED, self.epoch_completed)
         # a checkpoint to resume from is read now, as the config is built: a truncated or foreign file is named in one
         # line before the run starts, not from inside the engine (whose error log prints two tracebacks)
-        self._preloaded: tuple[Path, dict[str, Any]] | None = None
-        if self.resume not in ("never", "overwrite"):
+        if self.resume not in (None, "never", "overwrite"):
             path = self._resume_path()
             if path is not None:
                 self._preloaded = (path, self._read(path))
@@ -446,7 +483,8 @@ class RunCheckpoint:
         if preloaded is not None and preloaded[0] == path:
             return preloaded[1]
         return load_checkpoint(
-            path, what="a run checkpoint of monai_transfer.engines.RunCheckpoint",
+            path, required=(self.module_key, "optimizer", "engine"),
+            what="a run checkpoint of monai_transfer.engines.RunCheckpoint",
             hint="Pretrained weights are loaded with monai_transfer.weights (`pretrained`), not resumed.",
         )  # fmt: skip
 
@@ -500,24 +538,45 @@ class RunCheckpoint:
         )
         if engine.state.epoch % self.every_epochs and not finished:
             return
+        if self.every is not None and self._last_saved_iteration == engine.state.iteration:
+            return  # saved already at this step
         self.save(engine, finished=finished)
+
+    def iteration_completed(self, engine: Engine) -> None:
+        """Save every ``every`` iterations; an epoch end saved by epoch is left to :meth:`epoch_completed`, after the
+        epoch's other handlers."""
+        length = engine.state.epoch_length
+        if self.every_epochs is not None and length and engine.state.iteration % length == 0:
+            return
+        if self._last_saved_iteration != engine.state.iteration:
+            self.save(engine, finished=_reached_the_end(engine))
 
     # -- save / load -----------------------------------------------------------------------------------------------
     def _scaler(self, engine: Engine) -> Any:
         return self.scaler if self.scaler is not None else getattr(engine, "scaler", None)
 
     def save(self, engine: Engine, finished: bool = False) -> Path:
-        """Write the checkpoint now (every rank must call it under DDP; rank 0 writes)."""
-        ranks = _gathered_rng()
-        if not is_main_process():
+        """Write the checkpoint now (with ``every_rank``, every rank must call it under DDP; rank 0 writes)."""
+        ranks = _gathered_rng() if self.every_rank else None
+        if self.every_rank and not is_main_process():
             return self.path
+        network = self.network if self.network is not None else engine.network
+        optimizer = self.optimizer if self.optimizer is not None else engine.optimizer
         payload = training_payload(
-            engine, {"network": self.network}, self.optimizer, scaler=self._scaler(engine), objects=self.objects,
-            config=self.config, rng_ranks=ranks, finished=finished,
+            engine, {self.module_key: network}, optimizer, scaler=self._scaler(engine), objects=self.objects,
+            config=self.config, extra=self.extra_state() if self.extra_state is not None else None, rng_ranks=ranks,
+            finished=finished,
         )  # fmt: skip
         summary = {"format": CHECKPOINT_FORMAT, **payload["engine"], "finished": payload["finished"]}
+        loss = _last_loss(engine)
+        if loss is not None:
+            summary["loss"] = loss if math.isfinite(loss) else str(loss)
         save_checkpoint(payload, self.path, keep_previous=self.keep_previous, summary=summary)
-        logger.info("epoch %d checkpoint -> %s%s", engine.state.epoch, self.path, " (finished)" if finished else "")
+        self._last_saved_iteration = int(engine.state.iteration)
+        if self.every is None:
+            logger.info("epoch %d checkpoint -> %s%s", engine.state.epoch, self.path, " (finished)" if finished else "")
+        else:
+            logger.debug("checkpoint at iteration %d -> %s", engine.state.iteration, self.path)
         return self.path
 
     def load(self, engine: Engine, path: str | os.PathLike) -> dict[str, Any]:
@@ -534,11 +593,13 @@ class RunCheckpoint:
             )
         if length and int(eng["iteration"]) != int(eng["epoch"]) * int(length):
             raise CheckpointLoadError(f"{path} was not written at the end of an epoch ({eng}).")
+        network = self.network if self.network is not None else engine.network
+        optimizer = self.optimizer if self.optimizer is not None else engine.optimizer
         try:
-            unwrap(self.network).load_state_dict(ckpt["network"], strict=self.strict)
+            unwrap(network).load_state_dict(ckpt[self.module_key], strict=self.strict)
         except RuntimeError as e:
             raise CheckpointLoadError(f"{path}: the network's weights do not fit this network: {e}") from e
-        self.optimizer.load_state_dict(ckpt["optimizer"])
+        optimizer.load_state_dict(ckpt["optimizer"])
         scaler = self._scaler(engine)
         if scaler is not None and ckpt.get("scaler") is not None:
             scaler.load_state_dict(ckpt["scaler"])
@@ -563,6 +624,21 @@ class RunCheckpoint:
                                "differ from the old run's)", path, eng["max_epochs"], max_epochs)  # fmt: skip
             logger.info("resumed from %s: epoch %d done, iteration %d", path, st.epoch, st.iteration)
         return ckpt
+
+
+def _reached_the_end(engine: Engine) -> bool:
+    """Whether the engine has run all its iterations (a checkpoint saved by iterations is then ``finished``)."""
+    st = engine.state
+    return st.max_epochs is not None and st.epoch_length is not None and st.iteration >= st.max_epochs * st.epoch_length
+
+
+def _last_loss(engine: Engine) -> float | None:
+    """The loss of the last step when the trainer's output carries one (the ``SSLTrainer``'s ``StepOutput``)."""
+    out = engine.state.output
+    loss = out.get("loss") if hasattr(out, "get") else None
+    if isinstance(loss, torch.Tensor):
+        loss = loss.detach() if loss.numel() == 1 else None
+    return float(loss) if loss is not None else None
 
 
 def _describe(path: Path) -> str:

@@ -78,6 +78,7 @@ __all__ = [
     "probe_autocast",
     "resolve_precision",
     "sample_size",
+    "training_autocast",
 ]
 
 logger = logging.getLogger(__name__)
@@ -430,6 +431,33 @@ def amp_dtype(precision: Mapping[str, Any]) -> torch.dtype | None:
     """The autocast dtype of a decision (``None`` for fp32)."""
     name = precision.get("dtype") if precision.get("amp") else None
     return None if name is None else getattr(torch, str(name))
+
+
+def training_autocast(
+    precision: Mapping[str, Any] | None, device: torch.device | str
+) -> tuple[torch.dtype | None, bool]:
+    """How a trainer that runs its own step (the ``SSLTrainer``) applies a decision: ``(autocast dtype, scaler)``.
+
+    float16 autocast with a ``GradScaler`` on CUDA; bfloat16 without one (on CPU, or on CUDA when a decision asks for
+    it); ``(None, False)``: float32 (no decision, or ``amp`` off). Fine-tuning's MONAI trainer gets the same decision
+    through :func:`monai_amp` and :class:`PrecisionInferer`.
+
+    Raises:
+        ValueError: a dtype the device cannot autocast to (float16 autocast is CUDA only).
+    """
+    dtype = amp_dtype(precision or {})
+    if dtype is None:
+        return None, False
+    kind = torch.device(device).type
+    if kind == "cuda":
+        if dtype not in (torch.float16, torch.bfloat16):
+            raise ValueError(f"amp dtype must be float16 or bfloat16 on CUDA, got {dtype}.")
+    elif dtype != torch.bfloat16:
+        raise ValueError(
+            f"amp on {kind} needs the bfloat16 dtype (float16 autocast is CUDA only; bfloat16 on CPU changes the "
+            f"numerics, so a decision asks for it: monai_transfer.engines.resolve_precision), got {dtype}."
+        )
+    return dtype, kind == "cuda" and dtype == torch.float16
 
 
 def _memory_format(dims: int) -> torch.memory_format:

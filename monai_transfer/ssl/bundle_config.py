@@ -98,8 +98,10 @@ def _handlers(config: PretrainConfig, spec: Any) -> list[Any]:
                          "experiment_param": params, "tag_name": "loss"})  # fmt: skip
     if config.progress:
         handlers.append({"_target_": f"{_SSL}.handlers.LossProgressBar", "_disabled_": _NOT_MAIN})
-    handlers.append({"_target_": "monai_transfer.ssl.checkpoint.TrainingCheckpoint", "_disabled_": _NOT_MAIN,
-                     "save_dir": "$@output_dir + '/checkpoints'", "every": "@checkpoint_every",
+    # saves only (resumed by ssl.resume.resume_run before run(), also mid-epoch), on rank 0, the method under "method"
+    handlers.append({"_target_": "monai_transfer.engines.RunCheckpoint", "_disabled_": _NOT_MAIN,
+                     "save_dir": "$@output_dir + '/checkpoints'", "resume": None, "every": "@checkpoint_every",
+                     "module_key": "method", "every_rank": False,
                      "config": {"method": "@method#name", "backbone": "@network_def#name", "seed": "@seed",
                                 "epochs": "@epochs", "batch_size": "@batch_size"},
                      "objects": "@train#checkpoint_objects", "keep_previous": "@keep_previous_checkpoint"})  # fmt: skip
@@ -228,9 +230,7 @@ def pretrain_config(config: PretrainConfig) -> dict[str, Any]:
             "handlers": _handlers(config, spec),
             "trainer": {"_target_": "monai_transfer.ssl.trainer.SSLTrainer", "device": "@device",
                         "max_epochs": "@epochs", "train_data_loader": "@train#dataloader", "method": "@network",
-                        "optimizer": "@optimizer", "amp": "$bool(@precision['amp'])",
-                        # float16 with a GradScaler on CUDA; bfloat16 on CPU (float16 autocast is CUDA-only)
-                        "amp_dtype": "$monai_transfer.engines.precision.amp_dtype(@precision)",
+                        "optimizer": "@optimizer", "precision": "@precision",
                         "grad_clip_norm": "@grad_clip", "train_handlers": "@train#handlers"},
             "resume": {"_target_": f"{_SSL}.resume.resume_run", "trainer": "@train#trainer", "resume": "@resume",
                        "checkpoint_dir": "$@output_dir + '/checkpoints'", "objects": "@train#checkpoint_objects"},

@@ -24,7 +24,7 @@ logger = logging.getLogger("monai_transfer.ssl")
 class EpochLosses:
     """Mean training loss per epoch (``losses``, also ``engine.state.metrics["epoch_loss"]``) and the range of the
     iteration losses within each epoch (``ranges``: ``[min, max]``); a stateful object for
-    :class:`~monai_transfer.ssl.checkpoint.TrainingCheckpoint`, so a resumed run keeps the earlier epochs."""
+    :class:`~monai_transfer.engines.RunCheckpoint`, so a resumed run keeps the earlier epochs."""
 
     def __init__(self) -> None:
         self.losses: list[float] = []

@@ -250,7 +250,7 @@ class KNNMonitor:
         logger.info("epoch %d: %s", engine.state.epoch, ", ".join(f"{k} {v:.4f}" for k, v in result.items()))
 
     def state_dict(self) -> dict[str, Any]:
-        """The history, to store in a training checkpoint (``TrainingCheckpoint(extra_state=...)``)."""
+        """The history, to store in a training checkpoint (``RunCheckpoint(extra_state=...)``)."""
         return {"history": [dict(h) for h in self.history]}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:

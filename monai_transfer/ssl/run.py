@@ -125,7 +125,7 @@ NOT_IDENTITY: tuple[str, ...] = (
 REPORTING_HANDLERS: tuple[str, ...] = ("TensorBoardStatsHandler", "MLFlowHandler", "LossProgressBar")
 
 #: config id -> whether a change of it may go on in a resumed run (logged, recorded in ``identity.json``): more
-#: epochs extend a run (``ssl.checkpoint.resume`` keeps the trainer's ``max_epochs``)
+#: epochs extend a run (``ssl.resume.resume`` keeps the trainer's ``max_epochs``)
 SAFE_CHANGES: dict[str, Any] = {
     "epochs": lambda old, new: isinstance(old, int) and isinstance(new, int) and new > old,
 }

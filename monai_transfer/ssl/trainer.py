@@ -3,9 +3,10 @@
 Because it is a ``monai.engines.Trainer`` (an ignite ``Engine``), MONAI and ignite handlers attach unchanged:
 ``StatsHandler(output_transform=from_engine(["loss"], first=True))``, ``TensorBoardStatsHandler``, ``MLFlowHandler``,
 ``CheckpointSaver(save_dict={"method": trainer.method, ...})``, ``LrScheduleHandler``, ``EarlyStopHandler``,
-ignite's ``ProgressBar``, and this package's ``ScheduleHandler``, ``TrainingCheckpoint`` and ``KNNMonitor``.
+ignite's ``ProgressBar``, and this package's ``ScheduleHandler``, ``RunCheckpoint`` and ``KNNMonitor``.
 
-One iteration: move the tensors of the dict batch to the device; forward under ``torch.autocast`` when ``amp``;
+One iteration: move the tensors of the dict batch to the device; forward under ``torch.autocast`` when the run's
+precision decision (``monai_transfer.engines.resolve_precision``, the one fine-tuning's trainer gets) asks for it;
 check that the loss is finite (one host synchronisation per step; a non-finite loss raises
 :class:`NonFiniteLossError` before any weight changes); backward (through a ``GradScaler`` for CUDA fp16 only);
 optionally unscale and clip the gradient norm of the trainable parameters; step; ``update_teacher()`` on the
@@ -29,6 +30,7 @@ from monai.engines.workflow import Workflow
 from torch.utils.data import DataLoader
 
 from monai_transfer.engines.distributed import is_distributed, unwrap
+from monai_transfer.engines.precision import training_autocast
 
 __all__ = ["SSLTrainer", "NonFiniteLossError", "StepOutput", "to_device"]
 
@@ -129,9 +131,10 @@ class SSLTrainer(Trainer):
         optimizer: the optimizer over the method's trainable parameters (``method.parameter_groups(wd)``).
         epoch_length: iterations per epoch; default ``len(train_data_loader)``.
         non_blocking: asynchronous host-to-device copies (with pinned memory).
-        amp: mixed precision with ``torch.autocast(device.type)``: float16 and a ``GradScaler`` on CUDA; on CPU only
-            when ``amp_dtype=torch.bfloat16`` is asked for explicitly.
-        amp_dtype: autocast dtype; default float16 on CUDA (bfloat16 is allowed there too, without a scaler).
+        precision: the run's precision decision (:func:`monai_transfer.engines.resolve_precision`; a bundle config's
+            ``@precision``): with ``amp`` on, the forward runs under ``torch.autocast(device.type)`` in its dtype,
+            float16 with a ``GradScaler`` on CUDA, bfloat16 on CPU (:func:`~monai_transfer.engines.precision.
+            training_autocast`); ``None``: float32.
         grad_clip_norm: clip the total gradient norm of the trainable parameters to this value (after unscaling);
             ``None``: no clipping. The norm before clipping is returned as ``output["grad_norm"]``.
         train_handlers: handlers with ``attach(engine)`` (``StatsHandler``, ``CheckpointSaver``...).
@@ -144,7 +147,7 @@ class SSLTrainer(Trainer):
             every rank stops together instead of leaving the others waiting in a collective.
 
     Raises:
-        ValueError: ``amp`` on CPU without ``amp_dtype=torch.bfloat16``; a negative ``grad_clip_norm``.
+        ValueError: a decision asking for float16 autocast on CPU; a negative ``grad_clip_norm``.
         NonFiniteLossError: from ``run()``, at the first step whose loss is NaN or infinite.
     """
 
@@ -157,8 +160,7 @@ class SSLTrainer(Trainer):
         optimizer: torch.optim.Optimizer,
         epoch_length: int | None = None,
         non_blocking: bool = False,
-        amp: bool = False,
-        amp_dtype: torch.dtype | None = None,
+        precision: Mapping[str, Any] | None = None,
         grad_clip_norm: float | None = None,
         train_handlers: Sequence | None = None,
         key_train_metric: dict | None = None,
@@ -174,22 +176,13 @@ class SSLTrainer(Trainer):
         device = torch.device(device)
         if grad_clip_norm is not None and grad_clip_norm <= 0:
             raise ValueError(f"grad_clip_norm must be positive or None, got {grad_clip_norm}.")
-        if amp:
-            if device.type == "cuda":
-                amp_dtype = torch.float16 if amp_dtype is None else amp_dtype
-                if amp_dtype not in (torch.float16, torch.bfloat16):
-                    raise ValueError(f"amp_dtype must be torch.float16 or torch.bfloat16, got {amp_dtype}.")
-            elif amp_dtype != torch.bfloat16:
-                raise ValueError(
-                    f"amp on {device.type} needs amp_dtype=torch.bfloat16, asked for explicitly (float16 autocast is "
-                    f"CUDA only; bfloat16 on CPU changes the numerics), got amp_dtype={amp_dtype}."
-                )
+        autocast, use_scaler = training_autocast(precision, device)
         # the members used by _iteration and the handlers exist before Workflow attaches train_handlers
         self.method = method
         self.network = method  # MONAI handlers that look for `engine.network`
         self.optimizer = optimizer
         self.grad_clip_norm = None if grad_clip_norm is None else float(grad_clip_norm)
-        self.amp_dtype = amp_dtype if amp else None
+        self.amp_dtype = autocast
         self.keep_meta = keep_meta
         self.check_finite = check_finite
         self.resumed_from: str | None = None
@@ -204,14 +197,13 @@ class SSLTrainer(Trainer):
             additional_metrics=additional_metrics,
             metric_cmp_fn=metric_cmp_fn,
             handlers=train_handlers,
-            amp=amp,
+            amp=autocast is not None,
             event_names=event_names,
             event_to_attr=event_to_attr,
             decollate=False,  # the output is a few scalars, not per-sample predictions
             to_kwargs=to_kwargs,
         )
         # created once (not per run() as MONAI's Trainer does) so a resumed run can restore its state
-        use_scaler = amp and device.type == "cuda" and amp_dtype == torch.float16
         self.scaler: torch.amp.GradScaler | None = torch.amp.GradScaler("cuda") if use_scaler else None
 
     # -- run -------------------------------------------------------------------------------------------------------

@@ -140,22 +140,22 @@ def test_bf16_pretraining_losses_within_tolerance_of_fp32(ssl_runs):
 
 
 def test_bf16_pretraining_resume_is_exact(demo, ssl_runs, tmp_path, monkeypatch):
+    from monai_transfer.engines import RunCheckpoint
     from monai_transfer.ssl import pretrain
-    from monai_transfer.ssl.checkpoint import TrainingCheckpoint
 
-    saved = TrainingCheckpoint.save
+    saved = RunCheckpoint.save
 
-    def crash_after_first_epoch(self, engine):  # the epoch-1 checkpoint is written, then the process "dies"
-        path = saved(self, engine)
+    def crash_after_first_epoch(self, engine, **kwargs):  # the epoch-1 checkpoint is written, then the process "dies"
+        path = saved(self, engine, **kwargs)
         if engine.state.epoch == 1 and engine.state.iteration == engine.state.epoch_length:
             raise _Interrupted()
         return path
 
     out = tmp_path / "resumed"
-    monkeypatch.setattr(TrainingCheckpoint, "save", crash_after_first_epoch)
+    monkeypatch.setattr(RunCheckpoint, "save", crash_after_first_epoch)
     with pytest.raises(_Interrupted):
         pretrain(data=demo["unlabeled"], out=str(out), amp="on", **SSL)
-    monkeypatch.setattr(TrainingCheckpoint, "save", saved)
+    monkeypatch.setattr(RunCheckpoint, "save", saved)
     resumed = pretrain(data=demo["unlabeled"], out=str(out), amp="on", resume="auto", **SSL)
     assert "kept from" in resumed["precision"]["reason"]  # the recorded decision, not a new one
     straight = ssl_runs["on"]

@@ -19,11 +19,11 @@ import torch
 from ignite.engine import Events
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from toy_method import build, toy_data, toy_views  # noqa: E402
+from toy_method import build, pretraining_checkpoint, toy_data, toy_views  # noqa: E402
 
-from monai_transfer.ssl.checkpoint import TrainingCheckpoint, resume  # noqa: E402
 from monai_transfer.ssl.data import make_ssl_dataloader  # noqa: E402
 from monai_transfer.ssl.monitor import KNNMonitor  # noqa: E402
+from monai_transfer.ssl.resume import resume  # noqa: E402
 from monai_transfer.ssl.schedules import ScheduleHandler  # noqa: E402
 from monai_transfer.ssl.trainer import SSLTrainer  # noqa: E402
 
@@ -54,7 +54,8 @@ def train(out: str | os.PathLike, kill_at: int | None = None, resume_from: str |
     ).attach(trainer)
     monitor = KNNMonitor(None, toy_data(8, seed=1), toy_data(8, seed=2), k=3)
     monitor.attach(trainer)  # before the checkpoint: the epoch-end checkpoint then holds this epoch's kNN result
-    TrainingCheckpoint(out, every=EVERY, config={"toy": True}, objects={"monitor": monitor}, keep_previous=True).attach(trainer)
+    objects = {"monitor": monitor}
+    pretraining_checkpoint(out, every=EVERY, config={"toy": True}, objects=objects, keep_previous=True).attach(trainer)
     losses: dict[int, float] = {}
     trainer.add_event_handler(
         Events.ITERATION_COMPLETED, lambda e: losses.__setitem__(e.state.iteration, float(e.state.output["loss"]))
@@ -62,7 +63,7 @@ def train(out: str | os.PathLike, kill_at: int | None = None, resume_from: str |
     if kill_at is not None:
 
         @trainer.on(Events.ITERATION_COMPLETED)
-        def die(engine):  # attached after TrainingCheckpoint: the checkpoint of this iteration is on disk
+        def die(engine):  # attached after the checkpoint: the checkpoint of this iteration is on disk
             if engine.state.iteration == kill_at:
                 os.kill(os.getpid(), signal.SIGKILL)
 

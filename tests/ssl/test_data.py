@@ -1,4 +1,5 @@
-"""EpochSampler(sample_seeds=True) and SeededViewDataset: determinism, rank split, skip, views independent of workers and order."""
+"""EpochSampler(sample_seeds=True) and SeededViewDataset: determinism, rank split, skip, views independent of workers
+and order."""
 
 from __future__ import annotations
 

@@ -14,7 +14,8 @@ import pytest
 import torch
 from resume_script import train
 
-from monai_transfer.ssl.checkpoint import CheckpointLoadError, load_training_checkpoint, resume
+from monai_transfer.engines.checkpoint import CheckpointLoadError
+from monai_transfer.ssl.resume import load_training_checkpoint, resume
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -162,9 +163,8 @@ def test_epoch_end_checkpoint_follows_the_epoch_handlers_and_restores_objects(tm
     from ignite.engine import Events
     from monai.handlers import LrScheduleHandler
     from resume_script import BATCH, N, toy_data, toy_views
-    from toy_method import build
+    from toy_method import build, pretraining_checkpoint
 
-    from monai_transfer.ssl.checkpoint import TrainingCheckpoint
     from monai_transfer.ssl.data import make_ssl_dataloader
     from monai_transfer.ssl.trainer import SSLTrainer
 
@@ -175,7 +175,7 @@ def test_epoch_end_checkpoint_follows_the_epoch_handlers_and_restores_objects(tm
         trainer = SSLTrainer("cpu", 2, loader, method, optimizer)
         scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
         LrScheduleHandler(scheduler, print_lr=False).attach(trainer)
-        ckpt = TrainingCheckpoint(directory, every=2, objects={"lr_scheduler": scheduler}, keep_previous=True)
+        ckpt = pretraining_checkpoint(directory, every=2, objects={"lr_scheduler": scheduler}, keep_previous=True)
         ckpt.attach(trainer)
         saves, losses = [], {}
         trainer.add_event_handler(
@@ -188,7 +188,7 @@ def test_epoch_end_checkpoint_follows_the_epoch_handlers_and_restores_objects(tm
                 shutil.copy(ckpt.path, tmp_path / "epoch1.pt")
 
         original = ckpt.save
-        ckpt.save = lambda engine: saves.append(engine.state.iteration) or original(engine)
+        ckpt.save = lambda engine, **kw: saves.append(engine.state.iteration) or original(engine, **kw)
         if resume_from is not None:
             resume(trainer, resume_from, objects={"lr_scheduler": scheduler})
         trainer.run()

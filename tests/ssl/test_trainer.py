@@ -11,10 +11,10 @@ import torch
 from ignite.engine import Events
 from monai.engines.utils import IterationEvents
 from monai.handlers import CheckpointSaver, EarlyStopHandler, LrScheduleHandler, StatsHandler, from_engine
-from toy_method import build, toy_data, toy_views
+from toy_method import build, pretraining_checkpoint, toy_data, toy_views
 
-from monai_transfer.ssl.checkpoint import TrainingCheckpoint, load_training_checkpoint
 from monai_transfer.ssl.data import make_ssl_dataloader
+from monai_transfer.ssl.resume import load_training_checkpoint
 from monai_transfer.ssl.trainer import NonFiniteLossError, SSLTrainer
 
 
@@ -47,7 +47,7 @@ def test_loss_falls_and_the_teacher_follows():
 @pytest.mark.parametrize("with_stats", [False, True], ids=["swallowing-handler", "swallowing-and-stats-handlers"])
 def test_nonfinite_loss_stops_the_run_names_the_step_and_writes_no_checkpoint_for_it(tmp_path, with_stats):
     trainer = make_trainer(max_epochs=2)
-    TrainingCheckpoint(tmp_path, every=1).attach(trainer)
+    pretraining_checkpoint(tmp_path, every=1).attach(trainer)
     swallowed = []
     # an EXCEPTION_RAISED handler that does not re-raise: plain ignite would then end the run silently
     trainer.add_event_handler(Events.EXCEPTION_RAISED, lambda e, exc: swallowed.append(exc))
@@ -133,10 +133,14 @@ def test_grad_clipping_caps_the_norm():
 
 
 def test_amp_rules_on_cpu():
-    with pytest.raises(ValueError, match="bfloat16"):
-        make_trainer(amp=True)
-    trainer = make_trainer(max_epochs=1, amp=True, amp_dtype=torch.bfloat16)
-    assert trainer.scaler is None
+    from monai_transfer.engines import resolve_precision
+
+    with pytest.raises(ValueError, match="bfloat16"):  # float16 autocast is CUDA only
+        make_trainer(precision={"amp": True, "dtype": "float16", "device": "cpu"})
+    assert make_trainer(precision=resolve_precision("off", "cpu")).amp_dtype is None
+    # the decision engines makes for the run (fine-tuning's trainer gets the same record)
+    trainer = make_trainer(max_epochs=1, precision=resolve_precision("on", "cpu"))
+    assert trainer.amp_dtype == torch.bfloat16 and trainer.scaler is None
     trainer.run()
     assert torch.isfinite(trainer.state.output["loss"])
     with pytest.raises(ValueError, match="grad_clip_norm"):
@@ -152,17 +156,18 @@ def test_forward_must_return_a_loss_dict():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_fp16_amp_scales_clips_and_checkpoints_the_scaler(tmp_path):
-    from monai_transfer.ssl.checkpoint import resume
+    from monai_transfer.engines import resolve_precision
+    from monai_transfer.ssl.resume import resume
 
-    trainer = make_trainer(max_epochs=1, amp=True, grad_clip_norm=1.0, device="cuda")
+    trainer = make_trainer(max_epochs=1, precision=resolve_precision("on", "cuda"), grad_clip_norm=1.0, device="cuda")
     assert trainer.amp_dtype == torch.float16 and trainer.scaler is not None
-    TrainingCheckpoint(tmp_path, every=2).attach(trainer)
+    pretraining_checkpoint(tmp_path, every=2).attach(trainer)
     trainer.run()
     assert torch.isfinite(trainer.state.output["loss"]) and trainer.state.output["loss"].device.type == "cuda"
     ckpt = load_training_checkpoint(tmp_path / "last.pt")
     assert ckpt["scaler"] is not None and ckpt["engine"]["iteration"] == 4
 
-    fresh = make_trainer(max_epochs=1, amp=True, grad_clip_norm=1.0, device="cuda")
+    fresh = make_trainer(max_epochs=1, precision=resolve_precision("on", "cuda"), grad_clip_norm=1.0, device="cuda")
     resume(fresh, tmp_path / "last.pt")
     assert fresh.scaler.get_scale() == trainer.scaler.get_scale()
     for k, v in trainer.method.state_dict().items():

@@ -9,10 +9,11 @@ import pytest
 import torch
 from ignite.engine import Events
 
+from monai_transfer.engines import RunCheckpoint
 from monai_transfer.networks import create_backbone
 from monai_transfer.ssl import create_method
-from monai_transfer.ssl.checkpoint import TrainingCheckpoint, resume
 from monai_transfer.ssl.data import make_ssl_dataloader
+from monai_transfer.ssl.resume import resume
 from monai_transfer.ssl.schedules import ScheduleHandler
 from monai_transfer.ssl.trainer import SSLTrainer
 
@@ -44,7 +45,8 @@ def _run(name: str, checkpoint_dir=None, resume_from=None):
     momentum = (0.9, 1.0) if hasattr(method, "teacher_backbone") else None
     ScheduleHandler(4, lr=(0.05, 0.0), warmup_steps=1, teacher_momentum=momentum).attach(trainer)
     if checkpoint_dir is not None:
-        TrainingCheckpoint(checkpoint_dir, every=3, save_on_epoch=False).attach(trainer)  # iteration 3: mid-epoch 2
+        # iteration 3 only (mid-epoch 2), saved as a pretraining config saves (resumed by ssl.resume.resume)
+        RunCheckpoint(checkpoint_dir, resume=None, every=3, every_epochs=None, module_key="method").attach(trainer)
     losses = {}
     trainer.add_event_handler(
         Events.ITERATION_COMPLETED, lambda e: losses.__setitem__(e.state.iteration, float(e.state.output["loss"]))

@@ -15,10 +15,11 @@ import torch.nn.functional as F
 from monai.transforms import Compose, CopyItemsd, RandFlipd, RandGaussianNoised, RandScaleIntensityd
 from torch import nn
 
+from monai_transfer.engines.checkpoint import RunCheckpoint
 from monai_transfer.losses import NTXentLoss
 from monai_transfer.ssl.base import SSLMethod, ema_update
 
-__all__ = ["ToyEncoder", "ToyMethod", "toy_data", "toy_views", "build"]
+__all__ = ["ToyEncoder", "ToyMethod", "toy_data", "toy_views", "build", "pretraining_checkpoint"]
 
 
 class ToyEncoder(nn.Module):
@@ -123,3 +124,9 @@ def build(seed: int = 0, **kwargs) -> ToyMethod:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return ToyMethod(**kwargs)
+
+
+def pretraining_checkpoint(save_dir, every=None, every_epochs=1, **kwargs) -> RunCheckpoint:
+    """The checkpoint handler as a pretraining config builds it: it only saves (``ssl.resume.resume`` resumes)."""
+    return RunCheckpoint(save_dir, resume=None, every=every, every_epochs=every_epochs, module_key="method",
+                         every_rank=False, **kwargs)  # fmt: skip
