@@ -1,5 +1,6 @@
 """Small helpers the joint-embedding method specs share: running views through a module, the teacher copy, the
-backbone family, and MoCo's shuffle BN across DDP ranks."""
+backbone family, and MoCo's shuffle BN across DDP ranks. The skeleton itself: :mod:`monai_transfer.ssl.methods.joint`.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +20,6 @@ __all__ = [
     "batch_unshuffle_ddp",
     "forward_views",
     "frozen_copy",
-    "predictions_and_targets",
     "uses_batch_statistics",
 ]
 
@@ -73,22 +73,6 @@ def frozen_copy(module: nn.Module) -> nn.Module:
     teacher = copy.deepcopy(module)
     teacher.requires_grad_(False)
     return teacher
-
-
-def predictions_and_targets(method: nn.Module, views: Sequence[torch.Tensor]) -> tuple[list, list]:
-    """Online predictions and (no-grad) target projections of each view, BYOL / MoCo v3 style.
-
-    ``method`` has ``backbone``, ``projector``, ``predictor``, ``teacher_backbone`` and ``teacher_projector``; every
-    module runs the views one by one when it has batch statistics (as both papers' code does).
-    """
-    features = forward_views(method.backbone.forward_features, views, method.backbone, separate=True)
-    z = forward_views(method.projector, features, method.projector, separate=True)
-    p = forward_views(method.predictor, z, method.predictor, separate=True)
-    with torch.no_grad():
-        teacher = method.teacher_backbone
-        t_features = forward_views(teacher.forward_features, views, teacher, separate=True)
-        t = forward_views(method.teacher_projector, t_features, method.teacher_projector, separate=True)
-    return p, t
 
 
 def backbone_family(backbone: nn.Module) -> str | None:

@@ -6,20 +6,19 @@ ICML 2021, arXiv:2103.03230.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
 from monai_transfer.losses.barlow_twins import BarlowTwinsRedundancyLoss
-from monai_transfer.ssl.base import SSLMethod
 from monai_transfer.ssl.heads import ProjectionHead
-from monai_transfer.ssl.methods._common import forward_views
+from monai_transfer.ssl.methods.joint import JointEmbeddingMethod
 
 __all__ = ["BarlowTwins"]
 
 
-class BarlowTwins(SSLMethod):
+class BarlowTwins(JointEmbeddingMethod):
     """Barlow Twins: ``z_i = g(f(x_i))``; ``BarlowTwinsRedundancyLoss(z1, z2)``.
 
     Views are forwarded one at a time, as in the official code (each view's batch-norm statistics are its own, and
@@ -53,16 +52,12 @@ class BarlowTwins(SSLMethod):
         gather_distributed: bool = False,
     ) -> None:
         super().__init__(backbone)
-        self.view_keys = ("image_v1", "image_v2")
-        n = int(backbone.num_features)
+        n = self.num_features
         out = projection_dim or 2 * n
         self.projector = ProjectionHead(n, hidden_dim or out, out, num_layers, norm=head_norm)
         self.criterion = BarlowTwinsRedundancyLoss(lambda_param=lambda_param, gather_distributed=gather_distributed)
 
-    def forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def objective(self, views: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
         """``{"loss": redundancy-reduction loss}``."""
-        self.check_batch(batch)
-        views = [batch[k] for k in self.view_keys]
-        features = forward_views(self.backbone.forward_features, views, self.backbone, separate=True)
-        z1, z2 = forward_views(self.projector, features, self.projector, separate=True)
+        z1, z2 = self.project(views)
         return {"loss": self.criterion(z1, z2)}

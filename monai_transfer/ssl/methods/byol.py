@@ -6,20 +6,19 @@ arXiv:2006.07733.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
 from monai_transfer.losses.negative_cosine import NegativeCosineSimilarity
-from monai_transfer.ssl.base import SSLMethod, ema_update
 from monai_transfer.ssl.heads import PredictionHead, ProjectionHead
-from monai_transfer.ssl.methods._common import frozen_copy, predictions_and_targets
+from monai_transfer.ssl.methods.joint import JointEmbeddingMethod
 
 __all__ = ["BYOL"]
 
 
-class BYOL(SSLMethod):
+class BYOL(JointEmbeddingMethod):
     """BYOL: ``p_i = q(g(f(x_i)))`` online, ``z'_i = g_t(f_t(x_i))`` from the EMA target; symmetric loss
     ``(-cos(p1, z'2) - cos(p2, z'1)) / 2``.
 
@@ -57,25 +56,16 @@ class BYOL(SSLMethod):
         gather_distributed: bool = False,
     ) -> None:
         super().__init__(backbone)
-        self.view_keys = ("image_v1", "image_v2")
-        n = int(backbone.num_features)
+        n = self.num_features
         hidden = hidden_dim or 2 * n
         self.projector = ProjectionHead(n, hidden, projection_dim, num_layers=2, norm=head_norm)
         self.predictor = PredictionHead(projection_dim, hidden, projection_dim, num_layers=2, norm=head_norm)
-        self.teacher_backbone = frozen_copy(backbone)
-        self.teacher_projector = frozen_copy(self.projector)
+        self.add_teacher()
         self.criterion = NegativeCosineSimilarity()
         self.teacher_momentum = float(teacher_momentum)
         self.gather_distributed = bool(gather_distributed)
 
-    def forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def objective(self, views: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
         """``{"loss": symmetric negative cosine between predictions and target projections}``."""
-        self.check_batch(batch)
-        (p1, p2), (t1, t2) = predictions_and_targets(self, [batch[k] for k in self.view_keys])
+        (p1, p2), (t1, t2) = self.predictions_and_targets(views)
         return {"loss": 0.5 * (self.criterion(p1, t2) + self.criterion(p2, t1))}
-
-    @torch.no_grad()
-    def update_teacher(self) -> None:
-        """EMA of the target (backbone and projector) towards the online network."""
-        ema_update(self.teacher_backbone, self.backbone, self.teacher_momentum)
-        ema_update(self.teacher_projector, self.projector, self.teacher_momentum)

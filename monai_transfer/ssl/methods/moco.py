@@ -9,28 +9,22 @@ arXiv:2104.02057.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
 from monai_transfer.losses.moco import MoCoLoss
-from monai_transfer.ssl.base import SSLMethod, ema_update
 from monai_transfer.ssl.heads import PredictionHead, ProjectionHead
-from monai_transfer.ssl.methods._common import (
-    backbone_family,
-    batch_shuffle_ddp,
-    batch_unshuffle_ddp,
-    frozen_copy,
-    predictions_and_targets,
-)
+from monai_transfer.ssl.methods._common import backbone_family, batch_shuffle_ddp, batch_unshuffle_ddp
+from monai_transfer.ssl.methods.joint import JointEmbeddingMethod
 
 __all__ = ["MoCoV2", "MoCoV3"]
 
 _TRANSFORMERS = ("vit", "swin")
 
 
-class MoCoV2(SSLMethod):
+class MoCoV2(JointEmbeddingMethod):
     """MoCo v2: queries ``q = g(f(x1))``, keys ``k = g_t(f_t(x2))`` from the EMA key encoder, InfoNCE against ``k``
     and a FIFO queue of earlier keys (``MoCoLoss(version="v2")``, which enqueues the keys, gathered from all ranks
     when ``gather_distributed``).
@@ -73,11 +67,9 @@ class MoCoV2(SSLMethod):
         gather_distributed: bool = False,
     ) -> None:
         super().__init__(backbone)
-        self.view_keys = ("image_v1", "image_v2")
-        n = int(backbone.num_features)
+        n = self.num_features
         self.projector = ProjectionHead(n, hidden_dim or n, projection_dim, num_layers=2, norm=head_norm)
-        self.teacher_backbone = frozen_copy(backbone)
-        self.teacher_projector = frozen_copy(self.projector)
+        self.add_teacher()
         self.criterion = MoCoLoss(
             dim=projection_dim,
             queue_size=queue_size,
@@ -88,24 +80,18 @@ class MoCoV2(SSLMethod):
         self.teacher_momentum = float(teacher_momentum)
         self.shuffle_bn = bool(shuffle_bn)
 
-    def forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """``{"loss": InfoNCE}``; in training mode the keys then enter the queue."""
-        self.check_batch(batch)
-        q = self.projector(self.backbone.forward_features(batch["image_v1"]))
+    def objective(self, views: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``{"loss": InfoNCE}`` of queries from ``image_v1`` and keys from ``image_v2`` through the key encoder (the
+        EMA teacher); in training mode the keys then enter the queue."""
+        q = self.projector(self.backbone.forward_features(views[0]))
         with torch.no_grad():
-            x_k, idx_unshuffle = batch_shuffle_ddp(batch["image_v2"]) if self.shuffle_bn else (batch["image_v2"], None)
+            x_k, idx_unshuffle = batch_shuffle_ddp(views[1]) if self.shuffle_bn else (views[1], None)
             k = self.teacher_projector(self.teacher_backbone.forward_features(x_k))
             k = batch_unshuffle_ddp(k, idx_unshuffle)
         return {"loss": self.criterion(q, k)}
 
-    @torch.no_grad()
-    def update_teacher(self) -> None:
-        """EMA of the key encoder (backbone and projector) towards the query encoder."""
-        ema_update(self.teacher_backbone, self.backbone, self.teacher_momentum)
-        ema_update(self.teacher_projector, self.projector, self.teacher_momentum)
 
-
-class MoCoV3(SSLMethod):
+class MoCoV3(JointEmbeddingMethod):
     """MoCo v3: ``q_i = h(g(f(x_i)))``, keys ``k_i = g_t(f_t(x_i))`` from the EMA encoder, and the symmetric InfoNCE
     ``ctr(q1, k2) + ctr(q2, k1)`` with the other keys of the (global) batch as negatives (``MoCoLoss("v3")``).
 
@@ -142,15 +128,13 @@ class MoCoV3(SSLMethod):
         gather_distributed: bool = False,
     ) -> None:
         super().__init__(backbone)
-        self.view_keys = ("image_v1", "image_v2")
-        n = int(backbone.num_features)
+        n = self.num_features
         transformer = backbone_family(backbone) in _TRANSFORMERS
         hidden = hidden_dim or 2 * n
         layers = projection_layers or (3 if transformer else 2)
         self.projector = ProjectionHead(n, hidden, projection_dim, layers, norm=head_norm, last_norm=head_norm)
         self.predictor = PredictionHead(projection_dim, hidden, projection_dim, num_layers=2, norm=head_norm)
-        self.teacher_backbone = frozen_copy(backbone)
-        self.teacher_projector = frozen_copy(self.projector)
+        self.add_teacher()
         if temperature is None:
             temperature = 0.2 if transformer else 1.0
         self.criterion = MoCoLoss(
@@ -158,14 +142,7 @@ class MoCoV3(SSLMethod):
         )
         self.teacher_momentum = float(teacher_momentum)
 
-    def forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """``{"loss": ctr(q1, k2) + ctr(q2, k1)}``."""
-        self.check_batch(batch)
-        (q1, q2), (k1, k2) = predictions_and_targets(self, [batch[k] for k in self.view_keys])
+    def objective(self, views: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``{"loss": ctr(q1, k2) + ctr(q2, k1)}`` (the predictor has no teacher copy)."""
+        (q1, q2), (k1, k2) = self.predictions_and_targets(views)
         return {"loss": self.criterion(q1, k2, q2, k1)}
-
-    @torch.no_grad()
-    def update_teacher(self) -> None:
-        """EMA of the momentum encoder (backbone and projector; the predictor has no copy)."""
-        ema_update(self.teacher_backbone, self.backbone, self.teacher_momentum)
-        ema_update(self.teacher_projector, self.projector, self.teacher_momentum)

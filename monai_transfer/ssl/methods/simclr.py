@@ -6,20 +6,19 @@ ICML 2020, arXiv:2002.05709.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
 from monai_transfer.losses.ntxent import NTXentLoss
-from monai_transfer.ssl.base import SSLMethod
 from monai_transfer.ssl.heads import ProjectionHead
-from monai_transfer.ssl.methods._common import forward_views
+from monai_transfer.ssl.methods.joint import JointEmbeddingMethod
 
 __all__ = ["SimCLR"]
 
 
-class SimCLR(SSLMethod):
+class SimCLR(JointEmbeddingMethod):
     """SimCLR: ``z = g(f(x))`` for both views, NT-Xent over the ``2B`` projections (``2N`` when gathering).
 
     Both views go through the backbone and the projector as one ``2B`` batch, as in the official SimCLR code
@@ -41,6 +40,7 @@ class SimCLR(SSLMethod):
     """
 
     method_name = "simclr"
+    separate_views = False
 
     def __init__(
         self,
@@ -53,15 +53,11 @@ class SimCLR(SSLMethod):
         gather_distributed: bool = False,
     ) -> None:
         super().__init__(backbone)
-        self.view_keys = ("image_v1", "image_v2")
-        n = int(backbone.num_features)
+        n = self.num_features
         self.projector = ProjectionHead(n, hidden_dim or n, projection_dim, num_layers, norm=head_norm)
         self.criterion = NTXentLoss(temperature=temperature, gather_distributed=gather_distributed)
 
-    def forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def objective(self, views: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
         """``{"loss": NT-Xent}`` for the views ``image_v1``, ``image_v2``."""
-        self.check_batch(batch)
-        views = [batch[k] for k in self.view_keys]
-        features = forward_views(self.backbone.forward_features, views, self.backbone, separate=False)
-        z1, z2 = forward_views(self.projector, features, self.projector, separate=False)
+        z1, z2 = self.project(views)
         return {"loss": self.criterion(z1, z2)}

@@ -5,20 +5,19 @@ Chen and He, "Exploring Simple Siamese Representation Learning", CVPR 2021, arXi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
 from monai_transfer.losses.negative_cosine import NegativeCosineSimilarity
-from monai_transfer.ssl.base import SSLMethod
 from monai_transfer.ssl.heads import PredictionHead, ProjectionHead
-from monai_transfer.ssl.methods._common import forward_views
+from monai_transfer.ssl.methods.joint import JointEmbeddingMethod
 
 __all__ = ["SimSiam"]
 
 
-class SimSiam(SSLMethod):
+class SimSiam(JointEmbeddingMethod):
     """SimSiam: ``z_i = g(f(x_i))``, ``p_i = h(z_i)``; loss ``(-cos(p1, sg(z2)) - cos(p2, sg(z1))) / 2``.
 
     The projector is the paper's: 3 layers with batch norm on every layer, the last one non-affine; the predictor
@@ -53,19 +52,15 @@ class SimSiam(SSLMethod):
         gather_distributed: bool = False,
     ) -> None:
         super().__init__(backbone)
-        self.view_keys = ("image_v1", "image_v2")
-        n = int(backbone.num_features)
+        n = self.num_features
         out = projection_dim or n
         self.projector = ProjectionHead(n, hidden_dim or n, out, projection_layers, norm=head_norm, last_norm=head_norm)
         self.predictor = PredictionHead(out, prediction_dim or max(out // 4, 1), out, num_layers=2, norm=head_norm)
         self.criterion = NegativeCosineSimilarity()
         self.gather_distributed = bool(gather_distributed)
 
-    def forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def objective(self, views: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
         """``{"loss": symmetric negative cosine with stop-gradient on the projections}``."""
-        self.check_batch(batch)
-        views = [batch[k] for k in self.view_keys]
-        features = forward_views(self.backbone.forward_features, views, self.backbone, separate=True)
-        z1, z2 = forward_views(self.projector, features, self.projector, separate=True)
-        p1, p2 = forward_views(self.predictor, [z1, z2], self.predictor, separate=True)
+        z1, z2 = self.project(views)
+        p1, p2 = self.predict([z1, z2])
         return {"loss": 0.5 * (self.criterion(p1, z2.detach()) + self.criterion(p2, z1.detach()))}

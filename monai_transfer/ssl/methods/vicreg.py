@@ -6,22 +6,21 @@ ICLR 2022, arXiv:2105.04906.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from monai_transfer.losses.vicreg import VICRegLoss, _covariance, _variance
-from monai_transfer.ssl.base import SSLMethod
 from monai_transfer.ssl.heads import ProjectionHead
-from monai_transfer.ssl.methods._common import forward_views
+from monai_transfer.ssl.methods.joint import JointEmbeddingMethod
 from monai_transfer.utils.distributed import gather_no_grad
 
 __all__ = ["VICReg"]
 
 
-class VICReg(SSLMethod):
+class VICReg(JointEmbeddingMethod):
     """VICReg: ``z_i = g(f(x_i))`` (the "expander"); ``VICRegLoss(z1, z2)``.
 
     Views are forwarded one at a time, as in the official code (batch-norm statistics per view); with a backbone
@@ -57,21 +56,17 @@ class VICReg(SSLMethod):
         gather_distributed: bool = False,
     ) -> None:
         super().__init__(backbone)
-        self.view_keys = ("image_v1", "image_v2")
-        n = int(backbone.num_features)
+        n = self.num_features
         out = projection_dim or 2 * n
         self.projector = ProjectionHead(n, hidden_dim or out, out, num_layers, norm=head_norm)
         self.criterion = VICRegLoss(
             lambda_param=lambda_param, mu_param=mu_param, nu_param=nu_param, gather_distributed=gather_distributed
         )
 
-    def forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def objective(self, views: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
         """``{"loss", "invariance", "variance", "covariance"}``; the terms are unweighted and detached (variance
         and covariance as the loss computes them, over all ranks when gathering)."""
-        self.check_batch(batch)
-        views = [batch[k] for k in self.view_keys]
-        features = forward_views(self.backbone.forward_features, views, self.backbone, separate=True)
-        z1, z2 = forward_views(self.projector, features, self.projector, separate=True)
+        z1, z2 = self.project(views)
         loss = self.criterion(z1, z2)
         with torch.no_grad():
             invariance = F.mse_loss(z1, z2)
