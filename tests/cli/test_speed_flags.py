@@ -46,7 +46,7 @@ def test_pretrain_flags_reach_its_config():
     assert (config.amp, config.channels_last) == ("off", "on")
     bundle = pretrain_config(config)
     assert (bundle["amp"], bundle["channels_last"], bundle["compile"]) == ("off", "on", "off")
-    assert bundle["train"]["trainer"]["amp_dtype"] == "$monai_transfer.engines.precision.amp_dtype(@precision)"
+    assert bundle["train"]["trainer"]["precision"] == "@precision"  # the trainer takes the engines decision
 
 
 def test_finetune_decision_flags_reach_the_run_spec():
