@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from monai_transfer.evaluation import classification_metrics, summarize_cases
+from monai_transfer.metrics import classification_metrics, summarize_cases
 
 
 def test_segmentation_summary_matches_direct_means():
