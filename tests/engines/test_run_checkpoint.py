@@ -96,6 +96,8 @@ def test_never_refuses_an_existing_run_and_overwrite_starts_again(tmp_path):
         _tiny_run(tmp_path / "c", resume=str(tmp_path / "missing.pt"))
     with pytest.raises(ValueError, match="resume must be"):
         RunCheckpoint(tmp_path, torch.nn.Linear(1, 1), None, resume="")
+    with pytest.raises(ValueError, match="never be saved"):  # pretraining's form, saving neither by step nor by epoch
+        RunCheckpoint(tmp_path, resume=None, every=None, every_epochs=None, module_key="method")
 
 
 def test_finished_run_is_not_retrained_nor_rewritten(tmp_path):
