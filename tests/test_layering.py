@@ -65,22 +65,11 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 
 #: ``(importing file relative to the repository, imported module)`` pairs tolerated for now. Each entry names the
 #: issue that removes it; an entry that no longer occurs fails ``test_known_violations_still_occur`` so it is deleted.
-KNOWN_VIOLATIONS: frozenset[tuple[str, str]] = frozenset(
-    {
-        # issue 22 (the pretraining config becomes a JSON template there): the pretraining config's publishing step
-        # calls the bundle layer two floors up, through a $-expression
-        ("monai_transfer/ssl/bundle_config.py", "monai_transfer.bundle.templates.pretrain"),
-    }
-)
+KNOWN_VIOLATIONS: frozenset[tuple[str, str]] = frozenset()
 
 #: Shipped bundle configs whose ``_target_``/``$`` names are stale, each with the issue that regenerates them
 #: (``scripts/make_bundles.py``); one whose names all resolve again fails ``test_known_stale_configs_still_stale``.
-KNOWN_STALE_CONFIGS: dict[str, str] = {
-    # issue 22: ssl/workflow.py, ssl/distributed.py, ssl/checkpoint.py and SeededSampler are gone (split and merged);
-    # the pretraining bundles are regenerated when the pretraining config template lands
-    "bundles/ssl_byol_resnet50_3d/configs/train.json": "issue 22",
-    "bundles/ssl_simclr_resnet18_2d/configs/train.json": "issue 22",
-}
+KNOWN_STALE_CONFIGS: dict[str, str] = {}
 
 #: ``(file, name)`` pairs where a string names a higher layer as documentation, not as something code or a config
 #: resolves: allowed, and checked to still occur so the list stays true.
@@ -99,9 +88,6 @@ KNOWN_CIRCLES: dict[frozenset[str], str] = {
     # registers itself, while the registry imports the table lazily to register it; the networks registry shows the fix
     # (the record type in its own module, the table as data the registry registers)
     frozenset({"monai_transfer.ssl.methods", "monai_transfer.ssl.registry"}): "issue 22",
-    # issue 22 (ssl is being reorganised there): run.py imports the config's CONFIG_NAME and pretrain_config, and
-    # bundle_config.py imports run.py's PATH_FIELDS and resolve_config
-    frozenset({"monai_transfer.ssl.bundle_config", "monai_transfer.ssl.run"}): "issue 22",
 }
 
 LEVEL: dict[str, int] = {name: i for i, group in enumerate(LAYERS) for name in group}

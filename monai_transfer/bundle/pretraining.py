@@ -43,8 +43,9 @@ def create_pretraining_bundle(
     changelog: str = "initial version",
     overwrite: bool = False,
 ) -> Path:
-    """Write a pretraining bundle (``configs/train.json`` from ``monai_transfer.ssl.bundle_config.pretrain_config``,
-    metadata, README, LICENSE, logging.conf) and return its folder.
+    """Write a pretraining bundle (``configs/train.json`` from
+    ``monai_transfer.bundle.templates.pretrain.pretrain_config``, metadata, README, LICENSE, logging.conf) and return
+    its folder.
 
     Args:
         out_dir: the bundle folder (refused when it exists, unless ``overwrite``).
@@ -53,10 +54,10 @@ def create_pretraining_bundle(
         name, description, version, changelog: for the metadata and README.
     """
 
-    from monai_transfer.ssl.bundle_config import pretrain_config
+    from monai_transfer.bundle.templates.pretrain import pretrain_config  # the SSL run, then its fine-tuning bundle
+    from monai_transfer.ssl.bundle_config import resolve_config
     from monai_transfer.ssl.config import PretrainConfig
     from monai_transfer.ssl.registry import get_method_spec
-    from monai_transfer.ssl.run import resolve_config
 
     out = Path(out_dir)
     if out.exists() and not overwrite:

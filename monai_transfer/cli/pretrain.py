@@ -125,8 +125,9 @@ def config_from_args(args: argparse.Namespace):
 def _cmd_pretrain(args: argparse.Namespace) -> int:
     if args.list:
         return _list_methods()
-    from monai_transfer.ssl.bundle_config import pretrain_config
-    from monai_transfer.ssl.run import pretrain, run_pretrain_config
+    # the pretraining run plus the step that writes the encoder's fine-tuning bundle (the bundle layer's)
+    from monai_transfer.bundle.templates.pretrain import pretrain_config
+    from monai_transfer.ssl.run import resolve_config, run_pretrain_config
 
     if _bundle_file(args.config):
         given = [
@@ -147,8 +148,6 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
         if args.print_config:
             import yaml
 
-            from monai_transfer.ssl.run import resolve_config
-
             sys.stdout.write(yaml.safe_dump(resolve_config(config).to_dict(), sort_keys=False))
             return 0
         if args.print_bundle:
@@ -157,7 +156,8 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
             bundle = apply_overrides(pretrain_config(config), parse_overrides(args.set))
             sys.stdout.write(json.dumps(bundle, indent=4) + "\n")
             return 0
-        result = pretrain(config, overrides=args.set)
+        config = resolve_config(config)
+        result = run_pretrain_config(pretrain_config(config), config.out, args.set, options=config)
     if result:
         print(json.dumps({k: v for k, v in result.items() if k != "epoch_losses"}, indent=2, default=str))
     return 0

@@ -24,7 +24,7 @@ __all__ = ["load_template", "render", "drop_ids"]
 
 
 def load_template(package: str, name: str) -> dict[str, Any]:
-    """The template ``name`` (a JSON file of ``package``, e.g. ``"monai_transfer.finetune.templates"``) as a new dict."""
+    """The template ``name`` (a JSON file of ``package``: ``"monai_transfer.finetune.templates"``) as a new dict."""
     return json.loads(resources.files(package).joinpath(name).read_text(encoding="utf-8"))
 
 

@@ -1,0 +1,1 @@
+"""JSON templates of the pretraining config (package data), rendered by ``monai_transfer.ssl.bundle_config``."""
