@@ -144,13 +144,14 @@ class RunSpec:
         """What spans fields (subclasses add theirs)."""
 
     @classmethod
-    def from_mapping(cls: type[S], values: Mapping[str, Any], place: str = "") -> S:
-        """Build from a mapping; an unknown key is named with the closest known one, a bad value with its field."""
-        _unknown(values, [f.name for f in fields(cls)], place)  # type: ignore[arg-type]
+    def from_mapping(cls: type[S], values: Mapping[str, Any], place: str = "", sep: str = ".") -> S:
+        """Build from a mapping; an unknown key is named with the closest known one, a bad value with its field
+        (after ``place`` and ``sep``: ``finetune.epochs``, or ``run.yaml: epochs`` with ``sep=": "``)."""
         try:
+            _unknown(values, [f.name for f in fields(cls)], "")  # type: ignore[arg-type]
             return cls(**values)
         except SpecFieldError as err:
-            raise SpecFieldError(f"{place}.{err}" if place else str(err)) from None
+            raise SpecFieldError(f"{place}{sep}{err}" if place else str(err)) from None
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
