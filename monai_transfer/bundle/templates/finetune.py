@@ -1,5 +1,9 @@
 """A bundle's inference config (``inference.json``); its ``train.json`` and ``evaluate.json`` come from
 ``monai_transfer.finetune.config`` (the configs every fine-tuning run executes), re-exported here.
+
+``inference.json`` renders from the JSON template of the same name beside this module; the parts that depend on the
+task (reading, padding or resizing, a segmentation's label-map writing, a classifier's probability writer) are named
+in ``inference_parts.json`` and put together here.
 """
 
 from __future__ import annotations
