@@ -388,10 +388,7 @@ def create_bundle(
     configs = _configs(network, start, strategy, strategy_kwargs, train_values)
     shape = _input_shape(task, spatial_dims, spatial_size, facts["divisible_by"])
     title = name or f"{backbone} {spatial_dims}D {task} from {start['name']}"
-    desc = description or (
-        f"{backbone} ({facts['n_params'] / 1e6:.1f} M parameters) for {spatial_dims}D {task} of "
-        f"{', '.join(labels)}, starting from {start['name']}."
-    )
+    desc = description or _description(network, facts["n_params"], start)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
@@ -420,6 +417,14 @@ def create_bundle(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _description(net: Mapping[str, Any], n_params: int, start: Mapping[str, Any]) -> str:
+    """The metadata's and README's default description of the bundle's network."""
+    return (
+        f"{net['backbone']} ({n_params / 1e6:.1f} M parameters) for {net['spatial_dims']}D {net['task']} of "
+        f"{', '.join(net['labels'])}, starting from {start['name']}."
+    )
 
 
 def _input_shape(task: str, spatial_dims: int, spatial_size: Any, d: int) -> list:
