@@ -55,8 +55,8 @@ def create_pretraining_bundle(
     """
 
     from monai_transfer.bundle.templates.pretrain import pretrain_config  # the SSL run, then its fine-tuning bundle
+    from monai_transfer.engines.specs.pretrain import PretrainSpec
     from monai_transfer.ssl.bundle_config import resolve_config
-    from monai_transfer.ssl.config import PretrainConfig
     from monai_transfer.ssl.registry import get_method_spec
 
     out = Path(out_dir)
@@ -65,9 +65,9 @@ def create_pretraining_bundle(
     options = {"roi_size": list(roi_size)} if roi_size else {}
     if intensity is not None:
         options["intensity"] = intensity
-    cfg = resolve_config(PretrainConfig(method=method, backbone=backbone, spatial_dims=spatial_dims,
-                                        data="$@dataset_dir + '/datalist.json'", out=".", modality=modality,
-                                        epochs=epochs, batch_size=batch_size, **options))  # fmt: skip
+    cfg = resolve_config(PretrainSpec(method=method, backbone=backbone, spatial_dims=spatial_dims,
+                                      datalist="$@dataset_dir + '/datalist.json'", out_dir=".", modality=modality,
+                                      epochs=epochs, batch_size=batch_size, **options))  # fmt: skip
     train = pretrain_config(cfg)
     train = {"bundle_root": ".", "dataset_dir": "$@bundle_root + '/data'", **train}
     train.update(bundle_root=".", output_dir="$@bundle_root + '/pretrain'", datalist="$@dataset_dir + '/datalist.json'")

@@ -203,20 +203,3 @@ def load_errors(path: str) -> Any:
             raise named from None
 
     return _ctx()
-
-
-def add_speed_arguments(p: argparse.ArgumentParser) -> None:
-    """``--amp``, ``--channels-last``, ``--compile`` (shared by ``finetune`` and ``pretrain``)."""
-    p.add_argument("--amp", choices=["auto", "on", "off"], default=None,
-                   help="mixed precision: auto = AMP on CUDA; on CPU bfloat16 only where a short probe of the network "
-                   "(cached per machine) measures that it pays; on/off force it (default: auto; the choice and its "
-                   "reason go into result.json)")  # fmt: skip
-    p.add_argument("--channels-last", choices=["auto", "on", "off"], default=None,
-                   help="channels-last memory layout (channels_last_3d for volumes) (default: auto = on for a 2D CNN "
-                   "in bfloat16 on CPU, the one case measured to pay; off otherwise, docs/benchmarks.md)")  # fmt: skip
-    p.add_argument(
-        "--compile",
-        choices=["on", "off"],
-        default=None,
-        help="torch.compile the network; a failure is said once and the run goes eager (default: off)",
-    )

@@ -11,38 +11,9 @@ import argparse
 import json
 import sys
 
-from monai_transfer.cli._common import _parse_kv, _table, add_speed_arguments
-
-# flag name -> PretrainConfig field, for the flags that map one to one (defaults None: "not given")
-_SIMPLE = (
-    "method",
-    "backbone",
-    "spatial_dims",
-    "data",
-    "out",
-    "section",
-    "modality",
-    "in_channels",
-    "epochs",
-    "batch_size",
-    "optimizer",
-    "lr",
-    "min_lr",
-    "warmup_epochs",
-    "weight_decay",
-    "weight_decay_end",
-    "grad_clip",
-    "device",
-    "num_workers",
-    "seed",
-    "pretrained",
-    "checkpoint_every",
-    "resume",
-    "monitor_data",
-    "monitor_every",
-    "monitor_k",
-    "mlflow_uri",
-)
+from monai_transfer.cli._common import _parse_kv, _table
+from monai_transfer.cli.spec_flags import add_spec_arguments, given_settings
+from monai_transfer.engines.specs import PretrainSpec, load_pretrain_spec, spec_class, spec_fields
 
 
 def _list_methods() -> int:
@@ -82,44 +53,30 @@ def _bundle_file(path: str | None) -> bool:
     return is_bundle_config(values)
 
 
-def config_from_args(args: argparse.Namespace):
-    """The ``PretrainConfig`` of a parsed command line: the YAML file (if any), then the flags given."""
-    from monai_transfer.ssl.config import PretrainConfig, load_config
+#: fields whose flags are KEY=VALUE pairs added to the same mapping of a --config file (not replacing it)
+_MERGED = ("method_kwargs", "backbone_kwargs", "view_kwargs")
 
-    base = load_config(args.config) if args.config else PretrainConfig()
-    overrides = {name: getattr(args, name) for name in _SIMPLE}
-    if args.roi_size is not None:
-        overrides["roi_size"] = list(args.roi_size)
-    if args.teacher_momentum is not None:
-        overrides["teacher_momentum"] = list(args.teacher_momentum)
-    for name in ("amp", "channels_last", "compile"):
-        if getattr(args, name) is not None:
-            overrides[name] = getattr(args, name)
-    for flag, field in (
-        ("method_arg", "method_kwargs"),
-        ("backbone_arg", "backbone_kwargs"),
-        ("view_arg", "view_kwargs"),
-    ):
-        given = _parse_kv(getattr(args, flag) or [])
-        if given:
-            overrides[field] = {**getattr(base, field), **given}
+
+def config_from_args(args: argparse.Namespace) -> PretrainSpec:
+    """The ``PretrainSpec`` of a parsed command line: the YAML file (if any), then the flags given."""
+    base = load_pretrain_spec(args.config) if args.config else spec_class("pretrain")()
+    given = given_settings(args, spec_class("pretrain"))
+    for field in _MERGED:
+        if field in given:
+            given[field] = {**getattr(base, field), **given[field]}
     if args.intensity is not None or args.intensity_arg:
         name = args.intensity or (base.intensity or {}).get("name")
         if name is None:
             raise ValueError("--intensity-arg needs --intensity NAME (or an intensity in the --config file)")
         same = base.intensity if base.intensity and base.intensity.get("name") == name else {}
-        overrides["intensity"] = {**dict(same or {}), "name": name, **_parse_kv(args.intensity_arg or [])}
-    if args.cache:
-        overrides["cache"] = True
+        given["intensity"] = {**dict(same or {}), "name": name, **_parse_kv(args.intensity_arg or [])}
     if args.overwrite:
-        overrides["overwrite"] = True
-    if args.keep_previous:
-        overrides["keep_previous"] = True
-    if args.no_tensorboard:
-        overrides["tensorboard"] = False
-    if args.quiet:
-        overrides["progress"] = False
-    return base.merged(overrides)
+        if args.resume is not None:
+            raise ValueError("--overwrite starts the run again; it cannot be combined with --resume")
+        given["resume"] = "overwrite"
+    elif args.resume is not None:
+        given["resume"] = args.resume
+    return base.merged(given)
 
 
 def _cmd_pretrain(args: argparse.Namespace) -> int:
@@ -130,9 +87,9 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     from monai_transfer.ssl.run import resolve_config, run_pretrain_config
 
     if _bundle_file(args.config):
-        given = [
-            f"--{n.replace('_', '-')}" for n in _SIMPLE if n not in ("out", "resume") and getattr(args, n) is not None
-        ]
+        flags = {f.name: f.metadata.get("flag") or "--" + f.name.replace("_", "-") for f in
+                 spec_fields(spec_class("pretrain"), cli=True)}  # fmt: skip
+        given = [flags[n] for n in given_settings(args, spec_class("pretrain")) if n != "out_dir"]
         if given:
             raise ValueError(f"{args.config} is a bundle config: set its values with --set ID=VALUE, not {given}")
         if args.resume is not None:
@@ -142,7 +99,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
 
             sys.stdout.write(json.dumps(apply_overrides(load_config(args.config), parse_overrides(args.set)), indent=4))
             return 0
-        result = run_pretrain_config(args.config, args.out, args.set, overwrite=args.overwrite)
+        result = run_pretrain_config(args.config, args.out_dir, args.set, overwrite=args.overwrite)
     else:
         config = config_from_args(args)
         if args.print_config:
@@ -157,7 +114,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
             sys.stdout.write(json.dumps(bundle, indent=4) + "\n")
             return 0
         config = resolve_config(config)
-        result = run_pretrain_config(pretrain_config(config), config.out, args.set, options=config)
+        result = run_pretrain_config(pretrain_config(config), config.out_dir, args.set, options=config)
     if result:
         print(json.dumps({k: v for k, v in result.items() if k != "epoch_losses"}, indent=2, default=str))
     return 0
@@ -211,19 +168,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--print-config", action="store_true", help="print the resolved configuration as YAML and exit")
     p.add_argument("--print-bundle", action="store_true", help="print the bundle config (after --set) and exit")
-    p.add_argument("--method", default=None, help="SSL method (see --list)")
-    p.add_argument("--backbone", default=None, help="registry backbone ('monai-transfer backbones')")
-    p.add_argument("--spatial-dims", type=int, choices=[2, 3], default=None, help="2 or 3 (default 2)")
-    p.add_argument("--data", default=None, help="datalist JSON of unlabeled images ({'image': path} entries) "
-                   "(or a MedMNIST .npz)")  # fmt: skip
-    p.add_argument("--section", default=None, help="datalist section (default: 'unlabeled', else 'training')")
-    p.add_argument("--out", default=None, help="output folder")
-    p.add_argument(
-        "--modality",
-        choices=["ct", "mr", "xr"],
-        default=None,
-        help="augmentation preset and default intensity mapping (default ct; xr is 2-D)",
-    )
+    # one flag per field of PretrainSpec (its type, choices and help): a new setting is one field
+    add_spec_arguments(p, spec_class("pretrain"))
     p.add_argument(
         "--intensity",
         default=None,
@@ -238,40 +184,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="parameters of --intensity (lower=0.5 upper=99.5; a_min=-1000 a_max=1000; minv=0 maxv=1)",
     )
-    p.add_argument("--roi-size", type=int, nargs="+", default=None, help="view crop size (default 64 per axis)")
-    p.add_argument("--in-channels", type=int, default=None)
-    p.add_argument("--epochs", type=int, default=None, help="default 100")
-    p.add_argument("--batch-size", type=int, default=None, help="per process (default 32)")
-    p.add_argument("--optimizer", choices=["adamw", "sgd"], default=None, help="default: the method's")
-    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the method's)")
-    p.add_argument("--min-lr", type=float, default=None, help="final learning rate of the cosine (default 1e-6)")
-    p.add_argument(
-        "--warmup-epochs", type=float, default=None, help="linear warm-up (default: 10%% of the run, at most 10)"
-    )
-    p.add_argument("--weight-decay", type=float, default=None, help="default: the method's")
-    p.add_argument("--weight-decay-end", type=float, default=None, help="cosine end value (default: constant)")
-    p.add_argument("--teacher-momentum", type=float, nargs=2, default=None, metavar=("START", "END"))
-    p.add_argument("--grad-clip", type=float, default=None, help="max gradient norm (default: none)")
-    add_speed_arguments(p)
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA when available)")
-    p.add_argument("--num-workers", type=int, default=None, help="data-loading processes (default 0)")
-    p.add_argument(
-        "--cache", action="store_true", help="read and normalise every image once, keep it in memory (fast epochs)"
-    )
-    p.add_argument("--seed", type=int, default=None, help="initialisation, data order and views (default 0)")
-    p.add_argument("--pretrained", default=None, help="start from these weights (checkpoint, bundle or source)")
-    p.add_argument("--checkpoint-every", type=int, default=None, help="iterations between checkpoints (default 100)")
     p.add_argument("--resume", default=None, help="'auto' (from OUT/checkpoints/last.pt if present) or a checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier run in --out")
-    p.add_argument("--keep-previous", action="store_true",
-                   help="keep the checkpoint before the newest too (checkpoints/last.prev.pt: twice the disk)")  # fmt: skip
-    p.add_argument("--method-arg", nargs="*", default=[], metavar="KEY=VALUE", help="method options (temperature=0.2)")
-    p.add_argument("--backbone-arg", nargs="*", default=[], metavar="KEY=VALUE", help="backbone options")
-    p.add_argument("--view-arg", nargs="*", default=[], metavar="KEY=VALUE", help="view options (mask_ratio=0.6)")
-    p.add_argument("--monitor-data", default=None, help="labelled datalist for the online kNN monitor")
-    p.add_argument("--monitor-every", type=int, default=None, help="epochs between kNN evaluations (default 1)")
-    p.add_argument("--monitor-k", type=int, default=None, help="kNN neighbours (default 20)")
-    p.add_argument("--mlflow-uri", default=None, help="MLflow tracking URI (e.g. sqlite:///runs/mlruns.db)")
-    p.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard logs")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_pretrain)

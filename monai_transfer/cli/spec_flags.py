@@ -64,12 +64,12 @@ def add_spec_arguments(
             parser.add_argument(f.name, type=_scalar(hint), help=_default_text(f), nargs=meta.get("nargs"))
             continue
         if hint is bool and flag == "--quiet":  # the command shows a progress bar unless told not to
-            kwargs.update(action="store_const", const=False, default=True)
+            kwargs.update(action="store_const", const=False, default=None if f.default else True)
         elif hint is bool:
             kwargs.update(action=argparse.BooleanOptionalAction)
         else:
             kwargs["type"] = str if meta.get("nargs") == "*" else _scalar(hint)
-            for key in ("choices", "nargs", "metavar"):
+            for key in ("choices", "nargs", "metavar"):  # (a tuple metavar names each of nargs=2 values)
                 if meta.get(key) is not None:
                     kwargs[key] = list(meta[key]) if key == "choices" else meta[key]
         parser.add_argument(flag, **kwargs)

@@ -10,8 +10,8 @@ one module per purpose: :mod:`~monai_transfer.ssl.build` (device, backbone, meth
 
 from __future__ import annotations
 
+from monai_transfer.engines.specs.pretrain import PretrainSpec, load_pretrain_spec
 from monai_transfer.ssl.base import MissingViewError, SSLMethod, ema_update
-from monai_transfer.ssl.config import PretrainConfig, load_config
 from monai_transfer.ssl.registry import (
     MethodSpec,
     check_method_backbone,
@@ -23,8 +23,8 @@ from monai_transfer.ssl.registry import (
 from monai_transfer.ssl.run import pretrain, resolve_config
 
 __all__ = [
-    "PretrainConfig",
-    "load_config",
+    "PretrainSpec",
+    "load_pretrain_spec",
     "pretrain",
     "resolve_config",
     "MethodSpec",

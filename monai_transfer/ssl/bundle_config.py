@@ -1,7 +1,7 @@
 """Self-supervised pretraining as a MONAI bundle config.
 
 ``resolve_config(config)`` fills the options a user left unset with the method's recommendations;
-``pretrain_config(config)`` renders the resolved :class:`~monai_transfer.ssl.config.PretrainConfig` into a
+``pretrain_config(config)`` renders the resolved :class:`~monai_transfer.engines.specs.PretrainSpec` into a
 ``train.json``-style dict (``_target_`` components, ``@`` references) from the JSON template
 ``ssl/templates/pretrain.json`` (and its optional handlers, ``pretrain_handlers.json``), whose parts come from
 ``monai_transfer.ssl.build``, ``images``, ``checks``, ``handlers``, ``resume`` and ``publish``;
@@ -52,8 +52,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from monai_transfer.engines.precision import normalize_choice
+from monai_transfer.engines.specs.pretrain import PretrainSpec
 from monai_transfer.engines.templates import render
-from monai_transfer.ssl.config import PretrainConfig
 
 __all__ = ["CONFIG_NAME", "pretrain_config", "is_bundle_config", "resolve_config", "PATH_FIELDS", "SCHEDULE_DEFAULTS"]
 
@@ -64,7 +64,7 @@ CONFIG_NAME = "pretrain.json"
 
 #: configuration fields holding local paths, left out of the provenance record published with the weights and of
 #: shared trackers (folder names can carry patient or site names)
-PATH_FIELDS: tuple[str, ...] = ("data", "out", "pretrained", "resume", "monitor_data", "mlflow_uri")
+PATH_FIELDS: tuple[str, ...] = ("datalist", "out_dir", "pretrained", "resume", "monitor_data", "mlflow_uri")
 
 #: options taken from ``MethodSpec.defaults`` when the user gives none, with the fallback of methods that recommend
 #: nothing (``None``: the option stays unset)
@@ -101,7 +101,6 @@ _SCALARS = (
     "teacher_temperature",
     "grad_clip",
     "checkpoint_every",
-    "resume",
 )
 
 
@@ -114,7 +113,7 @@ def _value(name: str, value: Any, epochs: int) -> Any:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
 
 
-def _check_view_kwargs(method: str, config: PretrainConfig) -> None:
+def _check_view_kwargs(method: str, config: PretrainSpec) -> None:
     """An option the method's view recipe does not take is named now (its values are checked when the run builds the
     views, with the backbone's own values for the options a backbone family imposes)."""
     import inspect
@@ -133,7 +132,7 @@ def _check_view_kwargs(method: str, config: PretrainConfig) -> None:
         pass
 
 
-def resolve_config(config: PretrainConfig) -> PretrainConfig:
+def resolve_config(config: PretrainSpec) -> PretrainSpec:
     """Fill the ``None`` fields from the method's recommendations (``MethodSpec.defaults``) and check the
     method/backbone pair and the method's options.
 
@@ -145,9 +144,9 @@ def resolve_config(config: PretrainConfig) -> PretrainConfig:
     from monai_transfer.ssl.registry import check_method_backbone
     from monai_transfer.ssl.views import pretrain_intensity
 
-    for name in ("method", "backbone", "data", "out"):
+    for name, flag in (("method", "--method"), ("backbone", "--backbone"), ("datalist", "--data"), ("out_dir", "--out")):
         if not getattr(config, name):
-            raise ValueError(f"pretraining needs {name!r} (see `monai-transfer pretrain --help`)")
+            raise ValueError(f"pretraining needs {name!r} ({flag}; see `monai-transfer pretrain --help`)")
     spec = check_method_backbone(config.method, config.backbone, config.spatial_dims)
     check_method_kwargs(spec.name, config.method_kwargs)
     check_batch_size(spec.name, config.batch_size, config.method_kwargs)
@@ -164,10 +163,10 @@ def resolve_config(config: PretrainConfig) -> PretrainConfig:
         values["warmup_epochs"] = min(10.0, 0.1 * config.epochs)
     if values["intensity"] is None:
         values["intensity"] = pretrain_intensity(config.modality)
-    return PretrainConfig.from_dict(values, where="resolved config")
+    return PretrainSpec.from_mapping(values, "resolved config")
 
 
-def _handlers(config: PretrainConfig, spec: Any) -> list[Any]:
+def _handlers(config: PretrainSpec, spec: Any) -> list[Any]:
     """``train#handlers``: the named handlers of ``pretrain_handlers.json`` that this run uses, in that file's order
     (the kNN monitor before the checkpoint that stores its history)."""
     tensorboard = bool(config.tensorboard)
@@ -197,7 +196,7 @@ def _handlers(config: PretrainConfig, spec: Any) -> list[Any]:
     return [handler for name, handler in parts.items() if used.get(name, True)]
 
 
-def pretrain_config(config: PretrainConfig) -> dict[str, Any]:
+def pretrain_config(config: PretrainSpec) -> dict[str, Any]:
     """The bundle config (a dict) of the pretraining run ``config`` describes: ``templates/pretrain.json`` with the
     run's values set by id.
 
@@ -217,8 +216,9 @@ def pretrain_config(config: PretrainConfig) -> dict[str, Any]:
     options = {k: v for k, v in config.to_dict().items() if k not in PATH_FIELDS}
     values: dict[str, Any] = {
         **{name: getattr(config, "section" if name == "data_section" else name) for name in _SCALARS},
-        "bundle_root": config.out,
-        "datalist": config.data,
+        "bundle_root": config.out_dir,
+        "datalist": config.datalist,
+        "resume": config.resume if config.resume not in ("never", "overwrite") else None,  # "auto" or a checkpoint
         "roi_size": list(config.roi()),
         "intensity": dict(config.intensity or {}),
         "keep_previous_checkpoint": bool(config.keep_previous),
@@ -274,7 +274,7 @@ def pretrain_config(config: PretrainConfig) -> dict[str, Any]:
 
 def is_bundle_config(values: Mapping[str, Any]) -> bool:
     """Whether a loaded YAML/JSON file is a bundle config (a ``run`` list, ``_target_`` components) rather than a file
-    of :class:`PretrainConfig` options (whose unknown keys are then named as such, not run)."""
+    of :class:`PretrainSpec` options (whose unknown keys are then named as such, not run)."""
     if not isinstance(values, Mapping):
         return False
     return "run" in values or any(isinstance(v, Mapping) and "_target_" in v for v in values.values())

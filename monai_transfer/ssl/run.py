@@ -26,8 +26,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from monai_transfer.engines.specs.pretrain import PretrainSpec
 from monai_transfer.ssl.bundle_config import CONFIG_NAME, PATH_FIELDS, SCHEDULE_DEFAULTS, resolve_config
-from monai_transfer.ssl.config import PretrainConfig
 
 __all__ = ["pretrain", "run_pretrain_config", "resolve_config", "PATH_FIELDS", "SCHEDULE_DEFAULTS"]
 
@@ -177,14 +177,15 @@ def run_pretrain_config(
     config: Mapping[str, Any] | str | os.PathLike,
     out: str | os.PathLike | None = None,
     overrides: Mapping[str, Any] | Sequence[str] | None = None,
-    options: PretrainConfig | None = None,
+    options: PretrainSpec | None = None,
     overwrite: bool | None = None,
 ) -> dict[str, Any]:
     """Run a pretraining bundle config (a dict or a file; ``out`` replaces its ``bundle_root``) and return the run's
     summary (``result.json``).
 
-    ``options`` (the run's ``PretrainConfig``, when it was built from one) is saved as ``config.yaml``. A folder that
-    holds a run is refused unless the config resumes it or ``overwrite`` (default ``options.overwrite``) is set.
+    ``options`` (the run's ``PretrainSpec``, when it was built from one) is saved as ``config.yaml``. A folder that
+    holds a run is refused unless the config resumes it or ``overwrite`` (default: ``options.resume`` is
+    ``"overwrite"``) is set.
 
     The config is saved as ``<out>/configs/pretrain.json`` and run by MONAI's ``ConfigWorkflow``. Everything is
     built and checked before training; a run that fails there leaves ``out`` as it found it.
@@ -208,7 +209,7 @@ def run_pretrain_config(
         sets = {"bundle_root": os.fspath(out), **sets}
     folder = Path(str(sets.get("bundle_root", raw.get("bundle_root", "."))))
     if overwrite is None:
-        overwrite = bool(options is not None and options.overwrite)
+        overwrite = bool(options is not None and options.resume == "overwrite")
     merged = apply_overrides(raw, sets)  # a bad id is named before anything is touched
     _check_batch(merged)
     changes, done = _refuse_or_clear(folder, merged.get("resume"), overwrite, merged)
@@ -221,7 +222,8 @@ def run_pretrain_config(
         run = run_config(raw, folder, overrides=sets, name=CONFIG_NAME, meta=_metadata(raw), run=False)  # + checks
         run.get("train#resume")  # every component built, and the checkpoint to resume from loaded, before training
         if options is not None and is_main_process():
-            values = {**options.to_dict(), "overwrite": False}  # repeating the run must not wipe it
+            # repeating the run must not wipe it
+            values = {**options.to_dict(), "resume": "never" if options.resume == "overwrite" else options.resume}
             atomic_write_text(folder / "config.yaml", yaml.safe_dump(values, sort_keys=False))
     except BaseException as err:
         _undo(folder, snapshot)
@@ -244,7 +246,7 @@ def run_pretrain_config(
 
 
 def pretrain(
-    config: PretrainConfig | Mapping[str, Any] | None = None,
+    config: PretrainSpec | Mapping[str, Any] | None = None,
     overrides: Mapping[str, Any] | Sequence[str] | None = None,
     **fields: Any,
 ) -> dict[str, Any]:
@@ -254,7 +256,7 @@ def pretrain(
     writes the outputs). A run killed at any point continues exactly with ``resume="auto"``.
 
     Args:
-        config: a ``PretrainConfig`` or a mapping of its fields.
+        config: a ``PretrainSpec`` or a mapping of its fields.
         overrides: ``id=value`` settings of the bundle config (``["epochs=3", "train#chance#patience=5"]``).
         fields: fields that replace those of ``config`` (``None`` values are ignored).
 
@@ -262,10 +264,10 @@ def pretrain(
         The summary also written to ``<out>/result.json``.
     """
     if config is None:
-        config = PretrainConfig()
+        config = PretrainSpec()
     elif isinstance(config, Mapping):
-        config = PretrainConfig.from_dict(config)
+        config = PretrainSpec.from_mapping(config)
     from monai_transfer.ssl.bundle_config import pretrain_config
 
     config = resolve_config(config.merged(fields))
-    return run_pretrain_config(pretrain_config(config), config.out, overrides, options=config)
+    return run_pretrain_config(pretrain_config(config), config.out_dir, overrides, options=config)

@@ -39,10 +39,6 @@ TOP_KEYS = ("name", "description", "data_root", "data_help", "prepare", "metric"
             "best_bundle", "linear_probe", "keep_checkpoints", "equivalence_margin")  # fmt: skip
 TARGET_KEYS = ("name", "data", "task", "spatial_dims", "in_channels", "domain_key", "patient_key", "positive", "metric")
 START_KEYS = ("name", "random", "source", "path", "ssl", "supervised", "continual")
-#: pretraining settings an in-study start sets itself (its ``ssl:`` section may set every other field of
-#: ``PretrainConfig``)
-SSL_SET_BY_STUDY = ("backbone", "spatial_dims", "out", "pretrained", "backbone_kwargs", "resume", "overwrite",
-                    "progress", "tensorboard", "mlflow_uri")  # fmt: skip
 SUPERVISED_KEYS = ("data", "task", "epochs", "batch_size", "lr", "domain", "spatial_dims", "patch_size", "spatial_size",
                    "amp")  # fmt: skip
 CONTINUAL_KEYS = ("from", "ssl")
@@ -221,17 +217,20 @@ def _parse_target(obj: Any, place: str, root: Path, default_metric: str | None) 
 
 
 def _parse_ssl(obj: Any, place: str, root: Path) -> dict[str, Any]:
-    from monai_transfer.ssl.config import PretrainConfig
+    from monai_transfer.engines.specs import PretrainSpec, SpecFieldError, spec_fields
 
-    s = dict(_check_keys(obj, [k for k in PretrainConfig.field_names() if k not in SSL_SET_BY_STUDY], place))
+    # the pretraining settings a study may set (each in-study start sets its backbone, folder...); ``data`` is the
+    # datalist, as a pretraining YAML file names it
+    s = dict(_check_keys(obj, ["data", *(f.name for f in spec_fields(PretrainSpec, study=True) if f.name != "datalist")],
+                         place))  # fmt: skip
     for key in ("method", "data"):
         if key not in s:
             _fail(place, f"missing {key!r}")
     try:  # every value checked as the run will check it (the study fills what it sets itself)
         roi = s.get("roi_size")
         dims = len(roi) if isinstance(roi, list) and len(roi) in (2, 3) else 2 if s.get("modality") == "xr" else 3
-        PretrainConfig.from_dict({**s, "spatial_dims": dims}, where=place)
-    except ValueError as err:
+        PretrainSpec.from_mapping({**s, "spatial_dims": dims}, place)
+    except SpecFieldError as err:
         raise SpecError(str(err)) from None
     from monai_transfer.ssl import list_methods
 

@@ -63,8 +63,8 @@ def data(tmp_path_factory) -> Path:
 def starts(data, tmp_path_factory) -> dict[str, Path]:
     """One real instance of every folder the package writes that can be a start."""
     from monai_transfer.bundle.templates.pretrain import pretrain_config
+    from monai_transfer.engines.specs.pretrain import PretrainSpec
     from monai_transfer.finetune import finetune
-    from monai_transfer.ssl.config import PretrainConfig
     from monai_transfer.ssl.run import resolve_config, run_pretrain_config
 
     root = tmp_path_factory.mktemp("starts")
@@ -75,11 +75,11 @@ def starts(data, tmp_path_factory) -> dict[str, Path]:
     out["finetune inference bundle"] = bundle_from_run(run)
     pre = root / "pretrain_out"
     # as the command line's pretrain runs it: the SSL config plus the bundle layer's fine-tuning bundle step
-    options = resolve_config(PretrainConfig(
-        method="simclr", backbone="resnet10", spatial_dims=2, data=str(data / "pool.json"), out=str(pre), epochs=1,
+    options = resolve_config(PretrainSpec(
+        method="simclr", backbone="resnet10", spatial_dims=2, datalist=str(data / "pool.json"), out=str(pre), epochs=1,
         batch_size=8, roi_size=[16, 16], modality="mr", warmup_epochs=0, tensorboard=False, progress=False,
         backbone_kwargs=NET["backbone_kwargs"]))  # fmt: skip
-    run_pretrain_config(pretrain_config(options), options.out, options=options)
+    run_pretrain_config(pretrain_config(options), options.out_dir, options=options)
     out["pretrain output folder"] = pre
     out["pretrain fine-tuning bundle"] = pre / "bundle"
     out["bundle create bundle"] = create_bundle(

@@ -39,9 +39,9 @@ INFER_KEYS = ("backbone", "task", "spatial_dims", "num_classes", "spatial_size",
 
 
 def _options(**values: Any) -> Any:
-    from monai_transfer.ssl.config import PretrainConfig
+    from monai_transfer.engines.specs.pretrain import PretrainSpec
 
-    return PretrainConfig.from_dict({"data": "d.json", "out": "runs/x", "spatial_dims": 2, **values})
+    return PretrainSpec.from_mapping({"data": "d.json", "out": "runs/x", "spatial_dims": 2, **values})
 
 
 def _pretrain(**values: Any) -> dict[str, Any]:

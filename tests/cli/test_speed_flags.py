@@ -41,7 +41,7 @@ def test_pretrain_flags_reach_its_config():
     base = ["pretrain", "--method", "simclr", "--backbone", "resnet10", "--spatial-dims", "2", "--data", "x.json",
             "--out", "o"]  # fmt: skip
     config = config_from_args(build_parser().parse_args(base))
-    assert (config.amp, config.compile) == (None, "off")
+    assert (config.amp, config.compile) == ("auto", "off")
     config = config_from_args(build_parser().parse_args([*base, "--amp", "off", "--channels-last", "on"]))
     assert (config.amp, config.channels_last) == ("off", "on")
     bundle = pretrain_config(config)

@@ -78,11 +78,11 @@ def test_simclr_with_batch_size_1_is_refused_before_anything_is_written(tmp_path
     assert "simclr cannot learn from a batch of 1" in err and "--batch-size 2 or more" in err
     assert not out.exists()
     # a bundle config set to batch 1 (--set) is refused the same way
+    from monai_transfer.engines.specs.pretrain import PretrainSpec
     from monai_transfer.ssl.bundle_config import pretrain_config
-    from monai_transfer.ssl.config import PretrainConfig
     from monai_transfer.ssl.run import run_pretrain_config
 
-    config = PretrainConfig(method="simclr", backbone="resnet10", spatial_dims=2, data=data, out=str(out),
+    config = PretrainSpec(method="simclr", backbone="resnet10", spatial_dims=2, datalist=data, out_dir=str(out),
                             roi_size=[16, 16], batch_size=2, epochs=1, modality="mr")  # fmt: skip
     with pytest.raises(ValueError, match="simclr cannot learn from a batch of 1"):
         run_pretrain_config(pretrain_config(config), overrides=["batch_size=1"])

@@ -1,4 +1,4 @@
-"""PretrainConfig: YAML and flags build the same record; bad options are named with where they came from."""
+"""PretrainSpec: YAML and flags build the same record; bad options are named with where they came from."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import yaml
 
 from monai_transfer.cli import build_parser, main
 from monai_transfer.cli.pretrain import config_from_args
-from monai_transfer.ssl.config import PretrainConfig, load_config
+from monai_transfer.engines.specs.pretrain import PretrainSpec, load_pretrain_spec
 from monai_transfer.ssl.run import resolve_config
 
 FLAGS = [
@@ -31,7 +31,7 @@ FLAGS = [
 ]
 
 
-def _from_argv(argv: list[str]) -> PretrainConfig:
+def _from_argv(argv: list[str]) -> PretrainSpec:
     return config_from_args(build_parser().parse_args(argv))
 
 
@@ -66,7 +66,7 @@ def test_unknown_yaml_key_is_named_with_the_file(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump({"method": "simclr", "learning_rate": 0.1}))
     with pytest.raises(ValueError, match=r"bad\.yaml.*learning_rate"):
-        load_config(path)
+        load_pretrain_spec(path)
 
 
 @pytest.mark.parametrize(
@@ -84,17 +84,17 @@ def test_unknown_yaml_key_is_named_with_the_file(tmp_path):
 )
 def test_bad_values_raise_naming_the_option(values, match):
     with pytest.raises(ValueError, match=match):
-        PretrainConfig.from_dict(values)
+        PretrainSpec.from_mapping(values)
 
 
 def test_resolve_fills_the_method_recommendations():
-    config = resolve_config(PretrainConfig(method="moco-v2", backbone="resnet18", data="d.json", out="o"))
+    config = resolve_config(PretrainSpec(method="moco-v2", backbone="resnet18", datalist="d.json", out_dir="o"))
     assert config.method == "moco_v2"
     assert config.optimizer == "sgd" and config.lr == pytest.approx(0.03)
     assert config.teacher_momentum == [0.999, 0.999]
     assert config.roi_size == [64, 64]
     assert config.warmup_epochs == 10.0  # 10 % of the default 100 epochs
-    dino = resolve_config(PretrainConfig(method="dino", backbone="resnet18", data="d", out="o", epochs=10))
+    dino = resolve_config(PretrainSpec(method="dino", backbone="resnet18", datalist="d", out_dir="o", epochs=10))
     assert dino.teacher_temperature == [0.04, 0.07, 10.0]
     assert (dino.weight_decay, dino.weight_decay_end) == (0.04, 0.4)  # DINO's cosine weight decay
     assert dino.warmup_epochs == 1.0
@@ -102,7 +102,7 @@ def test_resolve_fills_the_method_recommendations():
 
 def test_user_values_win_over_the_method_recommendations():
     config = resolve_config(
-        PretrainConfig(method="moco_v2", backbone="resnet18", data="d", out="o", lr=0.1, teacher_momentum=[0.9, 0.99])
+        PretrainSpec(method="moco_v2", backbone="resnet18", datalist="d", out_dir="o", lr=0.1, teacher_momentum=[0.9, 0.99])
     )
     assert config.lr == 0.1 and config.teacher_momentum == [0.9, 0.99]
 
@@ -118,14 +118,14 @@ def test_method_that_does_not_fit_the_backbone_is_a_clear_cli_error(capsys):
 def test_missing_required_option_is_a_clear_cli_error(capsys):
     code = main(["pretrain", "--method", "simclr", "--backbone", "resnet18", "--out", "o", "--print-config"])
     assert code == 2
-    assert "'data'" in capsys.readouterr().err
+    assert "'datalist' (--data" in capsys.readouterr().err
 
 
 def test_print_config_writes_yaml_that_loads_back(tmp_path, capsys):
     assert main([*FLAGS, "--print-config"]) == 0
     path = tmp_path / "resolved.yaml"
     path.write_text(capsys.readouterr().out)
-    config = load_config(path)
+    config = load_pretrain_spec(path)
     assert config.method == "simclr" and config.roi_size == [48, 48] and config.optimizer == "adamw"
     assert config.method_kwargs == {"temperature": 0.2}
 

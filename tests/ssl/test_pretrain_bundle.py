@@ -13,15 +13,16 @@ import torch
 from monai_transfer.bundle.templates.pretrain import is_bundle_config, pretrain_config
 from monai_transfer.cli import build_parser, main
 from monai_transfer.cli.pretrain import config_from_args
-from monai_transfer.ssl.config import PretrainConfig, intensity_spec
+from monai_transfer.engines.specs.pretrain import PretrainSpec
 from monai_transfer.ssl.registry import get_method_spec, list_methods
+from monai_transfer.transforms.intensity_spec import intensity_spec
 
 BASE = {"data": "d.json", "out": "runs/x", "spatial_dims": 2}
 FLAGS = ["pretrain", "--method", "simclr", "--backbone", "resnet10", "--data", "d.json", "--out", "runs/x"]
 
 
 def _config(**values) -> dict:
-    return pretrain_config(PretrainConfig.from_dict({**BASE, **values}))
+    return pretrain_config(PretrainSpec.from_mapping({**BASE, **values}))
 
 
 def test_the_config_has_the_ids_of_a_train_json():
@@ -208,7 +209,7 @@ def test_every_intensity_works_in_2d_and_3d(spec, spatial_dims):
 
 def test_xr_3d_is_refused_with_the_way_out():
     with pytest.raises(ValueError, match="'xr'.*2-D.*--intensity"):
-        PretrainConfig.from_dict({**BASE, "modality": "xr", "spatial_dims": 3})
+        PretrainSpec.from_mapping({**BASE, "modality": "xr", "spatial_dims": 3})
 
 
 def _datalist(tmp_path, sections, name: str = "d.json") -> str:

@@ -14,7 +14,7 @@ import yaml
 from monai_transfer.cli import main
 from monai_transfer.data import make_demo_data
 from monai_transfer.networks import create_backbone
-from monai_transfer.ssl import load_config, pretrain
+from monai_transfer.ssl import load_pretrain_spec, pretrain
 from monai_transfer.weights import read_checkpoint
 
 pytestmark = pytest.mark.slow
@@ -51,7 +51,7 @@ def test_cli_run_writes_every_output(run_2d):
     assert (run_2d / "checkpoints" / "last.pt").is_file() and not (run_2d / "checkpoints" / "last.prev.pt").exists()
     assert any(name.startswith("events.out.tfevents") for name in os.listdir(run_2d / "tensorboard"))
     # the resolved config repeats the run: every default is filled in
-    config = load_config(run_2d / "config.yaml")
+    config = load_pretrain_spec(run_2d / "config.yaml")
     assert (config.method, config.optimizer, config.roi_size, config.lr) == ("simclr", "adamw", [32, 32], 1e-3)
 
 
@@ -152,7 +152,7 @@ def test_python_api_3d_with_knn_monitor_and_yaml(demo, tmp_path):
     }
     path = tmp_path / "byol.yaml"
     path.write_text(yaml.safe_dump(config))
-    result = pretrain(load_config(path))
+    result = pretrain(load_pretrain_spec(path))
     assert result["spatial_dims"] == 3 and result["iterations"] == 4
     history = result["knn_accuracy"]
     assert len(history) >= 2 and all(0.0 <= h["knn_accuracy"] <= 1.0 for h in history)

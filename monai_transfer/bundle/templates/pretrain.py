@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from monai_transfer.engines.specs.pretrain import PretrainSpec
 from monai_transfer.ssl.bundle_config import CONFIG_NAME, is_bundle_config
 from monai_transfer.ssl.bundle_config import pretrain_config as ssl_pretrain_config
-from monai_transfer.ssl.config import PretrainConfig
 
 __all__ = ["CONFIG_NAME", "pretrain_config", "with_finetune_bundle", "is_bundle_config", "finetune_bundle"]
 
@@ -36,7 +36,7 @@ def with_finetune_bundle(config: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def pretrain_config(config: PretrainConfig) -> dict[str, Any]:
+def pretrain_config(config: PretrainSpec) -> dict[str, Any]:
     """The pretraining run's config (:func:`monai_transfer.ssl.bundle_config.pretrain_config`) that also writes the
     encoder's fine-tuning bundle."""
     return with_finetune_bundle(ssl_pretrain_config(config))
