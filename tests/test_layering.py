@@ -83,12 +83,7 @@ DOCUMENTED_NAMES: frozenset[tuple[str, str]] = frozenset(
 
 #: Import circles (strongly connected groups of modules, function-level imports included) tolerated for now, each with
 #: the issue that removes it; one that no longer occurs fails ``test_known_circles_still_occur`` so it is deleted.
-KNOWN_CIRCLES: dict[frozenset[str], str] = {
-    # issue 22 (ssl is being reorganised there): the built-in method table imports the registry's MethodSpec and
-    # registers itself, while the registry imports the table lazily to register it; the networks registry shows the fix
-    # (the record type in its own module, the table as data the registry registers)
-    frozenset({"monai_transfer.ssl.methods", "monai_transfer.ssl.registry"}): "issue 22",
-}
+KNOWN_CIRCLES: dict[frozenset[str], str] = {}
 
 LEVEL: dict[str, int] = {name: i for i, group in enumerate(LAYERS) for name in group}
 

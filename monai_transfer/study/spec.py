@@ -39,8 +39,9 @@ TOP_KEYS = ("name", "description", "data_root", "data_help", "prepare", "metric"
             "best_bundle", "linear_probe", "keep_checkpoints", "equivalence_margin")  # fmt: skip
 TARGET_KEYS = ("name", "data", "task", "spatial_dims", "in_channels", "domain_key", "patient_key", "positive", "metric")
 START_KEYS = ("name", "random", "source", "path", "ssl", "supervised", "continual")
-SUPERVISED_KEYS = ("data", "task", "epochs", "batch_size", "lr", "domain", "spatial_dims", "patch_size", "spatial_size",
-                   "amp")  # fmt: skip
+#: keys of a supervised start besides the fine-tuning settings a study may set: its data, the sites or modalities it
+#: keeps (``domain``) and its task
+SUPERVISED_OWN = ("data", "domain", "task")
 CONTINUAL_KEYS = ("from", "ssl")
 CHALLENGE_KEYS = ("full", "label_fractions", "imbalance", "domain")
 ESTIMATORS = ("knn", "linear_probe", "logme")
@@ -52,27 +53,27 @@ def _fail(place: str, message: str) -> None:
     raise SpecError(f"{place}: {message}")
 
 
-def _check_speed(opts: Mapping[str, Any], place: str) -> None:
-    """``amp``, ``channels_last`` and ``compile`` values, checked with the spec (not when their run starts)."""
-    from monai_transfer.engines.precision import normalize_choice
+def _study_fields(kind: str) -> list[str]:
+    """The fields of a run kind's spec a study may set (each cell or start sets the others)."""
+    from monai_transfer.engines.specs import spec_class, spec_fields
 
-    for key in ("amp", "channels_last", "compile"):
-        if opts.get(key) is not None:
-            try:
-                normalize_choice(opts[key], key)
-            except ValueError as err:
-                _fail(f"{place}.{key}", str(err))
+    return [f.name for f in spec_fields(spec_class(kind), study=True)]
+
+
+def _check_fields(kind: str, values: Mapping[str, Any], place: str) -> None:
+    """Each value checked as a run of ``kind`` checks it, named with ``place``."""
+    from monai_transfer.engines.specs import SpecFieldError, check_values, spec_class
+
+    try:
+        check_values(spec_class(kind), values, place)
+    except SpecFieldError as err:
+        raise SpecError(str(err)) from None
 
 
 def _finetune_section(section: Any) -> Mapping[str, Any]:
     """The spec's ``finetune:`` section: fields of the fine-tuning spec a study may set (each cell sets the rest),
     every value checked as a run checks it; kept as written (a cell's identity holds them as the user gave them)."""
-    from monai_transfer.engines.specs import SpecFieldError, check_values, spec_class
-
-    try:
-        check_values(spec_class("finetune"), section, "finetune")
-    except SpecFieldError as err:
-        raise SpecError(str(err)) from None
+    _check_fields("finetune", section, "finetune")
     return section
 
 
@@ -241,7 +242,6 @@ def _parse_ssl(obj: Any, place: str, root: Path) -> dict[str, Any]:
             f"unknown SSL method {s['method']!r}" + (f"; did you mean {close[0]!r}?" if close else ""),
         )
     s["data"] = _path(s["data"], root, f"{place}.data")
-    _check_speed(s, place)
     return s
 
 
@@ -270,13 +270,13 @@ def _parse_start(obj: Any, place: str, root: Path) -> Start:
     if kind == "ssl":
         return Start(name, "ssl", ssl=_parse_ssl(s["ssl"], f"{place}.ssl", root))
     if kind == "supervised":
-        sup = dict(_check_keys(s["supervised"], SUPERVISED_KEYS, f"{place}.supervised"))
+        sup = dict(_check_keys(s["supervised"], [*SUPERVISED_OWN, *_study_fields("finetune")], f"{place}.supervised"))
         if "data" not in sup:
             _fail(f"{place}.supervised", "missing 'data'")
         sup["data"] = _path(sup["data"], root, f"{place}.supervised.data")
-        _check_speed(sup, f"{place}.supervised")
         if sup.get("task", "classification") not in TASKS:
             _fail(f"{place}.supervised.task", f"must be one of {TASKS}")
+        _check_fields("finetune", {k: v for k, v in sup.items() if k not in SUPERVISED_OWN}, f"{place}.supervised")
         return Start(name, "supervised", supervised=sup)
     c = _check_keys(s["continual"], CONTINUAL_KEYS, f"{place}.continual")
     if "from" not in c or "ssl" not in c:

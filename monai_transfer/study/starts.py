@@ -70,12 +70,12 @@ def _supervised(opts: Mapping[str, Any], backbone: str, dims: int, folder: Path,
         folder.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(data, json.dumps(sub, indent=1, default=str))
     ft = dict(spec.finetune)
-    sizes = {k: opts[k] for k in ("patch_size", "spatial_size") if opts.get(k) is not None}
-    finetune(backbone=backbone, task=opts.get("task", "classification"), datalist=data, out_dir=str(folder),
-             epochs=int(opts.get("epochs", ft.get("epochs", 5))), batch_size=int(opts.get("batch_size", ft.get("batch_size", 8))),
-             lr=float(opts.get("lr", ft.get("lr", 1e-3))), spatial_dims=dims, seed=0, resume="auto",
-             backbone_kwargs=dict(ft.get("backbone_kwargs", {})), test_section=None, progress=False,
-             tensorboard=False, amp=opts.get("amp", ft.get("amp")), **sizes)  # fmt: skip
+    # the cells' values where the start's own section sets none (5 epochs, batch 8, lr 1e-3 where neither does)
+    settings = {"epochs": ft.get("epochs", 5), "batch_size": ft.get("batch_size", 8), "lr": ft.get("lr", 1e-3),
+                "amp": ft.get("amp"), "backbone_kwargs": dict(ft.get("backbone_kwargs", {})),
+                **{k: v for k, v in opts.items() if k not in ("data", "domain")}}  # fmt: skip
+    finetune(backbone=backbone, datalist=data, out_dir=str(folder), spatial_dims=dims, seed=0, resume="auto",
+             test_section=None, progress=False, tensorboard=False, **settings)  # fmt: skip
     if not bundle.is_dir():
         from monai_transfer.bundle import bundle_from_run
 

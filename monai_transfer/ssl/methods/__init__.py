@@ -1,11 +1,12 @@
-"""Built-in SSL methods, one file each. Importing this package registers them (``monai_transfer.ssl.registry``).
+"""Built-in SSL methods, one file each; the registry (``monai_transfer.ssl.registry``) registers this table on its
+first lookup.
 
 The table is data: a method's class is imported only when the method is built.
 """
 
 from __future__ import annotations
 
-from monai_transfer.ssl.registry import CNN_FAMILIES, MethodSpec, register_method
+from monai_transfer.ssl.method_spec import CNN_FAMILIES, MethodSpec
 
 __all__ = ["BUILTIN_METHODS"]
 
@@ -152,6 +153,3 @@ BUILTIN_METHODS: tuple[MethodSpec, ...] = (
         reason="the in-painting head upsamples the deepest feature map of a hierarchical encoder.",
     ),
 )
-
-for _spec in BUILTIN_METHODS:
-    register_method(_spec, overwrite=True)
