@@ -173,8 +173,8 @@ def _transferability(spec: StudySpec, cell: Cell, pretrained: str | None, out: P
 
 def _probe_features(cell: Cell, payload: dict[str, Any], out: Path, done: dict[str, dict]) -> dict[str, Any]:
     """``payload["probe"]`` of a cached linear-probe cell, its features written (or found) once per file."""
-    from monai_transfer.study.targets import target_sections
     from monai_transfer.study.probes import ensure_features, features_path
+    from monai_transfer.study.targets import target_sections
 
     seed = cell.seed if payload["pretrained"] is None else None  # a random start's encoder is drawn by the seed
     path = str(features_path(out, cell.target.name, cell.start, cell.backbone, seed))
