@@ -76,8 +76,8 @@ def starts(data, tmp_path_factory) -> dict[str, Path]:
     pre = root / "pretrain_out"
     # as the command line's pretrain runs it: the SSL config plus the bundle layer's fine-tuning bundle step
     options = resolve_config(PretrainSpec(
-        method="simclr", backbone="resnet10", spatial_dims=2, datalist=str(data / "pool.json"), out=str(pre), epochs=1,
-        batch_size=8, roi_size=[16, 16], modality="mr", warmup_epochs=0, tensorboard=False, progress=False,
+        method="simclr", backbone="resnet10", spatial_dims=2, datalist=str(data / "pool.json"), out_dir=str(pre),
+        epochs=1, batch_size=8, roi_size=[16, 16], modality="mr", warmup_epochs=0, tensorboard=False, progress=False,
         backbone_kwargs=NET["backbone_kwargs"]))  # fmt: skip
     run_pretrain_config(pretrain_config(options), options.out_dir, options=options)
     out["pretrain output folder"] = pre
