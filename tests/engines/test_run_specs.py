@@ -44,7 +44,7 @@ def test_a_new_field_is_a_flag_with_its_help(extended, capsys):
     assert "--mixup-alpha MIXUP_ALPHA" in text and "a setting this test adds (mixup strength)" in text
 
 
-@pytest.mark.parametrize("kind", ["finetune", "evaluate", "infer"])
+@pytest.mark.parametrize("kind", ["finetune", "pretrain", "evaluate", "infer"])
 def test_every_field_with_a_flag_is_in_its_commands_help(kind, capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args([kind, "--help"])
@@ -129,3 +129,38 @@ def test_spellings_are_normalised_once():
     spec = FinetuneSpec(amp=True, channels_last=False, compile=None, out_dir=__import__("pathlib").Path("x"),
                         epochs=3.0)  # fmt: skip
     assert (spec.amp, spec.channels_last, spec.compile, spec.out_dir, spec.epochs) == ("on", "off", "off", "x", 3)
+
+
+def test_a_pretraining_file_of_the_older_names_reads_as_the_shared_ones(tmp_path):
+    from monai_transfer.engines.specs import PretrainSpec, load_pretrain_spec
+
+    path = tmp_path / "config.yaml"  # as pretraining wrote config.yaml before the shared names
+    path.write_text("method: simclr\nbackbone: resnet10\ndata: d.json\nout: runs/x\noverwrite: false\nresume: null\n")
+    spec = load_pretrain_spec(path)
+    assert (spec.datalist, spec.out_dir, spec.resume) == ("d.json", "runs/x", "never")
+    assert PretrainSpec.from_mapping({"out": "o", "overwrite": True}).resume == "overwrite"
+    with pytest.raises(SpecFieldError, match="out: give out or out_dir, not both"):
+        PretrainSpec.from_mapping({"out": "a", "out_dir": "b"})
+    with pytest.raises(SpecFieldError, match="overwrite: replaces the run; it cannot resume it"):
+        PretrainSpec.from_mapping({"overwrite": True, "resume": "auto"})
+    path.write_text("method: simclr\nepochs: 0\n")
+    with pytest.raises(SpecFieldError, match=r"config\.yaml: epochs: must be >= 1, got 0"):
+        load_pretrain_spec(path)
+
+
+@pytest.mark.parametrize(
+    "kind, values, message",
+    [
+        ("evaluate", {"checkpoint": "r", "datalist": "d.json", "threshold": "median"}, "threshold: threshold rule"),
+        ("evaluate", {"checkpoint": "r", "datalist": "d.json", "calibrate": "platt"}, "calibrate: one of 'run'"),
+        ("evaluate", {"checkpoint": "r"}, "give the run folder (checkpoint) and its datalist"),
+        ("infer", {"bundle": "b", "images": ["x.nii.gz"]}, "give the bundle, --images and --out"),
+        ("infer", {"bundle": "b", "images": "x.nii.gz", "out_dir": "o"}, "images: expected a list"),
+        ("pretrain", {"modality": "xr", "spatial_dims": 3}, "modality: 'xr' (radiograph augmentations) is 2-D"),
+        ("pretrain", {"resume": "no/such/file.pt"}, "resume: never, auto, overwrite or a checkpoint file"),
+    ],
+)
+def test_each_kind_names_the_field_of_a_bad_value(kind, values, message):
+    with pytest.raises(SpecFieldError) as err:
+        RUN_SPECS[kind].from_mapping(values)
+    assert message in str(err.value)
