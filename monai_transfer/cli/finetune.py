@@ -33,6 +33,14 @@ def _settings(args: argparse.Namespace) -> dict:
 _CONFIG_FLAGS = ("amp", "channels_last", "compile")
 
 
+def _flag(args: argparse.Namespace, name: str) -> str:
+    """The flag the user typed for a setting (``--data`` for ``datalist``)."""
+    from monai_transfer.engines.specs import spec_fields
+
+    field = next((f for f in spec_fields(spec_class("finetune")) if f.name == name), None)
+    return (field.metadata.get("flag") if field is not None else None) or "--" + name.replace("_", "-")
+
+
 def _cmd_finetune(args: argparse.Namespace) -> int:
     from monai_transfer.bundle import bundle_from_run
     from monai_transfer.finetune import finetune, finetune_config_run
@@ -43,6 +51,10 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         raise ValueError(f"give {', '.join(missing)} (or --config FILE)")
     settings = _settings(args)
     if args.config:  # the flags are overrides of the config's ids; a --set of the same id comes later and wins
+        ignored = [_flag(args, k) for k in settings if k not in (*_CONFIG_FLAGS, "progress", "out_dir")]
+        if ignored:  # a flag a config run would not read must not look as if it had
+            raise ValueError(f"{args.config} is a bundle config: set its values with --set ID=VALUE (e.g. --set "
+                             f"train#trainer#max_epochs=5, --set lr=1e-4), not {', '.join(ignored)}")  # fmt: skip
         speed = [f"{k}={settings[k]}" for k in _CONFIG_FLAGS if k in settings]
         result = finetune_config_run(args.config, args.out_dir, speed + list(args.set or []), _resume(args))
     else:

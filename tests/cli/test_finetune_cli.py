@@ -85,6 +85,15 @@ def test_saved_config_reruns_with_a_new_seed(run, tmp_path):
     assert (again / "models" / "model.pt").is_file() and (again / "test_cases.json").is_file()
 
 
+def test_a_config_run_refuses_flags_it_would_not_read(run, tmp_path, capsys):
+    out, _, _ = run
+    code = main(["finetune", "--config", str(out / "configs" / "train.json"), "--out", str(tmp_path / "x"),
+                 "--epochs", "5", "--data", "other.json"])  # fmt: skip
+    assert code == 2 and not (tmp_path / "x").exists()
+    err = capsys.readouterr().err
+    assert "is a bundle config: set its values with --set ID=VALUE" in err and "not --data, --epochs" in err
+
+
 def test_infer_and_monai_bundle_run_write_class_probabilities(run, tmp_path):
     out, demo, _ = run
     images = tmp_path / "images"
