@@ -45,8 +45,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     from monai_transfer.bundle import bundle_from_run
     from monai_transfer.finetune import finetune, finetune_config_run
 
-    missing = [f"--{n}" for n in ("backbone", "task", "data") if not getattr(args, n.replace("data", "datalist"))
-               and not args.config]  # fmt: skip
+    missing = [_flag(args, n) for n in ("backbone", "task", "datalist") if not getattr(args, n) and not args.config]
     if missing:
         raise ValueError(f"give {', '.join(missing)} (or --config FILE)")
     settings = _settings(args)
