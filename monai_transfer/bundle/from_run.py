@@ -11,6 +11,7 @@ from typing import Any
 
 from monai_transfer.bundle.writer import create_bundle
 from monai_transfer.engines.specs import InferSpec
+from monai_transfer.engines.threads import cpu_threads
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +65,8 @@ class NoImagesError(ValueError):
 
 def infer(spec: InferSpec) -> Path:
     """Run an :class:`~monai_transfer.engines.specs.InferSpec`: a bundle (or a run folder's ``bundle/``) on its images,
-    with its ``device`` and ``amp`` set in the config before the user's own overrides (see :func:`run_inference`)."""
+    with its ``device`` and ``amp`` set in the config before the user's own overrides (see :func:`run_inference`), on
+    its ``threads`` CPU threads."""
     bundle = Path(spec.bundle)
     if not (bundle / "configs" / "inference.json").is_file() and (bundle / "bundle").is_dir():
         bundle = bundle / "bundle"  # a finetune run folder: its inference bundle
@@ -72,7 +74,8 @@ def infer(spec: InferSpec) -> Path:
 
     images = spec.images[0] if len(spec.images) == 1 else spec.images
     values = {**parse_overrides(spec.config_values()), **parse_overrides(spec.overrides)}  # the user's --set wins
-    return run_inference(bundle, images, spec.out_dir, values)
+    with cpu_threads(spec.threads):
+        return run_inference(bundle, images, spec.out_dir, values)
 
 
 def run_inference(

@@ -10,6 +10,7 @@ from typing import Any
 
 from monai_transfer.data.case_ids import class_names, name_cases
 from monai_transfer.engines.specs import EvaluateSpec
+from monai_transfer.engines.threads import cpu_threads
 from monai_transfer.finetune.decision import decide, decided_metrics, read_decision
 from monai_transfer.finetune.evaluate import evaluate
 from monai_transfer.metrics.case_summary import summarize_cases
@@ -49,11 +50,16 @@ def _decision_plan(rule: Any, calibrate: str, one_vs_rest: bool, recorded: dict)
 def evaluate_run(spec: EvaluateSpec) -> dict[str, Any]:
     """The metrics of ``spec.checkpoint`` on ``spec.section`` with intervals (``summary``), the decision behind the
     threshold-dependent ones, and per-case records named by case id (``cases``; also written to ``spec.out_dir``, a
-    JSON file, when given).
+    JSON file, when given), on ``spec.threads`` CPU threads.
 
     Raises:
         ValueError: a bad rule, or a threshold to be chosen on the evaluated section itself.
     """
+    with cpu_threads(spec.threads):
+        return _evaluate(spec)
+
+
+def _evaluate(spec: EvaluateSpec) -> dict[str, Any]:
     rule = spec.threshold if spec.threshold == "run" else check_threshold_rule(spec.threshold)
     run_dir = Path(spec.checkpoint).parent.parent if Path(spec.checkpoint).is_file() else Path(spec.checkpoint)
     plan = _decision_plan(rule, spec.calibrate, spec.one_vs_rest, read_decision(run_dir) or {})

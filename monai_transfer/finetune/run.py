@@ -43,6 +43,7 @@ from monai_transfer.engines.run_identity import (
     write_identity,
 )
 from monai_transfer.engines.specs import FinetuneSpec, value_ids
+from monai_transfer.engines.threads import cpu_threads
 from monai_transfer.engines.workflow import ConfigRun, apply_overrides, load_config, parse_overrides, run_config
 from monai_transfer.finetune.cases import section_names
 from monai_transfer.finetune.decision import (
@@ -165,6 +166,11 @@ def finetune(*args: Any, print_config: bool = False, **settings: Any) -> dict[st
         RunExistsError: ``out_dir`` holds a run and ``resume="never"``.
     """
     spec = finetune_spec(*args, **settings)
+    with cpu_threads(spec.threads):
+        return _run(spec, print_config)
+
+
+def _run(spec: FinetuneSpec, print_config: bool) -> dict[str, Any]:
     t0 = time.perf_counter()
     out_dir, resume, datalist, test_section = spec.out_dir, spec.resume, spec.datalist, spec.test_section
     out = Path(out_dir).resolve() if out_dir else Path()

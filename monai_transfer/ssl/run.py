@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from monai_transfer.engines.specs.pretrain import PretrainSpec
+from monai_transfer.engines.threads import cpu_threads
 from monai_transfer.ssl.bundle_config import CONFIG_NAME, PATH_FIELDS, SCHEDULE_DEFAULTS, resolve_config
 
 __all__ = ["pretrain", "run_pretrain_config", "resolve_config", "PATH_FIELDS", "SCHEDULE_DEFAULTS"]
@@ -270,4 +271,5 @@ def pretrain(
     from monai_transfer.ssl.bundle_config import pretrain_config
 
     config = resolve_config(config.merged(fields))
-    return run_pretrain_config(pretrain_config(config), config.out_dir, overrides, options=config)
+    with cpu_threads(config.threads):
+        return run_pretrain_config(pretrain_config(config), config.out_dir, overrides, options=config)

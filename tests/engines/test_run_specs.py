@@ -113,7 +113,7 @@ def test_a_study_spec_refuses_a_field_that_does_not_exist_and_names_the_closest(
         ({"label_fraction": 1.5}, "label_fraction: must be <= 1.0, got 1.5"),
         ({"task": "detection"}, "task: one of 'classification', 'segmentation', got 'detection'"),
         ({"optimizer": "adam"}, "optimizer: one of 'adamw', 'sgd', got 'adam'; did you mean 'adamw'?"),
-        ({"amp": "maybe"}, "amp: amp must be one of"),
+        ({"amp": "maybe"}, "amp: one of 'auto', 'on', 'off' (or true/false), got 'maybe'"),
         ({"spatial_size": [32, "x"]}, "spatial_size: expected"),
         ({"augment": "yes"}, "augment: expected true or false, got 'yes'"),
         ({"batchsize": 4}, "batchsize: unknown key; did you mean 'batch_size'?"),
@@ -164,3 +164,22 @@ def test_each_kind_names_the_field_of_a_bad_value(kind, values, message):
     with pytest.raises(SpecFieldError) as err:
         RUN_SPECS[kind].from_mapping(values)
     assert message in str(err.value)
+
+
+def test_threads_hold_for_the_run_only():
+    import torch
+
+    from monai_transfer.engines.threads import cpu_threads
+
+    before = torch.get_num_threads()
+    other = 1 if before != 1 else 2
+    with cpu_threads(other) as used:
+        assert used == other and torch.get_num_threads() == other
+    assert torch.get_num_threads() == before  # the next run in this process gets its own count, not this one's
+    with pytest.raises(RuntimeError), cpu_threads(other):
+        raise RuntimeError("a failed run restores the count too")
+    assert torch.get_num_threads() == before
+    for kind, cls in RUN_SPECS.items():
+        with pytest.raises(SpecFieldError, match="threads: must be >= 1, got 0"):
+            cls.from_mapping({"threads": 0})
+        assert "--threads" in build_parser()._subparsers._group_actions[0].choices[kind].format_help(), kind

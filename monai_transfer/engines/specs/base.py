@@ -20,7 +20,8 @@ from typing import Any, ClassVar, TypeVar
 
 from monai_transfer.engines.precision import normalize_choice
 
-__all__ = ["RunSpec", "BaseRunSpec", "TrainingRunSpec", "SpecFieldError", "setting", "spec_fields", "check_values"]
+__all__ = ["RunSpec", "BaseRunSpec", "TrainingRunSpec", "SpecFieldError", "setting", "spec_fields", "check_values",
+           "switch"]
 
 S = TypeVar("S", bound="RunSpec")
 
@@ -48,6 +49,7 @@ def setting(
     nargs: str | None = None,
     positional: bool = False,
     check: Any = None,
+    normalize: Any = None,
 ) -> Any:
     """A spec field with what the entry points need to know about it.
 
@@ -63,10 +65,12 @@ def setting(
         metavar / nargs: how the flag reads its value (``nargs="+"`` for a list, ``"*"`` for ``KEY=VALUE`` pairs).
         positional: the command reads it as a positional argument (``evaluate RUN``).
         check: a function that raises ``ValueError`` for a bad value (named with the field when it does).
+        normalize: a function ``(value, default) -> value`` applied before the type check, for fields with several
+            spellings of one value (a switch: ``True``/``"on"``/``"yes"``); a ``ValueError`` is named with the field.
     """
     meta = {"help": help, "choices": choices, "flag": flag, "cli": cli, "study": study, "config_id": config_id,
             "minimum": minimum, "maximum": maximum, "open_minimum": open_minimum, "metavar": metavar, "nargs": nargs,
-            "positional": positional, "check": check}  # fmt: skip
+            "positional": positional, "check": check, "normalize": normalize}  # fmt: skip
     if factory is not _MISSING:
         return dataclasses.field(default_factory=factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -162,9 +166,9 @@ class RunSpec:
 
 def _check_field(f: dataclasses.Field, hint: Any, value: Any, where: str) -> Any:
     meta = f.metadata
-    if f.name in ("amp", "channels_last", "compile"):  # booleans and on/off/auto spellings; None is the default
+    if meta.get("normalize") is not None:
         try:
-            value = normalize_choice(f.default if value is None else value, f.name)
+            value = meta["normalize"](value, f.default)
         except ValueError as err:
             raise SpecFieldError(f"{where}: {err}") from None
     value = _check_one(value, hint, where)
@@ -185,6 +189,15 @@ def _check_field(f: dataclasses.Field, hint: Any, value: Any, where: str) -> Any
         if high is not None and value > high:
             raise SpecFieldError(f"{where}: must be <= {high}, got {value!r}")
     return value
+
+
+def switch(value: Any, default: Any) -> str:
+    """A switch's value (``"auto"``, ``"on"``, ``"off"``) from a boolean or any of their spellings; ``None`` is the
+    field's default."""
+    try:
+        return normalize_choice(default if value is None else value)
+    except ValueError:
+        raise ValueError(f"one of 'auto', 'on', 'off' (or true/false), got {value!r}") from None
 
 
 def _unknown(values: Mapping[str, Any], known: list[str], place: str) -> None:
@@ -221,7 +234,8 @@ def check_values(cls: type[RunSpec], values: Mapping[str, Any], place: str, *, s
 
 @dataclass
 class BaseRunSpec(RunSpec):
-    """The fields every run kind shares: where it writes, its seed, where it runs and in what precision."""
+    """The fields every run kind shares: where it writes, its seed, where it runs, in what precision, on how many CPU
+    threads."""
 
     out_dir: str = setting("", "the run folder; nothing is written elsewhere", flag="--out", study=False, metavar="OUT")
     seed: int = setting(0, "seed of the data subset, initialisation, data order and augmentation", study=False,
@@ -230,7 +244,10 @@ class BaseRunSpec(RunSpec):
     amp: str | None = setting(
         "auto", "mixed precision: auto = AMP on CUDA; on CPU bfloat16 only where a short probe of the network (cached "
         "per machine) measures that it pays; on/off force it (default: auto; the choice and its reason are recorded)",
-        choices=("auto", "on", "off"))  # fmt: skip
+        choices=("auto", "on", "off"), normalize=switch)  # fmt: skip
+    threads: int | None = setting(
+        None, "torch CPU threads for this run, restored after it (default: torch's own, usually one per core); the "
+        "count is recorded with the result, since another count gives other rounding", minimum=1, study=False)  # fmt: skip
 
 
 @dataclass
@@ -243,9 +260,9 @@ class TrainingRunSpec(BaseRunSpec):
     channels_last: str | None = setting(
         "auto", "channels-last memory layout (channels_last_3d for volumes) (default: auto = on for a 2D CNN in "
         "bfloat16 on CPU, the one case measured to pay; off otherwise, docs/benchmarks.md)",
-        choices=("auto", "on", "off"))  # fmt: skip
+        choices=("auto", "on", "off"), normalize=switch)  # fmt: skip
     compile: str | None = setting("off", "torch.compile the network; a failure is said once and the run goes eager",
-                                  choices=("on", "off"))  # fmt: skip
+                                  choices=("on", "off"), normalize=switch)  # fmt: skip
     num_workers: int = setting(0, "data-loader workers", minimum=0, config_id="num_workers")
     tensorboard: bool = setting(True, "TensorBoard logs under OUT/tensorboard (--no-tensorboard: none)", study=False)
     mlflow_uri: str | None = setting(
