@@ -6,16 +6,20 @@ from __future__ import annotations
 from monai_transfer.networks.backbone_config import BackboneConfig
 from monai_transfer.networks.backbones.densenet import DenseNetBackbone, densenet121
 from monai_transfer.networks.backbones.efficientnet import EfficientNetBackbone, efficientnet_b0
+from monai_transfer.networks.backbones.genesis_unet import GenesisUNetEncoder, genesis_unet_encoder
 from monai_transfer.networks.backbones.resnet import ResNetBackbone, resnet_factory
 from monai_transfer.networks.backbones.segresnet import SegResNetBackbone, segresnet_encoder
+from monai_transfer.networks.backbones.segresnet_ds import SegResEncoderBackbone, segresnet_ds_encoder
 from monai_transfer.networks.backbones.swin import SwinBackbone, swin_unetr_encoder
 from monai_transfer.networks.backbones.vit import ViTBackbone, vit_factory
 
 __all__ = [
     "DenseNetBackbone",
     "EfficientNetBackbone",
+    "GenesisUNetEncoder",
     "ResNetBackbone",
     "SegResNetBackbone",
+    "SegResEncoderBackbone",
     "SwinBackbone",
     "ViTBackbone",
     "BUILTIN_BACKBONES",
@@ -95,6 +99,24 @@ BUILTIN_BACKBONES: tuple[BackboneConfig, ...] = (
         description="ViT-B/16",
     ),
     BackboneConfig(
+        "vit_small_patch14",
+        vit_factory("small", 14),
+        "vit",
+        (2, 3),
+        384,
+        wraps="monai.networks.nets.ViT",
+        description="ViT-S/14 (DINOv2's)",
+    ),
+    BackboneConfig(
+        "vit_base_patch14",
+        vit_factory("base", 14),
+        "vit",
+        (2, 3),
+        768,
+        wraps="monai.networks.nets.ViT",
+        description="ViT-B/14 (DINOv2's)",
+    ),
+    BackboneConfig(
         "swin_unetr",
         swin_unetr_encoder,
         "swin",
@@ -111,5 +133,23 @@ BUILTIN_BACKBONES: tuple[BackboneConfig, ...] = (
         128,
         wraps="monai.networks.nets.SegResNet",
         description="SegResNet encoder, init_filters 16",
+    ),
+    BackboneConfig(
+        "segresnet_ds",
+        segresnet_ds_encoder,
+        "segresnet_ds",
+        (2, 3),
+        512,
+        wraps="monai.networks.nets.segresnet_ds.SegResEncoder",
+        description="SegResNetDS encoder, init_filters 32, five stages (1, 2, 2, 4, 4): CT-FM's",
+    ),
+    BackboneConfig(
+        "genesis_unet3d",
+        genesis_unet_encoder,
+        "genesis_unet",
+        (2, 3),
+        512,
+        wraps="Models Genesis 3D U-Net encoder (MONAI layers)",
+        description="Models Genesis 3D U-Net encoder (down_tr64 ... down_tr512)",
     ),
 )

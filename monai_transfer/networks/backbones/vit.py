@@ -1,4 +1,5 @@
-"""ViT-S/16 and ViT-B/16 backbones over MONAI's ``ViT`` (Dosovitskiy et al., 2021, arXiv:2010.11929).
+"""ViT-S and ViT-B backbones (patch 16, and patch 14 for DINOv2) over MONAI's ``ViT`` (Dosovitskiy et al., 2021,
+arXiv:2010.11929).
 
 Differences from MONAI's defaults, chosen so timm/ImageNet and MAE checkpoints reproduce their outputs:
 ``qkv_bias=True`` and LayerNorm ``eps=1e-6``. MONAI keeps no position embedding for the class token; timm's
@@ -149,10 +150,13 @@ class ViTBackbone(BackboneMixin, ViT):
         return stages
 
 
-def vit_factory(size: str):
+def vit_factory(size: str, patch_size: int = 16):
     def build(spatial_dims: int = 2, in_channels: int = 1, **kwargs: Any) -> ViTBackbone:
-        kwargs.setdefault("img_size", 224 if spatial_dims == 2 else 96)
+        patch = kwargs.setdefault("patch_size", patch_size)
+        # 224 (2D) and 96 (3D), rounded down to a multiple of the patch (84 for patch 14 in 3D)
+        side = (224 if spatial_dims == 2 else 96) // max(ensure_tuple_rep(patch, spatial_dims))
+        kwargs.setdefault("img_size", side * max(ensure_tuple_rep(patch, spatial_dims)))
         return ViTBackbone(size=size, spatial_dims=spatial_dims, in_channels=in_channels, **kwargs)
 
-    build.__name__ = f"vit_{size}_patch16"
+    build.__name__ = f"vit_{size}_patch{patch_size}"
     return build
