@@ -42,11 +42,14 @@ from monai_transfer.weights.checkpoint import (
     sha256_file,
     unwrap_state_dict,
 )
+from monai_transfer.weights.fetch import allowed_globals, fetch_weights
+from monai_transfer.weights.hub import is_hf_url
 from monai_transfer.weights.provenance import Provenance
 from monai_transfer.weights.report import LoadReport, PretrainedLoadError
 from monai_transfer.weights.sources import get_source, is_source_name, resolve_source
 from monai_transfer.weights.starting_point import find_bundle_weights
 from monai_transfer.weights.surgery import INFLATE_MODES, fit_state_dict
+from monai_transfer.weights.zoo import is_zoo_name, zoo_version
 
 __all__ = ["load_pretrained", "load_checkpoint", "resolve_adapter", "module_stages"]
 
@@ -143,8 +146,9 @@ def load_pretrained(
     Args:
         module: the target, usually a backbone from ``monai_transfer.networks.create_backbone`` (its
             ``backbone_name`` selects the file of a named source; its ``param_stages()`` groups the report).
-        checkpoint: a known source name (``monai_transfer.weights.list_sources``), an ``http(s)://``/``file://``
-            URL, a ``.pt``/``.pth``/``.ckpt``/``.safetensors`` file, a bundle or run folder the package writes
+        checkpoint: a known source name (``monai_transfer.weights.list_sources``; a model-zoo source pinned to a
+            version: ``"monai-zoo:NAME@VERSION"``), any model-zoo bundle (``"monai-zoo:NAME[@VERSION]"``), a Hugging
+            Face file (``"hf://OWNER/REPO[@REVISION]/FILE"``), an ``http(s)://``/``file://`` URL, a ``.pt``/``.pth``/``.ckpt``/``.safetensors`` file, a bundle or run folder the package writes
             (``monai_transfer.weights.starting_point.resolve_pretrained``: a fine-tuned network loads its
             ``backbone.`` part, its head is dropped and reported), or a state dict
             (possibly wrapped: ``{"state_dict": ...}``, ``{"model": ...}``, ``{"teacher": ...}``...).
@@ -178,6 +182,7 @@ def load_pretrained(
     description: str | None = None
     expected_hash = sha256
     folder_provenance: Provenance | None = None
+    safe_globals: tuple[str, ...] = ()
 
     if isinstance(checkpoint, (str, os.PathLike)) and not is_source_name(checkpoint) and os.path.isdir(checkpoint):
         # any folder the package writes (bundle, run folder): its weights file and their provenance, or its source
@@ -204,21 +209,33 @@ def load_pretrained(
                 f"{module_dims}D backbone (only 2D -> 3D inflation exists). Build it with "
                 f"spatial_dims={wfile.spatial_dims}."
             )
-        path = download_checkpoint(
+        path = fetch_weights(
             wfile.url, wfile.sha256, cache_dir=cache_dir, filename=wfile.filename, progress=progress,
-            what=f"{name} ({backbone_name})",
+            what=f"{name} ({backbone_name})", request_url=wfile.request_url,
         )  # fmt: skip
         known_provenance = known.provenance_for(str(backbone_name))
+        if is_zoo_name(wfile.url):  # record the bundle version that was actually read
+            version = zoo_version(path.parent.parent)
+            known_provenance = known_provenance.update(url=f"{wfile.url.partition('@')[0]}@{version or 'unknown'}")
+        safe_globals = wfile.safe_globals
         default_adapter = known.adapter_for(str(backbone_name))
         description = f"{name} ({path})"
         checkpoint, expected_hash = path, None  # already verified on download
+    elif is_zoo_name(checkpoint) or is_hf_url(checkpoint):  # a bundle or a file no registered source names
+        address = str(checkpoint)
+        checkpoint = fetch_weights(address, sha256, cache_dir=cache_dir, progress=progress)
+        if is_zoo_name(address):
+            address = f"{address.partition('@')[0]}@{zoo_version(Path(checkpoint).parent.parent) or 'unknown'}"
+        known_provenance = Provenance(url=address)
+        expected_hash = None
     elif isinstance(checkpoint, str) and urllib.parse.urlparse(checkpoint).scheme in _URL_SCHEMES:
         url = checkpoint
         checkpoint = download_checkpoint(url, sha256, cache_dir=cache_dir, progress=progress)
         known_provenance = Provenance(url=url)
         expected_hash = None
 
-    state_dict, file_provenance, read_description, file_hash = load_checkpoint(checkpoint, sha256=expected_hash)
+    with allowed_globals(safe_globals):  # only the harmless classes a named source's file is known to pickle
+        state_dict, file_provenance, read_description, file_hash = load_checkpoint(checkpoint, sha256=expected_hash)
     provenance = file_provenance or folder_provenance or known_provenance
     if provenance is not None and file_hash and not provenance.sha256:
         provenance = provenance.update(sha256=file_hash)

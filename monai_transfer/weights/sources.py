@@ -14,15 +14,20 @@ arguments the backbone must be built with (MedicalNet's ResNet-18/34 need ``shor
 
 Nothing here downloads at import time; ``load_pretrained(module, "<source name>")`` downloads on first use into
 a cache folder (``torch.hub.get_dir()/monai_transfer`` unless ``cache_dir=`` is given).
+
+The first sources are defined below; the catalogue of foundation models, model-zoo bundles and self-supervised
+ImageNet ResNet-50s lives in ``monai_transfer.weights.catalogue`` (one file per family), registered on first lookup.
+A model-zoo source may be pinned to a bundle version: ``"monai-zoo:brats_mri_segmentation@0.5.4"``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import replace
 from typing import Any
 
 from monai_transfer.utils.registry import Registry
 from monai_transfer.weights.provenance import Provenance
+from monai_transfer.weights.source_record import WeightFile, WeightSource
 
 __all__ = [
     "WeightFile",
@@ -34,68 +39,6 @@ __all__ = [
     "source_backbone_kwargs",
     "is_source_name",
 ]
-
-
-@dataclass(frozen=True)
-class WeightFile:
-    """One published file of a source, for one backbone.
-
-    Attributes:
-        url: download address.
-        sha256: full hex digest or a prefix of at least 8 hex digits; ``None`` when none is published.
-        backbone_kwargs: keyword arguments ``create_backbone`` must pass to the factory for the keys to fit.
-        spatial_dims: the dimensionality of the published weights (2D weights inflate into 3D backbones).
-        in_channels: input channels of the published weights (adapted automatically when they differ).
-        filename: cache file name (default: the URL's last path component).
-        provenance: overrides of the source's provenance for this file (input size, URL...).
-        adapter: overrides the source's adapter for this file (a DenseNet file in a mostly-ResNet source).
-    """
-
-    url: str
-    sha256: str | None = None
-    backbone_kwargs: dict[str, Any] = field(default_factory=dict)
-    spatial_dims: int = 2
-    in_channels: int = 3
-    filename: str | None = None
-    provenance: dict[str, Any] = field(default_factory=dict)
-    adapter: str | None = None
-
-
-@dataclass(frozen=True)
-class WeightSource:
-    """A named family of published weights.
-
-    Attributes:
-        name: registry name, e.g. ``"medicalnet-23datasets"``.
-        adapter: the checkpoint adapter that reads its files (``monai_transfer.weights.adapters``).
-        files: backbone registry name -> ``WeightFile``.
-        provenance: what is common to all files (method, data, modality, normalisation, licence, citation).
-        description: one line for users.
-        notes: caveats (e.g. a file format the loader refuses).
-    """
-
-    name: str
-    adapter: str
-    files: dict[str, WeightFile]
-    provenance: Provenance
-    description: str = ""
-    notes: str = ""
-
-    def adapter_for(self, backbone_name: str) -> str:
-        """The adapter that reads the file for ``backbone_name``."""
-        return self.files[backbone_name].adapter or self.adapter
-
-    def provenance_for(self, backbone_name: str) -> Provenance:
-        """The provenance record of the file for ``backbone_name``, with URL, hash and shape facts filled in."""
-        f = self.files[backbone_name]
-        return self.provenance.update(
-            url=f.url,
-            sha256=f.sha256 or "",
-            backbone_name=backbone_name,
-            spatial_dims=f.spatial_dims,
-            in_channels=f.in_channels,
-            **f.provenance,
-        )
 
 
 _IMAGENET_NORM = "ImageNet mean/std: (x/255 - (0.485, 0.456, 0.406)) / (0.229, 0.224, 0.225), RGB"
@@ -136,7 +79,9 @@ _BUILTIN: tuple[WeightSource, ...] = (
             modality="natural images (RGB)",
             input_size=(224, 224),
             intensity_normalisation=_IMAGENET_NORM,
-            preprocessing={"intensity": {"name": "imagenet", "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}},
+            preprocessing={
+                "intensity": {"name": "imagenet", "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+            },
             licence=_TV_LICENCE,
             citation="He et al., 2016, arXiv:1512.03385; Huang et al., 2017, arXiv:1608.06993",
         ),
@@ -152,7 +97,9 @@ _BUILTIN: tuple[WeightSource, ...] = (
             modality="natural images (RGB)",
             input_size=(224, 224),
             intensity_normalisation=_IMAGENET_NORM,
-            preprocessing={"intensity": {"name": "imagenet", "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}},
+            preprocessing={
+                "intensity": {"name": "imagenet", "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+            },
             licence=_TV_LICENCE,
             citation="He et al., 2016, arXiv:1512.03385; Vryniotis, 2021, 'How to train state-of-the-art models "
             "using TorchVision's latest primitives'",
@@ -247,8 +194,9 @@ _BUILTIN: tuple[WeightSource, ...] = (
             input_size=(224, 224),
             intensity_normalisation="[0, 255] mapped to [-1024, 1024] (xrv.datasets.normalize(img, 255)), 1 channel",
             # radiograph percentile scaling to [0, 1] then the XRV range: the package's CXR reading of "8-bit"
-            preprocessing={"intensity": {"name": "percentile", "lower": 0.5, "upper": 99.5, "b_min": -1024.0,
-                                         "b_max": 1024.0}},
+            preprocessing={
+                "intensity": {"name": "percentile", "lower": 0.5, "upper": 99.5, "b_min": -1024.0, "b_max": 1024.0}
+            },
             licence="Apache-2.0 (torchxrayvision); the CXR datasets keep their own licences",
             citation="Cohen et al., 2022, arXiv:2111.00595",
         ),
@@ -260,9 +208,29 @@ _BUILTIN: tuple[WeightSource, ...] = (
     ),
 )
 
-_SOURCES: Registry[WeightSource] = Registry("weight source")
+
+def _load_catalogue() -> None:
+    # the catalogue imports this module's record types, so it is read on first lookup rather than imported above
+    from monai_transfer.weights.catalogue import CATALOGUE
+
+    for source in CATALOGUE:
+        if source.name not in _SOURCES:  # a source the user registered first keeps its name
+            _SOURCES.register(source)
+
+
+_SOURCES: Registry[WeightSource] = Registry("weight source", loader=_load_catalogue)
 for _source in _BUILTIN:
     _SOURCES.register(_source)
+
+_ZOO = "monai-zoo:"
+
+
+def _split_version(name: str) -> tuple[str, str | None]:
+    """``"monai-zoo:NAME@VERSION"`` -> ``("monai-zoo:NAME", "VERSION")``; other names are returned whole."""
+    if name.startswith(_ZOO) and "@" in name:
+        base, _, version = name.partition("@")
+        return base, version or None
+    return name, None
 
 
 def register_source(source: WeightSource, overwrite: bool = False) -> WeightSource:
@@ -272,12 +240,13 @@ def register_source(source: WeightSource, overwrite: bool = False) -> WeightSour
 
 def is_source_name(name: Any) -> bool:
     """Whether ``name`` is a registered source name."""
-    return isinstance(name, str) and name in _SOURCES
+    return isinstance(name, str) and _split_version(name)[0] in _SOURCES
 
 
 def get_source(name: str) -> WeightSource:
-    """The registered source ``name``; ``KeyError`` naming close and known ones otherwise."""
-    return _SOURCES.get(name)
+    """The registered source ``name`` (a pinned zoo version gives its bundle's source); ``KeyError`` naming close
+    and known ones otherwise."""
+    return _SOURCES.get(_split_version(name)[0])
 
 
 def list_sources(backbone_name: str | None = None) -> list[str]:
@@ -298,7 +267,11 @@ def resolve_source(name: str, backbone_name: str | None) -> tuple[WeightSource, 
             f"Source {name!r} has no weights for backbone {backbone_name!r}; it covers {sorted(source.files)}. "
             f"Sources for {backbone_name!r}: {list_sources(backbone_name)}."
         )
-    return source, source.files[backbone_name]
+    wfile = source.files[backbone_name]
+    version = _split_version(name)[1]
+    if version is not None:  # a pinned model-zoo bundle: the same encoder map, another version of the file
+        wfile = replace(wfile, url=f"{wfile.url.partition('@')[0]}@{version}")
+    return source, wfile
 
 
 def source_backbone_kwargs(name: Any, backbone_name: str | None = None) -> dict[str, Any]:
@@ -315,7 +288,7 @@ def source_backbone_kwargs(name: Any, backbone_name: str | None = None) -> dict[
     """
     if not is_source_name(name):
         return {}
-    source = _SOURCES[name]
+    source = get_source(name)
     if backbone_name is not None:
         f = source.files.get(backbone_name)
         return dict(f.backbone_kwargs) if f is not None else {}

@@ -1,8 +1,8 @@
 """Checkpoint adapters, one file per source family; importing this package registers them.
 
-Detection order (ties in ``detect_adapter`` go to the earlier one): SwinUNETR, timm ViT, TorchXRayVision DenseNet,
-torchvision DenseNet, MedicalNet, torchvision ResNet, monai_transfer's fine-tuned TransferNet, lightly/solo-learn,
-MONAI-native.
+Detection order (ties in ``detect_adapter`` go to the earlier one): SwinUNETR, open_clip (BiomedCLIP), RadImageNet,
+timm ViT, TorchXRayVision DenseNet, torchvision DenseNet, MedicalNet, Models Genesis, the benchmark SSL ResNet-50s,
+torchvision ResNet, monai_transfer's fine-tuned TransferNet, lightly/solo-learn, MONAI-native.
 """
 
 from __future__ import annotations
@@ -23,7 +23,11 @@ from monai_transfer.weights.adapters.base import (
 )
 from monai_transfer.weights.adapters.lightning_ssl import LIGHTNING_SSL
 from monai_transfer.weights.adapters.medicalnet import MEDICALNET
+from monai_transfer.weights.adapters.models_genesis import MODELS_GENESIS
 from monai_transfer.weights.adapters.monai_bundle import MONAI
+from monai_transfer.weights.adapters.open_clip_vit import OPEN_CLIP_TIMM_VIT
+from monai_transfer.weights.adapters.radimagenet import RADIMAGENET
+from monai_transfer.weights.adapters.ssl_resnet import SSL_RESNET
 from monai_transfer.weights.adapters.swin_ssl import SWIN_SSL
 from monai_transfer.weights.adapters.timm_vit import TIMM_VIT
 from monai_transfer.weights.adapters.torchvision_models import DENSENET, RESNET
@@ -48,10 +52,14 @@ __all__ = [
 
 BUILTIN_ADAPTERS: tuple[Adapter, ...] = (
     SWIN_SSL,
+    OPEN_CLIP_TIMM_VIT,
+    RADIMAGENET,
     TIMM_VIT,
     TORCHXRAYVISION,
     DENSENET,
     MEDICALNET,
+    MODELS_GENESIS,
+    SSL_RESNET,
     RESNET,
     TRANSFER_NET,
     LIGHTNING_SSL,

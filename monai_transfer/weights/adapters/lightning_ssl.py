@@ -28,7 +28,7 @@ import torch
 
 from monai_transfer.weights.adapters.base import HEAD_PATTERNS, Adapter, KeyFn, matches_any, strip_prefixes
 from monai_transfer.weights.adapters.swin_ssl import SWIN_SSL, map_swin_key
-from monai_transfer.weights.adapters.timm_vit import fold_class_position, map_timm_vit_key
+from monai_transfer.weights.adapters.timm_vit import finalize_timm_vit, map_timm_vit_key
 from monai_transfer.weights.adapters.torchvision_models import is_densenet_layout, map_densenet_key
 
 __all__ = ["BACKBONE_PREFIXES", "TORCHVISION_RESNET_CHILDREN", "LIGHTNING_SSL"]
@@ -127,6 +127,6 @@ LIGHTNING_SSL = Adapter(
     description="lightly / solo-learn / MoCo SSL checkpoints: backbone.* kept (Sequential children renamed), heads dropped",
     detect=_detect,
     bind=_bind,
-    finalize=fold_class_position,
+    finalize=finalize_timm_vit,
     reference="lightly: https://github.com/lightly-ai/lightly; solo-learn: da Costa et al., 2022, JMLR 23(56)",
 )

@@ -5,7 +5,9 @@ The backbone's keys are MONAI's own, so the only question is under which prefix 
 (``swinViT.`` in a SwinUNETR bundle, none in a DenseNet121 classification bundle, ``backbone.`` in a TransferNet).
 The adapter tries every prefix made of up to three leading key components and keeps the one under which the most
 module keys are found (ties: more matching shapes, then the shorter prefix). Keys outside that prefix (decoders,
-other networks) and classifier heads under it (``class_layers.out``, ``fc``, ``classification_head`` ...) are
+other networks), classifier heads under it (``class_layers.out``, ``fc``, ``classification_head`` ...) and the decoders
+that MONAI's encoder-decoder networks keep beside their encoder under the same prefix (SegResNet's ``up_layers``,
+``up_samples``, ``conv_final``: the model zoo's ``brats_mri_segmentation`` and ``wholeBody_ct_segmentation``) are
 dropped and reported as such.
 """
 
@@ -17,7 +19,10 @@ import torch
 
 from monai_transfer.weights.adapters.base import HEAD_PATTERNS, Adapter, KeyFn, matches_any
 
-__all__ = ["best_prefix", "MONAI"]
+__all__ = ["best_prefix", "DECODER_PATTERNS", "MONAI"]
+
+#: decoders that sit beside the encoder's keys in MONAI networks (SegResNet, SegResNetDS): never backbone keys
+DECODER_PATTERNS: tuple[str, ...] = (r"^up_layers\.", r"^up_samples\.", r"^conv_final\.")
 
 
 def _candidates(keys: list[str], depth: int = 3) -> set[str]:
@@ -54,7 +59,7 @@ def _bind(source: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]
         if not key.startswith(prefix):
             return None
         k = key[len(prefix) :]
-        if k not in target and matches_any(k, HEAD_PATTERNS):
+        if k not in target and (matches_any(k, HEAD_PATTERNS) or matches_any(k, DECODER_PATTERNS)):
             return None
         return k, value
 
