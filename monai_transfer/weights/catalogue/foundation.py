@@ -81,8 +81,8 @@ FOUNDATION: tuple[WeightSource, ...] = (
             modality="CT",
             intensity_normalisation="HU clipped to [-1024, 2048] and scaled to [0, 1]; orientation SPL",
             preprocessing={"intensity": {"name": "range", "a_min": -1024, "a_max": 2048, "b_min": 0.0, "b_max": 1.0}},
-            licence="see the model card of project-lighter/ct_fm_feature_extractor (not recorded here); the IDC "
-            "collections keep their own licences",
+            licence="see model card (https://huggingface.co/project-lighter/ct_fm_feature_extractor; not recorded "
+            "here); the IDC collections keep their own licences",
             citation="Pai et al., 2025, arXiv:2501.09001",
             notes="MONAI SegResEncoder(init_filters=32, blocks_down=(1, 2, 2, 4, 4), batch norm); the safetensors "
             "file holds its keys unprefixed.",
