@@ -1,4 +1,5 @@
-"""The ``weights`` commands: ``sources`` (known published weights), ``inspect`` and ``convert`` (load reports)."""
+"""The ``weights`` commands: ``sources`` (known published weights), ``inspect`` and ``convert`` (load reports), and
+``doctor`` (map a checkpoint no adapter claims into a backbone)."""
 
 from __future__ import annotations
 
@@ -157,6 +158,94 @@ def _add_load_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _cmd_weights_doctor(args: argparse.Namespace) -> int:
+    from monai_transfer.cli._common import _parse_kv
+    from monai_transfer.networks import create_backbone
+    from monai_transfer.weights import Provenance
+    from monai_transfer.weights.doctor import (
+        DoctorError,
+        diagnose,
+        kernel_dims,
+        read_for_doctor,
+        save_converted,
+        unwrap_container,
+    )
+
+    if args.out and _same_file(args.checkpoint, args.out):
+        raise FileExistsError(
+            f"--out {args.out} is the checkpoint being converted: refusing to overwrite the input; choose another file"
+        )
+    checkpoint = read_for_doctor(args.checkpoint)
+    dims = args.spatial_dims or kernel_dims(unwrap_container(checkpoint.obj)[0]) or 2  # the checkpoint's own
+    kwargs = _parse_kv(args.backbone_kwargs)
+    model = create_backbone(args.backbone, spatial_dims=dims, in_channels=args.in_channels, **kwargs)
+    report = diagnose(checkpoint, model, inflate=args.inflate, prefix=args.prefix)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.to_table())
+    if report.filled == 0 or (args.out and not report.ok):
+        raise DoctorError(report.reason)  # refused: one sentence, exit code 2, nothing written
+    if not report.ok:
+        return 1
+    if args.out:
+        base = report.provenance or Provenance()
+        extra = {**base.extra, "backbone_kwargs": kwargs} if kwargs else base.extra
+        record = Provenance.from_dict({**base.to_dict(), "extra": extra, **_parse_provenance(args.provenance)})
+        path = save_converted(report, model, args.out, provenance=record)
+        options = " ".join(f"{k}={v}" for k, v in kwargs.items())
+        flags = f"--backbone {args.backbone} --spatial-dims {dims} --in-channels {args.in_channels}"
+        flags += f" (backbone options {options})" if options else ""
+        print(f"wrote {path}: load it with --pretrained {path} {flags}", file=sys.stderr if args.json else sys.stdout)
+    return 0
+
+
+def _add_doctor_parser(wsub: argparse._SubParsersAction) -> None:
+    p = wsub.add_parser(
+        "doctor",
+        help="find how a checkpoint no adapter reads maps into a backbone; write it converted",
+        description=(
+            "Find the mapping of CHECKPOINT into a backbone: the container (state_dict, model, module, teacher, "
+            "encoder...), the prefix (module., model., backbone., swin_vit. ...), the known renames of torchvision, "
+            "timm, MONAI, SwinUNETR, lightly, solo-learn and MMPretrain/MMSelfSup, then unique shapes for what names "
+            "leave, and 2D-to-3D inflation only with --inflate. It prints the coverage per step and per stage and what "
+            "stays unmatched. Nothing is guessed: two tensors that could fill one key (or two equal readings) are "
+            "reported, not taken. With --out it writes the converted weights (atomically, with provenance) that "
+            "--pretrained then loads strictly. Exit codes: 0 when every backbone tensor is settled (and --out "
+            "written); 1 when some are not (the report says which; nothing written); 2 when the checkpoint cannot be "
+            "read, fits no part of the backbone, or --out was asked and the mapping is incomplete (one error line)."
+        ),
+    )
+    p.add_argument("checkpoint", help="a checkpoint file (.pt/.pth/.ckpt/.safetensors) or a bundle folder")
+    p.add_argument("--backbone", required=True, help="registry name (see 'monai-transfer backbones')")
+    p.add_argument(
+        "--spatial-dims",
+        type=int,
+        choices=[2, 3],
+        default=None,
+        help="default: the checkpoint's own (from its convolution kernels; 2 without any)",
+    )
+    p.add_argument("--in-channels", type=int, default=1, help="channel surgery adapts the first convolution")
+    p.add_argument(
+        "--backbone-kwargs",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="backbone options, e.g. feature_size=12 (fine-tuning must build the backbone with the same)",
+    )
+    p.add_argument(
+        "--inflate", choices=["mean", "centre"], default=None, help="inflate 2D kernels into a 3D backbone (I3D)"
+    )
+    p.add_argument("--prefix", default=None, help="read names only under this prefix (settles equal readings)")
+    p.add_argument("--out", default=None, help="write the converted weights here (.pt or .safetensors)")
+    p.add_argument(
+        "--provenance",
+        nargs="*",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="provenance fields to set in --out, e.g. method=SimCLR modality=CT",
+    )
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=_cmd_weights_doctor)
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     weights = sub.add_parser(
         "weights",
@@ -210,4 +299,5 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="provenance fields to set, e.g. method=SimCLR modality=CT source_data='LIDC-IDRI'",
     )
     p.set_defaults(func=_cmd_weights_convert)
+    _add_doctor_parser(wsub)
     help_by_default(weights)
