@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -207,7 +208,7 @@ def read_names(
     """
     top = {k.split(".", 1)[0] for k in target}
     prefixes = [prefix] if prefix is not None else candidate_prefixes(list(source), top)
-    best: dict[frozenset, Reading] = {}
+    best: dict[Any, Reading] = {}
     best_score = (0, 0)
     for p in prefixes:
         for reader in readers:
@@ -220,8 +221,11 @@ def read_names(
             if score > best_score:
                 best, best_score = {}, score
             # one reading found twice (an adapter that strips the prefix itself): keep the one naming the longest
-            # prefix (the most explicit), else the first reader (the simplest rename)
-            sig = reading.signature()
+            # prefix (the most explicit), else the first reader (the simplest rename); the same names with other
+            # values (a finalize step one reader applies and the other not) are two readings, not one
+            sig: Any = reading.signature()
+            while sig in best and not _same_values(best[sig], reading):
+                sig = (sig, len(best))
             if sig not in best or len(reading.prefix) > len(best[sig].prefix):
                 best[sig] = reading
     if not best:
@@ -233,6 +237,10 @@ def read_names(
     if len(originals) == 1:
         return NameChoice(chosen=originals[0], skipped_copies=[r for r in tied if r is not originals[0]])
     return NameChoice(chosen=None, tied=tied)
+
+
+def _same_values(a: Reading, b: Reading) -> bool:
+    return all(torch.equal(a.tensors[k], b.tensors[k]) for k in a.fits if k not in a.collisions)
 
 
 def _leaf(key: str) -> str:

@@ -103,6 +103,26 @@ def _mmselfsup_mocov2(resnet: nn.Module) -> dict:
     return {"meta": {"mmselfsup_version": "1.0.0"}, "state_dict": sd}
 
 
+def _mmpretrain_avg_down(resnet: nn.Module) -> dict:
+    # MMPretrain ResNet(avg_down=True): downsample.0 is an AvgPool, the 1x1 conv and its norm sit at .1 and .2
+    def shift(key: str) -> str:
+        return key.replace(".downsample.1.", ".downsample.2.").replace(".downsample.0.", ".downsample.1.")
+
+    sd = {f"backbone.{shift(k)}": v for k, v in resnet.state_dict().items() if not k.startswith("fc.")}
+    return {"meta": {"mmpretrain_version": "1.2.0"}, "state_dict": sd}
+
+
+def _moco_official(resnet: nn.Module) -> dict:
+    # facebookresearch/moco main_moco.py: DDP-wrapped MoCo with encoder_q, encoder_k (momentum), queue; v2's MLP fc
+    q = copy.deepcopy(resnet)
+    q.fc = nn.Sequential(nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 128))
+    sd = {f"module.encoder_q.{k}": v for k, v in q.state_dict().items()}
+    sd |= {f"module.encoder_k.{k}": v.clone() + 1 for k, v in q.state_dict().items()}
+    sd |= {"module.queue": torch.randn(128, 4096), "module.queue_ptr": torch.zeros(1, dtype=torch.long)}
+    optimizer = torch.optim.SGD(q.parameters(), lr=0.03, momentum=0.9).state_dict()
+    return {"epoch": 200, "arch": "resnet18", "state_dict": sd, "optimizer": optimizer}
+
+
 def _data_parallel(resnet: nn.Module) -> dict:
     return nn.DataParallel(resnet).state_dict()  # "module.conv1.weight", ...
 
@@ -122,6 +142,8 @@ RESNET_LAYOUTS = {
     "solo-learn-byol": (_solo_learn, "backbone.", "as-is"),
     "mmpretrain": (_mmpretrain, "backbone.", "as-is"),
     "mmselfsup-mocov2": (_mmselfsup_mocov2, "backbone.", "as-is"),
+    "mmpretrain-avg-down": (_mmpretrain_avg_down, "backbone.", "mmpretrain-avg-down"),
+    "moco-official": (_moco_official, "module.encoder_q.", "as-is"),
     "data-parallel": (_data_parallel, "module.", "as-is"),
     "lightning-model": (_lightning_model, "model.", "as-is"),
 }
@@ -296,3 +318,26 @@ def test_the_report_is_json_serialisable(resnet):
     data = json.loads(json.dumps(report.to_dict()))
     assert data["ok"] and data["filled"] == data["total"] == 100 and data["steps"] == {"names": 120, "shapes": 0}
     assert data["reason"] == "" and data["container"] == ["state_dict"]
+
+
+def test_the_converted_file_may_be_safetensors(resnet, tmp_path):
+    pytest.importorskip("safetensors")
+    net = create_backbone("resnet18", spatial_dims=2, in_channels=3)
+    convert(_lightning_model(resnet), net, tmp_path / "r18.safetensors")
+    _assert_loads_strictly(tmp_path / "r18.safetensors", resnet)
+
+
+def test_equal_names_with_other_values_are_two_readings(resnet):
+    # the same keys under one prefix, once as they are and once as a reader that changes values would give them:
+    # a reading is its names and its values, so two readings that differ only in values are still a tie
+    from monai_transfer.weights.doctor_match import read_names
+    from monai_transfer.weights.renames import Reader
+
+    def doubled(source, target):
+        return lambda key, value: (key, value * 2)
+
+    net = create_backbone("resnet18", spatial_dims=2, in_channels=3)
+    target = net.state_dict()
+    readers = (Reader("as-is", "", lambda s, t: lambda k, v: (k, v)), Reader("doubled", "", doubled))
+    choice = read_names(resnet.state_dict(), target, set(target), readers, "conv1.weight")
+    assert choice.chosen is None and [r.reader for r in choice.tied] == ["as-is", "doubled"]
