@@ -134,6 +134,52 @@ BUNDLES: dict[str, dict[str, Any]] = {
         "'--intensity range --intensity-arg a_min=-1000 a_max=1000'). " + _SEG_USE,
         "train_values": {"batch_size": 1},
     },
+    "segresnet_ds_ctfm_seg3d": {
+        "backbone": "segresnet_ds",
+        "pretrained": "ct-fm",
+        "task": "segmentation",
+        "spatial_dims": 3,
+        "labels": ["background", "structure"],
+        "patch_size": 96,
+        "modality": "CT",
+        "name": "SegResNetDS encoder (CT-FM, self-supervised on 148,000 CT scans) 3D CT segmentation",
+        "description": "The SegResNetDS encoder of CT-FM (Pai et al., 2025), pretrained by intra-sample contrastive "
+        "learning on 148,000 CT scans of the NCI Imaging Data Commons, with a U-Net decoder over its five feature "
+        "maps, for 3D CT segmentation with CT-FM's intensity contract (HU -1024..2048 to [0, 1]). Fine-tune on a "
+        "datalist of 3D CT volumes with a label map each (0 background, 1 the structure); recreate the bundle with "
+        "'monai-transfer bundle create --labels ...' for more classes. Training crops 96^3 patches; evaluation and "
+        "inference run a 96^3 sliding window and write each label map with its input's geometry.",
+        "train_values": {"batch_size": 1},
+    },
+    "vit_small_dinov2_cls2d": {
+        "backbone": "vit_small_patch14",
+        "pretrained": "dinov2-lvd142m",
+        "task": "classification",
+        "spatial_dims": 2,
+        "labels": CXR,
+        "spatial_size": 224,
+        "modality": "CXR",
+        "name": "ViT-S/14 (DINOv2) 2D classification",
+        "description": "ViT-S/14 with DINOv2's self-supervised weights (LVD-142M), its 37x37 position embeddings "
+        "resampled to the 16x16 patch grid of 224x224 images and its RGB patch embedding converted to one channel by "
+        "channel surgery, with a new classification head for 2D grey-scale images (ImageNet intensity statistics). "
+        + _CLS_USE.format(*CXR),
+    },
+    "resnet50_radimagenet_cls2d": {
+        "backbone": "resnet50",
+        "pretrained": "radimagenet",
+        "task": "classification",
+        "spatial_dims": 2,
+        "labels": CXR,
+        "spatial_size": 224,
+        "modality": "CXR",
+        "name": "ResNet-50 (RadImageNet) 2D classification",
+        "description": "ResNet-50 pretrained by supervised classification of 1.35 million CT, MR and ultrasound "
+        "images (RadImageNet, a modality-matched medical start), its RGB stem converted to one channel, with a new "
+        "classification head at 224x224 and RadImageNet's [-1, 1] intensity range. " + _CLS_USE.format(*CXR) + " "
+        "RadImageNet hands its PyTorch weights out through a Google Drive folder: download ResNet50.pt once and put it "
+        "where the download error says (docs/weights.md).",
+    },
 }
 
 

@@ -10,6 +10,9 @@ __all__ = ["FOUNDATION"]
 _HF = "https://huggingface.co/{repo}/resolve/main/{file}"
 _CLIP_MEAN, _CLIP_STD = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
 _IMAGENET = {"name": "imagenet", "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+# publishers that hand their files out by hand: the address is the page, the file never downloads by URL
+_RADIMAGENET = "https://drive.google.com/drive/folders/1Es7cK1hv7zNHJoUW0tI0e6nLFVYTqPqK"
+_GENESIS_FORM = "https://www.wjx.top/jq/46747127.aspx"
 
 
 def _dinov2(size: str) -> WeightFile:
@@ -94,17 +97,8 @@ FOUNDATION: tuple[WeightSource, ...] = (
         adapter="radimagenet",
         description="RadImageNet ResNet-50 and DenseNet-121: supervised on 1.35M CT, MR and ultrasound images",
         files={
-            "resnet50": WeightFile(
-                "https://drive.google.com/drive/folders/1Es7cK1hv7zNHJoUW0tI0e6nLFVYTqPqK/RadImageNet_pytorch/ResNet50.pt",
-                filename="RadImageNet_ResNet50.pt",
-                request_url="https://drive.google.com/drive/folders/1Es7cK1hv7zNHJoUW0tI0e6nLFVYTqPqK",
-            ),
-            "densenet121": WeightFile(
-                "https://drive.google.com/drive/folders/1Es7cK1hv7zNHJoUW0tI0e6nLFVYTqPqK/RadImageNet_pytorch/"
-                "DenseNet121.pt",
-                filename="RadImageNet_DenseNet121.pt",
-                request_url="https://drive.google.com/drive/folders/1Es7cK1hv7zNHJoUW0tI0e6nLFVYTqPqK",
-            ),
+            "resnet50": WeightFile(_RADIMAGENET, filename="RadImageNet_ResNet50.pt", request_url=_RADIMAGENET),
+            "densenet121": WeightFile(_RADIMAGENET, filename="RadImageNet_DenseNet121.pt", request_url=_RADIMAGENET),
         },
         provenance=Provenance(
             method="supervised classification (165 pathology labels)",
@@ -127,11 +121,7 @@ FOUNDATION: tuple[WeightSource, ...] = (
         description="Models Genesis Chest CT: 3D U-Net self-supervised by image restoration on LUNA16 CT",
         files={
             "genesis_unet3d": WeightFile(
-                "https://github.com/MrGiovanni/ModelsGenesis/Genesis_Chest_CT.pt",
-                filename="Genesis_Chest_CT.pt",
-                spatial_dims=3,
-                in_channels=1,
-                request_url="https://www.wjx.top/jq/46747127.aspx",
+                _GENESIS_FORM, filename="Genesis_Chest_CT.pt", spatial_dims=3, in_channels=1, request_url=_GENESIS_FORM
             )
         },
         provenance=Provenance(
