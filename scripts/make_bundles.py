@@ -94,7 +94,7 @@ BUNDLES: dict[str, dict[str, Any]] = {
         "description": "ResNet-50 encoder with torchvision's ImageNet-1k weights (IMAGENET1K_V2) inflated to 3D (each "
         "2D kernel repeated along the new axis and divided by its depth, I3D-style) and converted to one channel, "
         "with a U-Net decoder, for 3D segmentation with ImageNet's intensity statistics. " + _SEG_USE,
-        "train_values": {"batch_size": 2},
+        "overrides": {"batch_size": 2},
     },
     "resnet50_medicalnet_seg3d": {
         "backbone": "resnet50",
@@ -108,7 +108,7 @@ BUNDLES: dict[str, dict[str, Any]] = {
         "description": "3D ResNet-50 encoder pretrained by MedicalNet (Med3D) on 23 public CT and MR segmentation "
         "datasets, with a U-Net decoder, for 3D segmentation with MedicalNet's intensity mapping (z-score over "
         "non-zero voxels). " + _SEG_USE,
-        "train_values": {"batch_size": 2},
+        "overrides": {"batch_size": 2},
     },
     "swin_unetr_ssl_seg3d": {
         "backbone": "swin_unetr",
@@ -132,7 +132,7 @@ BUNDLES: dict[str, dict[str, Any]] = {
         "a U-Net decoder over its five feature maps, for 3D segmentation. The encoder saw CT windowed to [0, 1]; this bundle maps each "
         "volume's 0.5-99.5 intensity percentiles to [0, 1] instead, which fits MR (for CT, recreate it with "
         "'--intensity range --intensity-arg a_min=-1000 a_max=1000'). " + _SEG_USE,
-        "train_values": {"batch_size": 1},
+        "overrides": {"batch_size": 1},
     },
     "segresnet_ds_ctfm_seg3d": {
         "backbone": "segresnet_ds",
@@ -149,7 +149,7 @@ BUNDLES: dict[str, dict[str, Any]] = {
         "datalist of 3D CT volumes with a label map each (0 background, 1 the structure); recreate the bundle with "
         "'monai-transfer bundle create --labels ...' for more classes. Training crops 96^3 patches; evaluation and "
         "inference run a 96^3 sliding window and write each label map with its input's geometry.",
-        "train_values": {"batch_size": 1},
+        "overrides": {"batch_size": 1},
     },
     "vit_small_dinov2_cls2d": {
         "backbone": "vit_small_patch14",

@@ -31,7 +31,11 @@ from pathlib import Path
 from typing import Any
 
 from monai_transfer.bundle.templates.finetune import evaluate_config, finetune_config, inference_config
+from monai_transfer.engines import specs
+from monai_transfer.engines.specs import FinetuneSpec, SpecFieldError
 from monai_transfer.engines.templates import render
+from monai_transfer.engines.workflow import apply_overrides, parse_overrides
+from monai_transfer.finetune.config import strategy_parts
 from monai_transfer.transforms.preprocessing import describe_intensity, intensity_of
 from monai_transfer.utils.atomic import atomic_write_json, atomic_write_text
 from monai_transfer.utils.sizes import per_axis
@@ -120,28 +124,15 @@ def starting_point(pretrained: str | os.PathLike | None, backbone: str) -> dict[
     return out
 
 
-def _network_facts(
-    backbone: str,
-    spatial_dims: int,
-    in_channels: int,
-    task: str,
-    num_classes: int,
-    backbone_kwargs: Mapping[str, Any] | None,
-    pretrained_source: str | None,
-) -> dict[str, Any]:
+def _network_facts(spec: FinetuneSpec, pretrained_source: str | None) -> dict[str, Any]:
+    """The network's largest stride, its backbone options (a source's own first), a ViT's input size, its size."""
     from monai_transfer.networks import create_transfer_net
     from monai_transfer.weights.sources import source_backbone_kwargs
 
-    kwargs = {**source_backbone_kwargs(pretrained_source, backbone), **dict(backbone_kwargs or {})}
-    net = create_transfer_net(
-        backbone,
-        task=task,
-        spatial_dims=spatial_dims,
-        in_channels=in_channels,
-        num_classes=num_classes,
-        backbone_kwargs=kwargs,
-        seed=0,
-    )
+    kwargs = {**source_backbone_kwargs(pretrained_source, spec.backbone), **dict(spec.backbone_kwargs)}
+    net = create_transfer_net(spec.backbone, task=spec.task, spatial_dims=spec.spatial_dims,
+                              in_channels=spec.in_channels, num_classes=spec.num_classes, backbone_kwargs=kwargs,
+                              seed=0)  # fmt: skip
     stride = int(max(s.stride for s in net.backbone.feature_info))
     img = getattr(net.backbone, "img_size", None)
     return {
@@ -319,24 +310,15 @@ def _license(start: Mapping[str, Any]) -> str:
     )
 
 
+#: what ``create_bundle(out_dir, ...)`` reads from positional arguments after ``out_dir``, in order
+POSITIONAL = ("backbone", "task", "spatial_dims", "num_classes")
+
+
 def create_bundle(
     out_dir: str | os.PathLike,
-    backbone: str,
-    task: str,
-    spatial_dims: int,
-    num_classes: int,
-    in_channels: int = 1,
+    *args: Any,
     labels: Sequence[str] | None = None,
-    pretrained: str | os.PathLike | None = None,
     weights: str | os.PathLike | None = None,
-    strategy: str = "full",
-    strategy_kwargs: Mapping[str, Any] | None = None,
-    intensity: Mapping[str, Any] | None = None,
-    spatial_size: Sequence[int] | int | None = None,
-    patch_size: Sequence[int] | int | None = None,
-    backbone_kwargs: Mapping[str, Any] | None = None,
-    head_kwargs: Mapping[str, Any] | None = None,
-    train_values: Mapping[str, Any] | None = None,
     name: str | None = None,
     description: str | None = None,
     modality: str | None = None,
@@ -344,50 +326,60 @@ def create_bundle(
     changelog: str = "initial version",
     extra_metadata: Mapping[str, Any] | None = None,
     overwrite: bool = False,
+    **settings: Any,
 ) -> Path:
     """Write a bundle (layout in the module docstring) and return its folder.
 
+    The network and its fine-tuning are the fields of :class:`~monai_transfer.engines.specs.FinetuneSpec`, checked
+    as a run checks them and rendered by the same ``finetune_config``: give a spec, or settings by name (``backbone``,
+    ``task``, ``spatial_dims``, ``num_classes`` also by position). ``pretrained`` is the starting point: a weight
+    source name (its file goes to ``large_files.yml``), a checkpoint or bundle (its weights copied into
+    ``models/pretrained/``), or ``None`` (random initialisation); ``intensity`` defaults to the starting point's
+    recorded preprocessing (z-score when none), a classifier's ``spatial_size`` to a ViT's ``img_size``; ``overrides``
+    (``{"batch_size": 2}``, ``bundle create --set``) are set in ``train.json`` last; ``resume`` defaults to
+    ``"overwrite"`` (MONAI Label retrains in the bundle's folder).
+
     Args:
         out_dir: the bundle folder (refused when it exists, unless ``overwrite``).
-        backbone, task, spatial_dims, num_classes, in_channels: the network (``create_transfer_net``).
         labels: class names (background first for segmentation); default ``class_0``...
-        pretrained: the starting point: a weight source name (its file goes to ``large_files.yml``), a checkpoint
-            path (copied into ``models/pretrained/``), or ``None`` (random initialisation).
         weights: fine-tuned weights (a ``state_dict`` file) to ship as ``models/model.pt``; hard-linked when the
             file system allows (no second copy on disk), copied otherwise.
-        strategy, strategy_kwargs: the fine-tuning strategy of ``train.json``.
-        intensity: the intensity spec; default the starting point's recorded preprocessing (z-score when none).
-        spatial_size: classification input size (a ViT's ``img_size`` by default).
-        patch_size: segmentation training crop (3D: the sliding window).
-        backbone_kwargs, head_kwargs: passed to ``create_transfer_net``.
-        train_values: top-level values of ``train.json`` to set (``{"lr": 1e-4, "batch_size": 4}``).
         name, description, modality: for the metadata and README.
         version, changelog: the bundle's version and its changelog entry.
         extra_metadata: kept under ``monai_transfer`` in the metadata (``eval_metrics`` goes to the top level).
         overwrite: replace an existing ``out_dir``.
+
+    Raises:
+        SpecFieldError: a bad or missing setting, named, before anything is written.
     """
+    settings.setdefault("resume", "overwrite")
+    spec = specs.spec_class("finetune").from_arguments(args, settings, POSITIONAL, "create_bundle")
     out = Path(out_dir)
     if out.exists() and not overwrite:
         raise BundleExistsError(f"{out} exists; choose another folder or pass overwrite=True (--overwrite)")
-    labels = list(labels) if labels else [f"class_{i}" for i in range(int(num_classes))]
-    if len(labels) != int(num_classes):
-        raise ValueError(f"{len(labels)} labels {labels} for num_classes={num_classes}")
+    spec, labels = _settle_classes(spec, labels)
     from monai_transfer.finetune import create_strategy
 
     # an unknown strategy or option fails here, not at the bundle's first run
-    create_strategy(strategy, **{"lr": 1e-3, "weight_decay": 1e-4, "head_lr_mult": 1.0, **dict(strategy_kwargs or {})})
-    start = starting_point(pretrained, backbone)
-    spec = dict(intensity) if intensity is not None else intensity_of((start["provenance"] or {}).get("preprocessing"))
-    facts = _network_facts(backbone, spatial_dims, in_channels, task, num_classes, backbone_kwargs, start.get("source"))
-    if task == "classification" and spatial_size is None and facts["img_size"] is not None:
+    strategy, strategy_kwargs = strategy_parts(spec.strategy, spec.strategy_kwargs)
+    create_strategy(strategy, **{"lr": spec.lr, "weight_decay": spec.weight_decay, "head_lr_mult": spec.head_lr_mult,
+                                 **strategy_kwargs})  # fmt: skip
+    start = starting_point(spec.pretrained, spec.backbone)
+    facts = _network_facts(spec, start.get("source"))
+    intensity = spec.intensity
+    if intensity is None:
+        intensity = intensity_of((start["provenance"] or {}).get("preprocessing"))
+    spatial_size = spec.spatial_size
+    if spec.task == "classification" and spatial_size is None and facts["img_size"] is not None:
         spatial_size = facts["img_size"]
-    network = dict(backbone=backbone, task=task, spatial_dims=spatial_dims, num_classes=num_classes,
-                   in_channels=in_channels, labels=labels, intensity=spec, divisible_by=facts["divisible_by"],
-                   spatial_size=spatial_size, patch_size=patch_size, backbone_kwargs=facts["backbone_kwargs"],
-                   head_kwargs=head_kwargs)  # fmt: skip
-    configs = _configs(network, start, strategy, strategy_kwargs, train_values)
-    shape = _input_shape(task, spatial_dims, spatial_size, facts["divisible_by"])
-    title = name or f"{backbone} {spatial_dims}D {task} from {start['name']}"
+    spec = spec.replace(intensity=intensity, spatial_size=spatial_size, backbone_kwargs=facts["backbone_kwargs"],
+                        pretrained=_pretrained_ref(start), strategy=strategy, strategy_kwargs=strategy_kwargs,
+                        out_dir="", datalist="")  # fmt: skip
+    network = {"backbone": spec.backbone, "task": spec.task, "spatial_dims": spec.spatial_dims,
+               "in_channels": spec.in_channels, "labels": labels, "intensity": intensity}  # fmt: skip
+    configs = _configs(spec, labels, facts["divisible_by"], start)
+    shape = _input_shape(spec.task, spec.spatial_dims, spatial_size, facts["divisible_by"])
+    title = name or f"{spec.backbone} {spec.spatial_dims}D {spec.task} from {start['name']}"
     desc = description or _description(network, facts["n_params"], start)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
@@ -403,8 +395,8 @@ def create_bundle(
         extra = {
             **dict(extra_metadata or {}),
             "load_report": load_report,
-            "intensity": spec,
-            "intensity_origin": _intensity_origin(start, spec),
+            "intensity": intensity,
+            "intensity_origin": _intensity_origin(start, intensity),
         }
         modality = modality or str((start["provenance"] or {}).get("modality") or "")
         meta = _metadata(network, shape, title, desc, version, changelog, start, modality, extra)
@@ -417,6 +409,27 @@ def create_bundle(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _settle_classes(spec: FinetuneSpec, labels: Sequence[str] | None) -> tuple[FinetuneSpec, list[str]]:
+    """The spec with its class count and dimensionality given, and the class names (``class_0``... by default)."""
+    if spec.spatial_dims is None:
+        raise SpecFieldError("spatial_dims: give 2 or 3")
+    if spec.num_classes is None and not labels:
+        raise SpecFieldError("num_classes: give it, or the class names (labels)")
+    names = list(labels) if labels else [f"class_{i}" for i in range(int(spec.num_classes))]  # type: ignore[arg-type]
+    if spec.num_classes is not None and len(names) != spec.num_classes:
+        raise ValueError(f"{len(names)} labels {names} for num_classes={spec.num_classes}")
+    return spec.replace(num_classes=len(names)), names
+
+
+def _pretrained_ref(start: Mapping[str, Any]) -> str | None:
+    """The starting weights as ``train.json`` reads them: inside the bundle (``$@bundle_root + '/...'``)."""
+    if start["kind"] == "source":
+        return f"$@bundle_root + '/{start['large_file']['path']}'"
+    if start["kind"] == "file":
+        return f"$@bundle_root + '/models/pretrained/{start['file'].name}'"
+    return None
 
 
 def _description(net: Mapping[str, Any], n_params: int, start: Mapping[str, Any]) -> str:
@@ -436,34 +449,14 @@ def _input_shape(task: str, spatial_dims: int, spatial_size: Any, d: int) -> lis
     return [f"{d}*n"] * spatial_dims
 
 
-def _configs(
-    network: Mapping[str, Any],
-    start: Mapping[str, Any],
-    strategy: str,
-    strategy_kwargs: Mapping[str, Any] | None,
-    train_values: Mapping[str, Any] | None,
-) -> dict[str, Any]:
+def _configs(spec: FinetuneSpec, labels: list[str], divisible_by: int, start: Mapping[str, Any]) -> dict[str, Any]:
     """The bundle's configs by file name: ``train.json`` starting from ``start``'s weights in the bundle,
     ``evaluate.json``, ``inference.json`` and (when the DDP template is available) ``multi_gpu_train.json``."""
-    pretrained_ref: str | None = None
-    if start["kind"] == "source":
-        pretrained_ref = f"$@bundle_root + '/{start['large_file']['path']}'"
-    elif start["kind"] == "file":
-        pretrained_ref = f"$@bundle_root + '/models/pretrained/{start['file'].name}'"
-    train = finetune_config(
-        pretrained=pretrained_ref,
-        strategy=strategy,
-        strategy_kwargs=strategy_kwargs,
-        sections=("training", "validation"),
-        **network,
-    )
+    train = finetune_config(spec, labels, divisible_by)
     if start.get("source"):
         train["network_def"]["pretrained_source"] = start["source"]
-    for key, value in dict(train_values or {}).items():
-        if key not in train:
-            raise KeyError(f"train.json has no top-level id {key!r}")
-        train[key] = value
-    infer = inference_config(**{k: v for k, v in network.items() if k != "labels"}, labels=network["labels"])
+    train = apply_overrides(train, parse_overrides(spec.overrides))  # an unknown id is named with the close ones
+    infer = inference_config(spec, labels, divisible_by)
     configs = {"train.json": train, "evaluate.json": evaluate_config(), "inference.json": infer}
     multi = _multi_gpu(train)
     if multi is not None:

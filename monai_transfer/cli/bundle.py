@@ -51,7 +51,7 @@ def _cmd_bundle_create(args: argparse.Namespace) -> int:
         patch_size=_size(args.patch_size),
         backbone_kwargs=_parse_kv(args.backbone_arg),
         head_kwargs=_parse_kv(args.head_arg),
-        train_values=_parse_kv(args.set),
+        overrides=_parse_kv(args.set),
         name=args.name,
         description=args.description,
         modality=args.modality,

@@ -33,15 +33,17 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+from monai_transfer.engines.specs import FinetuneSpec, SpecFieldError, value_ids
 from monai_transfer.engines.templates import load_template, render
-from monai_transfer.finetune.datalist_checks import TASKS
 from monai_transfer.finetune.task_transforms import transform_components
 from monai_transfer.utils.sizes import per_axis
 
 __all__ = [
     "finetune_config",
+    "strategy_parts",
     "evaluate_config",
     "KEY_METRIC_DEFAULT",
     "LOSSES",
@@ -73,15 +75,17 @@ _FROM_LOSS = "$monai.handlers.from_engine(['loss'], first=True)"
 _FROM_PRED_LABEL = "$monai.handlers.from_engine(['pred', 'label'])"
 
 
-def _loss(task: str, loss: str, class_weights: Sequence[float] | None) -> dict[str, Any]:
+def _loss(task: str, loss: str, class_weights: Sequence[float] | None, gamma: float) -> dict[str, Any]:
     if loss == "auto":
         loss = "dice-ce" if task == "segmentation" else "ce"
     if loss not in LOSSES:
-        raise ValueError(f"unknown loss {loss!r}; known: {['auto', *LOSSES]}")
+        raise SpecFieldError(f"loss: unknown {loss!r}; known: {['auto', *LOSSES]}")
     comp, tasks = LOSSES[loss]
     if task not in tasks:
-        raise ValueError(f"loss {loss!r} is for {' and '.join(tasks)}, not {task}")
+        raise SpecFieldError(f"loss: {loss!r} is for {' and '.join(tasks)}, not {task}")
     out = copy.deepcopy(comp)
+    if out.get("gamma") is not None:
+        out["gamma"] = float(gamma)
     if class_weights is not None:
         out["weight"] = f"$torch.tensor({[float(w) for w in class_weights]})"
     return out
@@ -162,168 +166,149 @@ def _cases(section: str, train: bool) -> str:
 
 
 def finetune_config(
-    backbone: str,
-    task: str,
-    spatial_dims: int,
-    num_classes: int,
-    in_channels: int = 1,
-    pretrained: str | None = None,
+    spec: FinetuneSpec,
     labels: Sequence[str] | None = None,
-    strategy: str = "full",
-    strategy_kwargs: Mapping[str, Any] | None = None,
-    intensity: Mapping[str, Any] | None = None,
     divisible_by: int = 32,
-    spatial_size: Sequence[int] | int | None = None,
-    patch_size: Sequence[int] | int | None = None,
-    loss: str = "auto",
-    class_weights: Sequence[float] | None = None,
-    optimizer: str = "adamw",
-    key_metric: str | None = None,
-    augment: bool = True,
-    backbone_kwargs: Mapping[str, Any] | None = None,
-    head_kwargs: Mapping[str, Any] | None = None,
-    sections: Sequence[str] = ("training", "validation"),
-    dataset_dir: str = "$@bundle_root + '/data'",
-    datalist: str = "$@dataset_dir + '/datalist.json'",
-    bundle_root: str = ".",
-    max_epochs: int = 10,
-    tensorboard: bool = True,
-    progress: bool = False,
-    resume: str = "overwrite",
-    mlflow_uri: str | None = None,
     decision: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The ``train.json`` of a fine-tuning run.
+    """The ``train.json`` of a fine-tuning run, rendered from its checked spec.
+
+    Every field of the spec that shapes a config is read here; the values with a ``config_id`` (``lr``, ``epochs``,
+    ``seed``...) are set at their ids, so that ``--set lr=1e-4`` reaches them and a new field with a ``config_id``
+    reaches the config without a line here. What the data settles must be settled in ``spec`` first
+    (:func:`monai_transfer.finetune.plan.plan_finetune` does it for a run; the bundle writer for a bundle):
+    ``spatial_dims``, ``class_weights`` as a list (not ``"balanced"``), ``intensity`` (``None``: z-score) and
+    ``pretrained`` as the config reads it (a source name, an absolute path, or a ``$@bundle_root`` expression).
 
     Args:
-        backbone: registry name (``monai_transfer.networks.list_backbones()``).
-        task: ``"classification"`` or ``"segmentation"``.
-        spatial_dims: 2 or 3.
-        num_classes: classes (background included for segmentation).
-        in_channels: image channels.
-        pretrained: a weight source name, a checkpoint path (relative to the bundle: ``"$@bundle_root + '/...'"``) or
-            ``None`` (random initialisation).
-        labels: class names (the datalist's ``labels``); kept as ``labels`` for MONAI Label and the metadata.
-        strategy: fine-tuning strategy name (``monai_transfer.finetune.list_strategies()``).
-        strategy_kwargs: its further arguments.
-        intensity: the starting point's intensity spec (its provenance ``preprocessing``); ``None``: z-score.
+        spec: the run's settings. Its ``datalist`` and ``out_dir`` become the config's ``datalist`` (with
+            ``dataset_dir`` its folder) and ``bundle_root``; left empty, the config reads a bundle's own layout
+            (``bundle_root`` ``.``, ``data/datalist.json``).
+        labels: class names (background first for segmentation); default ``class_0``... for ``spec.num_classes``.
         divisible_by: the backbone's largest stride (segmentation inputs are padded to a multiple).
-        spatial_size: classification input size, or ``None`` to keep the images' size.
-        patch_size: segmentation training crop (3D: also the sliding window at evaluation).
-        loss: ``"auto"``, ``"ce"``, ``"focal"`` or ``"dice-ce"`` (:data:`LOSSES`).
-        class_weights: per-class loss weights, or ``None``.
-        optimizer: ``"adamw"`` or ``"sgd"``.
-        key_metric: ``"mean_dice"``, ``"auroc"`` or ``"accuracy"``; default by task.
-        augment: random flips in training.
-        backbone_kwargs, head_kwargs: passed to ``create_transfer_net``.
-        sections: the datalist's training and validation sections.
-        dataset_dir, datalist: where the data is (config expressions, or paths for a run on this machine).
-        bundle_root: the folder outputs go under (``models/``, ``eval/``, ``tensorboard/``).
-        max_epochs: epochs (``train#trainer#max_epochs``).
-        tensorboard: write TensorBoard logs through MONAI's ``TensorBoardStatsHandler``.
-        progress: a progress bar over iterations (ignite ``ProgressBar``).
-        mlflow_uri: track the run in MLflow (MONAI's ``MLFlowHandler``: training loss per iteration, validation
-            metrics per epoch, the run's scalar values as parameters), e.g. ``sqlite:///mlruns.db``.
-        resume: what a run does with an earlier run's ``checkpoints/last.pt`` (``RunCheckpoint``): ``"never"``
-            (refuse), ``"auto"`` (continue it), ``"overwrite"`` (start again: a bundle's default, since MONAI Label
-            retrains in the same folder).
         decision: classification: how the classifier decides, chosen on validation with every best checkpoint and
             written beside it (``models/decision.json``, applied by inference): ``{"rule", "calibrate",
             "one_vs_rest"}``, config ids ``threshold``, ``calibrate``, ``one_vs_rest`` (default Youden's J, no
             temperature).
+
+    Raises:
+        SpecFieldError: a field not settled, or not fitting the others (the field named).
     """
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
-    if optimizer not in _OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {sorted(_OPTIMIZERS)}, got {optimizer!r}")
-    # one value per axis in the config (a CLI's "--patch-size 96" is one number for every axis)
-    patch_size = None if patch_size is None else per_axis(patch_size, spatial_dims, "patch_size")
-    spatial_size = None if spatial_size is None else per_axis(spatial_size, spatial_dims, "spatial_size")
-    key = key_metric or KEY_METRIC_DEFAULT[task]
+    task, dims = spec.task, spec.spatial_dims
+    if dims is None:
+        raise SpecFieldError("spatial_dims: give 2 or 3 (a run takes it from its images)")
+    if isinstance(spec.class_weights, str):
+        raise SpecFieldError("class_weights: 'balanced' is computed from the training labels; give the weights")
+    names = list(labels) if labels else [f"class_{i}" for i in range(int(spec.num_classes or 0))]
+    if not names or (spec.num_classes is not None and len(names) != spec.num_classes):
+        raise SpecFieldError(f"num_classes: {spec.num_classes} for the label names {names}")
+    key = spec.key_metric or KEY_METRIC_DEFAULT[task]
     metrics = _metrics(task)
     if key not in metrics:
-        raise ValueError(f"key_metric for {task} must be one of {sorted(metrics)}, got {key!r}")
-    names = list(labels) if labels else [f"class_{i}" for i in range(int(num_classes))]
-    if len(names) != int(num_classes):
-        raise ValueError(f"{len(names)} label names for num_classes={num_classes}")
-    xform = dict(
-        spatial_size=spatial_size,
-        patch_size=patch_size,
-        divisible_by=divisible_by,
-        intensity=intensity,
-        in_channels=in_channels,
-    )
-    train_xs, _ = transform_components(task, spatial_dims, num_classes, True, augment=augment, **xform)
-    _crop_from_patch_size(train_xs)
-    val_xs, corrupt_at = transform_components(task, spatial_dims, num_classes, False, **xform)
-    for comp in train_xs + val_xs:  # one class count: --set num_classes=4 reaches the label check too
-        if comp["_target_"].endswith(".CheckLabelRanged"):
-            comp["num_classes"] = "@num_classes"
-    values: dict[str, Any] = {
-        "bundle_root": bundle_root,
-        "resume": resume,
-        "dataset_dir": dataset_dir,
-        "datalist": datalist,
-        "task": task,
-        "spatial_dims": int(spatial_dims),
-        "in_channels": int(in_channels),
-        "num_classes": int(num_classes),
-        "labels": names,
+        raise SpecFieldError(f"key_metric: for {task} one of {sorted(metrics)}, got {key!r}")
+    strategy, strategy_kwargs = strategy_parts(spec.strategy, spec.strategy_kwargs)
+    values = {
+        **_layout_values(spec),
+        **_network_values(spec, dims, names, divisible_by),
         **_decision_ids(task, decision),
-        "pretrained": pretrained,
-        "patch_size": patch_size,
-        "spatial_size": spatial_size,
-        "divisible_by": int(divisible_by),
-        "intensity": dict(intensity) if intensity is not None else None,
-        "network_def#backbone": backbone,
-        "network_def#backbone_kwargs": dict(backbone_kwargs or {}),
-        "network_def#head_kwargs": dict(head_kwargs or {}),
         "finetune_strategy#name": strategy,
-        "optimizer#_target_": _OPTIMIZERS[optimizer],
-        "loss": _loss(task, loss, class_weights),
-        "train#preprocessing#transforms": train_xs,
-        "train#dataset#data": _cases(sections[0], train=True),
-        "train#trainer#max_epochs": int(max_epochs),
-        "validate#preprocessing#transforms": val_xs,
-        "validate#corruption_index": corrupt_at,
-        "validate#dataset#data": _cases(sections[1], train=False),
-        "validate#inferer": inferer_component(task, spatial_dims, patch_size),
+        "optimizer#_target_": _OPTIMIZERS[spec.optimizer],
+        "loss": _loss(task, spec.loss, spec.class_weights, spec.focal_gamma),
+        **_data_values(spec, dims, len(names), divisible_by),
         "validate#postprocessing": _postprocessing(task),
         "validate#key_metric": {key: metrics.pop(key)},
         "validate#additional_metrics": metrics,
         "validate#best_checkpoint#metric_name": key,
-        "validate#best_checkpoint#decision#section": sections[1],
+        "validate#best_checkpoint#decision#section": spec.val_section,
         "validate#early_stop#metric_name": key,
     }
     drop = [] if task == "classification" else [*_DECISION_IDS, "validate#best_checkpoint#decision"]
-    if optimizer != "sgd":
+    if spec.optimizer != "sgd":
         drop.append("optimizer#momentum")
     config = render(_TEMPLATES, "train.json", values, drop)
-    for name, kwarg in dict(strategy_kwargs or {}).items():  # the strategy's own options, beside name and lr
-        config["finetune_strategy"][name] = kwarg
-    _add_handlers(
-        config,
-        tensorboard=tensorboard,
-        progress=progress,
-        mlflow_uri=mlflow_uri,
-        backbone=backbone,
-        task=task,
-        strategy=strategy,
-    )
+    config["finetune_strategy"].update(strategy_kwargs)  # the strategy's own options, beside name and lr
+    for name, cid in value_ids(type(spec)).items():  # the run's values, where --set reaches them
+        _set(config, cid, getattr(spec, name))
+    config["amp"], config["channels_last"], config["compile"] = spec.amp, spec.channels_last, spec.compile
+    if spec.device is not None:
+        config["device"] = f"$torch.device({str(spec.device)!r})"
+    _add_handlers(config, spec, strategy)
     return config
 
 
-def _add_handlers(
-    config: dict[str, Any],
-    tensorboard: bool,
-    progress: bool,
-    mlflow_uri: str | None,
-    backbone: str,
-    task: str,
-    strategy: str,
-) -> None:
+def strategy_parts(strategy: Any, kwargs: Mapping[str, Any] | None) -> tuple[str, dict[str, Any]]:
+    """A spec's strategy (a name, or a built :class:`~monai_transfer.finetune.strategies.FinetuneStrategy`) as its
+    name and options."""
+    if isinstance(strategy, str):
+        return strategy, dict(kwargs or {})
+    options = dict(strategy.to_dict())
+    return str(options.pop("name", strategy.name)), options
+
+
+def _layout_values(spec: FinetuneSpec) -> dict[str, Any]:
+    """Where the config reads its data and writes its outputs: the run's own paths, or a bundle's layout."""
+    if spec.datalist:
+        data = {"dataset_dir": str(Path(spec.datalist).parent), "datalist": spec.datalist}
+    else:
+        data = {"dataset_dir": "$@bundle_root + '/data'", "datalist": "$@dataset_dir + '/datalist.json'"}
+    return {"bundle_root": spec.out_dir or ".", **data}
+
+
+def _network_values(spec: FinetuneSpec, dims: int, names: list[str], divisible_by: int) -> dict[str, Any]:
+    return {
+        "task": spec.task,
+        "spatial_dims": int(dims),
+        "in_channels": int(spec.in_channels),
+        "num_classes": len(names),
+        "labels": names,
+        "pretrained": spec.pretrained,
+        "divisible_by": int(divisible_by),
+        "intensity": dict(spec.intensity) if spec.intensity is not None else None,
+        "network_def#backbone": spec.backbone,
+        "network_def#backbone_kwargs": dict(spec.backbone_kwargs),
+        "network_def#head_kwargs": dict(spec.head_kwargs),
+        "network_def#strict": bool(spec.strict),
+    }
+
+
+def _data_values(spec: FinetuneSpec, dims: int, num_classes: int, divisible_by: int) -> dict[str, Any]:
+    """The datasets, their transforms and the validation inferer."""
+    task = spec.task
+    # one value per axis in the config (a CLI's "--patch-size 96" is one number for every axis)
+    patch_size = None if spec.patch_size is None else per_axis(spec.patch_size, dims, "patch_size")
+    spatial_size = None if spec.spatial_size is None else per_axis(spec.spatial_size, dims, "spatial_size")
+    xform = dict(spatial_size=spatial_size, patch_size=patch_size, divisible_by=divisible_by,
+                 intensity=spec.intensity, in_channels=spec.in_channels)  # fmt: skip
+    train_xs, _ = transform_components(task, dims, num_classes, True, augment=spec.augment, **xform)
+    _crop_from_patch_size(train_xs)
+    val_xs, corrupt_at = transform_components(task, dims, num_classes, False, **xform)
+    for comp in train_xs + val_xs:  # one class count: --set num_classes=4 reaches the label check too
+        if comp["_target_"].endswith(".CheckLabelRanged"):
+            comp["num_classes"] = "@num_classes"
+    return {
+        "patch_size": patch_size,
+        "spatial_size": spatial_size,
+        "train#preprocessing#transforms": train_xs,
+        "train#dataset#data": _cases(spec.train_section, train=True),
+        "validate#preprocessing#transforms": val_xs,
+        "validate#corruption_index": corrupt_at,
+        "validate#dataset#data": _cases(spec.val_section, train=False),
+        "validate#inferer": inferer_component(task, dims, patch_size),
+    }
+
+
+def _set(config: dict[str, Any], cid: str, value: Any) -> None:
+    parts = cid.split("#")
+    node = config
+    for p in parts[:-1]:
+        node = node[p]
+    node[parts[-1]] = value
+
+
+def _add_handlers(config: dict[str, Any], spec: FinetuneSpec, strategy: str) -> None:
     """Append the optional handlers (``train_handlers.json``: TensorBoard, a progress bar, MLflow) that are on."""
-    run_name = f"{backbone}-{task}-{strategy}"
+    backbone, mlflow_uri = spec.backbone, spec.mlflow_uri
+    run_name = f"{backbone}-{spec.task}-{strategy}"
     parts = render(
         _TEMPLATES,
         "train_handlers.json",
@@ -337,7 +322,7 @@ def _add_handlers(
         },
     )
     # MLflow: the evaluator's metrics go to the same run (MONAI's handler reuses the active run of its experiment)
-    for name, on in (("tensorboard", tensorboard), ("progress", progress), ("mlflow", bool(mlflow_uri))):
+    for name, on in (("tensorboard", spec.tensorboard), ("progress", spec.progress), ("mlflow", bool(mlflow_uri))):
         if on:
             for engine, handler in parts[name].items():
                 config[engine]["handlers"].append(handler)

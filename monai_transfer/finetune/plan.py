@@ -21,15 +21,16 @@ from typing import Any
 from monai_transfer.data.datalist import load_datalist_file
 from monai_transfer.engines.specs import FinetuneSpec, value_ids
 from monai_transfer.finetune.cases import datalist_cases
-from monai_transfer.finetune.config import KEY_METRIC_DEFAULT, finetune_config
+from monai_transfer.finetune.config import KEY_METRIC_DEFAULT, finetune_config, strategy_parts
 from monai_transfer.finetune.datalist_checks import check_num_classes, class_counts, infer_spatial_dims
-from monai_transfer.finetune.strategies import FinetuneStrategy, create_strategy
+from monai_transfer.finetune.strategies import create_strategy
 from monai_transfer.transforms.checks import check_image_files
 from monai_transfer.transforms.preprocessing import describe_intensity, intensity_of
 
 __all__ = ["FinetunePlan", "plan_finetune"]
 
 logger = logging.getLogger(__name__)
+
 
 @dataclass
 class FinetunePlan:
@@ -72,11 +73,8 @@ def plan_finetune(spec: FinetuneSpec, decision: Mapping[str, Any] | None = None)
     checked decision settings (:func:`monai_transfer.finetune.decision.decision_settings`)."""
     if not spec.datalist or not spec.out_dir:
         raise ValueError("give datalist and out_dir")
-    task, datalist, strategy = spec.task, spec.datalist, spec.strategy
-    strat = strategy if isinstance(strategy, FinetuneStrategy) else None
-    name = strategy.name if strat is not None else str(strategy)
-    kwargs = strat.to_dict() if strat is not None else dict(spec.strategy_kwargs or {})
-    kwargs.pop("name", None)
+    task, datalist = spec.task, spec.datalist
+    name, kwargs = strategy_parts(spec.strategy, spec.strategy_kwargs)
     create_strategy(name, **{"lr": spec.lr, "weight_decay": spec.weight_decay, **kwargs})  # checks them
     train_s, val_s, test_s = spec.train_section, spec.val_section, spec.test_section
     props = load_datalist_file(datalist)
@@ -103,40 +101,18 @@ def plan_finetune(spec: FinetuneSpec, decision: Mapping[str, Any] | None = None)
     from monai_transfer.networks import create_backbone
 
     probe = create_backbone(spec.backbone, spatial_dims=dims, in_channels=spec.in_channels, **spec.backbone_kwargs)
-    config = finetune_config(
-        spec.backbone, task, dims, n_cls, spec.in_channels, pretrained=_pretrained_ref(spec.pretrained),
-        labels=labels, strategy=name, strategy_kwargs=kwargs, intensity=intensity,
-        divisible_by=int(max(s.stride for s in probe.feature_info)), spatial_size=spec.spatial_size,
-        patch_size=spec.patch_size, loss=spec.loss, class_weights=weights, optimizer=spec.optimizer, key_metric=key,
-        augment=spec.augment, backbone_kwargs=spec.backbone_kwargs, head_kwargs=spec.head_kwargs,
-        sections=(str(train_s), str(val_s)), dataset_dir=str(Path(datalist).resolve().parent),
-        datalist=str(Path(datalist).resolve()), bundle_root=str(Path(spec.out_dir).resolve()),
-        max_epochs=int(spec.epochs), tensorboard=spec.tensorboard, progress=spec.progress,
-        mlflow_uri=spec.mlflow_uri, decision=decision,
-    )  # fmt: skip
-    config["network_def"]["strict"] = bool(spec.strict)
-    if config["loss"].get("gamma") is not None:
-        config["loss"]["gamma"] = float(spec.focal_gamma)
+    settled = spec.replace(spatial_dims=dims, num_classes=n_cls, key_metric=key, class_weights=weights,
+                           intensity=intensity, pretrained=_pretrained_ref(spec.pretrained), strategy=name,
+                           strategy_kwargs=kwargs, datalist=str(Path(datalist).resolve()),
+                           out_dir=str(Path(spec.out_dir).resolve()))  # fmt: skip
+    config = finetune_config(settled, labels, int(max(s.stride for s in probe.feature_info)), decision)
     values = {name: getattr(spec, name) for name in value_ids(type(spec))}
-    for arg, cid in value_ids(type(spec)).items():  # the run's values, where --set reaches them
-        _set(config, cid, values[arg])
-    if spec.device is not None:
-        config["device"] = f"$torch.device({str(spec.device)!r})"
-    config["amp"], config["channels_last"], config["compile"] = spec.amp, spec.channels_last, spec.compile
     facts = {"datalist": str(Path(datalist).resolve()), "backbone": spec.backbone, "pretrained": spec.pretrained,
              "task": task, "strategy": {"name": name, **kwargs}, "num_classes": n_cls, "labels": labels,
              "spatial_dims": dims, "n_train": len(subset), "n_train_total": len(train_all), "n_val": len(val),
              "test_section": test_s, "n_test": len(test), "key_metric": key, "loss": spec.loss,
              "class_weights": weights, **intensity_note, **values}  # fmt: skip
     return FinetunePlan(config=config, facts=facts)
-
-
-def _set(config: dict[str, Any], cid: str, value: Any) -> None:
-    parts = cid.split("#")
-    node = config
-    for p in parts[:-1]:
-        node = node[p]
-    node[parts[-1]] = value
 
 
 def _pretrained_ref(pretrained: str | None) -> str | None:

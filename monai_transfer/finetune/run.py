@@ -115,18 +115,7 @@ def finetune_spec(*args: Any, **settings: Any) -> FinetuneSpec:
     Raises:
         SpecFieldError: an unknown setting (the closest known one named) or a bad value (its field named).
     """
-    spec_class = specs.spec_class("finetune")
-    if args and isinstance(args[0], FinetuneSpec):
-        if len(args) > 1:
-            raise TypeError("finetune(spec) takes the spec alone; give other settings by name")
-        return spec_class.from_mapping({**args[0].to_dict(), **settings})
-    if len(args) > len(POSITIONAL):
-        raise TypeError(f"finetune() takes at most {len(POSITIONAL)} positional settings {POSITIONAL}")
-    given = dict(zip(POSITIONAL, args))
-    twice = sorted(set(given) & set(settings))
-    if twice:
-        raise TypeError(f"finetune() got {twice[0]!r} both by position and by name")
-    return spec_class.from_mapping({**given, **settings})
+    return specs.spec_class("finetune").from_arguments(args, settings, POSITIONAL, "finetune")
 
 
 def finetune(*args: Any, print_config: bool = False, **settings: Any) -> dict[str, Any]:

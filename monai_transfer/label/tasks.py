@@ -11,6 +11,8 @@ Imports ``monailabel``: runs inside the MONAI Label environment (:mod:`monai_tra
   datalist comes from :mod:`monai_transfer.label.class_labels` instead of label files, and every split keeps at least
   one validation case (the bundle saves ``models/model.pt`` on its best validation score, so a run without
   validation would train and keep nothing).
+* A request's fine-tuning settings (``lr``, ``batch_size``... offered in the client's training panel) are the fields of
+  the fine-tuning spec, checked as a run checks them (:mod:`monai_transfer.label.train_request`).
 * Weights load strictly (MONAI Label's default is ``strict=False``, which would serve a half-loaded network).
 """
 
@@ -26,8 +28,10 @@ from monailabel.interfaces.tasks.infer_v2 import InferType
 from monailabel.tasks.infer.bundle import BundleInferTask
 from monailabel.tasks.train.bundle import BundleTrainTask
 
+from monai_transfer.engines.specs import SpecFieldError
 from monai_transfer.label.bundles import ServedBundle
 from monai_transfer.label.class_labels import DEFAULT_CSV, class_from_info, read_class_csv
+from monai_transfer.label.train_request import request_overrides, train_options
 
 __all__ = ["ClassificationInferTask", "TransferTrainTask", "LabelRequestError", "classification_datalist"]
 
@@ -123,7 +127,17 @@ class TransferTrainTask(BundleTrainTask):
     def __init__(self, bundle: ServedBundle, conf: dict[str, str], studies: str):
         self.bundle = bundle
         self.csv_path = conf.get("class_labels_csv") or os.path.join(studies, DEFAULT_CSV)
+        self._settings: dict[str, Any] = {}
         super().__init__(str(bundle.path), conf, load_strict=True)
+
+    def config(self):
+        """MONAI Label's training options, with the fine-tuning settings the bundle holds (``lr``, ``batch_size``...)
+        at the bundle's own values."""
+        return {**super().config(), **train_options(self.bundle_config.get())}
+
+    def _update_overrides(self, overrides):
+        overrides.update(self._settings)
+        return overrides
 
     def _fetch_datalist(self, request, datastore: Datastore):
         if self.bundle.task == "classification":
@@ -167,6 +181,10 @@ class TransferTrainTask(BundleTrainTask):
         return train, val
 
     def __call__(self, request, datastore: Datastore):
+        try:  # the request's fine-tuning settings, checked as spec fields before anything trains
+            self._settings = request_overrides(request)
+        except SpecFieldError as err:
+            raise LabelRequestError(422, f"{self.bundle.name}: {err}") from None
         before = _stamp(self.bundle.weights)
         result = super().__call__(request, datastore)
         if _stamp(self.bundle.weights) == before:

@@ -14,6 +14,7 @@ import pytest
 from monai_transfer.bundle.templates import evaluate_config, finetune_config, inference_config
 from monai_transfer.bundle.templates.multi_gpu import multi_gpu_overrides
 from monai_transfer.bundle.writer import metadata_head
+from monai_transfer.engines.specs import FinetuneSpec
 from monai_transfer.engines.templates import load_template, render
 from monai_transfer.engines.workflow import OverrideError
 
@@ -95,7 +96,7 @@ def _missing_properties(
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_train_evaluate_and_multi_gpu_configs_have_monais_train_properties(case, tmp_path):
-    train = finetune_config(**CASES[case])
+    train = finetune_config(FinetuneSpec(**CASES[case]))
     assert _missing_properties(tmp_path, [train], "train") == []
     # evaluate.json and multi_gpu_train.json are merged over train.json, and run as a train workflow
     assert _missing_properties(tmp_path, [train, evaluate_config()], "train") == []
@@ -104,7 +105,7 @@ def test_train_evaluate_and_multi_gpu_configs_have_monais_train_properties(case,
 
 @pytest.mark.parametrize("case", ["cls2d", "seg3d"])
 def test_inference_configs_have_monais_infer_properties(case, tmp_path):
-    infer = inference_config(**{k: v for k, v in CASES[case].items() if k in INFER_KEYS})
+    infer = inference_config(FinetuneSpec(**{k: v for k, v in CASES[case].items() if k in INFER_KEYS}))
     assert _missing_properties(tmp_path, [infer], "infer") == []
 
 
@@ -144,7 +145,7 @@ def _references(node: Any) -> list[str]:
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_components_are_referenced_by_id_not_by_list_position(case):
-    train = finetune_config(**CASES[case])
+    train = finetune_config(FinetuneSpec(**CASES[case]))
     configs = [train, evaluate_config(), multi_gpu_overrides(train), _pretrain(method="simclr", backbone="resnet10")]
     bad = [r for config in configs for r in _references(config) if BY_POSITION.search(r)]
     assert bad == []

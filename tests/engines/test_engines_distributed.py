@@ -101,8 +101,9 @@ def test_overrides_add_the_sampler_and_refuse_a_config_without_the_ids(tmp_path)
 
 def test_overrides_fit_the_finetune_template():
     from monai_transfer.bundle.templates.finetune import finetune_config
+    from monai_transfer.engines.specs import FinetuneSpec
 
-    config = finetune_config("resnet10", "classification", 2, 2)
+    config = finetune_config(FinetuneSpec(backbone="resnet10", spatial_dims=2, num_classes=2))
     out = multi_gpu_overrides(config)
     assert "train#sampler" not in out  # the template's EpochSampler splits by rank already
     assert out["optimizer"]["params"] == "$@finetune_strategy.apply(@network_local)"
@@ -110,4 +111,6 @@ def test_overrides_fit_the_finetune_template():
     parser = ConfigParser(config)
     for k, v in out.items():
         parser[k] = v  # every id exists (or has a parent that does)
-    assert parser["validate#evaluator#val_handlers"] == "$monai_transfer.engines.main_process_handlers(@validate#handlers)"
+    assert (
+        parser["validate#evaluator#val_handlers"] == "$monai_transfer.engines.main_process_handlers(@validate#handlers)"
+    )

@@ -65,6 +65,25 @@ def test_a_new_field_reaches_the_config_from_the_command_line(extended, capsys, 
     assert "mixup_alpha: must be >= 0.0, got -1.0" in capsys.readouterr().err
 
 
+def test_a_new_field_reaches_a_written_bundle_and_a_monai_label_training_request(extended, tmp_path):
+    from monai_transfer.bundle import create_bundle
+    from monai_transfer.label.train_request import request_overrides, train_options
+
+    out = create_bundle(tmp_path / "b", "resnet10", "classification", 2, 2, backbone_kwargs={"widen_factor": 0.25},
+                        mixup_alpha=0.3)  # fmt: skip
+    train = json.loads((out / "configs" / "train.json").read_text())
+    assert train["mixup_alpha"] == 0.3
+    # MONAI Label's training panel offers it at the bundle's value; a request sets it, checked as the field
+    assert train_options(train)["mixup_alpha"] == 0.3
+    assert request_overrides({"mixup_alpha": "0.5", "max_epochs": 2}) == {"mixup_alpha": 0.5,
+                                                                         "train#trainer#max_epochs": 2}  # fmt: skip
+    with pytest.raises(SpecFieldError, match=r"request.mixup_alpha: must be >= 0.0, got -1"):
+        request_overrides({"mixup_alpha": -1})
+    with pytest.raises(SpecFieldError, match="mixup_alpha: must be >= 0.0"):
+        create_bundle(tmp_path / "bad", "resnet10", "classification", 2, 2, mixup_alpha=-1.0)
+    assert not (tmp_path / "bad").exists()
+
+
 def test_a_new_field_reaches_the_config_from_python(extended, demo, tmp_path):
     from monai_transfer.finetune import finetune
 

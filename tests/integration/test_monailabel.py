@@ -186,6 +186,14 @@ def test_our_app_serves_trains_and_refuses_bad_requests(label_python, served, tm
         finally:
             csv_file.write_text(full)
 
+        # a request's training settings are the fine-tuning spec's fields: offered in the client's panel at the
+        # bundle's own values, and a bad one refused before anything trains, named as the client sent it
+        options = info["trainers"]["lesion"]["config"]
+        assert options["lr"] == 1e-3 and options["batch_size"] == 8 and options["max_epochs"] == 10, options
+        r = requests.post(f"{url}/train/lesion", params={"run_sync": "true"}, json={"max_epochs": 1, "lr": -1},
+                          timeout=120)  # fmt: skip
+        assert r.status_code == 422 and "request.lr: must be >= 0.0, got -1" in r.json()["detail"], r.text
+
         # training replaces the served bundle's weights (atomically: the run's own hard-linked copy is untouched)
         run_weights = runs["segmentation"] / "models" / "model.pt"
         run_stamp = _stamp(run_weights)
@@ -195,7 +203,7 @@ def test_our_app_serves_trains_and_refuses_bad_requests(label_python, served, tm
             r = requests.post(
                 f"{url}/train/{model}",
                 params={"run_sync": "true"},
-                json={"max_epochs": 2, "device": "cpu"},
+                json={"max_epochs": 2, "device": "cpu", "lr": "5e-4", "batch_size": 2},  # "5e-4": typed as text
                 timeout=600,
             )
             assert r.status_code == 200, r.text

@@ -133,3 +133,23 @@ def test_serve_names_a_bad_bundle_before_starting_anything(tmp_path, capsys):
     code = main(["label", "serve", "--bundle", str(_bundle(tmp_path / "b")), "--studies", str(tmp_path / "none")])
     assert code == 2
     assert "--studies" in capsys.readouterr().err
+
+
+def test_training_request_settings_are_fine_tuning_spec_fields():
+    from monai_transfer.engines.specs import SpecFieldError
+    from monai_transfer.label.train_request import request_overrides, train_options
+
+    train = json.loads((REPO / "bundles" / "resnet50_imagenet_cls2d" / "configs" / "train.json").read_text())
+    options = train_options(train)
+    assert options["max_epochs"] == train["train"]["trainer"]["max_epochs"] and options["lr"] == train["lr"]
+    assert options["batch_size"] == train["batch_size"]
+    # MONAI Label retrains in the bundle's folder on all the labels it has; patience (off) is not offered
+    assert not {"resume", "label_fraction", "patience", "epochs"} & set(options)
+    request = {"max_epochs": 3, "lr": "1e-4", "patience": 2, "device": "cpu", "val_split": 0.2, "model": "x"}
+    assert request_overrides(request) == {"train#trainer#max_epochs": 3, "lr": 1e-4, "patience": 2}
+    for bad, message in (({"max_epochs": 0}, "request.max_epochs: must be >= 1, got 0"),
+                         ({"batch_size": "many"}, "request.batch_size: expected an integer, got 'many'"),
+                         ({"lr": -1}, "request.lr: must be >= 0.0, got -1")):  # fmt: skip
+        with pytest.raises(SpecFieldError) as err:
+            request_overrides(bad)
+        assert str(err.value).startswith(message), str(err.value)

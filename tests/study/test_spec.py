@@ -84,7 +84,11 @@ def test_a_good_spec_parses(data):
         ({"strategies": ["fulll"]}, "strategies[0]", "unknown strategy"),
         ({"finetune": {"epoch": 2}}, "finetune.epoch", "did you mean 'epochs'"),
         ({"finetune": {"amp": "fast"}}, "finetune.amp", "one of 'auto', 'on', 'off' (or true/false), got 'fast'"),
-        ({"finetune": {"channels_last": "maybe"}}, "finetune.channels_last", "one of 'auto', 'on', 'off' (or true/false), got 'maybe'"),
+        (
+            {"finetune": {"channels_last": "maybe"}},
+            "finetune.channels_last",
+            "one of 'auto', 'on', 'off' (or true/false), got 'maybe'",
+        ),
         ({"finetune": {"threshold": "yoden"}}, "finetune.threshold", "is not one of"),
         ({"finetune": {"calibrate": "platt"}}, "finetune.calibrate", "one of 'none', 'temperature'"),
         ({"finetune": {"one_vs_rest": "yes"}}, "finetune.one_vs_rest", "true or false"),

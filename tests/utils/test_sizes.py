@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from monai_transfer.engines.specs import FinetuneSpec
 from monai_transfer.finetune.config import finetune_config
 from monai_transfer.utils.sizes import per_axis
 
@@ -16,8 +17,10 @@ def test_per_axis_repeats_one_value_and_checks_the_length():
 
 
 def test_a_one_number_size_reaches_every_axis_of_the_config():
-    cfg = finetune_config("resnet10", "classification", 2, 2, spatial_size=[64])
+    cfg = finetune_config(FinetuneSpec(backbone="resnet10", spatial_dims=2, num_classes=2, spatial_size=[64]))
     resize = [t for t in cfg["validate"]["preprocessing"]["transforms"] if t["_target_"] == "Resized"]
     assert resize[0]["spatial_size"] == [64, 64] and cfg["spatial_size"] == [64, 64]
-    seg = finetune_config("resnet10", "segmentation", 3, 2, patch_size=[32])
+    seg = finetune_config(
+        FinetuneSpec(backbone="resnet10", task="segmentation", spatial_dims=3, num_classes=2, patch_size=[32])
+    )
     assert seg["patch_size"] == [32, 32, 32]

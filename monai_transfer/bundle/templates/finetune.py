@@ -8,9 +8,10 @@ in ``inference_parts.json`` and put together here.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
+from monai_transfer.engines.specs import FinetuneSpec, SpecFieldError
 from monai_transfer.engines.templates import load_template, render
 from monai_transfer.finetune.config import (
     KEY_METRIC_DEFAULT,
@@ -28,29 +29,21 @@ __all__ = ["finetune_config", "evaluate_config", "inference_config", "KEY_METRIC
 _TEMPLATES = "monai_transfer.bundle.templates"
 
 
-def inference_config(
-    backbone: str,
-    task: str,
-    spatial_dims: int,
-    num_classes: int,
-    in_channels: int = 1,
-    labels: Sequence[str] | None = None,
-    intensity: Mapping[str, Any] | None = None,
-    divisible_by: int = 32,
-    spatial_size: Sequence[int] | int | None = None,
-    patch_size: Sequence[int] | int | None = None,
-    backbone_kwargs: Mapping[str, Any] | None = None,
-    head_kwargs: Mapping[str, Any] | None = None,
-    bundle_root: str = ".",
-    dataset_dir: str = "$@bundle_root + '/data'",
-) -> dict[str, Any]:
+def inference_config(spec: FinetuneSpec, labels: Sequence[str] | None = None, divisible_by: int = 32) -> dict[str, Any]:
     """``inference.json``: predictions for every image under ``dataset_dir`` (or ``--datalist``, a list of dicts).
 
     Segmentation: softmax, argmax, the padding inverted (``Invertd``) and the label map written with the input's
     geometry (``SaveImaged``, ``eval/<name>_seg.nii.gz``). Classification: class probabilities, one JSON line per
     image with the class names (``eval/predictions.jsonl``). No ``Spacingd``: the network sees the image's own grid
     (MONAI Label puts an ``image_path`` string beside the image, which ``Spacingd`` in MONAI 1.6 fails on).
+
+    The network and its input come from ``spec`` as for its ``train.json`` (``spatial_dims`` and ``num_classes`` or
+    ``labels`` settled), ``divisible_by`` is the backbone's largest stride.
     """
+    task, spatial_dims, spatial_size, patch_size = spec.task, spec.spatial_dims, spec.spatial_size, spec.patch_size
+    if spatial_dims is None:
+        raise SpecFieldError("spatial_dims: give 2 or 3")
+    names = list(labels) if labels else [f"class_{i}" for i in range(int(spec.num_classes or 0))]
     seg = task == "segmentation"
     parts = load_template(_TEMPLATES, "inference_parts.json")
     reading = parts["reading"]
@@ -64,20 +57,18 @@ def inference_config(
     elif spatial_size is not None:
         mode = "trilinear" if spatial_dims == 3 else "bilinear"
         size = [{**parts["resize"], "spatial_size": per_axis(spatial_size, spatial_dims, "spatial_size"), "mode": mode}]
-    intensity_xs = intensity_components(intensity, keys="image", in_channels=in_channels)
+    intensity_xs = intensity_components(spec.intensity, keys="image", in_channels=spec.in_channels)
     values = {
-        "bundle_root": bundle_root,
-        "dataset_dir": dataset_dir,
         "task": task,
         "spatial_dims": int(spatial_dims),
-        "in_channels": int(in_channels),
-        "num_classes": int(num_classes),
-        "labels": list(labels) if labels else [f"class_{i}" for i in range(int(num_classes))],
+        "in_channels": int(spec.in_channels),
+        "num_classes": len(names),
+        "labels": names,
         "patch_size": patch_size,
         "spatial_size": None if spatial_size is None else per_axis(spatial_size, spatial_dims, "spatial_size"),
-        "network_def#backbone": backbone,
-        "network_def#backbone_kwargs": dict(backbone_kwargs or {}),
-        "network_def#head_kwargs": dict(head_kwargs or {}),
+        "network_def#backbone": spec.backbone,
+        "network_def#backbone_kwargs": dict(spec.backbone_kwargs),
+        "network_def#head_kwargs": dict(spec.head_kwargs),
         "preprocessing#transforms": [*reading, *intensity_xs, *size, parts["to_float"]],
         "inferer": inferer_component(task, spatial_dims, patch_size),
     }

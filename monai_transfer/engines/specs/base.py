@@ -20,8 +20,16 @@ from typing import Any, ClassVar, TypeVar
 
 from monai_transfer.engines.precision import normalize_choice
 
-__all__ = ["RunSpec", "BaseRunSpec", "TrainingRunSpec", "SpecFieldError", "setting", "spec_fields", "check_values",
-           "switch"]
+__all__ = [
+    "RunSpec",
+    "BaseRunSpec",
+    "TrainingRunSpec",
+    "SpecFieldError",
+    "setting",
+    "spec_fields",
+    "check_values",
+    "switch",
+]
 
 S = TypeVar("S", bound="RunSpec")
 
@@ -156,6 +164,23 @@ class RunSpec:
             return cls(**values)
         except SpecFieldError as err:
             raise SpecFieldError(f"{place}{sep}{err}" if place else str(err)) from None
+
+    @classmethod
+    def from_arguments(cls: type[S], args: tuple, settings: Mapping[str, Any], positional: tuple[str, ...],
+                       caller: str) -> S:  # fmt: skip
+        """Build from a function's arguments: a spec alone (``settings`` replacing some of its fields), or
+        ``positional`` fields by position and the others by name; ``caller`` names the function in a ``TypeError``."""
+        if args and isinstance(args[0], RunSpec):
+            if len(args) > 1:
+                raise TypeError(f"{caller}(spec) takes the spec alone; give other settings by name")
+            return cls.from_mapping({**args[0].to_dict(), **settings})
+        if len(args) > len(positional):
+            raise TypeError(f"{caller}() takes at most {len(positional)} positional settings {positional}")
+        given = dict(zip(positional, args))
+        twice = sorted(set(given) & set(settings))
+        if twice:
+            raise TypeError(f"{caller}() got {twice[0]!r} both by position and by name")
+        return cls.from_mapping({**given, **settings})
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
