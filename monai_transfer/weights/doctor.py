@@ -37,12 +37,12 @@ from torch import nn
 
 from monai_transfer.weights.adapters import DEFAULTED_PATTERNS, get_adapter, list_adapters, matches_any
 from monai_transfer.weights.checkpoint import WRAPPER_KEYS, read_checkpoint, save_pretrained, sha256_file
-from monai_transfer.weights.doctor_match import Ambiguity, Reading, match_shapes, read_names
-from monai_transfer.weights.doctor_report import DoctorError, DoctorMatch, DoctorReport
-from monai_transfer.weights.load import module_stages
+from monai_transfer.weights.doctor_match import read_names
+from monai_transfer.weights.doctor_report import DoctorError, DoctorReport
+from monai_transfer.weights.doctor_steps import DoctorWork
 from monai_transfer.weights.provenance import Provenance
-from monai_transfer.weights.renames import is_copy_key, readers
-from monai_transfer.weights.surgery import INFLATE_MODES, first_conv_key, fit_state_dict
+from monai_transfer.weights.renames import readers
+from monai_transfer.weights.surgery import INFLATE_MODES, first_conv_key
 
 __all__ = [
     "CONTAINER_KEYS",
@@ -190,79 +190,16 @@ def diagnose(
         inflate=inflate,
         provenance=Provenance.from_dict(record) if record else None,
     )
+    work = DoctorWork(report, module, source, target, needed, stem, inflate, depth_axis)
     choice = read_names(source, target, needed, readers(), stem, depth_axis, prefix)
     report.tied_readings = [r.label for r in choice.tied]
     report.skipped_copies = [r.label for r in choice.skipped_copies]
-
-    taken: dict[str, tuple[torch.Tensor, DoctorMatch, str]] = {}
-    used: set[str] = set()
-    scope = source
-    reading = choice.chosen
-    if reading is not None:
-        report.prefix, report.reader = reading.prefix, reading.reader
-        report.dropped = sorted(reading.dropped)
-        scope = {k: v for k, v in source.items() if k.startswith(reading.prefix)}
-        for key, sources in reading.collisions.items():
-            report.ambiguous.append(Ambiguity((key,), sources, "several checkpoint keys take this name"))
-            used.update(sources)
-        for key, rel in reading.fits.items():
-            if key in reading.collisions:
-                continue
-            src = reading.sources[key]
-            used.add(src)
-            if rel == "inflate" and inflate is None:
-                report.needs_inflation.append(key)
-                continue
-            taken[key] = (reading.tensors[key], DoctorMatch(src, "names"), rel)
-        for key, value in reading.tensors.items():
-            if key not in reading.fits and key not in reading.collisions:
-                src = reading.sources[key]
-                used.add(src)
-                report.mismatched.append((key, src, tuple(value.shape), tuple(target[key].shape)))
-
-    blocked = set(taken) | set(report.needs_inflation) | {m[0] for m in report.mismatched}
-    blocked |= {t for a in report.ambiguous for t in a.targets}
+    if choice.chosen is not None:
+        work.take_reading(choice.chosen)
     if not choice.tied:  # equal readings: shapes would only find the same equals again
-        left = [k for k in target if k in needed and k not in blocked]
-        pool = {
-            k: v
-            for k, v in scope.items()
-            if k not in used and k not in set(report.dropped) and not _is_copy_source(k, reading)
-        }
-        shaped, ambiguous = match_shapes(left, pool, target, stem, inflate is not None, depth_axis)
-        report.ambiguous += ambiguous
-        for key, (src, rel) in shaped.items():
-            taken[key] = (pool[src], DoctorMatch(src, "shapes"), rel)
-            used.add(src)
-
-    fitted, adapted = fit_state_dict(
-        {k: v for k, (v, _, _) in taken.items()}, module, target, inflate_mode=inflate or "mean", axis=depth_axis
-    )
-    for key, (value, match, _) in taken.items():
-        new = fitted[key]
-        if tuple(new.shape) != tuple(target[key].shape):  # a surgery that could not finish: a shape mismatch
-            report.mismatched.append((key, match.source, tuple(value.shape), tuple(target[key].shape)))
-            continue
-        report.matches[key] = DoctorMatch(match.source, match.step, adapted.get(key, ""))
-        report.state_dict[key] = new.detach().to(dtype=target[key].dtype)
-    report.unmatched = [k for k in target if k in needed and k not in report.matches]
-    report.defaulted = [k for k in target if k not in needed and k not in report.matches]
-    for key in report.defaulted:  # the backbone's own value: batch-norm counters, relative-position indices
-        report.state_dict[key] = target[key].detach().clone()
-    report.unused = [k for k in source if k not in used and k not in set(report.dropped)]
-
-    keys = [k for k in target if k in needed]
-    assignment = module_stages(module, keys)
-    for key in keys:
-        f, t = report.stages.get(assignment[key], (0, 0))
-        report.stages[assignment[key]] = (f + int(key in report.matches), t + 1)
-    return report
-
-
-def _is_copy_source(key: str, reading: Reading | None) -> bool:
-    if reading is not None and reading.prefix:
-        key = key[len(reading.prefix) :]
-    return is_copy_key(key.rsplit(".", 1)[0])
+        work.take_shapes(choice.chosen)
+    work.fit()
+    return work.finish()
 
 
 def convert(
