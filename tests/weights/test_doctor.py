@@ -341,3 +341,35 @@ def test_equal_names_with_other_values_are_two_readings(resnet):
     readers = (Reader("as-is", "", lambda s, t: lambda k, v: (k, v)), Reader("doubled", "", doubled))
     choice = read_names(resnet.state_dict(), target, set(target), readers, "conv1.weight")
     assert choice.chosen is None and [r.reader for r in choice.tied] == ["as-is", "doubled"]
+
+
+def test_containers_teacher_before_student_and_encoder(resnet):
+    net = create_backbone("resnet18", spatial_dims=2, in_channels=3)
+    # DINO's checkpoint.pth: student and teacher (each a MultiCropWrapper: backbone + head), the teacher evaluated
+    student = {f"module.backbone.{k}": v + 1 for k, v in resnet.state_dict().items() if not k.startswith("fc.")}
+    teacher = {f"backbone.{k}": v for k, v in resnet.state_dict().items() if not k.startswith("fc.")}
+    head = {"head.last_layer.weight_g": torch.ones(64, 1)}
+    dino = {"student": {**student, **head}, "teacher": {**teacher, **head}, "epoch": 100, "args": {"arch": "resnet18"}}
+    report = diagnose(dino, net)
+    assert report.ok and report.container == ["teacher"] and report.prefix == "backbone."
+    assert {"student", "epoch", "args"} <= set(report.siblings)
+    assert torch.equal(report.state_dict["conv1.weight"], resnet.state_dict()["conv1.weight"])
+    report = diagnose({"encoder": resnet.state_dict(), "epoch": 3}, net)
+    assert report.ok and report.container == ["encoder"] and report.unused == ["fc.weight", "fc.bias"]
+
+
+def test_the_swin_ssl_release_reads_through_the_adapters_renames(randomize):
+    from monai.networks.nets import SwinUNETR
+
+    swin = randomize(SwinUNETR(in_channels=1, out_channels=2, feature_size=12, spatial_dims=3), seed=5)
+    # model_swinvit.pt: {"state_dict": {"module.layers1.0.blocks.0.mlp.fc1.weight", ..., "module.norm.weight"}}
+    state = {
+        "module." + k[len("swinViT.") :].replace(".mlp.linear1.", ".mlp.fc1.").replace(".mlp.linear2.", ".mlp.fc2."): v
+        for k, v in swin.state_dict().items()
+        if k.startswith("swinViT.")
+    }
+    state |= {"module.norm.weight": torch.ones(192), "module.rotation_head.weight": torch.randn(4, 192)}
+    net = create_backbone("swin_unetr", spatial_dims=3, in_channels=1, feature_size=12)
+    report = diagnose({"state_dict": state}, net)
+    assert report.ok and report.reader == "swinunetr", report.to_table()
+    assert "module.norm.weight" in report.dropped and "module.rotation_head.weight" in report.dropped
