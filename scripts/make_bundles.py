@@ -139,17 +139,15 @@ BUNDLES: dict[str, dict[str, Any]] = {
         "pretrained": "ct-fm",
         "task": "segmentation",
         "spatial_dims": 3,
-        "labels": ["background", "structure"],
+        "labels": TISSUE,
         "patch_size": 96,
         "modality": "CT",
-        "name": "SegResNetDS encoder (CT-FM, self-supervised on 148,000 CT scans) 3D CT segmentation",
+        "name": "SegResNetDS encoder (CT-FM, self-supervised on 148,000 CT scans) 3D segmentation",
         "description": "The SegResNetDS encoder of CT-FM (Pai et al., 2025), pretrained by intra-sample contrastive "
         "learning on 148,000 CT scans of the NCI Imaging Data Commons, with a U-Net decoder over its five feature "
-        "maps, for 3D CT segmentation with CT-FM's intensity contract (HU -1024..2048 to [0, 1]). Fine-tune on a "
-        "datalist of 3D CT volumes with a label map each (0 background, 1 the structure); recreate the bundle with "
-        "'monai-transfer bundle create --labels ...' for more classes. Training crops 96^3 patches; evaluation and "
-        "inference run a 96^3 sliding window and write each label map with its input's geometry.",
-        "overrides": {"batch_size": 1},
+        "maps, for 3D segmentation with CT-FM's intensity contract (HU -1024..2048 to [0, 1]: a CT start; recreate "
+        "the bundle with --intensity for MR). " + _SEG_USE,
+        "train_values": {"batch_size": 1},
     },
     "vit_small_dinov2_cls2d": {
         "backbone": "vit_small_patch14",

@@ -71,6 +71,32 @@ def _swinunetr_ssl(path: Path) -> None:
     torch.save({"state_dict": out}, path)
 
 
+def _ct_fm(path: Path) -> None:
+    """CT-FM's ``model.safetensors``: MONAI ``SegResEncoder(blocks_down=(1, 2, 2, 4, 4))`` keys, unprefixed."""
+    from monai.networks.nets.segresnet_ds import SegResEncoder
+    from safetensors.torch import save_file
+
+    net = SegResEncoder(spatial_dims=3, in_channels=1, init_filters=32, blocks_down=(1, 2, 2, 4, 4))
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
+
+
+def _dinov2_vit_small(path: Path) -> None:
+    """timm's ``vit_small_patch14_dinov2.lvd142m`` ``model.safetensors`` (518 px: 37x37 position embeddings)."""
+    import timm
+    from safetensors.torch import save_file
+
+    model = timm.create_model("vit_small_patch14_dinov2", pretrained=False, num_classes=0)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+
+
+def _radimagenet_resnet50(path: Path) -> None:
+    """``RadImageNet_pytorch/ResNet50.pt``: a torchvision ResNet-50's first nine children as ``backbone.<index>.*``."""
+    import torchvision
+
+    trunk = torch.nn.Sequential(*list(torchvision.models.resnet50(weights=None).children())[:9])
+    torch.save({"backbone." + k: v for k, v in trunk.state_dict().items()}, path)
+
+
 #: source name -> builder of its published file (for the backbone the shipped bundles use)
 BUILDERS: dict[str, Callable[[Path], None]] = {
     "torchvision-imagenet1k-v2": _torchvision_resnet50,
@@ -78,6 +104,9 @@ BUILDERS: dict[str, Callable[[Path], None]] = {
     "timm-augreg-in21k-ft-in1k": _timm_vit_small,
     "medicalnet-23datasets": _medicalnet_resnet50,
     "swinunetr-ssl-5050ct": _swinunetr_ssl,
+    "ct-fm": _ct_fm,
+    "dinov2-lvd142m": _dinov2_vit_small,
+    "radimagenet": _radimagenet_resnet50,
 }
 
 

@@ -56,6 +56,9 @@ EXPECTED = {
     "resnet50_imagenet_seg3d",
     "resnet50_medicalnet_seg3d",
     "swin_unetr_ssl_seg3d",
+    "segresnet_ds_ctfm_seg3d",
+    "vit_small_dinov2_cls2d",
+    "resnet50_radimagenet_cls2d",
 }
 
 
