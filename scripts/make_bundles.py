@@ -147,7 +147,7 @@ BUNDLES: dict[str, dict[str, Any]] = {
         "learning on 148,000 CT scans of the NCI Imaging Data Commons, with a U-Net decoder over its five feature "
         "maps, for 3D segmentation with CT-FM's intensity contract (HU -1024..2048 to [0, 1]: a CT start; recreate "
         "the bundle with --intensity for MR). " + _SEG_USE,
-        "train_values": {"batch_size": 1},
+        "overrides": {"batch_size": 1},
     },
     "vit_small_dinov2_cls2d": {
         "backbone": "vit_small_patch14",
