@@ -16,7 +16,8 @@ The steps, each in the report:
 2. **Names** (``doctor_match.read_names``): every prefix (``module.``, ``model.``, ``backbone.``, ``swin_vit.``...)
    with every known rename (``weights.renames``: the registered adapters, lightly's ``nn.Sequential`` children, MMPretrain's
    ``ResNetV1d`` shortcuts); equal readings are an ambiguity unless all but one read a momentum/EMA/student copy.
-3. **Unique shapes** (``doctor_match.match_shapes``) for what names leave: one-to-one only.
+3. **Unique shapes** (``doctor_match.match_shapes``) for what names leave, once names settle at least half of the
+   backbone: one-to-one only.
 4. **Surgery** where the shapes call for it and it is certain: input-channel surgery on the stem, position-embedding
    resampling, and 2D -> 3D inflation **only when asked** (``inflate="mean"`` or ``"centre"``).
 
@@ -196,10 +197,26 @@ def diagnose(
     report.skipped_copies = [r.label for r in choice.skipped_copies]
     if choice.chosen is not None:
         work.take_reading(choice.chosen)
-    if not choice.tied:  # equal readings: shapes would only find the same equals again
-        work.take_shapes(choice.chosen)
+        # shapes only complete what names found: in a checkpoint whose names settle little of the backbone (another
+        # architecture) tensors would pair by coincidence (a DenseNet's 7x7 stem fits a ResNet's)
+        settled = sum(k in needed for k in work.taken) + len(report.needs_inflation)
+        if 2 * settled >= len(needed):
+            work.take_shapes(choice.chosen)
+        else:
+            report.notes.append(
+                f"unique shapes not tried: names settle {settled} of {len(needed)} tensors (shapes complete at most half)"
+            )
     work.fit()
-    return work.finish()
+    report = work.finish()
+    if report.filled == 0:  # say what the checkpoint looks like instead: the family adapter that recognises it
+        report.layout = _family_layout(source, target)
+    return report
+
+
+def _family_layout(source: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]) -> str:
+    scores = [(float(a.detect(source, target)), a) for a in map(get_adapter, list_adapters()) if a.family != "any"]
+    score, adapter = max(scores, key=lambda s: s[0], default=(0.0, None))
+    return f"a {adapter.family} checkpoint ({adapter.name} layout)" if adapter is not None and score > 0 else ""
 
 
 def convert(

@@ -65,6 +65,9 @@ class DoctorReport:
         defaulted: backbone keys that need no tensor and got none (kept at the backbone's own value).
         stages: backbone stage -> ``(filled, total)`` over the keys that need a tensor.
         inflate: the 2D -> 3D inflation mode asked for (``None``: not asked).
+        layout: when nothing fits, what the checkpoint reads as (``"a densenet checkpoint (torchvision-densenet
+            layout)"``), else empty.
+        notes: anything else the doctor decided not to do, and why.
         provenance: the record stored in the checkpoint, if any.
         state_dict: the converted tensors, in the backbone's keys (not printed).
     """
@@ -91,6 +94,8 @@ class DoctorReport:
     defaulted: list[str] = field(default_factory=list)
     stages: dict[str, tuple[int, int]] = field(default_factory=dict)
     inflate: str | None = None
+    layout: str = ""
+    notes: list[str] = field(default_factory=list)
     provenance: Provenance | None = field(default=None, repr=False)
     state_dict: dict[str, torch.Tensor] = field(default_factory=dict, repr=False, compare=False)
 
@@ -140,6 +145,7 @@ class DoctorReport:
             sample = _short([m[1] for m in self.mismatched] or self.unused or self.dropped, 3)
             equals = sum(len(a.targets) for a in self.ambiguous)
             also = f"; {equals} could only be filled by one of several tensors of equal shape" if equals else ""
+            also += f"; it reads as {self.layout}" if self.layout else ""
             return (
                 f"{what} fits no part of {name} ({self.total} tensors): none of its {self.source_count} tensors "
                 f"({sample}) matches a backbone tensor by name, by a known rename or by a unique shape{also}."
@@ -175,6 +181,7 @@ class DoctorReport:
             lines.append(f"skipped by convention (a momentum/EMA/student copy): {text}")
         for text in self.tied_readings:
             lines.append(f"equal reading, not taken: {text}")
+        lines += [f"note: {text}" for text in self.notes]
         counts = self.step_counts()
         surgery = sum(bool(m.surgery) for m in self.matches.values())
         lines.append(
@@ -248,6 +255,8 @@ class DoctorReport:
             "filled": self.filled,
             "total": self.total,
             "inflate": self.inflate,
+            "layout": self.layout,
+            "notes": list(self.notes),
             "ok": self.ok,
             "reason": self.reason,
         }

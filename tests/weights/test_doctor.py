@@ -273,9 +273,25 @@ def test_a_checkpoint_that_fits_no_backbone_is_refused_with_the_reason(randomize
         convert(other, create_backbone("resnet18", spatial_dims=2, in_channels=3), tmp_path / "x.pt")
     message = str(err.value)
     assert message.startswith("<state dict> fits no part of resnet18 (100 tensors): none of its 52 tensors")
-    assert "could only be filled by one of several tensors of equal shape" in message  # biases of equal size
     assert not re.search(r"\w\. [A-Z]", message) and message.endswith(".") and "\n" not in message  # one sentence
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_another_architecture_is_not_paired_by_coincident_shapes():
+    # a DenseNet's stem (64, 3, 7, 7) has the shape of a ResNet's: with no names in common, no shape is trusted
+    densenet = torchvision.models.densenet121().state_dict()
+    report = diagnose(densenet, create_backbone("resnet18", spatial_dims=2, in_channels=3))
+    assert report.matches == {} and report.ambiguous == []
+    assert "fits no part of resnet18" in report.reason
+    assert report.reason.endswith("; it reads as a densenet checkpoint (torchvision-densenet layout).")
+
+
+def test_shapes_complete_names_but_never_replace_them(resnet):
+    # names settle only the stem (5 of 100): the 95 tensors of an unknown block naming are not paired by shape
+    state = {k.replace("layer", "stage"): v for k, v in resnet.state_dict().items()}
+    report = diagnose(state, create_backbone("resnet18", spatial_dims=2, in_channels=3))
+    assert report.filled == 5 and report.step_counts()["shapes"] == 0
+    assert report.notes == ["unique shapes not tried: names settle 5 of 100 tensors (shapes complete at most half)"]
 
 
 def test_inflation_only_when_asked(resnet, tmp_path):
