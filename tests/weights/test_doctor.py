@@ -389,3 +389,20 @@ def test_the_swin_ssl_release_reads_through_the_adapters_renames(randomize):
     report = diagnose({"state_dict": state}, net)
     assert report.ok and report.reader == "swinunetr", report.to_table()
     assert "module.norm.weight" in report.dropped and "module.rotation_head.weight" in report.dropped
+
+
+def test_a_timm_vit_in_a_lightning_module_gives_timm_features(tmp_path):
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(6)
+    reference = timm.create_model("vit_small_patch16_224", img_size=32, num_classes=10).eval()
+    state = {f"model.{k}": v for k, v in reference.state_dict().items()}
+    net = create_backbone("vit_small_patch16", spatial_dims=2, in_channels=3, img_size=32)
+    report = convert(_lightning(state), net, tmp_path / "vit.pt")
+    assert report.ok and (report.prefix, report.reader) == ("model.", "timm-vit")  # the adapter's renames and fold
+    ours = create_backbone(
+        "vit_small_patch16", spatial_dims=2, in_channels=3, img_size=32, pretrained=str(tmp_path / "vit.pt")
+    )
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = reference.forward_head(reference.forward_features(x), pre_logits=True)
+        torch.testing.assert_close(ours.eval().forward_features(x), expected, atol=1e-4, rtol=1e-4)
