@@ -43,6 +43,7 @@ from monai_transfer.weights.doctor_report import DoctorError, DoctorReport
 from monai_transfer.weights.doctor_steps import DoctorWork
 from monai_transfer.weights.provenance import Provenance
 from monai_transfer.weights.renames import readers
+from monai_transfer.weights.starting_point import find_bundle_weights
 from monai_transfer.weights.surgery import INFLATE_MODES, first_conv_key
 
 __all__ = [
@@ -124,8 +125,6 @@ def read_for_doctor(checkpoint: Checkpoint) -> CheckpointFile:
         return CheckpointFile(checkpoint, "<state dict>")
     path = Path(checkpoint)
     if path.is_dir():
-        from monai_transfer.weights.starting_point import find_bundle_weights
-
         path = find_bundle_weights(path)
     if not path.is_file():
         raise FileNotFoundError(f"Checkpoint {path} does not exist.")
@@ -173,6 +172,9 @@ def diagnose(
         raise ValueError(f"inflate must be one of {INFLATE_MODES} or None, got {inflate!r}.")
     read = read_for_doctor(checkpoint)
     source, container, siblings, record = unwrap_container(read.obj)
+    if prefix is not None and not any(k.startswith(prefix) for k in source):
+        tops = sorted({k.split(".", 1)[0] + "." for k in source})
+        raise DoctorError(f"No checkpoint key starts with the prefix {prefix!r}; its keys start with {tops[:8]}.")
     target = module.state_dict()
     spatial_dims = getattr(module, "spatial_dims", None)
     stem = first_conv_key(target, spatial_dims)

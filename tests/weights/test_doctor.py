@@ -261,6 +261,10 @@ def test_two_equal_readings_are_refused_until_a_prefix_is_named(resnet, tmp_path
     report = diagnose(state, net)
     assert report.matches == {} and len(report.tied_readings) == 2
     assert "--prefix" in report.reason and "'net_a.'" in report.reason and "'net_b.'" in report.reason
+    with pytest.raises(
+        DoctorError, match=r"No checkpoint key starts with the prefix 'net_c\.'; .*'net_a\.', 'net_b\.'"
+    ):
+        diagnose(state, net, prefix="net_c.")
     report = convert(state, net, tmp_path / "b.pt", prefix="net_b.")
     assert report.ok and report.prefix == "net_b."
     saved = torch.load(tmp_path / "b.pt", weights_only=True)["state_dict"]
