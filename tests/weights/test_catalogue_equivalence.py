@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from monai.networks.nets import SegResNet
+from monai.networks.nets import SegResNet, UNet
 from monai.networks.nets.segresnet_ds import SegResEncoder
 
 from monai_transfer.networks import create_backbone
@@ -98,6 +98,34 @@ def test_zoo_segresnet_encoder_matches_monai(randomize, all_loaded):
         _, expected = reference.encode(x)
         got = ours.forward_intermediates(x)
     for e, g in zip(expected, got):
+        torch.testing.assert_close(g, e, **TOL)
+
+
+@pytest.mark.parametrize("num_res_units", [2, 0])
+def test_zoo_unet_encoder_matches_monai(num_res_units, randomize, all_loaded):
+    """spleen_ct_segmentation's UNet (residual units, batch norm): our maps are the outputs of UNet's down units and
+    bottleneck, taken inside the nested SkipConnections with forward hooks."""
+    kwargs = {"channels": (4, 8, 16, 32), "strides": (2, 2, 2), "num_res_units": num_res_units, "norm": "batch"}
+    reference = randomize(UNet(spatial_dims=3, in_channels=1, out_channels=2, **kwargs), 9)
+    ours = create_backbone("unet", spatial_dims=3, in_channels=1, **kwargs).eval()
+    report = load_pretrained(ours, reference.state_dict())
+    assert report.adapter == "monai-unet"
+    all_loaded(report)
+    units = [
+        reference.model[0],
+        reference.model[1].submodule[0],
+        reference.model[1].submodule[1].submodule[1].submodule,
+    ]
+    seen: list[torch.Tensor] = []
+    hooks = [u.register_forward_hook(lambda m, i, o: seen.append(o)) for u in units]
+    x = torch.randn(1, 1, 16, 16, 16)
+    with torch.no_grad():
+        reference(x)
+        got = ours.forward_intermediates(x)
+    for h in hooks:
+        h.remove()
+    assert len(got) == len(seen) == 3
+    for e, g in zip(seen, got):
         torch.testing.assert_close(g, e, **TOL)
 
 

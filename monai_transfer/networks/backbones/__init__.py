@@ -11,6 +11,7 @@ from monai_transfer.networks.backbones.resnet import ResNetBackbone, resnet_fact
 from monai_transfer.networks.backbones.segresnet import SegResNetBackbone, segresnet_encoder
 from monai_transfer.networks.backbones.segresnet_ds import SegResEncoderBackbone, segresnet_ds_encoder
 from monai_transfer.networks.backbones.swin import SwinBackbone, swin_unetr_encoder
+from monai_transfer.networks.backbones.unet import UNetEncoder, unet_encoder
 from monai_transfer.networks.backbones.vit import ViTBackbone, vit_factory
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "SegResNetBackbone",
     "SegResEncoderBackbone",
     "SwinBackbone",
+    "UNetEncoder",
     "ViTBackbone",
     "BUILTIN_BACKBONES",
 ]
@@ -151,5 +153,14 @@ BUILTIN_BACKBONES: tuple[BackboneConfig, ...] = (
         512,
         wraps="Models Genesis 3D U-Net encoder (MONAI layers)",
         description="Models Genesis 3D U-Net encoder (down_tr64 ... down_tr512)",
+    ),
+    BackboneConfig(
+        "unet",
+        unet_encoder,
+        "unet",
+        (2, 3),
+        256,
+        wraps="monai.networks.nets.UNet",
+        description="UNet encoder (down units + bottleneck), channels (16, 32, 64, 128, 256)",
     ),
 )

@@ -1,8 +1,8 @@
 """Checkpoint adapters, one file per source family; importing this package registers them.
 
 Detection order (ties in ``detect_adapter`` go to the earlier one): SwinUNETR, open_clip (BiomedCLIP), RadImageNet,
-timm ViT, TorchXRayVision DenseNet, torchvision DenseNet, MedicalNet, Models Genesis, the benchmark SSL ResNet-50s,
-torchvision ResNet, monai_transfer's fine-tuned TransferNet, lightly/solo-learn, MONAI-native.
+timm ViT, TorchXRayVision DenseNet, torchvision DenseNet, MedicalNet, Models Genesis, MONAI UNet, the benchmark SSL
+ResNet-50s, torchvision ResNet, monai_transfer's fine-tuned TransferNet, lightly/solo-learn, MONAI-native.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from monai_transfer.weights.adapters.lightning_ssl import LIGHTNING_SSL
 from monai_transfer.weights.adapters.medicalnet import MEDICALNET
 from monai_transfer.weights.adapters.models_genesis import MODELS_GENESIS
 from monai_transfer.weights.adapters.monai_bundle import MONAI
+from monai_transfer.weights.adapters.monai_unet import MONAI_UNET
 from monai_transfer.weights.adapters.open_clip_vit import OPEN_CLIP_TIMM_VIT
 from monai_transfer.weights.adapters.radimagenet import RADIMAGENET
 from monai_transfer.weights.adapters.ssl_resnet import SSL_RESNET
@@ -59,6 +60,7 @@ BUILTIN_ADAPTERS: tuple[Adapter, ...] = (
     DENSENET,
     MEDICALNET,
     MODELS_GENESIS,
+    MONAI_UNET,
     SSL_RESNET,
     RESNET,
     TRANSFER_NET,

@@ -68,6 +68,36 @@ MONAI_ZOO: tuple[WeightSource, ...] = (
         notes=_NOTE,
     ),
     WeightSource(
+        name="monai-zoo:spleen_ct_segmentation",
+        adapter="monai-unet",
+        description="MONAI zoo spleen_ct_segmentation: UNet encoder (residual units) trained to segment the spleen in CT",
+        files={
+            "unet": WeightFile(
+                "monai-zoo:spleen_ct_segmentation",
+                backbone_kwargs={
+                    "channels": (16, 32, 64, 128, 256),
+                    "strides": (2, 2, 2, 2),
+                    "num_res_units": 2,
+                    "norm": "batch",
+                },
+                spatial_dims=3,
+                in_channels=1,
+            )
+        },
+        provenance=Provenance(
+            method="supervised segmentation (spleen, UNet with residual units)",
+            source_data="Medical Segmentation Decathlon Task09 Spleen (41 portal-venous CT volumes)",
+            modality="CT",
+            input_size=(96, 96, 96),
+            spacing=(1.5, 1.5, 2.0),
+            intensity_normalisation="HU clipped to [-57, 164] and scaled to [0, 1] (ScaleIntensityRanged); RAS",
+            preprocessing={"intensity": {"name": "range", "a_min": -57, "a_max": 164, "b_min": 0.0, "b_max": 1.0}},
+            licence=_LICENCE + "; Medical Segmentation Decathlon data CC-BY-SA-4.0",
+            citation="Kerfoot et al., 2018, arXiv:1811.09521; Antonelli et al., 2022, arXiv:2106.05735",
+        ),
+        notes=_NOTE,
+    ),
+    WeightSource(
         name="monai-zoo:swin_unetr_btcv_segmentation",
         adapter="swinunetr",
         description="MONAI zoo swin_unetr_btcv_segmentation: SwinUNETR encoder for 13-organ abdominal CT segmentation",
