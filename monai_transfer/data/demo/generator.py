@@ -406,6 +406,7 @@ def _progress(it: range, enabled: bool, desc: str) -> Iterator[int] | range:
 
 
 def _check_demo_args(n_subjects: int, n_sites: int, size: int, lesion_prevalence: float, lesion_scale: float) -> None:
+    """Refuse arguments that cannot give a usable data set, before anything is written."""
     if n_subjects < 1 or n_sites < 1 or size < 16:
         raise ValueError(f"need n_subjects >= 1, n_sites >= 1, size >= 16; got {n_subjects}, {n_sites}, {size}")
     if not 0.0 <= lesion_prevalence <= 1.0:
