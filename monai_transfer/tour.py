@@ -20,6 +20,7 @@ Outputs (all under ``out``): ``demo_data/``, ``dicom_index/``, ``checkpoints/``,
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,89 +33,85 @@ from monai_transfer.utils.atomic import atomic_write_json
 __all__ = ["run_tour"]
 
 
-def run_tour(
-    out: str | Path, seed: int = 0, size: int = 64, n_subjects: int = 6, progress: bool = True
-) -> dict[str, Any]:
-    """Run the tour and return the summary written to ``out/summary.json``.
+class _Steps:
+    """Times each step, records what it reports under ``summary["steps"]`` and advances the progress bar."""
 
-    Args:
-        out: output directory (created; nothing is written elsewhere).
-        seed: seed of the demo data, the random weights and the inputs.
-        size: edge of the demo volumes (a multiple of 32).
-        n_subjects: simulated subjects in the demo data.
-        progress: show progress bars.
-    """
-    from monai_transfer.data import list_series, load_series, make_demo_data, scan
-    from monai_transfer.networks import create_backbone, create_transfer_net, export_torchscript
-    from monai_transfer.transforms import MRPercentileNormalize
-    from monai_transfer.weights import Provenance, load_pretrained, save_pretrained
+    def __init__(self, summary: dict[str, Any], progress: bool) -> None:
+        self.summary = summary
+        self.bar = tqdm(total=9, desc="tour", disable=not progress, unit="step")
 
-    out = Path(out)
-    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
-    (out / "exported").mkdir(parents=True, exist_ok=True)
-    gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    summary: dict[str, Any] = {"seed": seed, "volume": [1, 1, size, size, size], "steps": {}}
-    steps = tqdm(total=9, desc="tour", disable=not progress, unit="step")
-
-    def done(name: str, info: dict[str, Any], t0: float) -> None:
+    def run(self, name: str, step: Callable[..., tuple[dict[str, Any], Any]], *args: Any) -> Any:
+        """Run ``step(*args)`` (which returns what to record and what the later steps need); return the latter."""
+        t0 = time.perf_counter()
+        info, value = step(*args)
         info["seconds"] = round(time.perf_counter() - t0, 2)
-        summary["steps"][name] = info
-        steps.set_postfix_str(name)
-        steps.update(1)
+        self.summary["steps"][name] = info
+        self.bar.set_postfix_str(name)
+        self.bar.update(1)
+        return value
 
-    # 1. demo data, with DICOM series
-    t0 = time.perf_counter()
+
+def _demo_data(out: Path, seed: int, size: int, n_subjects: int) -> tuple[dict[str, Any], dict[str, str]]:
+    """1. Demo data, with DICOM series (and a small unlabeled pool for step 8)."""
+    from monai_transfer.data import make_demo_data
+
     paths = make_demo_data(
         out / "demo_data", n_subjects=n_subjects, size=size, dicom=True, seed=seed, overwrite=True, n_unlabeled=4
     )
-    done("demo_data", {"datalists": {k: v for k, v in paths.items() if k.endswith(("3d", "2d"))}}, t0)
+    return {"datalists": {k: v for k, v in paths.items() if k.endswith(("3d", "2d"))}}, paths
 
-    # 2. DICOM ingestion: index, then load one series in MONAI's convention
-    t0 = time.perf_counter()
-    series = scan(paths["dicom_root"], out / "dicom_index").as_dict()
+
+def _dicom_ingest(out: Path, dicom_root: str) -> tuple[dict[str, Any], Any]:
+    """2. DICOM ingestion: index the series, then load one in MONAI's convention, MR percentile-normalised."""
+    from monai_transfer.data import list_series, load_series, scan
+    from monai_transfer.transforms import MRPercentileNormalize
+
+    series = scan(dicom_root, out / "dicom_index").as_dict()
     record = list_series(out / "dicom_index", include_quarantined=False)[0]
     image = load_series(out / "dicom_index", record["series_key"])
     image = MRPercentileNormalize()(image)
-    done(
-        "dicom_ingest",
-        {
-            "series": series.get("series"),
-            "quarantined_files": series.get("quarantined_files"),
-            "loaded_shape": list(image.shape),
-            "spacing_mm": [round(float(v), 3) for v in image.pixdim[:3]],
-        },
-        t0,
-    )
+    info = {
+        "series": series.get("series"),
+        "quarantined_files": series.get("quarantined_files"),
+        "loaded_shape": list(image.shape),
+        "spacing_mm": [round(float(v), 3) for v in image.pixdim[:3]],
+    }
+    return info, image
 
-    # 3. a 2D RGB checkpoint in torchvision's layout (our ResNet keys are torchvision's; add its classifier)
-    t0 = time.perf_counter()
+
+def _write_2d_checkpoint(out: Path, gen: torch.Generator) -> tuple[dict[str, Any], tuple[torch.nn.Module, Path]]:
+    """3. A 2D RGB checkpoint in torchvision's layout (our ResNet keys are torchvision's; add its classifier)."""
+    from monai_transfer.networks import create_backbone
+
     net2d = create_backbone("resnet18", spatial_dims=2, in_channels=3).eval()
     state = dict(net2d.state_dict())
     state["fc.weight"] = torch.randn(1000, 512, generator=gen) * 0.01
     state["fc.bias"] = torch.zeros(1000)
     ckpt2d = out / "checkpoints" / "resnet18_2d_rgb_torchvision_layout.pth"
     torch.save(state, ckpt2d)  # published torchvision files are bare state dicts
-    done("write_2d_checkpoint", {"path": str(ckpt2d), "tensors": len(state)}, t0)
+    return {"path": str(ckpt2d), "tensors": len(state)}, (net2d, ckpt2d)
 
-    # 4. strict import into a 3D, 1-channel backbone
-    t0 = time.perf_counter()
+
+def _import_2d_to_3d(out: Path, ckpt2d: Path) -> tuple[dict[str, Any], torch.nn.Module]:
+    """4. Strict import into a 3D, 1-channel backbone; the load report is written beside the outputs."""
+    from monai_transfer.networks import create_backbone
+
     net3d = create_backbone("resnet18", spatial_dims=3, in_channels=1, pretrained=str(ckpt2d)).eval()
     report = net3d.load_report
     (out / "load_report.txt").write_text(report.to_table() + "\n")
-    done(
-        "import_2d_to_3d",
-        {
-            "adapter": report.adapter,
-            "fraction_loaded": report.fraction_loaded,
-            "dropped": report.dropped,
-            "adapted": dict(report.adapted),
-        },
-        t0,
-    )
+    info = {
+        "adapter": report.adapter,
+        "fraction_loaded": report.fraction_loaded,
+        "dropped": report.dropped,
+        "adapted": dict(report.adapted),
+    }
+    return info, net3d
 
-    # 4b. the inflation rule, checked: constant-along-depth volume -> 2D response of a slice (away from the borders)
-    t0 = time.perf_counter()
+
+def _check_inflation(
+    net2d: torch.nn.Module, net3d: torch.nn.Module, size: int, gen: torch.Generator
+) -> tuple[dict[str, Any], None]:
+    """4b. The inflation rule, checked: constant-along-depth volume -> 2D response of a slice (away from the borders)."""
     slice2d = torch.rand(1, 1, size, size, generator=gen)
     vol = slice2d.unsqueeze(-1).expand(1, 1, size, size, size).contiguous()
     w2 = net2d.conv1.weight.sum(dim=1, keepdim=True)  # what RGB->grey surgery does
@@ -124,10 +121,13 @@ def run_tour(
     k = net3d.conv1.weight.shape[-1]
     with torch.no_grad():
         diff = float((r3[..., r3.shape[-1] // 2] - r2).abs().max().item())
-    done("check_inflation", {"depth_kernel": k, "max_abs_diff_3d_vs_2d": diff}, t0)
+    return {"depth_kernel": k, "max_abs_diff_3d_vs_2d": diff}, None
 
-    # 5. classification and segmentation networks on the imported weights
-    t0 = time.perf_counter()
+
+def _forward(ckpt2d: Path, image: Any) -> tuple[dict[str, Any], tuple[dict[str, Any], torch.Tensor, dict[str, Any]]]:
+    """5. Classification and segmentation networks on the imported weights, run on the scan loaded from DICOM."""
+    from monai_transfer.networks import create_transfer_net
+
     nets = {
         "classification": create_transfer_net(
             "resnet18", "classification", 3, 1, num_classes=2, pretrained=str(ckpt2d)
@@ -142,14 +142,14 @@ def run_tour(
             net.eval()
             outputs[task] = net(x)
             shapes[task] = list(outputs[task].shape)
-    done(
-        "forward",
-        {"output_shapes": shapes, "parameters": {t: sum(p.numel() for p in n.parameters()) for t, n in nets.items()}},
-        t0,
-    )
+    info = {"output_shapes": shapes, "parameters": {t: sum(p.numel() for p in n.parameters()) for t, n in nets.items()}}
+    return info, (nets, x, outputs)
 
-    # 6. TorchScript export, checked against eager
-    t0 = time.perf_counter()
+
+def _export(out: Path, nets: dict[str, Any], x: torch.Tensor, outputs: dict[str, Any]) -> tuple[dict[str, Any], None]:
+    """6. TorchScript export of each network, checked against its eager output."""
+    from monai_transfer.networks import export_torchscript
+
     exported = {}
     for task, net in nets.items():
         path = out / "exported" / f"resnet18_3d_{task}.ts"
@@ -157,10 +157,14 @@ def run_tour(
         with torch.no_grad():
             err = float((scripted(x) - outputs[task]).abs().max().item())
         exported[task] = {"path": str(path), "max_abs_diff_vs_eager": err}
-    done("export", {"models": exported}, t0)
+    return {"models": exported}, None
 
-    # 7. save the 3D backbone with provenance, and read it back
-    t0 = time.perf_counter()
+
+def _save_and_reload(out: Path, net3d: torch.nn.Module, size: int) -> tuple[dict[str, Any], None]:
+    """7. Save the 3D backbone with its provenance record, read it back and compare every tensor."""
+    from monai_transfer.networks import create_backbone
+    from monai_transfer.weights import Provenance, load_pretrained, save_pretrained
+
     prov = Provenance(
         method="tour: random 2D weights inflated to 3D (I3D, mean)",
         source_data="none (synthetic)",
@@ -173,17 +177,19 @@ def run_tour(
     again = create_backbone("resnet18", spatial_dims=3, in_channels=1)
     rep2 = load_pretrained(again, str(saved))
     same = all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), net3d.state_dict().values()))
-    done("save_and_reload", {"path": str(saved), "provenance_method": rep2.provenance.method, "identical": same}, t0)
+    return {"path": str(saved), "provenance_method": rep2.provenance.method, "identical": same}, None
 
-    # 8. self-supervised pretraining on the unlabeled pool (SimCLR, a few steps), then a strict load of its encoder
-    t0 = time.perf_counter()
+
+def _ssl_pretrain(out: Path, unlabeled: str, seed: int) -> tuple[dict[str, Any], None]:
+    """8. Self-supervised pretraining on the unlabeled pool (SimCLR, a few steps), then a strict load of its encoder."""
+    from monai_transfer.networks import create_transfer_net
     from monai_transfer.ssl import pretrain
 
     ssl = pretrain(
         method="simclr",
         backbone="resnet18",
         spatial_dims=3,
-        data=paths["unlabeled"],
+        data=unlabeled,
         out=str(out / "pretrain_simclr"),
         modality="mr",
         roi_size=[32],
@@ -195,17 +201,46 @@ def run_tour(
         tensorboard=False,
     )
     ssl_net = create_transfer_net("resnet18", "classification", 3, 1, num_classes=2, pretrained=ssl["encoder"])
-    done(
-        "ssl_pretrain",
-        {
-            "encoder": ssl["encoder"],
-            "iterations": ssl["iterations"],
-            "epoch_losses": ssl["epoch_losses"],
-            "fraction_loaded_into_classifier": ssl_net.backbone.load_report.fraction_loaded,
-        },
-        t0,
-    )
-    steps.close()
+    info = {
+        "encoder": ssl["encoder"],
+        "iterations": ssl["iterations"],
+        "epoch_losses": ssl["epoch_losses"],
+        "fraction_loaded_into_classifier": ssl_net.backbone.load_report.fraction_loaded,
+    }
+    return info, None
+
+
+def run_tour(
+    out: str | Path, seed: int = 0, size: int = 64, n_subjects: int = 6, progress: bool = True
+) -> dict[str, Any]:
+    """Run the tour and return the summary written to ``out/summary.json``.
+
+    Args:
+        out: output directory (created; nothing is written elsewhere).
+        seed: seed of the demo data, the random weights and the inputs.
+        size: edge of the demo volumes (a multiple of 32).
+        n_subjects: simulated subjects in the demo data.
+        progress: show progress bars.
+    """
+    out = Path(out)
+    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    (out / "exported").mkdir(parents=True, exist_ok=True)
+    # one generator for the tour's own draws (step 3's classifier, step 4b's slice), in this order; the global
+    # seed fixes the networks' random initialisation
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    summary: dict[str, Any] = {"seed": seed, "volume": [1, 1, size, size, size], "steps": {}}
+    steps = _Steps(summary, progress)
+    paths = steps.run("demo_data", _demo_data, out, seed, size, n_subjects)
+    image = steps.run("dicom_ingest", _dicom_ingest, out, paths["dicom_root"])
+    net2d, ckpt2d = steps.run("write_2d_checkpoint", _write_2d_checkpoint, out, gen)
+    net3d = steps.run("import_2d_to_3d", _import_2d_to_3d, out, ckpt2d)
+    steps.run("check_inflation", _check_inflation, net2d, net3d, size, gen)
+    nets, x, outputs = steps.run("forward", _forward, ckpt2d, image)
+    steps.run("export", _export, out, nets, x, outputs)
+    steps.run("save_and_reload", _save_and_reload, out, net3d, size)
+    steps.run("ssl_pretrain", _ssl_pretrain, out, paths["unlabeled"], seed)
+    steps.bar.close()
 
     atomic_write_json(out / "summary.json", summary)
     return summary

@@ -109,6 +109,39 @@ then:
 """
 
 
+_CREATE_DESCRIPTION = (
+    "Write a MONAI bundle in the model-zoo layout to --out: configs/metadata.json (MONAI's schema, labels in "
+    "channel_def, a changelog entry), configs/train.json (fine-tuning with the --strategy, label fraction, "
+    "early stopping, the best checkpoint to models/model.pt), configs/evaluate.json (merged over train.json: "
+    "models/model.pt on the test section), configs/inference.json (segmentation: label maps with the input's "
+    "geometry; classification: class probabilities), configs/multi_gpu_train.json (torchrun), "
+    "configs/logging.conf, docs/README.md (the starting point, its provenance and licence, the expected input, "
+    "how to run each config) and LICENSE. Published starting weights (--pretrained SOURCE; list them with "
+    "'monai-transfer weights sources') are not copied: large_files.yml names their URL and published hash, "
+    "and 'python -m monai.bundle download_large_files' fetches them. A checkpoint file (--pretrained PATH) is "
+    "copied into models/pretrained/, and so are the weights of a bundle or run folder the package wrote (a "
+    "finetune run or bundle: its fine-tuned backbone; a pretrain folder: its encoder.pt). "
+    "The intensity mapping is the starting point's own (its provenance) unless "
+    "--intensity overrides it. The bundle is assembled beside --out and moved into place at the end: a failure "
+    "leaves nothing behind, and an existing --out is refused unless --overwrite. Exit codes: 0 written "
+    "(and, with --check, no problems); 1 --check found problems; 2 bad arguments."
+)
+
+_CHECK_DESCRIPTION = (
+    "Lint the MONAI bundle in BUNDLE, offline and without changing it: the files a model-zoo bundle ships "
+    "(LICENSE, configs/metadata.json, train.json, inference.json, logging.conf, docs/README.md, models/model.pt "
+    "unless large_files.yml lists it or train.json writes it); JSON that parses, without duplicate keys, with a "
+    "4-space indent; the metadata against MONAI's schema (meta_schema_20240725, shipped with the package: "
+    "verify_metadata without a download) with a changelog entry for its version; no absolute path in a config "
+    "(paths come from @bundle_root or @dataset_dir) and no reference to a missing id; no file over 25 MB unless "
+    "large_files.yml lists it, and that list well formed; the properties MONAI's train and infer workflows "
+    "require and the ids MONAI Label reads; network_def builds, models/model.pt loads into it strictly, "
+    "verify_net_in_out passes, and ckpt_export to TorchScript (ONNX when the network does not script) computes "
+    "what the eager network does. Prints one line per problem ('FILE: KEY: message'). Exit codes: 0 no "
+    "problems; 1 problems found; 2 bad arguments or no such folder."
+)
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     bundle = sub.add_parser(
         "bundle",
@@ -120,29 +153,28 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         ),
     )
     bsub = bundle.add_subparsers(dest="bundle_command", metavar="BUNDLE_COMMAND")
+    _add_create_parser(bsub)
+    _add_check_parser(bsub)
+    help_by_default(bundle)
 
+
+def _add_create_parser(bsub: argparse._SubParsersAction) -> None:
+    """``bundle create``: its options in three groups, added in the order ``--help`` lists them."""
     p = bsub.add_parser(
         "create",
         help="write a complete bundle (fine-tuning, evaluation, inference) for a backbone and its starting point",
-        description=(
-            "Write a MONAI bundle in the model-zoo layout to --out: configs/metadata.json (MONAI's schema, labels in "
-            "channel_def, a changelog entry), configs/train.json (fine-tuning with the --strategy, label fraction, "
-            "early stopping, the best checkpoint to models/model.pt), configs/evaluate.json (merged over train.json: "
-            "models/model.pt on the test section), configs/inference.json (segmentation: label maps with the input's "
-            "geometry; classification: class probabilities), configs/multi_gpu_train.json (torchrun), "
-            "configs/logging.conf, docs/README.md (the starting point, its provenance and licence, the expected input, "
-            "how to run each config) and LICENSE. Published starting weights (--pretrained SOURCE; list them with "
-            "'monai-transfer weights sources') are not copied: large_files.yml names their URL and published hash, "
-            "and 'python -m monai.bundle download_large_files' fetches them. A checkpoint file (--pretrained PATH) is "
-            "copied into models/pretrained/, and so are the weights of a bundle or run folder the package wrote (a "
-            "finetune run or bundle: its fine-tuned backbone; a pretrain folder: its encoder.pt). The intensity mapping is the starting point's own (its provenance) unless "
-            "--intensity overrides it. The bundle is assembled beside --out and moved into place at the end: a failure "
-            "leaves nothing behind, and an existing --out is refused unless --overwrite. Exit codes: 0 written "
-            "(and, with --check, no problems); 1 --check found problems; 2 bad arguments."
-        ),
+        description=_CREATE_DESCRIPTION,
         epilog=_CREATE_EPILOG,
         formatter_class=ParagraphHelpFormatter,
     )
+    _add_create_network_arguments(p)
+    _add_create_training_arguments(p)
+    _add_create_output_arguments(p)
+    p.set_defaults(func=_cmd_bundle_create)
+
+
+def _add_create_network_arguments(p: argparse.ArgumentParser) -> None:
+    """The network: backbone, starting weights, task, dimensions, channels, classes, and where the bundle goes."""
     p.add_argument("--backbone", required=True, help="backbone registry name ('monai-transfer backbones')")
     p.add_argument(
         "--pretrained",
@@ -164,6 +196,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--num-classes", type=int, default=None, help="number of classes (default: the number of --labels)")
     p.add_argument("--out", required=True, help="the bundle folder to write (refused if it exists, unless --overwrite)")
+
+
+def _add_create_training_arguments(p: argparse.ArgumentParser) -> None:
+    """What train.json does: strategy, intensity mapping, sizes, backbone and head options, values, shipped weights."""
     p.add_argument(
         "--strategy",
         default="full",
@@ -226,6 +262,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="fine-tuned weights (a state_dict file matching the network) to ship as models/model.pt",
     )
+
+
+def _add_create_output_arguments(p: argparse.ArgumentParser) -> None:
+    """The bundle's metadata, overwriting, and the optional check of the written bundle."""
     p.add_argument("--name", default=None, help="bundle name in the metadata and README (default: from the options)")
     p.add_argument("--description", default=None, help="one paragraph for the metadata and README")
     p.add_argument("--modality", default=None, help="input modality, e.g. CT, MR, CXR (default: the starting point's)")
@@ -234,24 +274,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--check", action="store_true", help="run 'bundle check' on the written bundle")
     p.add_argument("--no-export", action="store_true", help="with --check: skip the TorchScript/ONNX export check")
-    p.set_defaults(func=_cmd_bundle_create)
 
+
+def _add_check_parser(bsub: argparse._SubParsersAction) -> None:
+    """``bundle check``: lint a bundle folder."""
     p = bsub.add_parser(
         "check",
         help="lint a bundle: files, metadata schema, paths, MONAI workflow properties, weights, export",
-        description=(
-            "Lint the MONAI bundle in BUNDLE, offline and without changing it: the files a model-zoo bundle ships "
-            "(LICENSE, configs/metadata.json, train.json, inference.json, logging.conf, docs/README.md, models/model.pt "
-            "unless large_files.yml lists it or train.json writes it); JSON that parses, without duplicate keys, with a "
-            "4-space indent; the metadata against MONAI's schema (meta_schema_20240725, shipped with the package: "
-            "verify_metadata without a download) with a changelog entry for its version; no absolute path in a config "
-            "(paths come from @bundle_root or @dataset_dir) and no reference to a missing id; no file over 25 MB unless "
-            "large_files.yml lists it, and that list well formed; the properties MONAI's train and infer workflows "
-            "require and the ids MONAI Label reads; network_def builds, models/model.pt loads into it strictly, "
-            "verify_net_in_out passes, and ckpt_export to TorchScript (ONNX when the network does not script) computes "
-            "what the eager network does. Prints one line per problem ('FILE: KEY: message'). Exit codes: 0 no "
-            "problems; 1 problems found; 2 bad arguments or no such folder."
-        ),
+        description=_CHECK_DESCRIPTION,
         epilog="example:\n  monai-transfer bundle check bundles/resnet50_imagenet_cls2d",
         formatter_class=ParagraphHelpFormatter,
     )
@@ -266,4 +296,3 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--json", action="store_true", help="print the problems as a JSON list of {file, key, message}")
     p.set_defaults(func=_cmd_bundle_check)
-    help_by_default(bundle)

@@ -483,15 +483,70 @@ def rank_backbones(
         A :class:`RankingResult`; ``too_few_samples`` and ``warnings`` say when its scores rest on too few cases
         (each warning is also issued as a ``UserWarning``).
     """
-    from monai_transfer.networks import create_backbone
-
     if rank_by not in ESTIMATES:
         raise ValueError(f"rank_by must be one of {ESTIMATES}, got {rank_by!r}")
     if not candidates:
         raise ValueError("no candidates given")
     _check_candidates(candidates)
     given = isinstance(data, tuple) and len(data) == 2
-    raw = raw_source = None
+    images, labels, raw = _target_set(data, given, spatial_dims, section, image_key, label_key, spatial_size, intensity)
+    source, raw_source = _source_set(source_data, spatial_dims, source_section, image_key, spatial_size)
+    mappings = [_candidate_mapping(n, p, intensity, given, image_key, in_channels) for n, p in candidates]
+    n_source = len(raw_source.images) if raw_source is not None else None if source is None else len(source)
+
+    notes = sample_size_warnings(labels, n_folds, n_source)
+    for note in notes:
+        warnings.warn(note, UserWarning, stacklevel=2)
+    opts = _ScoreOptions(spatial_dims, in_channels, k, n_folds, batch_size, device, seed, dict(backbone_kwargs or {}))
+    rows = []
+    bar = _progress(len(candidates), progress)
+    for (name, pretrained), label, mapping in zip(candidates, candidate_labels(candidates), mappings):
+        bar.set_postfix_str(label)
+        if mapping["warning"]:
+            warnings.warn(f"candidate {label}: {mapping['warning']}", UserWarning, stacklevel=2)
+        # read images go through this candidate's own mapping; arrays given directly are used as given
+        if raw is not None:
+            images = raw.mapped(mapping["spec"], in_channels)
+        if raw_source is not None:
+            source = raw_source.mapped(mapping["spec"], in_channels)
+        rows.append(
+            _score_candidate(name, pretrained, label, mapping, given, images, labels, source, opts, finetune_results)
+        )
+        bar.update(1)
+    bar.close()
+    result = _ranking(rows, rank_by, finetune_results, len(labels), notes)
+    if out_dir is not None:
+        _write_ranking(result, out_dir)
+    return result
+
+
+@dataclass(frozen=True)
+class _ScoreOptions:
+    """How :func:`rank_backbones` builds each candidate and scores its features (the same for every candidate)."""
+
+    spatial_dims: int
+    in_channels: int
+    k: int
+    n_folds: int
+    batch_size: int
+    device: Any
+    seed: int
+    backbone_kwargs: dict[str, Any]
+
+
+def _target_set(
+    data: Any,
+    given: bool,
+    spatial_dims: int,
+    section: str | Sequence[str],
+    image_key: str,
+    label_key: str,
+    spatial_size: Sequence[int] | None,
+    intensity: Mapping[str, Any] | str | None,
+) -> tuple[torch.Tensor | None, np.ndarray, _RawImages | None]:
+    """The target set: ``(images, labels, None)`` for arrays given directly, ``(None, labels, raw)`` for images read
+    from a datalist or entries (each candidate maps ``raw`` its own way); at least two classes."""
+    images = raw = None
     if given:
         if intensity is not None:
             raise ValueError(
@@ -502,69 +557,91 @@ def rank_backbones(
         if images.ndim != spatial_dims + 2 or len(images) != len(labels):
             raise ValueError(f"images must be (N, C, *spatial) with {spatial_dims} spatial dims and one label each")
     else:
-        raw = _read_images(data, spatial_dims, section, image_key, label_key, spatial_size)  # type: ignore[arg-type]
+        raw = _read_images(data, spatial_dims, section, image_key, label_key, spatial_size)
         labels = raw.labels  # type: ignore[assignment]
     assert labels is not None
     if len(np.unique(labels)) < 2:
         raise ValueError("the target set needs at least two classes")
-    source = None
-    if source_data is not None:
-        if isinstance(source_data, (str, os.PathLike)) or (
-            isinstance(source_data, Sequence) and source_data and isinstance(source_data[0], Mapping)
-        ):
-            raw_source = _read_images(source_data, spatial_dims, source_section, image_key, None, spatial_size)
-        else:
-            source = torch.as_tensor(np.asarray(source_data)).float()
-    mappings = [_candidate_mapping(n, p, intensity, given, image_key, in_channels) for n, p in candidates]
-    n_source = (
-        None if source is None and raw_source is None else len(source if raw_source is None else raw_source.images)
-    )
+    return images, labels, raw
 
-    notes = sample_size_warnings(labels, n_folds, n_source)
-    for note in notes:
-        warnings.warn(note, UserWarning, stacklevel=2)
-    labels_of = candidate_labels(candidates)
-    rows = []
-    bar = _progress(len(candidates), progress)
-    for (name, pretrained), label, mapping in zip(candidates, labels_of, mappings):
-        bar.set_postfix_str(label)
-        if mapping["warning"]:
-            warnings.warn(f"candidate {label}: {mapping['warning']}", UserWarning, stacklevel=2)
-        if raw is not None:
-            images = raw.mapped(mapping["spec"], in_channels)
-        if raw_source is not None:
-            source = raw_source.mapped(mapping["spec"], in_channels)
-        t0 = time.perf_counter()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            model = create_backbone(
-                name, spatial_dims, in_channels, pretrained=pretrained, **dict(backbone_kwargs or {})
-            )
-        feats = extract_features(model, images, batch_size, device)
-        row: dict[str, Any] = {
-            "candidate": label,
-            "backbone": name,
-            "pretrained": None if pretrained is None else os.fspath(pretrained),
-            "num_features": int(feats.shape[1]),
-            "intensity": mapping["line"],
-            "intensity_spec": mapping["spec"] if mapping["spec"] is not None or given else dict(RANK_DEFAULT_INTENSITY),
-            "intensity_source": mapping["source"],
-            "knn": knn_accuracy(feats, labels, k=k, n_folds=n_folds, seed=seed),
-            "linear_probe": linear_probe_accuracy(feats, labels, n_folds=n_folds, seed=seed),
-            "logme": logme(feats, labels),
-        }
-        if mapping["source"] == "user" and mapping["warning"]:
-            row["intensity_recorded"] = describe_intensity(mapping["recorded"])
-        if source is not None:
-            row.update(
-                {k_: v for k_, v in domain_gap(extract_features(model, source, batch_size, device), feats).items()}
-            )
-        if finetune_results is not None and row["candidate"] in finetune_results:
-            row["finetuned"] = float(finetune_results[row["candidate"]])
-        row["seconds"] = time.perf_counter() - t0
-        rows.append(row)
-        bar.update(1)
-    bar.close()
+
+def _source_set(
+    source_data: Any,
+    spatial_dims: int,
+    source_section: str | Sequence[str],
+    image_key: str,
+    spatial_size: Sequence[int] | None,
+) -> tuple[torch.Tensor | None, _RawImages | None]:
+    """The pretraining images for the domain gap: ``(array, None)`` used as given, ``(None, raw)`` read from a
+    datalist or entries (mapped per candidate, as the target is), or ``(None, None)`` without them."""
+    if source_data is None:
+        return None, None
+    if isinstance(source_data, (str, os.PathLike)) or (
+        isinstance(source_data, Sequence) and source_data and isinstance(source_data[0], Mapping)
+    ):
+        return None, _read_images(source_data, spatial_dims, source_section, image_key, None, spatial_size)
+    return torch.as_tensor(np.asarray(source_data)).float(), None
+
+
+def _score_candidate(
+    name: str,
+    pretrained: str | None,
+    label: str,
+    mapping: Mapping[str, Any],
+    given: bool,
+    images: torch.Tensor,
+    labels: np.ndarray,
+    source: torch.Tensor | None,
+    opts: _ScoreOptions,
+    finetune_results: Mapping[str, float] | None,
+) -> dict[str, Any]:
+    """One candidate's row: build it (seeded), extract frozen features, score them (and the domain gap to
+    ``source``), with its real fine-tuning result when given and the seconds it took."""
+    from monai_transfer.networks import create_backbone
+
+    t0 = time.perf_counter()
+    # a seeded random init that leaves the caller's global torch RNG state as it was
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(opts.seed)
+        model = create_backbone(
+            name, opts.spatial_dims, opts.in_channels, pretrained=pretrained, **opts.backbone_kwargs
+        )
+    feats = extract_features(model, images, opts.batch_size, opts.device)
+    row: dict[str, Any] = {
+        "candidate": label,
+        "backbone": name,
+        "pretrained": None if pretrained is None else os.fspath(pretrained),
+        "num_features": int(feats.shape[1]),
+        "intensity": mapping["line"],
+        "intensity_spec": mapping["spec"] if mapping["spec"] is not None or given else dict(RANK_DEFAULT_INTENSITY),
+        "intensity_source": mapping["source"],
+        "knn": knn_accuracy(feats, labels, k=opts.k, n_folds=opts.n_folds, seed=opts.seed),
+        "linear_probe": linear_probe_accuracy(feats, labels, n_folds=opts.n_folds, seed=opts.seed),
+        "logme": logme(feats, labels),
+    }
+    if mapping["source"] == "user" and mapping["warning"]:
+        row["intensity_recorded"] = describe_intensity(mapping["recorded"])
+    if source is not None:
+        row.update(
+            {
+                k_: v
+                for k_, v in domain_gap(extract_features(model, source, opts.batch_size, opts.device), feats).items()
+            }
+        )
+    if finetune_results is not None and row["candidate"] in finetune_results:
+        row["finetuned"] = float(finetune_results[row["candidate"]])
+    row["seconds"] = time.perf_counter() - t0
+    return row
+
+
+def _ranking(
+    rows: list[dict[str, Any]],
+    rank_by: str,
+    finetune_results: Mapping[str, float] | None,
+    n_samples: int,
+    notes: list[str],
+) -> RankingResult:
+    """Rank the rows by ``rank_by`` (best first) and correlate each estimate with real fine-tuning results."""
     rows.sort(key=lambda r: -r[rank_by])
     for i, r in enumerate(rows, start=1):
         r["rank"] = i
@@ -572,13 +649,15 @@ def rank_backbones(
     if finetune_results:
         for est in ESTIMATES:
             correlations[est] = rank_correlation({r["candidate"]: r[est] for r in rows}, finetune_results)
-    result = RankingResult(
-        rows=rows, rank_by=rank_by, correlations=correlations, n_samples=len(labels), warnings=notes,
+    return RankingResult(
+        rows=rows, rank_by=rank_by, correlations=correlations, n_samples=n_samples, warnings=notes,
         too_few_samples=bool(notes),
     )  # fmt: skip
-    if out_dir is not None:
-        os.makedirs(out_dir, exist_ok=True)
-        result.to_json(os.path.join(out_dir, "ranking.json"))
-        with open(os.path.join(out_dir, "ranking.md"), "w", encoding="utf-8") as f:
-            f.write(result.to_table() + "\n")
-    return result
+
+
+def _write_ranking(result: RankingResult, out_dir: str | os.PathLike) -> None:
+    """``ranking.json`` and ``ranking.md`` in ``out_dir``."""
+    os.makedirs(out_dir, exist_ok=True)
+    result.to_json(os.path.join(out_dir, "ranking.json"))
+    with open(os.path.join(out_dir, "ranking.md"), "w", encoding="utf-8") as f:
+        f.write(result.to_table() + "\n")

@@ -105,27 +105,50 @@ def resume(
         CheckpointLoadError: unreadable checkpoint (the message names the file).
         ValueError: the checkpoint does not fit this trainer (see ``exact``).
     """
-    path = Path(path)
+    path, ckpt = _load(Path(path), fallback_to_prev)
+    eng = ckpt["engine"]
+    iteration, epoch_length = int(eng["iteration"]), eng.get("epoch_length")
+    # iterations of the interrupted epoch already trained (0 for a checkpoint at an epoch end)
+    in_epoch = iteration % int(epoch_length) if epoch_length else 0
+    loader = getattr(trainer, "data_loader", None)
+    sampler = _find_sampler(loader)
+    problems = _inexact_reasons(trainer.state, iteration, epoch_length, in_epoch, loader, sampler)
+    if problems:
+        msg = f"resuming from {path} cannot be exact: " + "; ".join(problems)
+        if exact:
+            # said for the command line (the API's exact=False is documented above)
+            raise ValueError(msg + "; run it again with the data and batch size it was written with, or start again "
+                             "with --overwrite (resume='overwrite')")  # fmt: skip
+        logger.warning(msg)
+    _restore_states(trainer, ckpt, path, strict, restore_rng, objects)
+    _restore_position(trainer, eng, path, iteration, epoch_length, in_epoch, loader, sampler)
+    if hasattr(trainer, "resumed_from"):
+        trainer.resumed_from = str(path)
+    logger.info("resumed from %s: epoch %d, iteration %d", path, trainer.state.epoch, trainer.state.iteration)
+    return ckpt
+
+
+def _load(path: Path, fallback_to_prev: bool) -> tuple[Path, dict[str, Any]]:
+    """The checkpoint at ``path`` (a folder: its ``last.pt``), or with ``fallback_to_prev`` its ``.prev.pt`` sibling
+    when ``path`` cannot be loaded; returns the path actually loaded with the checkpoint."""
     if path.is_dir():
         path = path / "last.pt"
     try:
-        ckpt = load_training_checkpoint(path)
+        return path, load_training_checkpoint(path)
     except (CheckpointLoadError, FileNotFoundError) as e:
         prev = prev_path(path)
         if not fallback_to_prev or not prev.is_file() or prev == path:
             raise
         logger.warning("%s; resuming from the previous checkpoint %s", e, prev)
-        path, ckpt = prev, load_training_checkpoint(prev)
+        return prev, load_training_checkpoint(prev)
 
-    eng = ckpt["engine"]
-    iteration, epoch_length = int(eng["iteration"]), eng.get("epoch_length")
-    st = trainer.state
+
+def _inexact_reasons(st: Any, iteration: int, epoch_length: Any, in_epoch: int, loader: Any, sampler: Any) -> list[str]:
+    """Why resuming this trainer (state ``st``) from a checkpoint at ``iteration`` would not replay the same batches:
+    another epoch length, a mid-epoch checkpoint without an ``EpochSampler``, or a loader of another length."""
     problems = []
     if epoch_length is not None and st.epoch_length is not None and int(epoch_length) != int(st.epoch_length):
         problems.append(f"epoch_length {epoch_length} in the checkpoint, {st.epoch_length} in this trainer")
-    in_epoch = iteration % int(epoch_length) if epoch_length else 0
-    loader = getattr(trainer, "data_loader", None)
-    sampler = _find_sampler(loader)
     if in_epoch and not isinstance(sampler, EpochSampler):
         problems.append(
             f"the checkpoint is {in_epoch} iteration(s) into epoch {iteration // int(epoch_length) + 1} but the loader "
@@ -141,14 +164,18 @@ def resume(
                 f"epoch_length {epoch_length} differs from the loader's {n_batches} batches (ignite then carries the "
                 f"data iterator across epochs, which a resume cannot reproduce)"
             )
-    if problems:
-        msg = f"resuming from {path} cannot be exact: " + "; ".join(problems)
-        if exact:
-            # said for the command line (the API's exact=False is documented above)
-            raise ValueError(msg + "; run it again with the data and batch size it was written with, or start again "
-                             "with --overwrite (resume='overwrite')")  # fmt: skip
-        logger.warning(msg)
+    return problems
 
+
+def _restore_states(
+    trainer: Engine,
+    ckpt: dict[str, Any],
+    path: Path,
+    strict: bool,
+    restore_rng: bool,
+    objects: Mapping[str, Any] | None,
+) -> None:
+    """Load the method (unwrapped), optimizer, scaler, RNG and extra objects' states; clean stale temporary files."""
     method = unwrap(trainer.method)
     try:
         method.load_state_dict(ckpt["method"], strict=strict)
@@ -164,6 +191,20 @@ def resume(
     if is_main_process():
         clean_stale_tmp(path.parent, path.name.split(".")[0])
 
+
+def _restore_position(
+    trainer: Engine,
+    eng: Mapping[str, Any],
+    path: Path,
+    iteration: int,
+    epoch_length: Any,
+    in_epoch: int,
+    loader: Any,
+    sampler: Any,
+) -> None:
+    """Set the engine's iteration and epoch length (its own ``max_epochs`` kept) and make the sampler skip the
+    samples of the interrupted epoch already trained on."""
+    st = trainer.state
     max_epochs = st.max_epochs
     if eng.get("max_epochs") is not None and eng["max_epochs"] != max_epochs:
         logger.warning(
@@ -177,10 +218,6 @@ def resume(
         sampler.set_epoch(iteration // length + 1 if length else 1)
         batch_size = getattr(loader, "batch_size", None) or 1
         sampler.skip(in_epoch * batch_size)
-    if hasattr(trainer, "resumed_from"):
-        trainer.resumed_from = str(path)
-    logger.info("resumed from %s: epoch %d, iteration %d", path, trainer.state.epoch, trainer.state.iteration)
-    return ckpt
 
 
 #: :func:`resume`, for :func:`resume_run`, whose argument of that name is the config's resume mode

@@ -321,7 +321,22 @@ def _sections(
     alpha: float,
     n_resamples: int,
 ) -> list[_Section]:
+    """The report's sections, in the order it shows them."""
     several = _several(summaries)
+    return [
+        _summary_section(rows, headline, reference),
+        _label_section(summaries, figures, several),
+        _challenges_section(summaries, drops, figures, several),
+        _decisions_section(rows, several),
+        _comparisons_section(comps, figures, reference, requested_reference, alpha, several),
+        _transferability_section(corr, figures),
+        _failed_section(rows),
+        _methods_section(rows, comps, reference, alpha, n_resamples),
+    ]
+
+
+def _summary_section(rows: Sequence[Mapping[str, Any]], headline: Sequence[str], reference: str) -> _Section:
+    """The cell count and the headline sentences."""
     summary = _Section("summary", "Summary")
     summary.p(
         f"{len(rows)} cells, {sum(1 for r in rows if r.get('status') != 'ok')} failed. "
@@ -329,14 +344,24 @@ def _sections(
     )
     for sentence in headline:
         summary.p(sentence)
+    return summary
 
+
+def _label_section(summaries: list[dict[str, Any]], figures: Mapping[str, str], several: bool) -> _Section:
+    """Scores against label fraction (full data included)."""
     label = _Section("label-efficiency", "Label efficiency")
     if "label_efficiency" in figures:
         label.img("label_efficiency", "mean score against label fraction per starting point, with 95% t-intervals")
     else:
         label.p("No label-fraction challenge in this study: nothing to plot.")
     _summary_table(label, [s for s in summaries if s["challenge_kind"] in ("full", "label_fraction")], several)
+    return label
 
+
+def _challenges_section(
+    summaries: list[dict[str, Any]], drops: list[dict[str, Any]], figures: Mapping[str, str], several: bool
+) -> _Section:
+    """Drops under imbalance and domain shift, and the summaries of every challenge other than label fraction."""
     chal = _Section("challenges", "Imbalance and domain shift")
     if "challenge_drops" in figures:
         chal.img("challenge_drops", "drop in mean score from full data under imbalance and domain shift")
@@ -348,7 +373,11 @@ def _sections(
     others = [s for s in summaries if s["challenge_kind"] not in ("full", "label_fraction")]
     if others:
         _summary_table(chal, others, several)
+    return chal
 
+
+def _decisions_section(rows: Sequence[Mapping[str, Any]], several: bool) -> _Section:
+    """Classification cells' thresholds, temperatures and the metrics read at them."""
     decided = _Section("decisions", "Decisions and calibration (classification)")
     table = _decision_rows(rows, several)
     if table:
@@ -366,7 +395,18 @@ def _sections(
         )
     else:
         decided.p("No finished classification cell with a recorded decision.")
+    return decided
 
+
+def _comparisons_section(
+    comps: list[dict[str, Any]],
+    figures: Mapping[str, str],
+    reference: str,
+    requested_reference: str,
+    alpha: float,
+    several: bool,
+) -> _Section:
+    """Each starting point paired with the reference by seed: the table, the power rule and the notes."""
     comp = _Section("comparisons", f"Paired comparisons vs {reference}")
     if requested_reference != reference:
         comp.p(f"The requested reference {requested_reference!r} is not in the table; compared with {reference}.")
@@ -379,7 +419,11 @@ def _sections(
             comp.p(f"Note: {note}.")
     else:
         comp.p("No comparison: the table has a single starting point.")
+    return comp
 
+
+def _transferability_section(corr: list[dict[str, Any]], figures: Mapping[str, str]) -> _Section:
+    """Rank correlations between transferability estimates and fine-tuned scores."""
     trans = _Section("transferability", "Transferability")
     if "transferability" in figures:
         trans.img("transferability", "transferability estimate against mean fine-tuned score")
@@ -392,7 +436,11 @@ def _sections(
         )  # fmt: skip
     else:
         trans.p("No transferability estimates in the table.")
+    return trans
 
+
+def _failed_section(rows: Sequence[Mapping[str, Any]]) -> _Section:
+    """One row per failed cell with its error."""
     failed = _Section("failed", "Failed cells")
     bad = [r for r in _sorted_rows(rows) if r.get("status") != "ok"]
     if bad:
@@ -401,7 +449,14 @@ def _sections(
                       + [str(r.get("error") or "")] for r in bad])  # fmt: skip
     else:
         failed.p("No failed cells.")
+    return failed
 
+
+def _methods_section(
+    rows: Sequence[Mapping[str, Any]], comps: list[dict[str, Any]], reference: str, alpha: float, n_resamples: int
+) -> _Section:
+    """How the numbers were made: cells, intervals, tests, power, drops, transferability, the package version."""
+    bad = [r for r in rows if r.get("status") != "ok"]
     methods = _Section("methods", "How this was made")
     seeds = sorted({str(r.get("seed")) for r in rows})
     n_family = comps[0]["n_family"] if comps else 0
@@ -448,7 +503,7 @@ def _sections(
         "when present; below 4 points they mean little."
     )
     methods.p(f"Written by monai_transfer {__version__} (monai_transfer.study.report.write_report).")
-    return [summary, label, chal, decided, comp, trans, failed, methods]
+    return methods
 
 
 def _md_escape(text: str) -> str:

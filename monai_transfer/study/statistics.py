@@ -475,6 +475,24 @@ def paired_comparisons(
     starts = sorted({str(r.get("start")) for r in rows})
     if reference not in starts:
         raise ValueError(f"reference {reference!r} is not among the starting points of the table: {starts}")
+    recs = _pair_records(rows, reference, confidence, lower_is_better)
+    # Holm over the whole family (every target, challenge, backbone, strategy and start), not per target
+    _holm_into(recs, "p_t", alpha)
+    _holm_into(recs, "p_wilcoxon", alpha)
+    n_family = sum(1 for r in recs if r["p_t"] is not None)
+    for r in recs:
+        _judge_into(r, n_family, alpha, confidence, margins, max_seeds)
+    return recs
+
+
+def _pair_records(
+    rows: list[Mapping[str, Any]],
+    reference: str,
+    confidence: float,
+    lower_is_better: Iterable[str] | None,
+) -> list[dict[str, Any]]:
+    """One record per start other than ``reference`` in each ``_PAIR_GROUP`` group: its finished runs paired with the
+    reference's by seed and tested (:func:`_compare`); p-values not yet adjusted."""
     recs: list[dict[str, Any]] = []
     for key, group in _grouped(rows, _PAIR_GROUP):
         by_start = {s: [r for r in group if r.get("start") == s] for s in sorted({str(r.get("start")) for r in group})}
@@ -497,20 +515,27 @@ def paired_comparisons(
                     **_compare(_ok_scores_by_seed(srows), ref_scores, confidence),
                 }
             )
-    _holm_into(recs, "p_t", alpha)
-    _holm_into(recs, "p_wilcoxon", alpha)
-    n_family = sum(1 for r in recs if r["p_t"] is not None)
-    for r in recs:
-        r["n_family"] = n_family
-        r["alpha"] = alpha
-        r["confidence"] = confidence
-        _power_into(r, alpha, *equivalence_margin(r["metric"], margins, r["mean_reference"]), max_seeds)
-        significant = r["p_t_holm"] is not None and r["p_t_holm"] < alpha and bool(r["mean_diff"])
-        tested = r["n_pairs"] >= 3
-        r["nonsignificance"], r["no_effect_by"] = _nonsignificance(r) if tested and not significant else (None, None)
-        r["verdict"] = _verdict(r, alpha)
-        r["note"] = _note(r)
     return recs
+
+
+def _judge_into(
+    r: dict[str, Any],
+    n_family: int,
+    alpha: float,
+    confidence: float,
+    margins: float | Mapping[str, float] | None,
+    max_seeds: int,
+) -> None:
+    """Add to one Holm-adjusted record its power figures, which kind of non-significance it is, verdict and note."""
+    r["n_family"] = n_family
+    r["alpha"] = alpha
+    r["confidence"] = confidence
+    _power_into(r, alpha, *equivalence_margin(r["metric"], margins, r["mean_reference"]), max_seeds)
+    significant = r["p_t_holm"] is not None and r["p_t_holm"] < alpha and bool(r["mean_diff"])
+    tested = r["n_pairs"] >= 3
+    r["nonsignificance"], r["no_effect_by"] = _nonsignificance(r) if tested and not significant else (None, None)
+    r["verdict"] = _verdict(r, alpha)
+    r["note"] = _note(r)
 
 
 def _corr(x: np.ndarray, y: np.ndarray) -> dict[str, float | None]:

@@ -405,6 +405,252 @@ def _progress(it: range, enabled: bool, desc: str) -> Iterator[int] | range:
     return tqdm(it, desc=desc, disable=not enabled) if has_tqdm and enabled else it
 
 
+def _check_demo_args(n_subjects: int, n_sites: int, size: int, lesion_prevalence: float, lesion_scale: float) -> None:
+    """Refuse arguments that cannot give a usable data set, before anything is written."""
+    if n_subjects < 1 or n_sites < 1 or size < 16:
+        raise ValueError(f"need n_subjects >= 1, n_sites >= 1, size >= 16; got {n_subjects}, {n_sites}, {size}")
+    if not 0.0 <= lesion_prevalence <= 1.0:
+        raise ValueError(f"lesion_prevalence must lie in [0, 1], got {lesion_prevalence}")
+    if not lesion_scale > 0:
+        raise ValueError(f"lesion_scale must be > 0, got {lesion_scale}")
+
+
+def _lesion_subjects(seed: int, n_subjects: int, n_sites: int, lesion_prevalence: float) -> list[bool]:
+    """Which labelled subjects get lesions: exactly ``round(p * n)``, spread over sites (own random stream)."""
+    n_les = int(np.floor(lesion_prevalence * n_subjects + 0.5))
+    site_of = [i % n_sites for i in range(n_subjects)]
+    order = sorted(range(n_subjects), key=lambda i: (np.random.default_rng([seed, 404, i]).random(), i))
+    order = sorted(order, key=lambda i: order.index(i) // n_sites)  # interleave sites
+    has_lesion = [False] * n_subjects
+    by_site_rank = sorted(range(n_subjects), key=lambda i: (order.index(i), site_of[i]))
+    for i in by_site_rank[:n_les]:
+        has_lesion[i] = True
+    return has_lesion
+
+
+def _write_slices(
+    w: _Writer, anat: Anatomy, sid: str, sim: dict[str, np.ndarray], n: int, meta: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """The 2D task's rows of one subject: ``n`` axial image/label slices, each with its own in-plane affine."""
+    rows = []
+    for k in _slice_indices(sim["tissue"], n):
+        aff2 = anat.affine.copy()
+        aff2[:3, 3] = (anat.affine @ np.array([0.0, 0.0, k, 1.0]))[:3]
+        sp = w.nifti(f"slices/{sid}_z{k:03d}_img.nii.gz", np.ascontiguousarray(sim["image"][:, :, k]), aff2)
+        sl = w.nifti(f"slices/{sid}_z{k:03d}_seg.nii.gz", np.ascontiguousarray(sim["tissue"][:, :, k]), aff2)
+        rows.append({"image": sp, "label": sl, "slice_index": k, **meta})
+    return rows
+
+
+def _write_dicom(
+    w: _Writer,
+    anat: Anatomy,
+    sid: str,
+    image: np.ndarray,
+    site: SiteParams,
+    seed: int,
+    img_path: str,
+    meta: dict[str, Any],
+) -> dict[str, Any]:
+    """One subject's 3D image as a DICOM series (UIDs seeded, so reruns write the same bytes); its datalist row."""
+    folder = w.path(f"dicom/{sid}")
+    files = write_dicom_series(
+        image,
+        anat.affine,
+        folder,
+        patient_id=sid,
+        uid_seed=(GENERATOR_ID, seed, anat.size, sid),
+        institution=site.name,
+        scanner=site.scanner,
+    )
+    for f in files:
+        w.record(f)
+    return {"image": folder, "image_nifti": img_path, **meta}
+
+
+def _write_labelled(
+    w: _Writer,
+    anat: Anatomy,
+    sites: list[SiteParams],
+    seed: int,
+    has_lesion: list[bool],
+    slices_per_subject: int,
+    dicom: bool,
+    lesion_scale: float,
+    progress: bool,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Simulate and write the labelled subjects (sites round-robin): rows of the 3D tasks, the 2D slices and DICOM."""
+    subjects: list[dict[str, Any]] = []
+    slices: list[dict[str, Any]] = []
+    dicom_rows: list[dict[str, Any]] = []
+    for i in _progress(range(len(has_lesion)), progress, "demo subjects"):
+        sid = f"sub-{i:03d}"
+        site = sites[i % len(sites)]
+        sim = simulate_subject(anat, seed, i, site, has_lesion[i], lesion_scale=lesion_scale)
+        img_p = w.nifti(f"images/{sid}_T1w.nii.gz", sim["image"], anat.affine)
+        tis_p = w.nifti(f"labels/{sid}_tissue.nii.gz", sim["tissue"], anat.affine)
+        les_p = w.nifti(f"labels/{sid}_lesion.nii.gz", sim["lesion"], anat.affine)
+        meta = {"patient_id": sid, "site": site.name, "scanner": site.scanner, "lesion": int(has_lesion[i])}
+        subjects.append({"image": img_p, "label": tis_p, "lesion_mask": les_p, **meta})
+        slices.extend(_write_slices(w, anat, sid, sim, slices_per_subject, meta))
+        if dicom:
+            dicom_rows.append(_write_dicom(w, anat, sid, sim["image"], site, seed, img_p, meta))
+    return subjects, slices, dicom_rows
+
+
+def _write_unlabeled(
+    w: _Writer,
+    anat: Anatomy,
+    sites: list[SiteParams],
+    seed: int,
+    n_unl: int,
+    lesion_prevalence: float,
+    lesion_scale: float,
+    progress: bool,
+) -> list[dict[str, Any]]:
+    """Simulate and write the unlabeled pretraining pool (own random streams); its datalist rows."""
+    rows: list[dict[str, Any]] = []
+    unl_lesion = np.random.default_rng([seed, 505]).random(n_unl) < lesion_prevalence
+    for j in _progress(range(n_unl), progress, "demo unlabeled pool"):
+        sid = f"unl-{j:03d}"
+        site = sites[j % len(sites)]
+        sim = simulate_subject(anat, seed, j, site, bool(unl_lesion[j]), pool="unlabeled", lesion_scale=lesion_scale)
+        p = w.nifti(f"unlabeled/{sid}_T1w.nii.gz", sim["image"], anat.affine)
+        rows.append({"image": p, "patient_id": sid, "site": site.name, "scanner": site.scanner})
+    return rows
+
+
+def _write_other_modality(
+    w: _Writer,
+    anat: Anatomy,
+    seed: int,
+    n_sites: int,
+    n_oth: int,
+    lesion_prevalence: float,
+    lesion_scale: float,
+    progress: bool,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Simulate and write the second modality's pool: its datalist rows and its description for README and manifest.
+
+    Its own random streams, written after everything else: no other file depends on it.
+    """
+    rows: list[dict[str, Any]] = []
+    oth_sites = other_modality_site_params(seed, n_sites)
+    oth_lesion = np.random.default_rng([seed, 707]).random(n_oth) < lesion_prevalence
+    for j in _progress(range(n_oth), progress, "demo other-modality pool"):
+        sid = f"oth-{j:03d}"
+        site = oth_sites[j % n_sites]
+        sim = simulate_subject(
+            anat, seed, j, site, bool(oth_lesion[j]), pool="other_modality", modality="T2w", lesion_scale=lesion_scale
+        )
+        p = w.nifti(f"other_modality/{sid}_T2w.nii.gz", sim["image"], anat.affine)
+        rows.append({"image": p, "patient_id": sid, "site": site.name, "scanner": site.scanner,
+                     "modality": OTHER_MODALITY})  # fmt: skip
+    other_info = {"n_other_modality": n_oth, "modality": OTHER_MODALITY, "t2_levels": T2_LEVELS,
+                  "sites": [asdict(s) for s in oth_sites]}  # fmt: skip
+    return rows, other_info
+
+
+def _common_metadata(params: dict[str, Any], sites: list[SiteParams]) -> dict[str, Any]:
+    """What every datalist says about its origin: a simulation, the template's licence, the generator's parameters."""
+    return {
+        "reference": "SIMULATION built on the MNI152 template (nilearn); not real patients",
+        "licence": "MNI152 template: see nilearn's dataset description (ICBM 2009 / FSL MNI152 terms)",
+        "release": f"monai_transfer demo v{_VERSION}",
+        "simulation": {"generator": GENERATOR_ID, "params": params, "sites": [asdict(s) for s in sites]},
+    }
+
+
+def _write_datalists(
+    w: _Writer,
+    common: dict[str, Any],
+    parts: dict[str, list[dict[str, Any]]],
+    subjects: list[dict[str, Any]],
+    slices: list[dict[str, Any]],
+    unl_rows: list[dict[str, Any]],
+    other: tuple[list[dict[str, Any]], dict[str, Any]] | None,
+    dicom_rows: list[dict[str, Any]] | None,
+) -> dict[str, str]:
+    """Every task's datalist, each split as ``parts`` splits the subjects, recorded in the manifest; their paths.
+
+    ``other`` (the second modality's rows and description) and ``dicom_rows``: ``None`` when that pool is not written.
+    """
+    out = w.out_dir
+    split_of = {e["patient_id"]: name for name, rows in parts.items() for e in rows}
+
+    def sections(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+        return {name: [r for r in rows if split_of[r["patient_id"]] == name] for name in parts}
+
+    result: dict[str, str] = {}
+    result["tissue_seg_3d"] = write_datalist(
+        os.path.join(out, "tissue_seg_3d.json"),
+        sections([{k: v for k, v in s.items() if k != "lesion_mask"} for s in subjects]),
+        {"name": "demo_tissue_seg_3d", "description": "3D brain tissue segmentation (simulated)", **common,
+         "tensorImageSize": "3D", "modality": {"0": "T1w (simulated)"}, "labels": DEMO_LABELS},
+    )  # fmt: skip
+    result["tissue_seg_2d"] = write_datalist(
+        os.path.join(out, "tissue_seg_2d.json"),
+        sections(slices),
+        {"name": "demo_tissue_seg_2d", "description": "2D axial brain tissue segmentation (simulated)", **common,
+         "tensorImageSize": "2D", "modality": {"0": "T1w (simulated)"}, "labels": DEMO_LABELS},
+    )  # fmt: skip
+    result["lesion_cls_3d"] = write_datalist(
+        os.path.join(out, "lesion_cls_3d.json"),
+        sections([{**s, "label": s["lesion"]} for s in subjects]),
+        {"name": "demo_lesion_cls_3d", "description": "white-matter lesion presence (simulated)", **common,
+         "tensorImageSize": "3D", "modality": {"0": "T1w (simulated)"},
+         "labels": {"0": "no_lesion", "1": "lesion"}},
+        path_keys=("image", "label", "lesion_mask"),
+    )  # fmt: skip
+    result["unlabeled"] = write_datalist(
+        os.path.join(out, "unlabeled.json"),
+        {"unlabeled": unl_rows},
+        {"name": "demo_unlabeled_pool", "description": "unlabeled pretraining pool (simulated)", **common},
+    )
+    if other is not None:
+        oth_rows, other_info = other
+        result["other_modality"] = write_datalist(
+            os.path.join(out, "other_modality.json"),
+            {"unlabeled": oth_rows},
+            {"name": "demo_other_modality_pool", **common,
+             "description": "unlabeled pretraining pool of a second simulated modality (T2-like contrast)",
+             "tensorImageSize": "3D", "modality": {"0": OTHER_MODALITY}, "other_modality": other_info},
+        )  # fmt: skip
+    if dicom_rows is not None:
+        result["dicom_series"] = write_datalist(
+            os.path.join(out, "dicom_series.json"),
+            sections(dicom_rows),
+            {"name": "demo_dicom_series", "description": "the 3D images as DICOM series folders (simulated)", **common},
+            path_keys=("image", "image_nifti"),
+        )
+        result["dicom_root"] = os.path.join(out, "dicom")
+    for key in ("tissue_seg_3d", "tissue_seg_2d", "lesion_cls_3d", "unlabeled", "other_modality", "dicom_series"):
+        if key in result:
+            w.record(result[key])
+    return result
+
+
+def _remove_stale(w: _Writer, old: dict[str, Any] | None) -> None:
+    """Remove files of an earlier demo run that this run did not write again (never outside the output folder)."""
+    if old is None:
+        return
+    out = w.out_dir
+    for rel in old.get("files", {}):
+        p = os.path.realpath(w.path(rel))
+        if rel not in w.files and os.path.commonpath([p, out]) == out and os.path.isfile(p):
+            os.unlink(p)
+
+
+def _write_manifest(w: _Writer, params: dict[str, Any], other_info: dict[str, Any] | None) -> str:
+    """The manifest (parameters and SHA-256 of every file written), last: it marks the folder as complete demo output."""
+    manifest: dict[str, Any] = {"generator": GENERATOR_ID, "version": _VERSION, "params": params}
+    if other_info is not None:
+        manifest["other_modality"] = other_info
+    path = os.path.join(w.out_dir, MANIFEST)
+    atomic_write_json(path, {**manifest, "files": dict(sorted(w.files.items()))})
+    return path
+
+
 def make_demo_data(
     out_dir: str | os.PathLike,
     n_subjects: int = 24,
@@ -450,12 +696,7 @@ def make_demo_data(
         ``dicom=True``.
     """
     t0 = time.perf_counter()
-    if n_subjects < 1 or n_sites < 1 or size < 16:
-        raise ValueError(f"need n_subjects >= 1, n_sites >= 1, size >= 16; got {n_subjects}, {n_sites}, {size}")
-    if not 0.0 <= lesion_prevalence <= 1.0:
-        raise ValueError(f"lesion_prevalence must lie in [0, 1], got {lesion_prevalence}")
-    if not lesion_scale > 0:
-        raise ValueError(f"lesion_scale must be > 0, got {lesion_scale}")
+    _check_demo_args(n_subjects, n_sites, size, lesion_prevalence, lesion_scale)
     out = os.path.abspath(os.fspath(out_dir))
     old = _check_out_dir(out, overwrite)
     os.makedirs(out, exist_ok=True)
@@ -480,146 +721,23 @@ def make_demo_data(
     sites = site_params(seed, n_sites)
     w = _Writer(out)
 
-    # lesion subjects: exactly round(p * n), spread over sites
-    n_les = int(np.floor(lesion_prevalence * n_subjects + 0.5))
-    site_of = [i % n_sites for i in range(n_subjects)]
-    order = sorted(range(n_subjects), key=lambda i: (np.random.default_rng([seed, 404, i]).random(), i))
-    order = sorted(order, key=lambda i: order.index(i) // n_sites)  # interleave sites
-    has_lesion = [False] * n_subjects
-    by_site_rank = sorted(range(n_subjects), key=lambda i: (order.index(i), site_of[i]))
-    for i in by_site_rank[:n_les]:
-        has_lesion[i] = True
-
-    subjects: list[dict[str, Any]] = []
-    slices: list[dict[str, Any]] = []
-    dicom_rows: list[dict[str, Any]] = []
-    for i in _progress(range(n_subjects), progress, "demo subjects"):
-        sid = f"sub-{i:03d}"
-        site = sites[site_of[i]]
-        sim = simulate_subject(anat, seed, i, site, has_lesion[i], lesion_scale=lesion_scale)
-        img_p = w.nifti(f"images/{sid}_T1w.nii.gz", sim["image"], anat.affine)
-        tis_p = w.nifti(f"labels/{sid}_tissue.nii.gz", sim["tissue"], anat.affine)
-        les_p = w.nifti(f"labels/{sid}_lesion.nii.gz", sim["lesion"], anat.affine)
-        meta = {"patient_id": sid, "site": site.name, "scanner": site.scanner, "lesion": int(has_lesion[i])}
-        subjects.append({"image": img_p, "label": tis_p, "lesion_mask": les_p, **meta})
-        for k in _slice_indices(sim["tissue"], slices_per_subject):
-            aff2 = anat.affine.copy()
-            aff2[:3, 3] = (anat.affine @ np.array([0.0, 0.0, k, 1.0]))[:3]
-            sp = w.nifti(f"slices/{sid}_z{k:03d}_img.nii.gz", np.ascontiguousarray(sim["image"][:, :, k]), aff2)
-            sl = w.nifti(f"slices/{sid}_z{k:03d}_seg.nii.gz", np.ascontiguousarray(sim["tissue"][:, :, k]), aff2)
-            slices.append({"image": sp, "label": sl, "slice_index": k, **meta})
-        if dicom:
-            folder = w.path(f"dicom/{sid}")
-            files = write_dicom_series(
-                sim["image"],
-                anat.affine,
-                folder,
-                patient_id=sid,
-                uid_seed=(GENERATOR_ID, seed, size, sid),
-                institution=site.name,
-                scanner=site.scanner,
-            )
-            for f in files:
-                w.record(f)
-            dicom_rows.append({"image": folder, "image_nifti": img_p, **meta})
-
-    unl_rows: list[dict[str, Any]] = []
-    rng_unl = np.random.default_rng([seed, 505])
-    unl_lesion = rng_unl.random(n_unl) < lesion_prevalence
-    for j in _progress(range(n_unl), progress, "demo unlabeled pool"):
-        sid = f"unl-{j:03d}"
-        site = sites[j % n_sites]
-        sim = simulate_subject(anat, seed, j, site, bool(unl_lesion[j]), pool="unlabeled", lesion_scale=lesion_scale)
-        p = w.nifti(f"unlabeled/{sid}_T1w.nii.gz", sim["image"], anat.affine)
-        unl_rows.append({"image": p, "patient_id": sid, "site": site.name, "scanner": site.scanner})
-
-    # the second modality's pool: its own random streams, after everything else (no other file depends on it)
-    oth_rows: list[dict[str, Any]] = []
-    oth_sites = other_modality_site_params(seed, n_sites)
-    oth_lesion = np.random.default_rng([seed, 707]).random(n_oth) < lesion_prevalence
-    for j in _progress(range(n_oth), progress, "demo other-modality pool"):
-        sid = f"oth-{j:03d}"
-        site = oth_sites[j % n_sites]
-        sim = simulate_subject(
-            anat, seed, j, site, bool(oth_lesion[j]), pool="other_modality", modality="T2w", lesion_scale=lesion_scale
-        )
-        p = w.nifti(f"other_modality/{sid}_T2w.nii.gz", sim["image"], anat.affine)
-        oth_rows.append({"image": p, "patient_id": sid, "site": site.name, "scanner": site.scanner,
-                         "modality": OTHER_MODALITY})  # fmt: skip
-    other_info = {"n_other_modality": n_oth, "modality": OTHER_MODALITY, "t2_levels": T2_LEVELS,
-                  "sites": [asdict(s) for s in oth_sites]}  # fmt: skip
-
+    has_lesion = _lesion_subjects(seed, n_subjects, n_sites, lesion_prevalence)
+    subjects, slices, dicom_rows = _write_labelled(
+        w, anat, sites, seed, has_lesion, slices_per_subject, dicom, lesion_scale, progress
+    )
+    unl_rows = _write_unlabeled(w, anat, sites, seed, n_unl, lesion_prevalence, lesion_scale, progress)
+    oth_rows, other_info = _write_other_modality(
+        w, anat, seed, n_sites, n_oth, lesion_prevalence, lesion_scale, progress
+    )
     # one patient-level split shared by every task (stratified by lesion status)
     parts = patient_split(subjects, split_fractions, ("training", "validation", "test"), seed, "patient_id", "lesion")
-    split_of = {e["patient_id"]: name for name, rows in parts.items() for e in rows}
-
-    def sections(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-        return {name: [r for r in rows if split_of[r["patient_id"]] == name] for name in parts}
-
-    common = {
-        "reference": "SIMULATION built on the MNI152 template (nilearn); not real patients",
-        "licence": "MNI152 template: see nilearn's dataset description (ICBM 2009 / FSL MNI152 terms)",
-        "release": f"monai_transfer demo v{_VERSION}",
-        "simulation": {"generator": GENERATOR_ID, "params": params, "sites": [asdict(s) for s in sites]},
-    }
-    result: dict[str, str] = {}
-    result["tissue_seg_3d"] = write_datalist(
-        os.path.join(out, "tissue_seg_3d.json"),
-        sections([{k: v for k, v in s.items() if k != "lesion_mask"} for s in subjects]),
-        {"name": "demo_tissue_seg_3d", "description": "3D brain tissue segmentation (simulated)", **common,
-         "tensorImageSize": "3D", "modality": {"0": "T1w (simulated)"}, "labels": DEMO_LABELS},
-    )  # fmt: skip
-    result["tissue_seg_2d"] = write_datalist(
-        os.path.join(out, "tissue_seg_2d.json"),
-        sections(slices),
-        {"name": "demo_tissue_seg_2d", "description": "2D axial brain tissue segmentation (simulated)", **common,
-         "tensorImageSize": "2D", "modality": {"0": "T1w (simulated)"}, "labels": DEMO_LABELS},
-    )  # fmt: skip
-    result["lesion_cls_3d"] = write_datalist(
-        os.path.join(out, "lesion_cls_3d.json"),
-        sections([{**s, "label": s["lesion"]} for s in subjects]),
-        {"name": "demo_lesion_cls_3d", "description": "white-matter lesion presence (simulated)", **common,
-         "tensorImageSize": "3D", "modality": {"0": "T1w (simulated)"},
-         "labels": {"0": "no_lesion", "1": "lesion"}},
-        path_keys=("image", "label", "lesion_mask"),
-    )  # fmt: skip
-    result["unlabeled"] = write_datalist(
-        os.path.join(out, "unlabeled.json"),
-        {"unlabeled": unl_rows},
-        {"name": "demo_unlabeled_pool", "description": "unlabeled pretraining pool (simulated)", **common},
+    other = (oth_rows, other_info) if n_oth else None
+    result = _write_datalists(
+        w, _common_metadata(params, sites), parts, subjects, slices, unl_rows, other, dicom_rows if dicom else None
     )
-    if n_oth:
-        result["other_modality"] = write_datalist(
-            os.path.join(out, "other_modality.json"),
-            {"unlabeled": oth_rows},
-            {"name": "demo_other_modality_pool", **common,
-             "description": "unlabeled pretraining pool of a second simulated modality (T2-like contrast)",
-             "tensorImageSize": "3D", "modality": {"0": OTHER_MODALITY}, "other_modality": other_info},
-        )  # fmt: skip
-    if dicom:
-        result["dicom_series"] = write_datalist(
-            os.path.join(out, "dicom_series.json"),
-            sections(dicom_rows),
-            {"name": "demo_dicom_series", "description": "the 3D images as DICOM series folders (simulated)", **common},
-            path_keys=("image", "image_nifti"),
-        )
-        result["dicom_root"] = os.path.join(out, "dicom")
-    for key in ("tissue_seg_3d", "tissue_seg_2d", "lesion_cls_3d", "unlabeled", "other_modality", "dicom_series"):
-        if key in result:
-            w.record(result[key])
     result["readme"] = w.bytes("README.txt", _readme(params, other_info if n_oth else None).encode())
-    manifest_path = os.path.join(out, MANIFEST)
-    # remove files of an earlier demo run that this run did not write again
-    if old is not None:
-        for rel in old.get("files", {}):
-            p = os.path.realpath(w.path(rel))
-            if rel not in w.files and os.path.commonpath([p, out]) == out and os.path.isfile(p):
-                os.unlink(p)
-    manifest: dict[str, Any] = {"generator": GENERATOR_ID, "version": _VERSION, "params": params}
-    if n_oth:
-        manifest["other_modality"] = other_info
-    atomic_write_json(manifest_path, {**manifest, "files": dict(sorted(w.files.items()))})
-    result["manifest"] = manifest_path
+    _remove_stale(w, old)
+    result["manifest"] = _write_manifest(w, params, other_info if n_oth else None)
     if progress:
         print(f"demo data: {n_subjects} subjects, {n_unl} unlabeled, {n_oth} other-modality, "
               f"{time.perf_counter() - t0:.1f} s -> {out}")  # fmt: skip

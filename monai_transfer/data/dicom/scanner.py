@@ -88,79 +88,18 @@ def scan(
     stats = ScanStats(root=root)
     conn = connect(index_dir, create=True)
     try:
+        # a changed salt changes every patient hash: then every header is read again
         salt_changed = get_meta(conn, "salt_fingerprint") not in (None, fingerprint)
         known = {
             p: (s, m)
             for p, s, m in conn.execute("SELECT path, size, mtime_ns FROM files").fetchall()
             if _is_inside(p, root)
         }
-        listing = list(iter_files(root))
-        stats.files_seen = len(listing)
-        updates: list[tuple[str, int, int, str, str | None, str | None, str | None]] = []
-        bar = tqdm(listing, desc="scan", unit="file", disable=not progress) if has_tqdm else listing
-        for path, size, mtime in bar:
-            old = known.pop(path, None)
-            if old == (size, mtime) and not salt_changed:
-                stats.unchanged += 1
-                continue
-            if old is None:
-                stats.added += 1
-            else:
-                stats.changed += 1
-            stats.headers_read += 1
-            try:
-                h = read_header(path, size, salt_bytes)
-                status = "dicomdir" if h["kind"] == "dicomdir" else "ok"
-                updates.append((path, size, mtime, status, h["kind"], None, json.dumps(h)))
-            except HeaderError as e:
-                if strict:
-                    raise QuarantineError(path, e.reason) from None
-                updates.append((path, size, mtime, "quarantined", e.kind, e.reason, None))
-            except OSError as e:
-                if strict:
-                    raise QuarantineError(path, f"cannot read file: {e.strerror}") from None
-                updates.append((path, size, mtime, "quarantined", "io_error", f"cannot read file: {e.strerror}", None))
-        removed = list(known)
+        updates = _read_changed(root, known, salt_changed, salt_bytes, strict, progress, stats)
+        removed = list(known)  # what is left of ``known``: files no longer under ``root``
         stats.removed = len(removed)
         with transaction(conn):
-            conn.executemany("DELETE FROM files WHERE path = ?", [(p,) for p in removed])
-            conn.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?)", updates)
-            headers = {p: json.loads(h) for p, h in conn.execute("SELECT path, header FROM files WHERE status='ok'")}
-            records, file_issues = build_series(headers)
-            if strict:
-                for path, _, reason in file_issues:
-                    raise QuarantineError(path, reason)
-                for rec in records:
-                    if rec["status"] == STATUS_QUARANTINED:
-                        raise QuarantineError(rec["series_key"], "; ".join(rec["issues"]))
-            conn.execute("DELETE FROM series")
-            conn.executemany(
-                "INSERT INTO series VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        r["series_key"],
-                        r["series_uid"],
-                        r["modality"],
-                        r["body_part"],
-                        r["status"],
-                        r["n_files"],
-                        json.dumps(r),
-                    )
-                    for r in records
-                ],
-            )
-            conn.execute("DELETE FROM quarantine")
-            rows = [
-                ("file", p, k, r)
-                for p, k, r in conn.execute("SELECT path, kind, reason FROM files WHERE status='quarantined'")
-            ]
-            rows += [("file", p, k, r) for p, k, r in file_issues]
-            rows += [
-                ("series", r["series_key"], "inconsistent_series", "; ".join(r["issues"]))
-                for r in records
-                if r["status"] == STATUS_QUARANTINED
-            ]
-            conn.executemany("INSERT INTO quarantine (level, target, kind, reason) VALUES (?, ?, ?, ?)", rows)
+            records = _store(conn, removed, updates, strict)
             for key, value in (("salt_fingerprint", fingerprint), ("last_root", root)):
                 conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
         q = read_quarantine(conn)
@@ -174,3 +113,93 @@ def scan(
         stats.modalities[r["modality"] or "?"] = stats.modalities.get(r["modality"] or "?", 0) + 1
     stats.seconds = time.perf_counter() - t0
     return stats
+
+
+_FileRow = tuple[str, int, int, str, str | None, str | None, str | None]  # one row of the index's files table
+
+
+def _read_changed(
+    root: str,
+    known: dict[str, tuple[int, int]],
+    salt_changed: bool,
+    salt_bytes: bytes,
+    strict: bool,
+    progress: bool,
+    stats: ScanStats,
+) -> list[_FileRow]:
+    """The ``files`` rows of new and changed files under ``root`` (their headers read), counted in ``stats``.
+
+    Pops every file seen from ``known``: what remains was removed from the tree.
+    """
+    listing = list(iter_files(root))
+    stats.files_seen = len(listing)
+    updates: list[_FileRow] = []
+    bar = tqdm(listing, desc="scan", unit="file", disable=not progress) if has_tqdm else listing
+    for path, size, mtime in bar:
+        old = known.pop(path, None)
+        if old == (size, mtime) and not salt_changed:
+            stats.unchanged += 1
+            continue
+        if old is None:
+            stats.added += 1
+        else:
+            stats.changed += 1
+        stats.headers_read += 1
+        updates.append(_file_row(path, size, mtime, salt_bytes, strict))
+    return updates
+
+
+def _file_row(path: str, size: int, mtime: int, salt_bytes: bytes, strict: bool) -> _FileRow:
+    """One file's ``files`` row: its header, or why it is quarantined (raised at once with ``strict``)."""
+    try:
+        h = read_header(path, size, salt_bytes)
+        status = "dicomdir" if h["kind"] == "dicomdir" else "ok"
+        return (path, size, mtime, status, h["kind"], None, json.dumps(h))
+    except HeaderError as e:
+        if strict:
+            raise QuarantineError(path, e.reason) from None
+        return (path, size, mtime, "quarantined", e.kind, e.reason, None)
+    except OSError as e:
+        if strict:
+            raise QuarantineError(path, f"cannot read file: {e.strerror}") from None
+        return (path, size, mtime, "quarantined", "io_error", f"cannot read file: {e.strerror}", None)
+
+
+def _store(conn: Any, removed: list[str], updates: list[_FileRow], strict: bool) -> list[dict[str, Any]]:
+    """Inside the caller's transaction: update the files, rebuild every series from the stored headers and the
+    quarantine table; return the series records. With ``strict`` the first problem raises (and rolls back)."""
+    conn.executemany("DELETE FROM files WHERE path = ?", [(p,) for p in removed])
+    conn.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?)", updates)
+    headers = {p: json.loads(h) for p, h in conn.execute("SELECT path, header FROM files WHERE status='ok'")}
+    records, file_issues = build_series(headers)
+    if strict:
+        for path, _, reason in file_issues:
+            raise QuarantineError(path, reason)
+        for rec in records:
+            if rec["status"] == STATUS_QUARANTINED:
+                raise QuarantineError(rec["series_key"], "; ".join(rec["issues"]))
+    conn.execute("DELETE FROM series")
+    conn.executemany(
+        "INSERT INTO series VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            (r["series_key"], r["series_uid"], r["modality"], r["body_part"], r["status"], r["n_files"], json.dumps(r))
+            for r in records
+        ],
+    )
+    _store_quarantine(conn, records, file_issues)
+    return records
+
+
+def _store_quarantine(conn: Any, records: list[dict[str, Any]], file_issues: list[tuple[str, str, str]]) -> None:
+    """Rewrite the quarantine table: unreadable files, files the series checks rejected, inconsistent series."""
+    conn.execute("DELETE FROM quarantine")
+    rows = [
+        ("file", p, k, r) for p, k, r in conn.execute("SELECT path, kind, reason FROM files WHERE status='quarantined'")
+    ]
+    rows += [("file", p, k, r) for p, k, r in file_issues]
+    rows += [
+        ("series", r["series_key"], "inconsistent_series", "; ".join(r["issues"]))
+        for r in records
+        if r["status"] == STATUS_QUARANTINED
+    ]
+    conn.executemany("INSERT INTO quarantine (level, target, kind, reason) VALUES (?, ?, ?, ?)", rows)
