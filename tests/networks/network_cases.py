@@ -17,7 +17,10 @@ def vit_img_size(name: str) -> int:
 
 
 def backbone_kwargs(name: str) -> dict:
-    return {"img_size": vit_img_size(name)} if get_backbone_config(name).family == "vit" else {}
+    family = get_backbone_config(name).family
+    if family == "sam":  # SAM's encoder is built for one size too: the 2D test input (4x4 patches, padded windows)
+        return {"img_size": 64}
+    return {"img_size": vit_img_size(name)} if family == "vit" else {}
 
 
 def input_shape(name: str, spatial_dims: int, task: str = "classification") -> tuple[int, ...]:

@@ -50,7 +50,7 @@ def test_forward_shape(built):
         assert isinstance(net.head, ClassificationHead)
         assert y.shape == (x.shape[0], NUM_CLASSES)
     else:
-        expected = UNETRDecoder if get_backbone_config(name).family == "vit" else UNetDecoder
+        expected = UNETRDecoder if get_backbone_config(name).family in ("vit", "sam") else UNetDecoder
         assert isinstance(net.head, expected)
         assert y.shape == (x.shape[0], NUM_CLASSES) + tuple(x.shape[2:])
     assert torch.isfinite(y).all()

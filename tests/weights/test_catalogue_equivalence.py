@@ -68,6 +68,37 @@ def test_biomedclip_tower_matches_open_clip(all_loaded):
         torch.testing.assert_close(tower.head(features), tower(x), **TOL)  # the CLIP image embedding follows
 
 
+@pytest.mark.parametrize("img_size", [128, 64])
+def test_sam_image_encoder_matches_segment_anything(img_size, all_loaded):
+    """SAM's own ImageEncoderViT (ViT-B layout, published settings, built for 128 px): the same embedding at 128 px,
+    and at 64 px the relative tables of the global blocks resampled as SAM resamples them at run time."""
+    sam = pytest.importorskip("segment_anything.modeling.image_encoder")
+    from functools import partial
+
+    reference = _jitter(
+        sam.ImageEncoderViT(
+            img_size=128, depth=12, num_heads=12, window_size=14, global_attn_indexes=(2, 5, 8, 11), use_rel_pos=True,
+            qkv_bias=True, norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), out_chans=256,
+        ),
+        2,
+    )  # fmt: skip
+    published = {"image_encoder." + k: v for k, v in reference.state_dict().items()}
+    published["mask_decoder.iou_token.weight"] = torch.randn(1, 256)
+    ours = create_backbone("sam_vit_b", spatial_dims=2, in_channels=3, img_size=img_size).eval()
+    report = load_pretrained(ours, published, source="auto")
+    assert report.adapter == "sam-image-encoder"
+    all_loaded(report)
+    x = torch.randn(1, 3, img_size, img_size)
+    with torch.no_grad():
+        got = ours.forward_embedding(x)
+        if img_size == 128:
+            torch.testing.assert_close(got, reference(x), **TOL)
+        else:  # the reference at 64 px: its 8x8 grid of absolute positions resampled to 4x4 as ours were
+            reference.pos_embed.data = ours.pos_embed.detach().clone()
+            torch.testing.assert_close(got, reference(x), **TOL)
+    assert got.shape == (1, 256, img_size // 16, img_size // 16)
+
+
 def test_ct_fm_encoder_matches_monai(randomize, all_loaded):
     reference = randomize(SegResEncoder(spatial_dims=3, in_channels=1, init_filters=4, blocks_down=(1, 2, 2, 4, 4)), 5)
     ours = create_backbone("segresnet_ds", spatial_dims=3, in_channels=1, init_filters=4).eval()

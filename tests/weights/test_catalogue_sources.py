@@ -94,6 +94,20 @@ def _open_clip_tower(randomize):
     return state
 
 
+def _sam(randomize):
+    """The whole ``Sam`` model's state dict as published: the image encoder at 1024 px, beside the prompt encoder and
+    mask decoder (a few of their tensors stand in for them)."""
+    torch.manual_seed(4)
+    encoder = create_backbone("sam_vit_b", spatial_dims=2, in_channels=3, img_size=1024)
+    with torch.no_grad():
+        for p in encoder.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    state = {"image_encoder." + k: v for k, v in encoder.state_dict().items()}
+    state.update({"prompt_encoder.pe_layer.positional_encoding_gaussian_matrix": torch.randn(2, 128)})
+    state.update({"mask_decoder.iou_token.weight": torch.randn(1, 256), "pixel_mean": torch.randn(3, 1, 1)})
+    return state
+
+
 def _zoo_segresnet(in_channels, randomize):
     torch.manual_seed(1)
     net = monai_nets.SegResNet(
@@ -162,6 +176,8 @@ CASES = [
          reference=_timm_dinov2),
     Case("biomedclip-pmc15m", "vit_base_patch16", "open-clip-timm-vit", None, kwargs={"img_size": 32},
          reference=_open_clip_tower),
+    Case("sam-vit-b-sa1b", "sam_vit_b", "sam-image-encoder", None, kwargs={"img_size": 64}, reference=_sam),
+    Case("medsam-vit-b", "sam_vit_b", "sam-image-encoder", None, kwargs={"img_size": 64}, reference=_sam),
     Case("ct-fm", "segresnet_ds", "monai", dict, spatial_dims=3, in_channels=1, kwargs={"init_filters": 4},
          fmt="safetensors"),
     Case("radimagenet", "resnet50", "radimagenet", None, reference=_radimagenet_resnet),
@@ -177,7 +193,8 @@ CASES = [
          kwargs={"feature_size": 12}, reference=_zoo_swin),
 ]  # fmt: skip
 
-SLOW = {"biomedclip-pmc15m"}  # a full ViT-B/16 (86M parameters) written and read back
+# full ViT-B encoders (86M and 90M parameters, SAM's at 1024 px) written and read back
+SLOW = {"biomedclip-pmc15m", "sam-vit-b-sa1b", "medsam-vit-b"}
 
 
 def _place(case: Case, obj: Any, cache: Path) -> Path:

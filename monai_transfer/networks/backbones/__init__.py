@@ -8,6 +8,7 @@ from monai_transfer.networks.backbones.densenet import DenseNetBackbone, densene
 from monai_transfer.networks.backbones.efficientnet import EfficientNetBackbone, efficientnet_b0
 from monai_transfer.networks.backbones.genesis_unet import GenesisUNetEncoder, genesis_unet_encoder
 from monai_transfer.networks.backbones.resnet import ResNetBackbone, resnet_factory
+from monai_transfer.networks.backbones.sam_vit import SAMImageEncoder, sam_vit_b_encoder
 from monai_transfer.networks.backbones.segresnet import SegResNetBackbone, segresnet_encoder
 from monai_transfer.networks.backbones.segresnet_ds import SegResEncoderBackbone, segresnet_ds_encoder
 from monai_transfer.networks.backbones.swin import SwinBackbone, swin_unetr_encoder
@@ -19,6 +20,7 @@ __all__ = [
     "EfficientNetBackbone",
     "GenesisUNetEncoder",
     "ResNetBackbone",
+    "SAMImageEncoder",
     "SegResNetBackbone",
     "SegResEncoderBackbone",
     "SwinBackbone",
@@ -162,5 +164,14 @@ BUILTIN_BACKBONES: tuple[BackboneConfig, ...] = (
         256,
         wraps="monai.networks.nets.UNet",
         description="UNet encoder (down units + bottleneck), channels (16, 32, 64, 128, 256)",
+    ),
+    BackboneConfig(
+        "sam_vit_b",
+        sam_vit_b_encoder,
+        "sam",
+        (2,),
+        256,
+        wraps="Segment Anything ViT-B image encoder (windowed attention, relative positions, neck)",
+        description="SAM / MedSAM ViT-B/16 image encoder, img_size 1024",
     ),
 )

@@ -1,8 +1,8 @@
 """Checkpoint adapters, one file per source family; importing this package registers them.
 
-Detection order (ties in ``detect_adapter`` go to the earlier one): SwinUNETR, open_clip (BiomedCLIP), RadImageNet,
-timm ViT, TorchXRayVision DenseNet, torchvision DenseNet, MedicalNet, Models Genesis, MONAI UNet, the benchmark SSL
-ResNet-50s, torchvision ResNet, monai_transfer's fine-tuned TransferNet, lightly/solo-learn, MONAI-native.
+Detection order (ties in ``detect_adapter`` go to the earlier one): SwinUNETR, SAM, open_clip (BiomedCLIP),
+RadImageNet, timm ViT, TorchXRayVision DenseNet, torchvision DenseNet, MedicalNet, Models Genesis, MONAI UNet, the
+benchmark SSL ResNet-50s, torchvision ResNet, monai_transfer's fine-tuned TransferNet, lightly/solo-learn, MONAI-native.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from monai_transfer.weights.adapters.monai_bundle import MONAI
 from monai_transfer.weights.adapters.monai_unet import MONAI_UNET
 from monai_transfer.weights.adapters.open_clip_vit import OPEN_CLIP_TIMM_VIT
 from monai_transfer.weights.adapters.radimagenet import RADIMAGENET
+from monai_transfer.weights.adapters.sam_image_encoder import SAM_IMAGE_ENCODER
 from monai_transfer.weights.adapters.ssl_resnet import SSL_RESNET
 from monai_transfer.weights.adapters.swin_ssl import SWIN_SSL
 from monai_transfer.weights.adapters.timm_vit import TIMM_VIT
@@ -53,6 +54,7 @@ __all__ = [
 
 BUILTIN_ADAPTERS: tuple[Adapter, ...] = (
     SWIN_SSL,
+    SAM_IMAGE_ENCODER,
     OPEN_CLIP_TIMM_VIT,
     RADIMAGENET,
     TIMM_VIT,

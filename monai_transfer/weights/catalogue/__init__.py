@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from monai_transfer.weights.catalogue.foundation import FOUNDATION
 from monai_transfer.weights.catalogue.monai_zoo import MONAI_ZOO
+from monai_transfer.weights.catalogue.segment_anything import SEGMENT_ANYTHING
 from monai_transfer.weights.catalogue.ssl_imagenet import SSL_IMAGENET
 
-__all__ = ["CATALOGUE", "FOUNDATION", "MONAI_ZOO", "SSL_IMAGENET"]
+__all__ = ["CATALOGUE", "FOUNDATION", "MONAI_ZOO", "SEGMENT_ANYTHING", "SSL_IMAGENET"]
 
-CATALOGUE = FOUNDATION + MONAI_ZOO + SSL_IMAGENET
+CATALOGUE = FOUNDATION + SEGMENT_ANYTHING + MONAI_ZOO + SSL_IMAGENET
