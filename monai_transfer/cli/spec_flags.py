@@ -28,6 +28,8 @@ def _flag(f: dataclasses.Field) -> str:
 def _scalar(hint: Any) -> Any:
     """The argparse ``type`` of a hint: the first of str, int, float it allows (a list's item type for lists)."""
     options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    if str in options and any(typing.get_origin(o) in (list, tuple) for o in options):
+        return _number_or_text  # a word or a list of numbers ("--class-weights balanced", "--class-weights 1 3")
     for option in options:
         if typing.get_origin(option) in (list, tuple):
             return _scalar(typing.get_args(option)[0])
@@ -35,6 +37,13 @@ def _scalar(hint: Any) -> Any:
         if kind in options:
             return kind
     return str
+
+
+def _number_or_text(value: str) -> float | str:
+    try:
+        return float(value)
+    except ValueError:
+        return value
 
 
 def _default_text(f: dataclasses.Field) -> str:
@@ -78,9 +87,14 @@ def add_spec_arguments(
 def given_settings(args: argparse.Namespace, spec_class: type, exclude: Sequence[str] = ()) -> dict[str, Any]:
     """The fields whose flags were given (``KEY=VALUE`` lists as mappings); the spec's defaults fill the rest."""
     out: dict[str, Any] = {}
+    hints = typing.get_type_hints(spec_class)
     for f in spec_fields(spec_class, cli=True):
         value = getattr(args, f.name, None)
         if f.name in exclude or value is None:
             continue
-        out[f.name] = _parse_kv(value) if f.metadata.get("nargs") == "*" else value
+        if f.metadata.get("nargs") == "*":
+            value = _parse_kv(value)
+        elif _scalar(hints[f.name]) is _number_or_text and len(value) == 1 and isinstance(value[0], str):
+            value = value[0]  # the word of a word-or-numbers field ("balanced")
+        out[f.name] = value
     return out

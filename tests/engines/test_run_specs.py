@@ -202,3 +202,14 @@ def test_threads_hold_for_the_run_only():
         with pytest.raises(SpecFieldError, match="threads: must be >= 1, got 0"):
             cls.from_mapping({"threads": 0})
         assert "--threads" in build_parser()._subparsers._group_actions[0].choices[kind].format_help(), kind
+
+
+def test_a_word_or_numbers_flag_reads_both(capsys, demo, tmp_path):
+    # class_weights is "balanced" or one weight per class: the flag derived from its type takes either
+    argv = ["finetune", *TINY, "--data", demo["lesion_cls_3d"], "--out", str(tmp_path / "run"), "--print-bundle"]
+    assert main([*argv, "--class-weights", "1", "3"]) == 0
+    assert json.loads(capsys.readouterr().out)["loss"]["weight"] == "$torch.tensor([1.0, 3.0])"
+    assert main([*argv, "--class-weights", "balanced"]) == 0
+    assert json.loads(capsys.readouterr().out)["loss"]["weight"].startswith("$torch.tensor([")
+    assert main([*argv, "--class-weights", "1", "x"]) != 0
+    assert "class_weights: expected str or list[float] or null, got [1.0, 'x']" in capsys.readouterr().err

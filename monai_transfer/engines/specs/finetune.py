@@ -57,8 +57,8 @@ class FinetuneSpec(TrainingRunSpec):
     loss: str = setting("auto", "auto: ce for classification, dice-ce for segmentation",
                         choices=("auto", "ce", "focal", "dice-ce"))  # fmt: skip
     class_weights: str | list[float] | None = setting(
-        None, "'balanced' for inverse-frequency class weights (default: none)"
-    )
+        None, "'balanced' for inverse-frequency class weights of the training subset, or one weight per class "
+        "(default: none)", nargs="+", metavar="W")  # fmt: skip
     focal_gamma: float = setting(2.0, "focusing parameter of the focal loss", minimum=0.0)
     key_metric: str | None = setting(None, "validation metric that picks the best epoch (default: auroc or mean_dice)",
                                      choices=("auroc", "accuracy", "mean_dice"))  # fmt: skip
