@@ -80,7 +80,12 @@ def fetch_hf(url: str, cache_dir: str | os.PathLike | None = None, what: str | N
     except (OSError, ValueError, hub.errors.HfHubHTTPError) as err:  # LocalEntryNotFoundError is an OSError
         snapshot, refs = hf_cache_path(ref, cache_dir)
         name = f"the weights {what!r} ({url})" if what else url
-        reason = "offline (HF_HUB_OFFLINE) and not in the cache" if offline else type(err).__name__
+        if offline:
+            reason = "offline (HF_HUB_OFFLINE) and not in the cache"
+        elif isinstance(err, hub.errors.LocalEntryNotFoundError):
+            reason = "the Hub is not reachable and the file is not in the cache"
+        else:  # a missing repository, revision or file, a gated repository: the Hub's own first line says which
+            reason = f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:160]}"
         raise DownloadError(
             f"Could not fetch {name} through huggingface_hub ({reason}); to use a copy downloaded elsewhere, put it "
             f"at {snapshot} and write '{ref.revision}' into {refs}, or pass the file's path instead.",
