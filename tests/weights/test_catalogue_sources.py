@@ -261,3 +261,15 @@ def test_catalogue_source_loads_by_name(case: Case, tmp_path, all_loaded, random
         assert report.provenance.url == f"{case.source}@9.9.9"  # the bundle version read is recorded
         decoders = ("up_layers.", "conv_final.", "decoder1.", "model.2.")
         assert any(k.startswith(decoders) for k in report.dropped), report.dropped[:5]
+
+
+def test_weights_sources_lists_the_catalogue_with_licence_and_hash_check(capsys):
+    from monai_transfer.cli import main
+
+    assert main(["weights", "sources", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    listed = {r["source"] for r in rows}
+    assert {s.name for s in CATALOGUE} <= listed and len(listed) >= 20
+    for row in rows:
+        assert row["licence"] and row["licence"] != "unknown", row["source"]
+        assert row["checked"] in ("not checked", "full sha256") or row["checked"].startswith("sha256 prefix"), row
