@@ -647,7 +647,8 @@ class _Checker:
 
     def skip_undownloaded_start(self, parser: Any) -> None:
         """Build ``network_def`` without its starting weights when they are a ``large_files.yml`` entry not fetched
-        yet (a starting-point bundle as shipped); weights that are present are loaded, strictly, as a run would."""
+        yet (a starting-point bundle as shipped) or a file the publisher hands out only on request, not placed yet;
+        weights that are present are loaded, strictly, as a run would."""
         pid = f"{NET_ID}#pretrained"
         if pid not in parser:
             return
@@ -661,8 +662,18 @@ class _Checker:
             rel = Path(os.path.relpath(path, self.root)).as_posix()
         except ValueError:  # another drive
             return
-        if rel in self.large_files:
+        if rel in self.large_files or rel == self.by_hand_start():
             parser[pid] = None
+
+    def by_hand_start(self) -> str | None:
+        """The starting file a publisher hands out only on request (placed by the user, so absent as shipped)."""
+        try:
+            meta = json.loads((self.root / META).read_text())
+        except (OSError, ValueError):
+            return None
+        mt = meta.get("monai_transfer") if isinstance(meta, dict) else None
+        entry = mt.get("starting_weights_by_hand") if isinstance(mt, dict) else None
+        return entry.get("path") if isinstance(entry, dict) else None
 
     def check_network(self) -> None:
         if not isinstance(self.json.get(INFER), dict):

@@ -74,7 +74,9 @@ def starting_point(pretrained: str | os.PathLike | None, backbone: str) -> dict[
 
     Returns:
         ``{"kind": "random" | "source" | "file", "provenance": dict, "file": Path | None, "large_file": dict | None,
-        "name": str, "origin": str}`` (and ``"source"``: the published source, or whose layout a file has).
+        "name": str, "origin": str}`` (and ``"source"``: the published source, or whose layout a file has; a
+        source's ``"path"`` in the bundle, and ``"by_hand"``: ``{"path", "from"}`` when its file is not a plain
+        download and the user places it).
     """
     from monai_transfer.weights.sources import get_source, resolve_source
     from monai_transfer.weights.starting_point import resolve_pretrained
@@ -101,11 +103,16 @@ def starting_point(pretrained: str | os.PathLike | None, backbone: str) -> dict[
             "hash_val": sha if len(sha) == 64 else "",
             "hash_type": "sha256" if len(sha) == 64 else "",
         }
+        # MONAI's download_large_files fetches a URL as it is: a request form's page (or a hf:// / monai-zoo: name)
+        # would be saved as the weights; such a file is placed by hand, where the README says
+        by_hand = bool(wfile.request_url) or not wfile.url.startswith(("https://", "http://"))
         return {
             "kind": "source",
             "provenance": asdict(prov),
             "file": None,
-            "large_file": entry,
+            "path": entry["path"],
+            "large_file": None if by_hand else entry,
+            "by_hand": {"path": entry["path"], "from": wfile.request_url or wfile.url} if by_hand else None,
             "name": name,
             "source": get_source(name).name,
             "notes": source.notes,
@@ -256,6 +263,12 @@ def _readme(
             "python -m monai.bundle download_large_files --bundle_path .",
             "```",
         ]
+    if start.get("by_hand"):
+        lines += [
+            "",
+            f"The publisher hands out the starting weights only from {start['by_hand']['from']}: get the file there "
+            f"and put it at `{start['by_hand']['path']}` before training (`monai-transfer weights sources` says more).",
+        ]
     if start.get("notes"):
         lines += ["", f"Note on the published file: {start['notes']}"]
     if load_report:
@@ -398,6 +411,8 @@ def create_bundle(
             "intensity": intensity,
             "intensity_origin": _intensity_origin(start, intensity),
         }
+        if start.get("by_hand"):  # bundle check builds the network without it until it is placed
+            extra["starting_weights_by_hand"] = start["by_hand"]
         modality = modality or str((start["provenance"] or {}).get("modality") or "")
         meta = _metadata(network, shape, title, desc, version, changelog, start, modality, extra)
         atomic_write_json(tmp / "configs" / "metadata.json", meta, indent=4)
@@ -426,7 +441,7 @@ def _settle_classes(spec: FinetuneSpec, labels: Sequence[str] | None) -> tuple[F
 def _pretrained_ref(start: Mapping[str, Any]) -> str | None:
     """The starting weights as ``train.json`` reads them: inside the bundle (``$@bundle_root + '/...'``)."""
     if start["kind"] == "source":
-        return f"$@bundle_root + '/{start['large_file']['path']}'"
+        return f"$@bundle_root + '/{start['path']}'"
     if start["kind"] == "file":
         return f"$@bundle_root + '/models/pretrained/{start['file'].name}'"
     return None

@@ -128,14 +128,28 @@ def _without_versions(meta: dict) -> dict:
     return meta
 
 
+def _by_hand(root: Path) -> dict | None:
+    """Where a starting file the publisher hands out only on request goes (the user places it), if the bundle has one."""
+    meta = json.loads((root / "configs" / "metadata.json").read_text())
+    return meta["monai_transfer"].get("starting_weights_by_hand")
+
+
 def test_shipped_bundles_keep_weights_out_of_git():
-    """Published weights come through large_files.yml (the publisher's URL), never as a file in the bundle."""
+    """Published weights come through large_files.yml (the publisher's URL), never as a file in the bundle; a file
+    handed out only on request is named in the metadata and README, never listed for download_large_files (which would
+    save the request page as the weights)."""
     for name in SHIPPED:
         root = BUNDLES / name
         assert not [p for p in root.glob("models/**/*") if p.is_file()], name
-        entries = yaml.safe_load((root / "large_files.yml").read_text())["large_files"]
+        by_hand = _by_hand(root)
+        if by_hand is not None:
+            assert not (root / "large_files.yml").exists(), name
+            assert f"put it at `{by_hand['path']}`" in (root / "docs" / "README.md").read_text(), name
+            entries = [{"path": by_hand["path"]}]
+        else:
+            entries = yaml.safe_load((root / "large_files.yml").read_text())["large_files"]
+            assert all(e["url"].startswith("https://") for e in entries), name
         assert [e["path"].split("/")[:2] for e in entries] == [["models", "pretrained"]], name
-        assert all(e["url"].startswith("https://") for e in entries), name
         train = json.loads((root / "configs" / "train.json").read_text())
         assert train["pretrained"] == f"$@bundle_root + '/{entries[0]['path']}'", name
         assert train["network_def"]["pretrained_source"], name
@@ -146,9 +160,15 @@ def _fetch_starting_weights(bundle: Path, published: Path) -> Path:
     """Serve the stand-in of the bundle's published file and let MONAI's download_large_files fetch and verify it."""
     from monai.bundle import download_large_files
 
+    source = json.loads((bundle / "configs" / "train.json").read_text())["network_def"]["pretrained_source"]
+    by_hand = _by_hand(bundle)
+    if by_hand is not None:  # the user places the file the publisher handed out
+        target = bundle / by_hand["path"]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(build_published(source, published), target)
+        return target
     shipped = (bundle / "large_files.yml").read_text()
     (entry,) = yaml.safe_load(shipped)["large_files"]
-    source = json.loads((bundle / "configs" / "train.json").read_text())["network_def"]["pretrained_source"]
     stand_in = build_published(source, published)
     point_large_files_at(bundle, {Path(entry["path"]).name: stand_in})
     download_large_files(bundle_path=str(bundle))
@@ -207,11 +227,16 @@ def _check_outputs(bundle: Path, demo: dict[str, Path], seg: bool) -> None:
 
 
 def _ready_to_share(bundle: Path) -> None:
-    """What docs/bundles.md says to do before sharing a trained bundle: drop the run outputs and list the trained
+    """What docs/bundles.md says to do before sharing a trained bundle: drop the run outputs (and a starting file
+    placed by hand) and list the trained
     weights (over 25 MB for these networks) in large_files.yml with the URL where they are hosted and their hash."""
     for folder in ("checkpoints", "eval", "tensorboard"):
         shutil.rmtree(bundle / folder, ignore_errors=True)
-    data = yaml.safe_load((bundle / "large_files.yml").read_text())
+    by_hand = _by_hand(bundle)
+    if by_hand is not None:  # the publisher's file, handed out on request: recipients get their own
+        (bundle / by_hand["path"]).unlink()
+    listed = bundle / "large_files.yml"
+    data = yaml.safe_load(listed.read_text()) if listed.is_file() else {"large_files": []}
     data["large_files"].append({"path": "models/model.pt", "url": "https://example.org/bundles/model.pt",
                                 "hash_val": sha256(bundle / "models" / "model.pt"), "hash_type": "sha256"})  # fmt: skip
     (bundle / "large_files.yml").write_text(yaml.safe_dump(data, sort_keys=False))
