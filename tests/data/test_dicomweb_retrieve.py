@@ -112,6 +112,8 @@ class FakeServer:
         self.gets: list[str] = []
         self.seen_headers: list[dict] = []
         self.fail_after: int | None = None  # connection errors from this many instance requests on
+        self.series_gets = 0
+        self.series_faults: list = []  # per series-level request: a status, "cut" (after 2.5 parts) or "short"
 
     def get(self, url: str, headers=None, params=None, auth=None, stream=False, timeout=None, verify=True):
         self.seen_headers.append(dict(headers or {}))
@@ -123,6 +125,8 @@ class FakeServer:
             off, lim = int(params["offset"]), int(params["limit"])
             rows = [{"00080018": {"vr": "UI", "Value": [s]}} for s in self.instances][off : off + lim]
             return _Response(200, json.dumps(rows).encode(), "application/dicom+json")
+        if len(parts) == 4:
+            return self._series()
         sop = parts[-1]
         self.gets.append(sop)
         if self.fail_after is not None and len(self.gets) > self.fail_after:
@@ -142,6 +146,21 @@ class FakeServer:
             raw = raw.replace(b"\r\n\r\n" + body, b"\r\n\r\n" + cut)
             return _Response(200, raw, ctype)
         return _Response(200, raw, ctype)
+
+    def _series(self) -> _Response:
+        self.series_gets += 1
+        fault = self.series_faults.pop(0) if self.series_faults else None
+        if isinstance(fault, int):
+            return _Response(fault, b"{}", "application/json")
+        bodies = list(self.instances.values())
+        if fault == "short":  # the second part is shorter than its Content-Length says
+            raw = _multipart(bodies)
+            raw = raw.replace(bodies[1] + b"\r\n--b0und", bodies[1][:-64] + b"\r\n--b0und")
+        else:
+            raw = _multipart(bodies)
+        ctype = 'multipart/related; type="application/dicom"; boundary=b0und'
+        cut = len(raw) - raw.index(bodies[2]) - len(bodies[2]) // 2 if fault == "cut" else 0
+        return _Response(200, raw, ctype, cut=cut)
 
 
 def _series_files(tmp: Path, n: int) -> tuple[str, str, dict[str, bytes]]:
@@ -170,19 +189,30 @@ def _retrieve(fake: FakeServer, cache: SeriesCache, **kw) -> Path:
     return retrieve_series(BASE, fake.study, fake.series, cache, session=fake, **kw)
 
 
-def test_retrieve_writes_the_server_bytes(fake: FakeServer, tmp_path: Path):
+@pytest.mark.parametrize("strategy", ["auto", "instances"])
+def test_retrieve_writes_the_server_bytes(fake: FakeServer, tmp_path: Path, strategy: str):
     cache = SeriesCache(tmp_path / "c", 10**8)
-    p = _retrieve(fake, cache, chunk_size=1000)
+    p = _retrieve(fake, cache, chunk_size=1000, strategy=strategy)
     for sop, raw in fake.instances.items():
         assert (p / f"{sop}.dcm").read_bytes() == raw
-    assert len(fake.gets) == 6
-    assert _retrieve(fake, cache) == p and len(fake.gets) == 6  # cached: no instance fetched again
+    # auto: the whole series in one streamed request; instances: one request each
+    assert (fake.series_gets, len(fake.gets)) == ((1, 0) if strategy == "auto" else (0, 6))
+    assert _retrieve(fake, cache) == p and fake.series_gets + len(fake.gets) in (1, 6)  # cached: nothing fetched
+
+
+@pytest.mark.parametrize("fault", ["cut", "short", 503])
+def test_a_fault_mid_stream_keeps_the_whole_parts_and_fetches_the_rest(fake: FakeServer, tmp_path: Path, fault):
+    fake.series_faults = [fault]
+    p = _retrieve(fake, SeriesCache(tmp_path / "c", 10**8))
+    assert len(fake.gets) == {"cut": 4, "short": 5, 503: 6}[fault]  # only what the stream did not deliver whole
+    assert sorted(fake.gets) == sorted(list(fake.instances)[{"cut": 2, "short": 1, 503: 0}[fault] :])
+    assert all((p / f"{s}.dcm").read_bytes() == raw for s, raw in fake.instances.items())
 
 
 def test_transient_faults_are_retried(fake: FakeServer, tmp_path: Path):
     sops = list(fake.instances)
     fake.faults = {sops[0]: [503, 502], sops[1]: ["cut"], sops[2]: ["short"], sops[3]: [429]}
-    p = _retrieve(fake, SeriesCache(tmp_path / "c", 10**8))
+    p = _retrieve(fake, SeriesCache(tmp_path / "c", 10**8), strategy="instances")
     assert len(fake.gets) == 6 + 5
     assert all((p / f"{s}.dcm").read_bytes() == raw for s, raw in fake.instances.items())
 
@@ -192,7 +222,7 @@ def test_a_truncated_instance_that_stays_truncated_is_named(fake: FakeServer, tm
     fake.faults = {sop: ["cut"] * 10}
     cache = SeriesCache(tmp_path / "c", 10**8)
     with pytest.raises(RetrieveError) as e:
-        _retrieve(fake, cache, workers=1)
+        _retrieve(fake, cache, workers=1, strategy="instances")
     msg = str(e.value)
     assert f"instance {sop} of series {fake.series}" in msg and "after 3 tries (TruncatedStreamError)" in msg
     assert "instances are kept for the next retrieve" in msg and "\n" not in msg
@@ -201,13 +231,13 @@ def test_a_truncated_instance_that_stays_truncated_is_named(fake: FakeServer, tm
 
 @pytest.mark.parametrize("status, text", [(401, "refused the credentials (HTTP 401)"), (403, "denied access")])
 def test_refused_credentials_are_one_sentence_and_never_shown(fake: FakeServer, tmp_path: Path, caplog, status, text):
-    fake.faults = {s: [status] for s in fake.instances}
+    fake.series_faults = [status]
     secret = "Bearer s3cr3t-t0ken"
     with caplog.at_level(logging.DEBUG), pytest.raises(RetrieveError) as e:
         _retrieve(fake, SeriesCache(tmp_path / "c", 10**8), headers={"Authorization": secret}, workers=1)
     assert text in str(e.value) and "s3cr3t" not in str(e.value) and "s3cr3t" not in caplog.text
     assert fake.seen_headers[-1]["Authorization"] == secret  # sent to the server, and only there
-    assert len(fake.gets) == 1  # not retried
+    assert fake.series_gets == 1 and fake.gets == []  # not retried
 
 
 def test_unknown_series_and_missing_instance_are_named(fake: FakeServer, tmp_path: Path):
@@ -217,19 +247,19 @@ def test_unknown_series_and_missing_instance_are_named(fake: FakeServer, tmp_pat
     gone = list(fake.instances)[1]
     fake.faults = {gone: [404]}
     with pytest.raises(SeriesNotFoundError, match=f"instance {gone} of series .* was not found .*HTTP 404"):
-        _retrieve(fake, cache, workers=1)
+        _retrieve(fake, cache, workers=1, strategy="instances")
 
 
 def test_interrupted_retrieve_resumes_without_refetching(fake: FakeServer, tmp_path: Path):
     cache = SeriesCache(tmp_path / "c", 10**8)
     fake.fail_after = 4
     with pytest.raises(RetrieveError, match="4 of 6 instances are kept"):
-        _retrieve(fake, cache, workers=1, retries=0)
+        _retrieve(fake, cache, workers=1, retries=0, strategy="instances")
     assert not cache.contains(fake.series)
     first = list(fake.gets[:4])
     fake.fail_after, fake.gets = None, []
-    p = _retrieve(fake, SeriesCache(tmp_path / "c", 10**8))
-    assert len(fake.gets) == 2 and not set(first) & set(fake.gets)
+    p = _retrieve(fake, SeriesCache(tmp_path / "c", 10**8))  # auto: resumes instance by instance, no stream
+    assert len(fake.gets) == 2 and not set(first) & set(fake.gets) and fake.series_gets == 0
     assert all((p / f"{s}.dcm").read_bytes() == raw for s, raw in fake.instances.items())
 
 
@@ -357,12 +387,27 @@ class _CountingSession(requests.Session):
         self.instance_gets: list[str] = []
         self.on_request = on_request
 
+    kill_stream_after: int | None = None  # bytes of a series-level stream after which the run is "killed"
+
     def get(self, url, **kw):
         if "/instances/" in url:
             self.instance_gets.append(url.rsplit("/", 1)[1])
             if self.on_request is not None:
                 self.on_request(len(self.instance_gets))
-        return super().get(url, **kw)
+        r = super().get(url, **kw)
+        if url.rstrip("/").split("/")[-2] == "series" and self.kill_stream_after is not None:
+            inner, limit = r.iter_content, self.kill_stream_after
+
+            def iter_content(n, *a, **k):
+                seen = 0
+                for chunk in inner(n, *a, **k):
+                    if seen + len(chunk) > limit:
+                        raise KeyboardInterrupt  # a run killed mid-stream
+                    seen += len(chunk)
+                    yield chunk
+
+            r.iter_content = iter_content
+        return r
 
 
 @pytest.mark.integration
@@ -405,7 +450,8 @@ def test_eviction_under_a_small_limit(orthanc: _Orthanc, demo_dicom, tmp_path: P
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_resume_after_an_interrupted_retrieve(orthanc: _Orthanc, demo_dicom, tmp_path: Path):
+@pytest.mark.parametrize("killed_in", ["instances", "stream"])
+def test_resume_after_an_interrupted_retrieve(orthanc: _Orthanc, demo_dicom, tmp_path: Path, killed_in: str):
     series, files = next(iter(demo_dicom.items()))
     study = _uids(files[0])[0]
     k = 10
@@ -416,13 +462,26 @@ def test_resume_after_an_interrupted_retrieve(orthanc: _Orthanc, demo_dicom, tmp
 
     cache = SeriesCache(tmp_path / "c", 10**9)
     first = _CountingSession(die)
+    if killed_in == "stream":  # killed after about k instances of the one-request stream
+        first.kill_stream_after = int(sum(f.stat().st_size for f in files[:k]) + 1000)
     with pytest.raises(KeyboardInterrupt):
-        retrieve_series(orthanc.base, study, series, cache, session=first, workers=1)
+        retrieve_series(
+            orthanc.base,
+            study,
+            series,
+            cache,
+            session=first,
+            workers=1,
+            chunk_size=4096,  # small reads, so the kill comes mid-stream
+            strategy={"stream": "auto"}.get(killed_in, killed_in),
+        )
     assert not cache.contains(series)
+    done = {p.stem for p in (tmp_path / "c" / "partial" / series).glob("*.dcm")}
+    assert 0 < len(done) <= k
     again = _CountingSession()
     folder = retrieve_series(orthanc.base, study, series, SeriesCache(tmp_path / "c", 10**9), session=again)
-    assert len(again.instance_gets) == len(files) - k
-    assert not set(again.instance_gets) & set(first.instance_gets[:k])
+    assert len(again.instance_gets) == len(files) - len(done)  # the completed instances are not downloaded again
+    assert not set(again.instance_gets) & done
     assert sorted(p.read_bytes() for p in folder.glob("*.dcm")) == sorted(f.read_bytes() for f in files)
 
 
@@ -443,7 +502,15 @@ def test_server_stopped_mid_retrieve_is_one_sentence(demo_dicom, tmp_path: Path)
         session = _CountingSession(stop_at)
         with pytest.raises(RetrieveError) as e:
             retrieve_series(
-                server.base, _uids(files[0])[0], series, cache, session=session, workers=1, retries=2, backoff=0.05
+                server.base,
+                _uids(files[0])[0],
+                series,
+                cache,
+                session=session,
+                workers=1,
+                retries=2,
+                backoff=0.05,
+                strategy="instances",  # the stop comes between two instance requests
             )
         msg = str(e.value)
         assert msg.startswith("could not retrieve instance ") and f"from {server.base} after 3 tries" in msg
