@@ -126,7 +126,7 @@ class FakeServer:
             rows = [{"00080018": {"vr": "UI", "Value": [s]}} for s in self.instances][off : off + lim]
             return _Response(200, json.dumps(rows).encode(), "application/dicom+json")
         if len(parts) == 4:
-            return self._series()
+            return self._series() if parts[3] == self.series else _Response(404, b"{}", "application/json")
         sop = parts[-1]
         self.gets.append(sop)
         if self.fail_after is not None and len(self.gets) > self.fail_after:

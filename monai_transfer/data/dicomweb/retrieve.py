@@ -199,8 +199,8 @@ def _fetch_instance(server: _Server, partial: PartialSeries, study: str, series:
     server.with_retries(what, once)
 
 
-def _stream_series(server: _Server, partial: PartialSeries, study: str, series: str, chunk: int) -> None:
-    """Fetch the whole series in one request, each part streamed to its own file as it arrives.
+def _stream_series(server: _Server, partial: PartialSeries, study: str, series: str, chunk: int) -> bool:
+    """Fetch the whole series in one request, each part streamed to its own file as it arrives; True when complete.
 
     One request instead of one per instance is several times faster on Orthanc. Any transient fault (connection lost,
     a truncated part, 5xx) only ends the stream: what arrived whole is kept and the per-instance pass fetches the rest.
@@ -213,9 +213,10 @@ def _stream_series(server: _Server, partial: PartialSeries, study: str, series: 
         with r:
             ctype = r.headers.get("Content-Type", "")
             if not ctype.lower().startswith("multipart/"):
-                return  # not WADO-RS as we know it: the per-instance pass fetches everything
+                return False  # not WADO-RS as we know it: the per-instance pass fetches everything
             for headers, body in iter_parts(r.iter_content(chunk), boundary_of(ctype)):
                 partial.write_instance(body, functools.partial(check_instance, expected_size=_part_length(headers)))
+        return True  # the closing delimiter arrived: every instance the server has for the series is here
     except (*_TRANSIENT, _Transient) as e:
         logger.info(
             "the stream of series %s stopped (%s); fetching what is missing one by one", series, type(e).__name__
@@ -238,12 +239,13 @@ def _fetch_missing(server: _Server, partial: PartialSeries, study: str, series: 
 
 def _fetcher(server: _Server, study_uid: str, series_uid: str, opts: dict):
     def fetch(partial: PartialSeries) -> list[str]:
+        if not partial.completed() and opts["strategy"] == "auto":
+            logger.info("retrieving series %s from %s", series_uid, server.base)
+            if _stream_series(server, partial, study_uid, series_uid, opts["chunk"]) and partial.completed():
+                return list(partial.completed())  # complete: no listing needed (QIDO costs Orthanc a read per instance)
         sops = _list_instances(server, study_uid, series_uid)
         if not sops:
             raise SeriesNotFoundError(f"series {series_uid} of study {study_uid} was not found on {server.base}")
-        if not partial.completed() and opts["strategy"] == "auto":
-            logger.info("retrieving series %s (%d instances) from %s", series_uid, len(sops), server.base)
-            _stream_series(server, partial, study_uid, series_uid, opts["chunk"])
         done = partial.completed()
         todo = [s for s in sops if s not in done]
         if todo:
