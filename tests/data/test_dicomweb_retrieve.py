@@ -527,3 +527,32 @@ def test_unknown_series_on_orthanc_is_named(orthanc: _Orthanc, demo_dicom, tmp_p
     study = _uids(next(iter(demo_dicom.values()))[0])[0]
     with pytest.raises(SeriesNotFoundError, match=r"series 1\.2\.3\.4 of study .* was not found on http://127"):
         retrieve_series(orthanc.base, study, "1.2.3.4", SeriesCache(tmp_path / "c", 10**9))
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_memory_stays_bounded_whatever_the_series_size(orthanc: _Orthanc, tmp_path: Path):
+    """A 32 MB series (16 instances of 1024 x 1024 int16) retrieved with 256 KiB reads: Python's peak stays under 8 MB."""
+    import tracemalloc
+
+    ds = pydicom.dcmread(pydicom.data.get_testdata_file("CT_small.dcm"))
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = pydicom.uid.generate_uid(), pydicom.uid.generate_uid()
+    ds.Rows = ds.Columns = 1024
+    ds.PixelData = np.random.default_rng(0).integers(0, 4000, (1024, 1024), dtype=np.int16).tobytes()
+    for k in range(16):
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+        ds.InstanceNumber = k + 1
+        ds.save_as(tmp_path / "x.dcm", enforce_file_format=True)
+        orthanc.upload(tmp_path / "x.dcm")
+    for strategy in ("auto", "instances"):
+        cache = SeriesCache(tmp_path / strategy, 10**9)
+        tracemalloc.start()
+        try:
+            folder = retrieve_series(
+                orthanc.base, ds.StudyInstanceUID, ds.SeriesInstanceUID, cache, chunk_size=1 << 18, strategy=strategy
+            )
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert cache.manifest(ds.SeriesInstanceUID)["bytes"] > 16 * 2**21 and len(list(folder.glob("*.dcm"))) == 16
+        assert peak < 8 * 2**20, f"{strategy}: peak {peak / 2**20:.1f} MB for a 32 MB series"
