@@ -97,6 +97,10 @@ class _FileLock:
         self._fd = fd
         return True
 
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
     def release(self) -> None:
         if self._fd is not None:
             fd, self._fd = self._fd, None
@@ -199,7 +203,7 @@ class SeriesLease:
 
     def release(self) -> None:
         """Unpin the entry; the cache then evicts down to its limit if pins held it above."""
-        if self._lock._fd is not None:
+        if self._lock.held:
             self._lock.release()
             self._cache.enforce_limit()
 
@@ -272,7 +276,8 @@ class SeriesCache:
                     if (self.root / "series" / p.name).is_dir():
                         self._trash(p)
                     else:
-                        PartialSeries(p)  # loading the journal drops half-written files
+                        for f in p.glob(".*.part"):  # half-written instances (the journal is checked on resume)
+                            f.unlink(missing_ok=True)
                 finally:
                     fetch.release()
             for e in (self.root / "series").iterdir():

@@ -96,10 +96,8 @@ class _Server:
             opts[k] for k in ("retries", "backoff", "timeout", "verify")
         )
         self.stop = threading.Event()  # set when one instance fails for good: the others give up their retries
-        self.requests = 0
 
     def get(self, path: str, accept: str, params: dict | None = None) -> requests.Response:
-        self.requests += 1
         r = self.session.get(
             f"{self.base}/{path}",
             headers={**self.headers, "Accept": accept},
@@ -223,18 +221,20 @@ def _stream_series(server: _Server, partial: PartialSeries, study: str, series: 
         )
 
 
-def _fetch_missing(server: _Server, partial: PartialSeries, study: str, series: str, todo: list[str], opts: dict):
-    with ThreadPoolExecutor(max_workers=max(1, opts["workers"]), thread_name_prefix="wado") as pool:
+def _fetch_missing(
+    server: _Server, partial: PartialSeries, study: str, series: str, todo: list[str], opts: dict
+) -> BaseException | None:
+    """Fetch ``todo`` with a bounded pool; the first failure stops the rest (queued ones never start) and is returned."""
+    pool = ThreadPoolExecutor(max_workers=max(1, opts["workers"]), thread_name_prefix="wado")
+    try:
         futures = [pool.submit(_fetch_instance, server, partial, study, series, s, opts["chunk"]) for s in todo]
-        finished, pending = wait(futures, return_when=FIRST_EXCEPTION)
-        failed = [f for f in finished if f.exception() is not None]
-        if failed:
-            server.stop.set()
-            for f in pending:
-                f.cancel()
-            wait(futures)
-            return failed[0].exception()
-    return None
+        finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        failed = [f for f in futures if f in finished and f.exception() is not None]
+        return failed[0].exception() if failed else None
+    finally:
+        # also on Ctrl-C in the waiting thread: queued instances are dropped, running ones end their current try
+        server.stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _fetcher(server: _Server, study_uid: str, series_uid: str, opts: dict):
@@ -274,7 +274,16 @@ def _make_fetch(base_url: str, study_uid: str, series_uid: str, session: Any, au
     if opts["strategy"] not in ("auto", "instances"):
         raise ValueError(f"strategy must be 'auto' or 'instances', got {opts['strategy']!r}")
     s, auth, headers = _session(base_url, session, auth, headers, opts["workers"])
-    return _fetcher(_Server(base_url, s, auth, headers, opts), study_uid, series_uid, opts)
+    inner = _fetcher(_Server(base_url, s, auth, headers, opts), study_uid, series_uid, opts)
+
+    def fetch(partial: PartialSeries) -> list[str]:
+        try:
+            return inner(partial)
+        finally:
+            if session is None:
+                s.close()  # ours: its pooled connections end with the fetch
+
+    return fetch
 
 
 @contextmanager
