@@ -74,7 +74,20 @@ def test_a_series_larger_than_the_cache_is_named(tmp_path: Path):
     cache = SeriesCache(tmp_path / "c", max_bytes=300)
     with pytest.raises(CacheError, match="larger than the cache limit"):
         cache.get("big", _fake_fetch(5))
-    assert not cache.contains("big")
+    assert not cache.contains("big") and not (tmp_path / "c" / "partial" / "big").exists()
+
+
+def test_abandoned_partials_are_removed_at_start(tmp_path: Path):
+    cache = SeriesCache(tmp_path / "c", max_bytes=10_000)
+    with pytest.raises(ConnectionError):
+        cache.get("k", _fake_fetch(5, fail_after=2))
+    part = tmp_path / "c" / "partial" / "k"
+    SeriesCache(tmp_path / "c", max_bytes=10_000)
+    assert part.is_dir()  # recent: kept for a resume
+    for f in [part, *part.iterdir()]:
+        os.utime(f, (0, 1000))
+    SeriesCache(tmp_path / "c", max_bytes=10_000, partial_ttl_s=3600)
+    assert not part.exists()
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate", "delete", "extra"])
@@ -166,6 +179,30 @@ def test_bad_keys_are_refused(tmp_path: Path):
             cache.path(key)
 
 
+def _hold_pin(root: str, key: str, ready, release) -> None:
+    cache = SeriesCache(root, max_bytes=1000)
+    with cache.open(key, _fake_fetch(6, tag=key)):
+        ready.set()
+        release.wait(60)
+
+
+@pytest.mark.slow  # spawned interpreters import MONAI and torch through monai_transfer.data
+def test_a_pin_held_by_another_process_prevents_eviction(tmp_path: Path):
+    ctx = mp.get_context("spawn")
+    ready, release = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=_hold_pin, args=(str(tmp_path / "c"), "a", ready, release))
+    holder.start()
+    try:
+        assert ready.wait(60)
+        cache = SeriesCache(tmp_path / "c", max_bytes=1000)
+        cache.get("b", _fake_fetch(6, tag="b"))  # 600 + 600 > 1000: "a" is LRU but pinned elsewhere, "b" is newest
+        assert cache.contains("a") and not cache.evict("a")
+    finally:
+        release.set()
+        holder.join(60)
+    assert cache.evict("a")  # the holder ended: the kernel dropped its lock
+
+
 def _worker(root: str, key: str, q) -> None:
     cache = SeriesCache(root, max_bytes=100_000)
     calls: list = []
@@ -173,6 +210,7 @@ def _worker(root: str, key: str, q) -> None:
     q.put(len(calls))
 
 
+@pytest.mark.slow  # spawned interpreters import MONAI and torch through monai_transfer.data
 def test_two_processes_fetch_one_series_once(tmp_path: Path):
     ctx = mp.get_context("spawn")
     q = ctx.Queue()

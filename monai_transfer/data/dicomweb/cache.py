@@ -28,6 +28,7 @@ import os
 import re
 import shutil
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -222,6 +223,8 @@ class SeriesCache:
         max_bytes: limit on the bytes of complete entries; least recently used unpinned entries are evicted beyond it.
         verify: what is checked when an entry is reused: ``"hash"`` (size and SHA-256 of every instance) or
             ``"size"`` (file sizes only, no reading). A corrupt entry is logged and fetched again.
+        partial_ttl_s: an interrupted download untouched for this long is deleted at start-up rather than kept for a
+            resume (partial downloads are not counted in ``max_bytes``; this bounds what abandoned ones hold).
 
     Example::
 
@@ -230,7 +233,9 @@ class SeriesCache:
             img = load_series_from_folder(folder)
     """
 
-    def __init__(self, root: str | os.PathLike, max_bytes: int, verify: str = "hash") -> None:
+    def __init__(
+        self, root: str | os.PathLike, max_bytes: int, verify: str = "hash", partial_ttl_s: float = 7 * 24 * 3600
+    ) -> None:
         if int(max_bytes) <= 0:
             raise ValueError(f"max_bytes must be > 0, got {max_bytes}")
         if verify not in ("hash", "size"):
@@ -238,6 +243,7 @@ class SeriesCache:
         self.root = Path(root).expanduser().resolve()
         self.max_bytes = int(max_bytes)
         self.verify = verify
+        self.partial_ttl_s = float(partial_ttl_s)
         for sub in ("series", "partial", "trash", "locks"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         self._global = self.root / ".lock"
@@ -262,9 +268,11 @@ class SeriesCache:
     def clean(self) -> None:
         """Remove leftovers of crashed processes: trash, half-written instance files and partials already complete.
 
-        Completed instances of an interrupted download stay (the next fetch resumes from them); a partial folder
-        that another live process is filling is left alone.
+        Completed instances of an interrupted download stay (the next fetch resumes from them) unless the download was
+        abandoned (untouched for ``partial_ttl_s``); a partial folder that another live process is filling is left
+        alone.
         """
+        now = time.time()
         with self._locked():
             for t in (self.root / "trash").iterdir():
                 shutil.rmtree(t, ignore_errors=True)
@@ -273,7 +281,7 @@ class SeriesCache:
                 if not fetch.acquire(blocking=False):
                     continue  # a live fetch owns it
                 try:
-                    if (self.root / "series" / p.name).is_dir():
+                    if (self.root / "series" / p.name).is_dir() or now - _newest_mtime(p) > self.partial_ttl_s:
                         self._trash(p)
                     else:
                         for f in p.glob(".*.part"):  # half-written instances (the journal is checked on resume)
@@ -470,6 +478,7 @@ class SeriesCache:
             raise CacheError(f"series {key} has no instances to cache")
         total = sum(r.size for r in records.values())
         if total > self.max_bytes:
+            self._trash(partial.path)  # it can never be committed: keeping it for a resume would only hold the disk
             raise CacheError(f"series {key} ({total} bytes) is larger than the cache limit ({self.max_bytes} bytes)")
         manifest = {
             "key": key,
@@ -487,6 +496,10 @@ class SeriesCache:
             if dest.exists():
                 self._trash(dest)  # a stale or corrupt entry another process left; ours is checked and complete
             os.rename(partial.path, dest)
+
+
+def _newest_mtime(folder: Path) -> float:
+    return max([folder.stat().st_mtime, *(f.stat().st_mtime for f in folder.iterdir())])
 
 
 def _sha256(path: Path, chunk: int = 1 << 20) -> str:
