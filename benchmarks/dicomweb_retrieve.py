@@ -151,6 +151,16 @@ def peak_mb(fn: Callable[[Path], None], work: Path) -> float:
         shutil.rmtree(work / "mem", ignore_errors=True)
 
 
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "cpu"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--series", type=int, default=3)
@@ -188,7 +198,7 @@ def main() -> None:
             print(
                 f"Orthanc {requests.get(f'{url}/system', timeout=5).json().get('Version')} on loopback; "
                 f"{args.series} series x {args.slices} instances ({args.size}x{args.size} int16, "
-                f"{series_bytes / 1e6:.1f} MB per series); {os.cpu_count()} CPUs ({platform.processor() or 'cpu'}); "
+                f"{series_bytes / 1e6:.1f} MB per series); {os.cpu_count()} CPUs ({cpu_name()}); "
                 f"median of {args.repeats} runs"
             )
             print("| method | s | instances/s | MB/s | peak Python memory, one series (MB) |")

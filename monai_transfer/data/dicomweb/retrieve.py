@@ -30,7 +30,7 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 from requests.adapters import HTTPAdapter
 
-from .cache import PartialSeries, SeriesCache
+from .cache import FetchFn, PartialSeries, SeriesCache
 from .instance_check import TruncatedInstanceError, check_instance
 from .multipart_stream import TruncatedStreamError, boundary_of, iter_parts
 
@@ -73,7 +73,7 @@ def public_url(url: str) -> str:
 
 def _session(
     base_url: str, session: requests.Session | None, auth: Any, headers: Mapping[str, str] | None, workers: int
-):
+) -> tuple[requests.Session, Any, dict[str, str]]:
     s = session or requests.Session()
     if session is None:
         # one pooled connection per worker, so concurrent requests never wait for a socket
@@ -237,7 +237,7 @@ def _fetch_missing(
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _fetcher(server: _Server, study_uid: str, series_uid: str, opts: dict):
+def _fetcher(server: _Server, study_uid: str, series_uid: str, opts: dict) -> FetchFn:
     def fetch(partial: PartialSeries) -> list[str]:
         if not partial.completed() and opts["strategy"] == "auto":
             logger.info("retrieving series %s from %s", series_uid, server.base)
@@ -268,7 +268,9 @@ def _fetcher(server: _Server, study_uid: str, series_uid: str, opts: dict):
     return fetch
 
 
-def _make_fetch(base_url: str, study_uid: str, series_uid: str, session: Any, auth: Any, headers: Any, **opts: Any):
+def _make_fetch(
+    base_url: str, study_uid: str, series_uid: str, session: Any, auth: Any, headers: Any, **opts: Any
+) -> FetchFn:
     if opts["retries"] < 0 or opts["backoff"] < 0 or opts["workers"] < 1:
         raise ValueError(f"retries and backoff must be >= 0 and workers >= 1, got {opts}")
     if opts["strategy"] not in ("auto", "instances"):
