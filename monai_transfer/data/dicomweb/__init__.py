@@ -1,0 +1,1 @@
+"""DICOMweb servers as a data source."""
