@@ -3,7 +3,8 @@
 Subcommands (one module each in this package):
     backbones   list the registered backbones (dims, embedding size, known pretrained weights)
     data        index DICOM trees (scan), summarise an index (report), write the demo data (demo)
-    weights     known published weights (sources); how a checkpoint fits a backbone (inspect); convert one
+    weights     known published weights (sources); how a checkpoint fits a backbone (inspect); map a layout no
+                adapter claims (doctor); convert one
     pretrain    self-supervised pretraining (SimCLR, MoCo, BYOL, SimSiam, Barlow Twins, VICReg, DINO, MAE, SimMIM,
                 Models Genesis, SwinUNETR multi-task) in 2D/3D, resumable, under torchrun too
     finetune    fine-tune a backbone with a named strategy

@@ -249,7 +249,7 @@ def _add_doctor_parser(wsub: argparse._SubParsersAction) -> None:
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     weights = sub.add_parser(
         "weights",
-        help="known published weights; how a checkpoint fits a backbone; convert one",
+        help="known published weights; how a checkpoint fits a backbone; map an unknown layout (doctor); convert one",
         description="Pretrained-weight commands. Checkpoints load with torch.load(weights_only=True), strictly.",
     )
     wsub = weights.add_subparsers(dest="weights_command", metavar="WEIGHTS_COMMAND")
