@@ -25,14 +25,14 @@ def orthanc_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OrthancSe
 
 @pytest.fixture(scope="module")
 def demo_dicom(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo's DICOM series (two simulated subjects, 16 slices each), written once per module."""
+    """The demo's DICOM series (four simulated subjects, 32 slices each), written once per module."""
     from monai_transfer.data.demo import make_demo_data
 
     out = make_demo_data(
         tmp_path_factory.mktemp("demo") / "demo",
-        n_subjects=2,
+        n_subjects=4,
         n_sites=1,
-        size=16,
+        size=32,
         dicom=True,
         n_unlabeled=0,
         n_other_modality=0,

@@ -17,7 +17,7 @@ def test_orthanc_takes_the_demo_series_and_answers_qido(orthanc, demo_dicom):
     status = upload(orthanc, files)
     assert set(status.values()) <= {"Success", "AlreadyStored"}, status
     series = json.loads(urllib.request.urlopen(orthanc.dicomweb + "/series?Modality=MR").read())
-    assert len(series) == 2
+    assert len(series) == 4
     assert sum(s["00201209"]["Value"][0] for s in series) == len(files)
     assert orthanc.url.startswith("http://127.0.0.1:")
     config = json.loads((orthanc.folder / "config.json").read_text())
