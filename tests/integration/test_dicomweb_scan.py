@@ -1,5 +1,6 @@
 """Indexing a real Orthanc over DICOMweb (issue 23): the same index as a folder scan of the same files, incremental
-re-scans, credentials that never land in a file, non-image series quarantined with their reason.
+re-scans, credentials that never land in a file, and faults (server down or stopped mid-scan, wrong credentials,
+non-image series, an empty query result, mixed frames of reference) named in one sentence with the index unchanged.
 
 One Orthanc per module (``orthanc`` fixture); the tests that change the server's content run last.
 """
@@ -14,14 +15,14 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from dicomweb_server import upload
+from dicomweb_server import free_port, orthanc_server, upload
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
 from monai_transfer.cli import main
 from monai_transfer.data import list_series, scan
 from monai_transfer.data.dicom.index import INDEX_FILE
-from monai_transfer.data.dicomweb import DicomwebAuthError, scan_server
+from monai_transfer.data.dicomweb import DicomwebAuthError, DicomwebClient, DicomwebError, EmptyQueryError, scan_server
 from monai_transfer.data.dicomweb.credentials import ENV_PASSWORD, ENV_TOKEN, ENV_USER
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -142,6 +143,8 @@ def test_server_scan_equals_folder_scan(orthanc, content, tmp_path: Path):
         "non-image object (Comprehensive SR Storage)",
         f"non-image object ({pydicom.uid.UID(GSPS).name})",
     }
+    mixed = [r for level, _, kind, r in q if level == "series"]
+    assert len(mixed) == 1 and "mixed frames of reference: 2 FrameOfReferenceUIDs" in mixed[0]
 
 
 def csvrows(path: Path):
@@ -164,6 +167,53 @@ def test_query_filters_series_and_the_cli_scans_a_url(orthanc, content, tmp_path
     # the folder form keeps working and refuses DICOMweb options
     assert main(["data", "scan", str(content["folder"]), "--index", str(tmp_path / "f"), "--quiet"]) == 0
     assert main(["data", "scan", str(content["folder"]), "--index", str(tmp_path / "g"), "--query", "Modality=CT"]) == 2
+
+
+def test_faults_leave_the_index_unchanged(orthanc, content, tmp_path: Path, capsys):
+    index = tmp_path / "index"
+    scan_server(orthanc.dicomweb, index, salt=SALT)
+    before = _dump(index)
+    dead = f"http://127.0.0.1:{free_port()}/dicom-web"
+    with pytest.raises(DicomwebError, match=r"^cannot reach the DICOMweb server .* \(connection refused or dropped\)"):
+        scan_server(dead, index, salt=SALT)
+    with pytest.raises(EmptyQueryError, match="holds no series for the query .*XA.*; the index was left unchanged"):
+        scan_server(orthanc.dicomweb, index, query={"Modality": "XA"}, salt=SALT)
+    assert _dump(index) == before
+    with pytest.raises(DicomwebError, match="cannot reach"):
+        scan_server(dead, tmp_path / "new", salt=SALT)
+    assert not (tmp_path / "new").exists()  # nothing written for a server that never answered
+    assert main(["data", "scan", dead, "--index", str(tmp_path / "cli")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: cannot reach the DICOMweb server")
+
+
+def test_server_stopped_mid_scan(content, tmp_path: Path):
+    subjects = content["subjects"]
+    with orthanc_server(tmp_path / "orthanc") as server:
+        upload(server, [p for s in subjects for p in s.glob("*.dcm")])
+        index = tmp_path / "index"
+        scan_server(server.dicomweb, index, salt=SALT)
+        before = _dump(index)
+        client = DicomwebClient(server.dicomweb)
+        fetch = client.series_metadata
+
+        def stop_after_first(study: str, series: str) -> list:
+            out = fetch(study, series)
+            server.stop()
+            return out
+
+        client.series_metadata = stop_after_first
+        with pytest.raises(DicomwebError, match="cannot reach the DICOMweb server .* for the metadata of series"):
+            scan_server(server.dicomweb, index, salt=SALT, full=True, client=client, workers=1)
+        assert _dump(index) == before
+    with orthanc_server(tmp_path / "orthanc2") as server:  # a first scan stopped mid-way writes no index
+        upload(server, [p for s in subjects[:2] for p in s.glob("*.dcm")])
+        client = DicomwebClient(server.dicomweb)
+        fetch = client.series_metadata
+        client.series_metadata = stop_after_first
+        with pytest.raises(DicomwebError, match="cannot reach"):
+            scan_server(server.dicomweb, tmp_path / "fresh", salt=SALT, client=client, workers=1)
+        assert not (tmp_path / "fresh" / INDEX_FILE).exists()
 
 
 def test_credentials_never_stored_and_wrong_ones_refused(orthanc_auth, content, tmp_path: Path, monkeypatch, caplog):
