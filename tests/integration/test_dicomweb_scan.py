@@ -169,6 +169,21 @@ def test_query_filters_series_and_the_cli_scans_a_url(orthanc, content, tmp_path
     assert main(["data", "scan", str(content["folder"]), "--index", str(tmp_path / "g"), "--query", "Modality=CT"]) == 2
 
 
+def test_a_folder_and_a_server_share_one_index(orthanc, content, tmp_path: Path):
+    index = tmp_path / "index"
+    scan_server(orthanc.dicomweb, index, query={"Modality": "CT"}, salt=SALT)
+    only_ct = [r for r in list_series(index)]
+    folder = tmp_path / "tree"
+    shutil.copytree(content["subjects"][2], folder)
+    assert scan(folder, index, salt=SALT).series == 2  # the folder's series and the server's CT series
+    again = scan_server(orthanc.dicomweb, index, query={"Modality": "CT"}, salt=SALT)
+    assert again.series_fetched == 0 and again.series == 2
+    by_origin = {(r.get("origin") or {}).get("url"): r for r in list_series(index)}
+    assert set(by_origin) == {None, orthanc.dicomweb}
+    assert by_origin[orthanc.dicomweb] == only_ct[0]
+    assert by_origin[None]["files"][0].startswith(str(folder.resolve()))
+
+
 def test_faults_leave_the_index_unchanged(orthanc, content, tmp_path: Path, capsys):
     index = tmp_path / "index"
     scan_server(orthanc.dicomweb, index, salt=SALT)

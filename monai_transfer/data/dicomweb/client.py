@@ -6,6 +6,7 @@ names the server by its public URL (never its credentials) and says what to do.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -57,7 +58,8 @@ class DicomwebClient:
             self.credentials.apply(session)
         self.session = session
         self.timeout = timeout
-        self.requests = 0
+        self.requests = 0  # requests sent (a scan's cost); counted under a lock, metadata is fetched in threads
+        self._lock = threading.Lock()
         self._client = dicomweb_client.DICOMwebClient(self.url, session=session, timeout=timeout)
         # busy servers (429, 503, 504) are retried a few times with exponential back-off
         self._client.set_http_retry_params(retry=True, max_attempts=3, wait_exponential_multiplier=500)
@@ -66,7 +68,8 @@ class DicomwebClient:
         return f"DicomwebClient({self.url!r}, credentials={self.credentials!r})"
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:
-        self.requests += 1
+        with self._lock:
+            self.requests += 1
         try:
             return fn()
         except requests.exceptions.HTTPError as e:
