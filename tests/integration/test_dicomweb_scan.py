@@ -282,12 +282,14 @@ def test_rescan_is_incremental(orthanc, content, tmp_path: Path):
     upload(orthanc, added)
     after_add = scan_server(orthanc.dicomweb, index, salt=SALT)
     assert (after_add.series_fetched, after_add.headers_read, after_add.series) == (1, len(added), first.series + 1)
+    assert (after_add.added, after_add.changed, after_add.unchanged) == (len(added), 0, first.files_seen)
     # an instance deleted from a series: that series is fetched again and now misses a slice
     ds = pydicom.dcmread(sorted(added)[5], stop_before_pixels=True)
     (orthanc_id,) = [r["ID"] for r in json.loads(orthanc.request("/tools/lookup", ds.SOPInstanceUID.encode(), "POST"))]
     orthanc.request(f"/instances/{orthanc_id}", method="DELETE")
     after_delete = scan_server(orthanc.dicomweb, index, salt=SALT)
     assert (after_delete.series_fetched, after_delete.headers_read) == (1, len(added) - 1)
+    assert (after_delete.added, after_delete.changed) == (0, len(added) - 1)
     (rec,) = [r for r in list_series(index) if r["series_uid"] == ds.SeriesInstanceUID]
     assert rec["status"] == "quarantined" and "missing slice" in " ".join(rec["issues"])
     # a series removed from the server leaves the index

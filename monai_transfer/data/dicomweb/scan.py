@@ -124,6 +124,11 @@ def scan_server(
     fetched = _fetch(client, to_fetch, salt_bytes, strict, progress, workers, stats)  # all requests end here
     gone = [uid for uid in known if uid not in keep and uid not in fetched]
     stats.series_removed = len(gone)
+    for uid, (rows, _, _) in fetched.items():
+        if uid in known:
+            stats.changed += len(rows)
+        else:
+            stats.added += len(rows)
     conn = connect(index_dir, create=True)
     try:
         gone_paths = _paths_of(conn, origin, [(known[uid][0], uid) for uid in gone])
