@@ -36,6 +36,7 @@ __all__ = ["main", "build_parser"]
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     from monai_transfer.data import DatalistError, QuarantineError
+    from monai_transfer.data.dicomweb import DicomwebError
     from monai_transfer.engines.checkpoint import CheckpointLoadError
     from monai_transfer.label import LabelEnvironmentError, ServerError
     from monai_transfer.study import SpecError, StudyStopped
@@ -50,6 +51,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (
         DatalistError,
         QuarantineError,
+        DicomwebError,
         PretrainedLoadError,
         UnsafeCheckpointError,
         HashMismatchError,

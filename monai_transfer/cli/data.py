@@ -9,9 +9,24 @@ from monai_transfer.cli._common import help_by_default
 
 
 def _cmd_data_scan(args: argparse.Namespace) -> int:
-    from monai_transfer.data import scan
+    if args.root.startswith(("http://", "https://")):
+        from monai_transfer.data.dicomweb import parse_query, scan_server
 
-    stats = scan(args.root, args.index, strict=args.strict, progress=not args.quiet)
+        stats = scan_server(
+            args.root,
+            args.index,
+            query=parse_query(args.query),
+            strict=args.strict,
+            verify=args.ca_bundle or not args.insecure,
+            full=args.full,
+            progress=not args.quiet,
+        )
+    else:
+        if args.query or args.full or args.insecure or args.ca_bundle:
+            raise ValueError("--query, --full, --insecure and --ca-bundle apply to a DICOMweb URL, not a folder")
+        from monai_transfer.data import scan
+
+        stats = scan(args.root, args.index, strict=args.strict, progress=not args.quiet)
     print(json.dumps(stats.as_dict(), indent=2) if args.json else _format_stats(stats.as_dict()))
     return 0
 
@@ -61,11 +76,29 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
             "Walk ROOT (nested folders, any file names, with or without DICOMDIR), group files into series, sort "
             "slices along the slice normal, check geometry (spacing, gaps, duplicates, mixed sizes) and record the "
             "result in an SQLite index in --index. A rescan reads only new or changed files. Unreadable or "
-            "inconsistent inputs are quarantined with a reason; patient identifiers are stored only as salted hashes."
+            "inconsistent inputs are quarantined with a reason; patient identifiers are stored only as salted hashes. "
+            "ROOT may be a DICOMweb server (Orthanc, a PACS): its series (QIDO-RS, --query filters) are indexed from "
+            "their WADO-RS metadata with the same checks; a rescan fetches only new or changed series. Credentials "
+            "come from MONAI_TRANSFER_DICOMWEB_TOKEN, MONAI_TRANSFER_DICOMWEB_USER/_PASSWORD or a netrc entry and "
+            "are never stored."
         ),
     )
-    p.add_argument("root", help="folder tree of DICOM files (read only)")
+    p.add_argument(
+        "root",
+        help="folder tree of DICOM files (read only), or a DICOMweb server's root URL (http://HOST:PORT/dicom-web)",
+    )
     p.add_argument("--index", required=True, help="folder for the index (must be outside ROOT)")
+    p.add_argument(
+        "--query",
+        action="append",
+        metavar="KEY=VALUE",
+        help="DICOMweb only: a QIDO-RS series filter (repeatable), e.g. Modality=CT or StudyDate=20240101-",
+    )
+    p.add_argument(
+        "--full", action="store_true", help="DICOMweb only: fetch every series' metadata again, changed or not"
+    )
+    p.add_argument("--ca-bundle", help="DICOMweb only: CA bundle to verify the https server with")
+    p.add_argument("--insecure", action="store_true", help="DICOMweb only: do not verify the https certificate")
     p.add_argument("--strict", action="store_true", help="stop at the first unreadable or inconsistent input")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the scan statistics as JSON")

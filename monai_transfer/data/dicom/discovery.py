@@ -20,7 +20,14 @@ from .privacy import hash_identifier
 
 pydicom, _ = optional_import("pydicom")
 
-__all__ = ["iter_files", "read_header", "HeaderError", "DICOMDIR_SOP_CLASS", "UNCOMPRESSED_SYNTAXES"]
+__all__ = [
+    "iter_files",
+    "read_header",
+    "header_from_dataset",
+    "HeaderError",
+    "DICOMDIR_SOP_CLASS",
+    "UNCOMPRESSED_SYNTAXES",
+]
 
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
 UNCOMPRESSED_SYNTAXES = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"}
@@ -203,58 +210,93 @@ def _read_header(path: str, size: int, salt: bytes) -> dict[str, Any]:
             if sop_class == DICOMDIR_SOP_CLASS or "DirectoryRecordSequence" in ds:
                 return {"kind": "dicomdir"}
             ts = _text(meta.get("TransferSyntaxUID")) if meta is not None else None
-            sop_class_name = pydicom.uid.UID(sop_class).name if sop_class else "unknown SOP class"
-            if "Rows" not in ds or "Columns" not in ds:
-                raise HeaderError(f"non-image object ({sop_class_name})", kind="non_image")
-            for key in ("SeriesInstanceUID", "SOPInstanceUID"):
-                if not _text(ds.get(key)):
-                    raise HeaderError(f"missing {key}", kind="incomplete")
-            frames = _num(ds.get("NumberOfFrames"), int) or 1
-            h: dict[str, Any] = {
-                "kind": "image",
-                "no_meta": no_meta,
-                "sop_class_uid": sop_class,
-                "sop_class": sop_class_name,
-                "sop_uid": _text(ds.SOPInstanceUID),
-                "series_uid": _text(ds.SeriesInstanceUID),
-                "study_uid": _text(ds.get("StudyInstanceUID")),
-                "frame_of_reference_uid": _text(ds.get("FrameOfReferenceUID")),
-                "transfer_syntax_uid": ts,
-                "transfer_syntax": pydicom.uid.UID(ts).name if ts else "Implicit VR Little Endian (no file meta)",
-                "modality": _text(ds.get("Modality")),
-                "body_part": _text(ds.get("BodyPartExamined")),
-                "study_description": _text(ds.get("StudyDescription")),
-                "series_description": _text(ds.get("SeriesDescription")),
-                "series_number": _num(ds.get("SeriesNumber"), int),
-                "acquisition_number": _num(ds.get("AcquisitionNumber"), int),
-                "temporal_position": _num(ds.get("TemporalPositionIdentifier"), int),
-                "instance_number": _num(ds.get("InstanceNumber"), int),
-                "rows": _num(ds.get("Rows"), int),
-                "columns": _num(ds.get("Columns"), int),
-                "frames": frames,
-                "samples_per_pixel": _num(ds.get("SamplesPerPixel"), int) or 1,
-                "bits_allocated": _num(ds.get("BitsAllocated"), int),
-                "photometric": _text(ds.get("PhotometricInterpretation")),
-                "orientation": _floats(ds.get("ImageOrientationPatient")),
-                "position": _floats(ds.get("ImagePositionPatient")),
-                "pixel_spacing": _floats(ds.get("PixelSpacing")) or _floats(ds.get("ImagerPixelSpacing")),
-                "slice_thickness": _num(ds.get("SliceThickness")),
-                "spacing_between_slices": _num(ds.get("SpacingBetweenSlices")),
-            }
-            for tag in ("PatientID", "PatientName", "PatientBirthDate"):
-                h[f"{tag}_hash"] = hash_identifier(ds.get(tag), salt)
-            if frames > 1 or "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds:
-                h.update({k: v for k, v in _functional_groups(ds, frames).items() if v is not None})
-            if h["orientation"] is not None and len(h["orientation"]) != 6:
-                h["orientation"] = None
-            if h["position"] is not None and len(h["position"]) != 3:
-                h["position"] = None
-        except HeaderError:
-            raise
         except Exception as e:  # noqa: BLE001 - malformed values (bad VR etc.) surface lazily in pydicom
             raise HeaderError(f"malformed header value: {type(e).__name__}: {e}") from None
+        h = header_from_dataset(
+            ds, salt, transfer_syntax_uid=ts, no_meta=no_meta, sop_class_uid=sop_class, ts_name_missing=_NO_META_TS
+        )
         if not no_meta:
             _check_truncation(fp, size, h)
+    return h
+
+
+_NO_META_TS = "Implicit VR Little Endian (no file meta)"
+
+
+def header_from_dataset(
+    ds: Any,
+    salt: bytes,
+    transfer_syntax_uid: str | None = None,
+    no_meta: bool = False,
+    sop_class_uid: str | None = None,
+    ts_name_missing: str = _NO_META_TS,
+) -> dict[str, Any]:
+    """The header summary of one image object's data set (from a file or from DICOMweb metadata).
+
+    Args:
+        ds: a ``pydicom.Dataset`` without pixel data.
+        salt: salt for the patient identifier hashes.
+        transfer_syntax_uid: the object's transfer syntax, when known.
+        no_meta: the file had no file meta information (recorded).
+        sop_class_uid: the SOP class (default: the data set's SOPClassUID).
+        ts_name_missing: what ``transfer_syntax`` says when ``transfer_syntax_uid`` is ``None``.
+
+    Raises:
+        HeaderError: not an image object (``non_image``), UIDs missing (``incomplete``) or malformed values.
+    """
+    try:
+        sop_class = sop_class_uid or _text(ds.get("SOPClassUID"))
+        ts = transfer_syntax_uid
+        sop_class_name = pydicom.uid.UID(sop_class).name if sop_class else "unknown SOP class"
+        if "Rows" not in ds or "Columns" not in ds:
+            raise HeaderError(f"non-image object ({sop_class_name})", kind="non_image")
+        for key in ("SeriesInstanceUID", "SOPInstanceUID"):
+            if not _text(ds.get(key)):
+                raise HeaderError(f"missing {key}", kind="incomplete")
+        frames = _num(ds.get("NumberOfFrames"), int) or 1
+        h: dict[str, Any] = {
+            "kind": "image",
+            "no_meta": no_meta,
+            "sop_class_uid": sop_class,
+            "sop_class": sop_class_name,
+            "sop_uid": _text(ds.SOPInstanceUID),
+            "series_uid": _text(ds.SeriesInstanceUID),
+            "study_uid": _text(ds.get("StudyInstanceUID")),
+            "frame_of_reference_uid": _text(ds.get("FrameOfReferenceUID")),
+            "transfer_syntax_uid": ts,
+            "transfer_syntax": pydicom.uid.UID(ts).name if ts else ts_name_missing,
+            "modality": _text(ds.get("Modality")),
+            "body_part": _text(ds.get("BodyPartExamined")),
+            "study_description": _text(ds.get("StudyDescription")),
+            "series_description": _text(ds.get("SeriesDescription")),
+            "series_number": _num(ds.get("SeriesNumber"), int),
+            "acquisition_number": _num(ds.get("AcquisitionNumber"), int),
+            "temporal_position": _num(ds.get("TemporalPositionIdentifier"), int),
+            "instance_number": _num(ds.get("InstanceNumber"), int),
+            "rows": _num(ds.get("Rows"), int),
+            "columns": _num(ds.get("Columns"), int),
+            "frames": frames,
+            "samples_per_pixel": _num(ds.get("SamplesPerPixel"), int) or 1,
+            "bits_allocated": _num(ds.get("BitsAllocated"), int),
+            "photometric": _text(ds.get("PhotometricInterpretation")),
+            "orientation": _floats(ds.get("ImageOrientationPatient")),
+            "position": _floats(ds.get("ImagePositionPatient")),
+            "pixel_spacing": _floats(ds.get("PixelSpacing")) or _floats(ds.get("ImagerPixelSpacing")),
+            "slice_thickness": _num(ds.get("SliceThickness")),
+            "spacing_between_slices": _num(ds.get("SpacingBetweenSlices")),
+        }
+        for tag in ("PatientID", "PatientName", "PatientBirthDate"):
+            h[f"{tag}_hash"] = hash_identifier(ds.get(tag), salt)
+        if frames > 1 or "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds:
+            h.update({k: v for k, v in _functional_groups(ds, frames).items() if v is not None})
+        if h["orientation"] is not None and len(h["orientation"]) != 6:
+            h["orientation"] = None
+        if h["position"] is not None and len(h["position"]) != 3:
+            h["position"] = None
+    except HeaderError:
+        raise
+    except Exception as e:  # noqa: BLE001 - malformed values (bad VR etc.) surface lazily in pydicom
+        raise HeaderError(f"malformed header value: {type(e).__name__}: {e}") from None
     return h
 
 

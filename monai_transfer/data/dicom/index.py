@@ -1,7 +1,13 @@
 """The SQLite series index kept in ``index_dir``.
 
-Tables: ``files`` (one row per file seen: size, mtime_ns, status, header summary as JSON), ``series`` (one row per
-stack, the record as JSON plus searchable columns), ``quarantine`` (file- and series-level reasons) and ``meta``.
+Tables: ``files`` (one row per file seen: size, mtime_ns, status, header summary as JSON; for a DICOMweb server an
+instance's URL without credentials stands for the path, size and mtime_ns are 0), ``series`` (one row per stack, the
+record as JSON plus searchable columns; ``origin`` is the DICOMweb server's URL, NULL for a folder),
+``remote_series`` (one row per series indexed from a server: its fingerprint for incremental re-scans),
+``quarantine`` (file- and series-level reasons) and ``meta``.
+
+Schema version 2 added ``series.origin`` and ``remote_series``: ``connect(..., create=True)`` migrates a version 1
+index in place (``ALTER TABLE``); opened for reading, a version 1 index reads as before.
 Every scan writes inside one ``BEGIN IMMEDIATE ... COMMIT`` transaction, so a crash or an exception leaves the
 previous index untouched (SQLite's rollback journal). Nothing else is written except ``salt.key`` and the
 ``quarantine.csv`` report (temp file + rename).
@@ -20,7 +26,7 @@ from typing import Any
 __all__ = ["INDEX_FILE", "SCHEMA_VERSION", "connect", "transaction", "read_series", "read_quarantine", "get_meta"]
 
 INDEX_FILE = "dicom_index.sqlite"
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -30,7 +36,11 @@ CREATE TABLE IF NOT EXISTS files (
 );
 CREATE TABLE IF NOT EXISTS series (
     series_key TEXT PRIMARY KEY, series_uid TEXT NOT NULL, modality TEXT, body_part TEXT,
-    status TEXT NOT NULL, n_files INTEGER NOT NULL, record TEXT NOT NULL
+    status TEXT NOT NULL, n_files INTEGER NOT NULL, record TEXT NOT NULL, origin TEXT
+);
+CREATE TABLE IF NOT EXISTS remote_series (
+    origin TEXT NOT NULL, study_uid TEXT NOT NULL, series_uid TEXT NOT NULL, fingerprint TEXT NOT NULL,
+    PRIMARY KEY (origin, series_uid)
 );
 CREATE TABLE IF NOT EXISTS quarantine (
     id INTEGER PRIMARY KEY AUTOINCREMENT, level TEXT NOT NULL, target TEXT NOT NULL, kind TEXT NOT NULL,
@@ -62,7 +72,11 @@ def connect(index_dir: str | os.PathLike, create: bool = False) -> sqlite3.Conne
         with transaction(conn):
             for stmt in filter(None, (s.strip() for s in _SCHEMA.split(";"))):
                 conn.execute(stmt)
-            conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+            columns = {r[1] for r in conn.execute("PRAGMA table_info(series)")}
+            if "origin" not in columns:  # version 1 -> 2
+                conn.execute("ALTER TABLE series ADD COLUMN origin TEXT")
+            if get_meta(conn, "schema_version") != SCHEMA_VERSION:  # written only when it changes
+                conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
     return conn
 
 

@@ -44,7 +44,8 @@ class ScanStats:
 
 
 def _is_inside(path: str, root: str) -> bool:
-    return os.path.commonpath([path, root]) == root
+    """``path`` lies under ``root`` (an instance URL of a DICOMweb server in the same index never does)."""
+    return os.path.isabs(path) and os.path.commonpath([path, root]) == root
 
 
 def scan(
@@ -178,11 +179,25 @@ def _store(conn: Any, removed: list[str], updates: list[_FileRow], strict: bool)
         for rec in records:
             if rec["status"] == STATUS_QUARANTINED:
                 raise QuarantineError(rec["series_key"], "; ".join(rec["issues"]))
+    origins = dict(conn.execute("SELECT series_uid, origin FROM remote_series").fetchall())
+    for r in records:
+        if r["series_uid"] in origins and r["files"] and not os.path.isabs(r["files"][0]):
+            r["origin"] = {"url": origins[r["series_uid"]], "study_uid": r["study_uid"], "series_uid": r["series_uid"]}
     conn.execute("DELETE FROM series")
     conn.executemany(
-        "INSERT INTO series VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO series (series_key, series_uid, modality, body_part, status, n_files, record, origin)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         [
-            (r["series_key"], r["series_uid"], r["modality"], r["body_part"], r["status"], r["n_files"], json.dumps(r))
+            (
+                r["series_key"],
+                r["series_uid"],
+                r["modality"],
+                r["body_part"],
+                r["status"],
+                r["n_files"],
+                json.dumps(r),
+                r.get("origin", {}).get("url"),
+            )
             for r in records
         ],
     )

@@ -4,8 +4,8 @@ A SeriesInstanceUID may hold several stacks (localisers in three planes, several
 multi-frame objects side by side). Files of one UID are split into stacks by orientation, size, pixel spacing and
 samples per pixel; each multi-frame object is its own stack; a stack whose positions repeat is further split by
 AcquisitionNumber / TemporalPositionIdentifier when that removes the repeats. Slices are sorted by their position
-along the slice normal (never by file name or InstanceNumber). Missing slices, irregular spacing, duplicate positions
-and duplicate SOPInstanceUIDs are reported per series.
+along the slice normal (never by file name or InstanceNumber). Missing slices, irregular spacing, duplicate positions,
+duplicate SOPInstanceUIDs and mixed frames of reference (FrameOfReferenceUID) are reported per series.
 """
 
 from __future__ import annotations
@@ -153,6 +153,14 @@ def _stack_record(uid: str, key: str, stack: list[tuple[str, dict[str, Any]]]) -
             dz = 1.0
             files = [p for p, _ in sorted(stack, key=lambda x: (x[1].get("instance_number") or 0, x[0]))]
         affine = affine_ras(orientation or [1, 0, 0, 0, 1, 0], px, h0.get("position") or [0, 0, 0], slice_spacing=dz)
+    frames_of_reference = {h.get("frame_of_reference_uid") for _, h in stack} - {None}
+    if len(frames_of_reference) > 1:
+        # positions in different frames of reference are not comparable: the geometry above means nothing
+        issues.append(
+            f"mixed frames of reference: {len(frames_of_reference)} FrameOfReferenceUIDs in one stack "
+            "(slice positions are not comparable)"
+        )
+        status = STATUS_QUARANTINED
     if status == STATUS_OK and issues:
         status = STATUS_WARNING
     syntaxes = sorted({h.get("transfer_syntax") or "?" for _, h in stack})
