@@ -19,6 +19,7 @@ import logging
 import os
 import urllib.parse
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -177,76 +178,117 @@ def load_pretrained(
     if inflate_mode not in INFLATE_MODES:
         raise ValueError(f"inflate_mode must be one of {INFLATE_MODES}, got {inflate_mode!r}.")
     backbone_name = getattr(module, "backbone_name", None)
-    known_provenance: Provenance | None = None
-    default_adapter: str | None = None
-    description: str | None = None
-    expected_hash = sha256
-    folder_provenance: Provenance | None = None
-    safe_globals: tuple[str, ...] = ()
-
-    if isinstance(checkpoint, (str, os.PathLike)) and not is_source_name(checkpoint) and os.path.isdir(checkpoint):
-        # any folder the package writes (bundle, run folder): its weights file and their provenance, or its source
-        from monai_transfer.weights.starting_point import resolve_pretrained
-
-        start = resolve_pretrained(checkpoint, backbone_name)
-        if start.kind == "source":
-            checkpoint = str(start.source)
-        else:
-            checkpoint = str(start.weights)
-            description = f"{start.origin}: {checkpoint}"
-            folder_provenance = Provenance.from_dict(start.provenance) if start.provenance else None
-            if start.source is not None and source is None:  # a shipped bundle's downloaded file: its source's layout
-                known = get_source(start.source)
-                default_adapter = known.adapter_for(backbone_name) if backbone_name in known.files else known.adapter
-
-    if is_source_name(checkpoint):
-        name = str(checkpoint)
-        known, wfile = resolve_source(name, backbone_name)
-        module_dims = getattr(module, "spatial_dims", None)
-        if module_dims is not None and module_dims < wfile.spatial_dims:
-            raise ValueError(
-                f"Source {name!r} holds {wfile.spatial_dims}D weights for {backbone_name!r}; they cannot load into a "
-                f"{module_dims}D backbone (only 2D -> 3D inflation exists). Build it with "
-                f"spatial_dims={wfile.spatial_dims}."
-            )
-        path = fetch_weights(
-            wfile.url, wfile.sha256, cache_dir=cache_dir, filename=wfile.filename, progress=progress,
-            what=f"{name} ({backbone_name})", request_url=wfile.request_url,
-        )  # fmt: skip
-        known_provenance = known.provenance_for(str(backbone_name))
-        if is_zoo_name(wfile.url):  # record the bundle version that was actually read
-            version = zoo_version(path.parent.parent)
-            known_provenance = known_provenance.update(url=f"{wfile.url.partition('@')[0]}@{version or 'unknown'}")
-        safe_globals = wfile.safe_globals
-        default_adapter = known.adapter_for(str(backbone_name))
-        description = f"{name} ({path})"
-        checkpoint, expected_hash = path, None  # already verified on download
-    elif is_zoo_name(checkpoint) or is_hf_url(checkpoint):  # a bundle or a file no registered source names
-        address = str(checkpoint)
-        checkpoint = fetch_weights(address, sha256, cache_dir=cache_dir, progress=progress)
-        if is_zoo_name(address):
-            address = f"{address.partition('@')[0]}@{zoo_version(Path(checkpoint).parent.parent) or 'unknown'}"
-        known_provenance = Provenance(url=address)
-        expected_hash = None
-    elif isinstance(checkpoint, str) and urllib.parse.urlparse(checkpoint).scheme in _URL_SCHEMES:
-        url = checkpoint
-        checkpoint = download_checkpoint(url, sha256, cache_dir=cache_dir, progress=progress)
-        known_provenance = Provenance(url=url)
-        expected_hash = None
-
-    with allowed_globals(safe_globals):  # only the harmless classes a named source's file is known to pickle
-        state_dict, file_provenance, read_description, file_hash = load_checkpoint(checkpoint, sha256=expected_hash)
-    provenance = file_provenance or folder_provenance or known_provenance
+    where = _locate(checkpoint, module, source, sha256, cache_dir, progress)
+    with allowed_globals(where.safe_globals):  # only the harmless classes a named source's file is known to pickle
+        state_dict, file_provenance, read_description, file_hash = load_checkpoint(
+            where.checkpoint, sha256=where.expected_hash
+        )
+    provenance = file_provenance or where.folder_provenance or where.known_provenance
     if provenance is not None and file_hash and not provenance.sha256:
         provenance = provenance.update(sha256=file_hash)
 
+    default_adapter = where.default_adapter
     if file_provenance is not None and default_adapter is None:
         default_adapter = "monai"  # a file written by save_pretrained holds MONAI's own keys
     target = module.state_dict()
     adapter = resolve_adapter(source, state_dict, target, default=default_adapter, backbone_name=backbone_name)
     converted, dropped = convert_state_dict(adapter, state_dict, target)
     fitted, adapted = fit_state_dict(converted, module, target, inflate_mode=inflate_mode, axis=depth_axis)
+    report = _report(module, target, fitted, adapter, strict, dropped=dropped,
+                     adapted={k: v for k, v in adapted.items() if k in target},
+                     checkpoint=where.description or read_description, checkpoint_sha256=file_hash,
+                     backbone_name=str(backbone_name or ""), provenance=provenance)  # fmt: skip
+    if strict and not report.ok:
+        raise PretrainedLoadError(report)
 
+    with torch.no_grad():
+        result = module.load_state_dict({k: fitted[k] for k in report.loaded}, strict=False)
+    if result.unexpected_keys:  # cannot happen: loaded keys are module keys; kept as a guard against drift
+        raise RuntimeError(f"Internal error: load_state_dict saw unexpected keys {result.unexpected_keys}.")
+
+    if report.ok:
+        logger.info("Loaded pretrained weights:\n%s", report.to_table())
+    else:
+        logger.warning("Non-strict pretrained load: not everything fitted.\n%s", report.to_table())
+    return report
+
+
+@dataclass
+class _Located:
+    """Where a checkpoint argument's weights are and what is known of them before they are read."""
+
+    checkpoint: Any
+    expected_hash: str | None = None
+    description: str | None = None
+    known_provenance: Provenance | None = None
+    folder_provenance: Provenance | None = None
+    default_adapter: str | None = None
+    safe_globals: tuple[str, ...] = ()
+
+
+def _locate(checkpoint: Any, module: nn.Module, source: str | None, sha256: str | None,
+            cache_dir: str | os.PathLike | None, progress: bool) -> _Located:  # fmt: skip
+    """A folder the package writes, a source name, a model-zoo or Hub name or a URL, as the file to read (fetched
+    and hash-checked where it is downloaded), with its provenance and the adapter its publisher's layout needs."""
+    backbone_name = getattr(module, "backbone_name", None)
+    out = _Located(checkpoint, expected_hash=sha256)
+    if isinstance(checkpoint, (str, os.PathLike)) and not is_source_name(checkpoint) and os.path.isdir(checkpoint):
+        # any folder the package writes (bundle, run folder): its weights file and their provenance, or its source
+        from monai_transfer.weights.starting_point import resolve_pretrained
+
+        start = resolve_pretrained(checkpoint, backbone_name)
+        if start.kind == "source":
+            checkpoint = out.checkpoint = str(start.source)
+        else:
+            out.checkpoint = str(start.weights)
+            out.description = f"{start.origin}: {out.checkpoint}"
+            out.folder_provenance = Provenance.from_dict(start.provenance) if start.provenance else None
+            if start.source is not None and source is None:  # a shipped bundle's downloaded file: its source's layout
+                known = get_source(start.source)
+                out.default_adapter = (
+                    known.adapter_for(backbone_name) if backbone_name in known.files else known.adapter
+                )
+            return out
+    if is_source_name(checkpoint):
+        return _locate_source(str(checkpoint), module, cache_dir, progress)
+    if is_zoo_name(checkpoint) or is_hf_url(checkpoint):  # a bundle or a file no registered source names
+        address = str(checkpoint)
+        out.checkpoint = fetch_weights(address, sha256, cache_dir=cache_dir, progress=progress)
+        if is_zoo_name(address):
+            address = f"{address.partition('@')[0]}@{zoo_version(Path(out.checkpoint).parent.parent) or 'unknown'}"
+        out.known_provenance, out.expected_hash = Provenance(url=address), None
+    elif isinstance(checkpoint, str) and urllib.parse.urlparse(checkpoint).scheme in _URL_SCHEMES:
+        out.checkpoint = download_checkpoint(checkpoint, sha256, cache_dir=cache_dir, progress=progress)
+        out.known_provenance, out.expected_hash = Provenance(url=checkpoint), None
+    return out
+
+
+def _locate_source(name: str, module: nn.Module, cache_dir: str | os.PathLike | None, progress: bool) -> _Located:
+    """A named source's file for the module's backbone, fetched (and verified) into the cache."""
+    backbone_name = getattr(module, "backbone_name", None)
+    known, wfile = resolve_source(name, backbone_name)
+    module_dims = getattr(module, "spatial_dims", None)
+    if module_dims is not None and module_dims < wfile.spatial_dims:
+        raise ValueError(
+            f"Source {name!r} holds {wfile.spatial_dims}D weights for {backbone_name!r}; they cannot load into a "
+            f"{module_dims}D backbone (only 2D -> 3D inflation exists). Build it with "
+            f"spatial_dims={wfile.spatial_dims}."
+        )
+    path = fetch_weights(
+        wfile.url, wfile.sha256, cache_dir=cache_dir, filename=wfile.filename, progress=progress,
+        what=f"{name} ({backbone_name})", request_url=wfile.request_url,
+    )  # fmt: skip
+    provenance = known.provenance_for(str(backbone_name))
+    if is_zoo_name(wfile.url):  # record the bundle version that was actually read
+        version = zoo_version(path.parent.parent)
+        provenance = provenance.update(url=f"{wfile.url.partition('@')[0]}@{version or 'unknown'}")
+    return _Located(path, expected_hash=None, description=f"{name} ({path})", known_provenance=provenance,
+                    default_adapter=known.adapter_for(str(backbone_name)), safe_globals=wfile.safe_globals)  # fmt: skip
+
+
+def _report(module: nn.Module, target: Mapping[str, Any], fitted: Mapping[str, Any], adapter: Any, strict: bool,
+            **facts: Any) -> LoadReport:  # fmt: skip
+    """What of ``target`` (the module's state dict) the ``fitted`` tensors fill, per key and per stage."""
     defaulted_patterns = DEFAULTED_PATTERNS + tuple(adapter.defaulted)
     loaded, mismatched, missing, defaulted = [], [], [], []
     for key, value in target.items():
@@ -260,7 +302,6 @@ def load_pretrained(
         else:
             missing.append(key)
     unexpected = [k for k in fitted if k not in target]
-
     counted = [k for k in target if k not in set(defaulted)]
     assignment = module_stages(module, counted)
     loaded_set = set(loaded)
@@ -268,33 +309,5 @@ def load_pretrained(
     for stage in _stage_order(module, assignment):
         keys = [k for k, s in assignment.items() if s == stage]
         stages[stage] = (sum(k in loaded_set for k in keys), len(keys))
-
-    report = LoadReport(
-        loaded=loaded,
-        missing=missing,
-        unexpected=unexpected,
-        mismatched=mismatched,
-        dropped=dropped,
-        defaulted=defaulted,
-        adapted={k: v for k, v in adapted.items() if k in target},
-        stages=stages,
-        adapter=adapter.name,
-        checkpoint=description or read_description,
-        checkpoint_sha256=file_hash,
-        backbone_name=str(backbone_name or ""),
-        provenance=provenance,
-        strict=strict,
-    )
-    if strict and not report.ok:
-        raise PretrainedLoadError(report)
-
-    with torch.no_grad():
-        result = module.load_state_dict({k: fitted[k] for k in loaded}, strict=False)
-    if result.unexpected_keys:  # cannot happen: loaded keys are module keys; kept as a guard against drift
-        raise RuntimeError(f"Internal error: load_state_dict saw unexpected keys {result.unexpected_keys}.")
-
-    if report.ok:
-        logger.info("Loaded pretrained weights:\n%s", report.to_table())
-    else:
-        logger.warning("Non-strict pretrained load: not everything fitted.\n%s", report.to_table())
-    return report
+    return LoadReport(loaded=loaded, missing=missing, unexpected=unexpected, mismatched=mismatched,
+                      defaulted=defaulted, stages=stages, adapter=adapter.name, strict=strict, **facts)  # fmt: skip

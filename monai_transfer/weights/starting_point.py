@@ -14,7 +14,8 @@ a folder holding                        the weights
 ``models/pretrained/<file>``            the starting weights of a starting-point bundle (``bundle create``,
                                         the fine-tuning bundle ``pretrain`` writes)
 ``large_files.yml``                     a published source (a shipped bundle): its file when downloaded into
-                                        the bundle, else the source itself (downloaded once into the cache)
+                                        the bundle, else the source itself (downloaded once into the cache); a
+                                        file handed out on request: the metadata's ``starting_weights_by_hand``
 ``pretrain/encoder.pt``                 what a pretraining bundle wrote when it was run
 ======================================  ====================================================================
 """
@@ -173,7 +174,8 @@ def _resolve_folder(folder: Path, backbone: str | None, given: str) -> ResolvedS
         file_prov = _file_provenance(local)
         return ResolvedStart("file", f"{name}/{local.relative_to(folder)}", local, source, file_prov or prov,
                              "starting-point bundle", given)  # fmt: skip
-    if (folder / "large_files.yml").is_file():
+    # a published source: listed for download (large_files.yml), or a file its publisher hands out only on request
+    if (folder / "large_files.yml").is_file() or ours.get("starting_weights_by_hand"):
         from monai_transfer.weights.sources import is_source_name
 
         source = source or ours.get("starting_point")
