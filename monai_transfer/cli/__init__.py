@@ -37,6 +37,8 @@ __all__ = ["main", "build_parser"]
 def _user_errors() -> tuple[type[BaseException], ...]:
     from monai_transfer.data import DatalistError, QuarantineError
     from monai_transfer.data.dicomweb import DicomwebError
+    from monai_transfer.data.dicomweb.cache import CacheError
+    from monai_transfer.data.dicomweb.retrieve import RetrieveError
     from monai_transfer.engines.checkpoint import CheckpointLoadError
     from monai_transfer.label import LabelEnvironmentError, ServerError
     from monai_transfer.study import SpecError, StudyStopped
@@ -52,6 +54,8 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         DatalistError,
         QuarantineError,
         DicomwebError,
+        RetrieveError,
+        CacheError,
         PretrainedLoadError,
         UnsafeCheckpointError,
         HashMismatchError,
