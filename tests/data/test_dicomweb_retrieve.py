@@ -28,8 +28,8 @@ from monai_transfer.data.dicomweb.multipart_stream import TruncatedStreamError, 
 from monai_transfer.data.dicomweb.retrieve import (
     RetrieveError,
     SeriesNotFoundError,
+    loggable_url,
     open_series,
-    public_url,
     retrieve_series,
 )
 
@@ -264,7 +264,7 @@ def test_interrupted_retrieve_resumes_without_refetching(fake: FakeServer, tmp_p
 
 
 def test_credentials_in_the_url_never_reach_messages():
-    assert public_url("https://ann:pw@pacs.example.org:8443/dicom-web/") == "https://pacs.example.org:8443/dicom-web"
+    assert loggable_url("https://ann:pw@pacs.example.org:8443/dicom-web/") == "https://pacs.example.org:8443/dicom-web"
 
 
 # --- a real Orthanc ---------------------------------------------------------------------------------------------

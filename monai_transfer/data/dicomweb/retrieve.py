@@ -34,7 +34,7 @@ from .cache import FetchFn, PartialSeries, SeriesCache
 from .instance_check import TruncatedInstanceError, check_instance
 from .multipart_stream import TruncatedStreamError, boundary_of, iter_parts
 
-__all__ = ["RetrieveError", "SeriesNotFoundError", "retrieve_series", "open_series", "public_url"]
+__all__ = ["RetrieveError", "SeriesNotFoundError", "retrieve_series", "open_series", "loggable_url"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,8 +62,10 @@ class _Transient(Exception):
     """A retryable failure (5xx, 429): retried like a connection error."""
 
 
-def public_url(url: str) -> str:
-    """``url`` without ``user:password@`` (what may appear in logs and messages)."""
+def loggable_url(url: str) -> str:
+    """``url`` without ``user:password@`` (what may appear in logs and messages). Unlike
+    :func:`monai_transfer.data.dicomweb.credentials.public_url`, which refuses such a URL for what is recorded, a
+    retrieve accepts one and moves its credentials into the session's auth."""
     parts = urlsplit(url)
     host = parts.hostname or ""
     if parts.port:
@@ -90,7 +92,7 @@ class _Server:
     """One server's requests: retries with back-off, statuses turned into one-sentence errors."""
 
     def __init__(self, base_url: str, session: requests.Session, auth: Any, headers: dict[str, str], opts: dict):
-        self.base = public_url(base_url)
+        self.base = loggable_url(base_url)
         self.session, self.auth, self.headers = session, auth, headers
         self.retries, self.backoff, self.timeout, self.verify = (
             opts[k] for k in ("retries", "backoff", "timeout", "verify")
