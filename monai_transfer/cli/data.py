@@ -129,26 +129,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--index", required=True, help="folder holding the index")
     p.set_defaults(func=_cmd_data_report)
-    p = dsub.add_parser(
-        "export",
-        help="an index's series (from a folder or a DICOMweb server) as NIfTI volumes and a datalist every command reads",
-        description="Write OUT/datalist.json and OUT/images/*.nii.gz from an index's valid series: a server's series "
-        "are fetched through a bounded local cache (resumable; credentials from MONAI_TRANSFER_DICOMWEB_TOKEN, "
-        "_USER/_PASSWORD or netrc, never stored). Section 'unlabeled' holds every series; with --labels (a CSV of "
-        "series_uid or study_uid, and label) the labelled series are split by patient into training, validation and "
-        "test. Volumes are named by a hash of the series (no UID or patient identifier in a file name). docs/pacs.md.",
-    )
-    p.add_argument("index", help="folder holding the index ('monai-transfer data scan')")
-    p.add_argument("--out", required=True, help="folder the volumes and datalist.json go to")
-    p.add_argument("--labels", default=None, help="CSV with series_uid (or study_uid) and label columns")
-    p.add_argument("--split", type=float, nargs=3, default=[0.7, 0.15, 0.15], metavar=("TRAIN", "VAL", "TEST"),
-                   help="patient fractions of the labelled sections (default: 0.7 0.15 0.15)")  # fmt: skip
-    p.add_argument("--seed", type=int, default=0, help="seed of the split (default: 0)")
-    p.add_argument("--modality", default=None, help="only this modality's series (e.g. CT)")
-    p.add_argument("--cache", default=None, help="series cache folder (default: ~/.cache/monai_transfer/dicomweb)")
-    p.add_argument("--cache-gb", type=float, default=50.0, help="cache size limit in GB (default: 50)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_data_export)
+    _add_export_parser(dsub)
     p = dsub.add_parser(
         "demo",
         help="write the demo data: simulated subjects built on the real MNI152 template",
@@ -188,3 +169,26 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_data_demo)
     help_by_default(data)
+
+
+def _add_export_parser(dsub: argparse._SubParsersAction) -> None:
+    p = dsub.add_parser(
+        "export",
+        help="an index's series (from a folder or a DICOMweb server) as NIfTI volumes and a datalist every command reads",
+        description="Write OUT/datalist.json and OUT/images/*.nii.gz from an index's valid series: a server's series "
+        "are fetched through a bounded local cache (resumable; credentials from MONAI_TRANSFER_DICOMWEB_TOKEN, "
+        "_USER/_PASSWORD or netrc, never stored). Section 'unlabeled' holds every series; with --labels (a CSV of "
+        "series_uid or study_uid, and label) the labelled series are split by patient into training, validation and "
+        "test. Volumes are named by a hash of the series (no UID or patient identifier in a file name). docs/pacs.md.",
+    )
+    p.add_argument("index", help="folder holding the index ('monai-transfer data scan')")
+    p.add_argument("--out", required=True, help="folder the volumes and datalist.json go to")
+    p.add_argument("--labels", default=None, help="CSV with series_uid (or study_uid) and label columns")
+    p.add_argument("--split", type=float, nargs=3, default=[0.7, 0.15, 0.15], metavar=("TRAIN", "VAL", "TEST"),
+                   help="patient fractions of the labelled sections (default: 0.7 0.15 0.15)")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0, help="seed of the split (default: 0)")
+    p.add_argument("--modality", default=None, help="only this modality's series (e.g. CT)")
+    p.add_argument("--cache", default=None, help="series cache folder (default: ~/.cache/monai_transfer/dicomweb)")
+    p.add_argument("--cache-gb", type=float, default=50.0, help="cache size limit in GB (default: 50)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_data_export)
