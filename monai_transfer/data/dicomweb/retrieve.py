@@ -34,7 +34,7 @@ from .cache import FetchFn, PartialSeries, SeriesCache
 from .instance_check import TruncatedInstanceError, check_instance
 from .multipart_stream import TruncatedStreamError, boundary_of, iter_parts
 
-__all__ = ["RetrieveError", "SeriesNotFoundError", "retrieve_series", "open_series", "loggable_url"]
+__all__ = ["RetrieveError", "SeriesNotFoundError", "retrieve_series", "open_series", "series_fetch", "loggable_url"]
 
 logger = logging.getLogger(__name__)
 
@@ -291,35 +291,17 @@ def _make_fetch(
 
 
 @contextmanager
-def open_series(
-    base_url: str,
-    study_uid: str,
-    series_uid: str,
-    cache: SeriesCache,
-    *,
-    session: requests.Session | None = None,
-    auth: Any = None,
-    headers: Mapping[str, str] | None = None,
-    workers: int = 4,
-    retries: int = 4,
-    backoff: float = 0.5,
-    timeout: float | tuple[float, float] = (10.0, 300.0),
-    verify: bool | str = True,
-    chunk_size: int = 1 << 20,
-    strategy: str = "auto",
-) -> Iterator[Path]:
-    """Like :func:`retrieve_series`, as a context manager that keeps the entry pinned (never evicted) while inside."""
-    opts = dict(workers=workers, retries=retries, backoff=backoff, timeout=timeout, verify=verify, chunk=chunk_size)
-    fetch = _make_fetch(base_url, study_uid, series_uid, session, auth, headers, strategy=strategy, **opts)
-    with cache.open(series_uid, fetch) as path:
+def open_series(base_url: str, study_uid: str, series_uid: str, cache: SeriesCache, **options: Any) -> Iterator[Path]:
+    """Like :func:`retrieve_series` (the same keyword ``options``), as a context manager that keeps the entry pinned
+    (never evicted) while inside."""
+    with cache.open(series_uid, series_fetch(base_url, study_uid, series_uid, **options)) as path:
         yield path
 
 
-def retrieve_series(
+def series_fetch(
     base_url: str,
     study_uid: str,
     series_uid: str,
-    cache: SeriesCache,
     *,
     session: requests.Session | None = None,
     auth: Any = None,
@@ -331,14 +313,11 @@ def retrieve_series(
     verify: bool | str = True,
     chunk_size: int = 1 << 20,
     strategy: str = "auto",
-) -> Path:
-    """Return the cache folder of a series, retrieving it with WADO-RS first when it is absent or corrupt.
+) -> FetchFn:
+    """The :class:`SeriesCache` fetch function of one series (what :func:`retrieve_series` and :func:`open_series` give
+    the cache).
 
     Args:
-        base_url: the DICOMweb root, e.g. ``http://127.0.0.1:8042/dicom-web``.
-        study_uid: StudyInstanceUID.
-        series_uid: SeriesInstanceUID (also the cache key).
-        cache: the :class:`SeriesCache` to fill.
         session: a ``requests.Session`` to use (e.g. one the credentials module prepared); default: a new one.
         auth: a ``requests`` auth object or ``(user, password)``; never logged or stored.
         headers: extra request headers (e.g. ``Authorization: Bearer ...``); never logged or stored.
@@ -350,6 +329,21 @@ def retrieve_series(
         chunk_size: bytes read from the socket at a time (memory per stream).
         strategy: ``"auto"``: a series with nothing fetched yet comes in one streamed request, and whatever it misses
             (a fault mid-stream, a resumed series) instance by instance; ``"instances"``: always instance by instance.
+    """
+    opts = dict(workers=workers, retries=retries, backoff=backoff, timeout=timeout, verify=verify, chunk=chunk_size)
+    return _make_fetch(base_url, study_uid, series_uid, session, auth, headers, strategy=strategy, **opts)
+
+
+def retrieve_series(base_url: str, study_uid: str, series_uid: str, cache: SeriesCache, **options: Any) -> Path:
+    """Return the cache folder of a series, retrieving it with WADO-RS first when it is absent or corrupt.
+
+    Args:
+        base_url: the DICOMweb root, e.g. ``http://127.0.0.1:8042/dicom-web``.
+        study_uid: StudyInstanceUID.
+        series_uid: SeriesInstanceUID (also the cache key).
+        cache: the :class:`SeriesCache` to fill.
+        options: how it is fetched (``session``, ``auth``, ``headers``, ``workers``, ``retries``, ``backoff``,
+            ``timeout``, ``verify``, ``chunk_size``, ``strategy``): see :func:`series_fetch`.
 
     Returns:
         The folder holding ``<SOPInstanceUID>.dcm`` per instance and ``manifest.json``. It is not pinned: use
@@ -359,6 +353,4 @@ def retrieve_series(
         SeriesNotFoundError: the server has no such series (or instance).
         RetrieveError: credentials refused, access denied, or the server unreachable after the retries.
     """
-    opts = dict(workers=workers, retries=retries, backoff=backoff, timeout=timeout, verify=verify, chunk=chunk_size)
-    fetch = _make_fetch(base_url, study_uid, series_uid, session, auth, headers, strategy=strategy, **opts)
-    return cache.get(series_uid, fetch)
+    return cache.get(series_uid, series_fetch(base_url, study_uid, series_uid, **options))
