@@ -8,15 +8,18 @@ a folder, or both) into one, so that a server is a data source for every command
     monai-transfer data export idx --out ct_data --labels labels.csv      # -> ct_data/datalist.json
     monai-transfer pretrain --data ct_data/datalist.json ...               # the "unlabeled" section: every series
 
-Volumes are named by a hash of the series key (no UID or patient identifier in a file name); entries carry the
-hashed patient id, so splits and intervals keep a patient's series together. An export is resumable: a volume already
-written is kept, a new one is written to a temporary file and renamed, and the datalist is written last.
+Volumes are named by a hash of what they are made of (the series record, and a folder's file sizes and times; no UID
+or patient identifier in a file name); entries carry the hashed patient id, so splits and intervals keep a patient's
+series together. An export is resumable: a volume already written for the same record is kept, a series that changed
+since (a re-scan) gets a new volume, a new one is written to a temporary file and renamed, and the datalist is
+written last.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -52,8 +55,14 @@ def read_uid_labels(path: str | os.PathLike) -> dict[str, str]:
     return {row[key].strip(): row["label"].strip() for row in rows if row.get(key) and row.get("label")}
 
 
-def _volume_name(series_key: str) -> str:
-    return hashlib.sha256(series_key.encode()).hexdigest()[:16] + ".nii.gz"
+def _volume_name(record: Mapping[str, Any]) -> str:
+    """A name that changes with what the volume is made of: the series record (instances, geometry, status) and, for
+    a folder's series, each file's size and modification time, so a re-export after a changed scan never reuses a
+    stale volume. No UID or patient identifier appears in it."""
+    parts = [json.dumps(record, sort_keys=True, default=str)]
+    if not record.get("origin"):
+        parts += [f"{os.stat(f).st_size}:{os.stat(f).st_mtime_ns}" for f in record["files"]]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16] + ".nii.gz"
 
 
 def _write_volume(image: Any, target: Path) -> None:
@@ -120,7 +129,7 @@ def export_datalist(
     cache, clients = None, {}
     entries = []
     for i, record in enumerate(records):
-        target = out / "images" / _volume_name(record["series_key"])
+        target = out / "images" / _volume_name(record)
         if not target.is_file():
             if record.get("origin") and cache is None:
                 cache = SeriesCache(cache_root, max_bytes=int(cache_bytes))
